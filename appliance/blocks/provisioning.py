@@ -1,0 +1,140 @@
+"""Functional block B (provisioning): BootNotification, Heartbeat, GetVariables, SetVariables.
+
+Boot rules (Part 2 B01–B03, Part 6 TC_B_01/02/03/30): the first message on every connection after a
+(re)boot is BootNotification; nothing of our own goes out until it is Accepted. Pending means "wait
+`interval` and ask again, but answer the CSMS" (it may configure us meanwhile); Rejected means "wait
+`interval`, answer every CSMS request with SecurityError". A reconnect without a reboot does not boot again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from appliance.clock import StationClock
+from appliance.link.link import Link, LinkState
+from appliance.link.rpc import CallErrorReply, CallTimeout, Dispatcher, Reply
+from appliance.util.watched import Watched
+
+log = logging.getLogger("appliance.provisioning")
+
+#: Wait before re-sending a BootNotification the CSMS did not answer, or answered with interval 0.
+DEFAULT_BOOT_RETRY = 30
+
+
+class Provisioning:
+    def __init__(
+        self,
+        *,
+        device_model: Any,
+        clock: StationClock,
+        charging_station: dict,
+        boot_reason: str,
+        settings_changed: Watched[int],
+        on_password_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._dm = device_model
+        self._clock = clock
+        self._charging_station = charging_station
+        self.boot_reason = boot_reason
+        self._settings_changed = settings_changed
+        self._on_password_change = on_password_change
+        self._boot_triggered = trio.Event()
+        self.boot_status: str | None = None
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        dispatcher.register("GetVariables", self._get_variables)
+        dispatcher.register("SetVariables", self._set_variables)
+
+    # --- boot ----------------------------------------------------------------------------------------
+
+    def trigger_boot(self) -> bool:
+        """TriggerMessage(BootNotification): allowed only while the boot is not yet Accepted (TC_F_26)."""
+        if self.boot_status == "Accepted":
+            return False
+        self._boot_triggered.set()
+        return True
+
+    async def boot(self, link: Link) -> None:
+        """Run on each new connection; returns once the CSMS has accepted us."""
+        if link.accepted_once:
+            return  # plain reconnect: no new BootNotification (Part 4 §5.3)
+        reason = self.boot_reason
+        while True:
+            payload = {"reason": reason, "chargingStation": self._charging_station}
+            try:
+                answer = await link.boot_call(payload)
+            except (CallTimeout, CallErrorReply) as exc:
+                log.warning("BootNotification failed (%s); retrying in %d s", exc, DEFAULT_BOOT_RETRY)
+                await self._wait_for_retry(DEFAULT_BOOT_RETRY)
+                continue
+            self._clock.adjust(answer["currentTime"])
+            status, interval = answer["status"], int(answer["interval"])
+            self.boot_status = status
+            log.info("BootNotification (%s) answered %s, interval %d s", reason, status, interval)
+            if status == "Accepted":
+                if interval > 0:
+                    self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", interval)
+                return
+            link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
+            triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY,
+                                                   triggerable=status == "Pending")
+            reason = "Triggered" if triggered else reason
+
+    async def _wait_for_retry(self, seconds: float, *, triggerable: bool = False) -> bool:
+        """Sleep until the retry is due; True if a TriggerMessage cut it short."""
+        self._boot_triggered = trio.Event()
+        with trio.move_on_after(seconds):
+            if triggerable:
+                await self._boot_triggered.wait()
+                return True
+            await trio.sleep_forever()
+        return False
+
+    # --- heartbeat -----------------------------------------------------------------------------------
+
+    async def heartbeat_service(self, link: Link) -> None:
+        """Heartbeat every HeartbeatInterval; the CSMS's currentTime keeps the station clock right."""
+        last = trio.current_time()
+        while True:
+            interval = int(self._dm.get("OCPPCommCtrlr.HeartbeatInterval"))
+            if interval <= 0:
+                await self._settings_changed.wait_change()
+                continue
+            with trio.move_on_at(last + interval) as due:
+                await self._settings_changed.wait_change()
+            if not due.cancelled_caught:
+                continue  # a setting changed: recompute the due time with the current interval
+            last = trio.current_time()
+            try:
+                answer = await link.call("Heartbeat", {})
+            except (CallTimeout, CallErrorReply) as exc:
+                log.warning("Heartbeat failed: %s", exc)
+                continue
+            self._clock.adjust(answer["currentTime"])
+
+    # --- device model requests -----------------------------------------------------------------------
+
+    async def _get_variables(self, payload: dict) -> dict:
+        return self._dm.handle_get_variables(payload)
+
+    async def _set_variables(self, payload: dict) -> dict | Reply:
+        answer = self._dm.handle_set_variables(payload)
+        password_changed = any(
+            result["attributeStatus"] in ("Accepted", "RebootRequired")
+            and result["component"]["name"].lower() == "securityctrlr"
+            and result["variable"]["name"].lower() == "basicauthpassword"
+            for result in answer["setVariableResult"]
+        )
+        if password_changed and self._on_password_change is not None:
+            # A01: answer first, then drop the connection and come back with the new password.
+            callback = self._on_password_change
+
+            async def reconnect() -> None:
+                callback()
+
+            return Reply(answer, then=reconnect)
+        return answer

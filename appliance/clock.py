@@ -1,0 +1,57 @@
+"""The station clock: the host's UTC clock corrected by the CSMS's currentTime (ClockCtrlr.TimeSource Heartbeat).
+
+The station has no trusted time of its own, so the offset between the host clock and the CSMS's
+BootNotification/Heartbeat `currentTime` is applied to every timestamp we produce. Only wall-clock *stamps*
+use this; every duration and timer in the station runs on Trio's monotonic clock, so a clock jump never
+shortens or stretches an interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+log = logging.getLogger("appliance.clock")
+
+
+def parse_iso(value: str) -> datetime:
+    """An OCPP dateTime (RFC 3339) as an aware UTC datetime."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_iso(moment: datetime) -> str:
+    """UTC with millisecond precision and a Z suffix, the form every OCPP timestamp we send takes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class StationClock:
+    def __init__(self) -> None:
+        self.offset = 0.0  # seconds to add to the host clock
+        self.synchronized = False
+
+    def timestamp(self) -> float:
+        return time.time() + self.offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp(), UTC)
+
+    def iso(self) -> str:
+        return format_iso(self.now())
+
+    def adjust(self, csms_time: str) -> float:
+        """Adopt the CSMS's time; return the jump in seconds (for SettingSystemTime reporting)."""
+        try:
+            target = parse_iso(csms_time).timestamp()
+        except ValueError:
+            log.warning("ignoring unparseable currentTime %r from CSMS", csms_time)
+            return 0.0
+        jump = target - self.timestamp()
+        self.offset = target - time.time()
+        self.synchronized = True
+        if abs(jump) >= 1:
+            log.info("station clock moved by %+.3f s to follow the CSMS", jump)
+        return jump

@@ -1,0 +1,249 @@
+"""The station's TOML config, turned into typed settings.
+
+Every problem is a `ConfigError` that names the offending key, because the person reading it is a station
+maker at a terminal or a service manager's journal: `appliance run` prints it on one line and exits 2.
+Variable values under `[variables]` are only checked for shape here; the device model checks them against
+their characteristics when it opens (still before the station connects anywhere).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from appliance.hardware.base import EvseLayout
+
+#: The embedded default: simulated hardware, data under the current directory, a CSMS on loopback.
+DEFAULT_CONFIG = """
+[station]
+id = "CS001"
+data_dir = "var/cs001"
+vendor_name = "Appliance"
+model = "AC22-2"
+serial_number = "SIM-0001"
+firmware_version = "0.1.0"
+
+[csms]
+url = "ws://127.0.0.1:9000/"
+security_profile = 0
+
+[hardware]
+backend = "sim"
+sim_socket = "var/cs001/sim.sock"
+"""
+
+_SECTIONS = {"station", "csms", "hardware", "variables", "evse", "logging"}
+_STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
+_CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
+_HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
+_EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
+_LOGGING_KEYS = {"level"}
+
+
+class ConfigError(Exception):
+    """A config problem, always tied to the key that caused it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config error: {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str
+    data_dir: Path
+    vendor_name: str
+    model: str
+    serial_number: str | None
+    firmware_version: str | None
+
+
+@dataclass(frozen=True)
+class CsmsConfig:
+    url: str
+    security_profile: int
+    basic_auth_password: str | None
+    ca_file: Path | None
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    backend: str
+    sim_socket: Path
+    serial: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    station: StationConfig
+    csms: CsmsConfig
+    hardware: HardwareConfig
+    evses: list[EvseLayout]
+    variables: dict[str, Any]
+    log_level: str = "INFO"
+    source: str = "<embedded default>"
+
+
+def load(path: Path | None) -> Config:
+    """Read `path` (or the embedded default) and check it; raises ConfigError."""
+    if path is None:
+        return parse(DEFAULT_CONFIG, source="<embedded default>")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not UTF-8 text") from exc
+    return parse(text, source=str(path))
+
+
+def parse(text: str, *, source: str) -> Config:
+    """Parse TOML text.
+
+    Relative paths are taken from the current directory, as the CONTRACT's examples do; a service unit sets
+    WorkingDirectory (see tools/appliance.service).
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"not valid TOML: {exc}") from exc
+    _only(raw, _SECTIONS, "")
+    station = _table(raw, "station")
+    csms = _table(raw, "csms")
+    hardware = _table(raw, "hardware", required=False)
+    _only(station, _STATION_KEYS, "station.")
+    _only(csms, _CSMS_KEYS, "csms.")
+    _only(hardware, _HARDWARE_KEYS, "hardware.")
+
+    station_id = _str(station, "station.id", "id", required=True)
+    assert station_id is not None
+    if not 1 <= len(station_id) <= 48 or ":" in station_id or "/" in station_id:
+        raise ConfigError("station.id", "must be 1-48 characters without ':' or '/' (it is the URL path segment "
+                          "and the basic-auth username)")
+    data_dir = Path(_str(station, "station.data_dir", "data_dir", required=True) or "")
+    vendor = _str(station, "station.vendor_name", "vendor_name", default="Appliance", max_len=50)
+    model = _str(station, "station.model", "model", default="AC22-2", max_len=20)
+    serial = _str(station, "station.serial_number", "serial_number", max_len=25)
+    firmware = _str(station, "station.firmware_version", "firmware_version", max_len=50)
+
+    url = _str(csms, "csms.url", "url", required=True) or ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL with a host, got {url!r}")
+    profile = csms.get("security_profile", 1)
+    if type(profile) is not int or profile not in (0, 1, 2):
+        raise ConfigError("csms.security_profile", f"must be 0, 1 or 2, got {profile!r}")
+    if profile == 2 and parts.scheme != "wss":
+        raise ConfigError("csms.url", "security_profile 2 needs a wss:// URL")
+    if profile < 2 and parts.scheme == "wss":
+        raise ConfigError("csms.security_profile", "a wss:// URL needs security_profile 2")
+    password = _str(csms, "csms.basic_auth_password", "basic_auth_password")
+    if profile >= 1 and password is None:
+        raise ConfigError("csms.basic_auth_password", f"required for security_profile {profile}")
+    if password is not None and not 16 <= len(password) <= 40:
+        raise ConfigError("csms.basic_auth_password", "must be 16 to 40 characters (OCPP passwordString)")
+    ca = _str(csms, "csms.ca_file", "ca_file")
+    ca_file = Path(ca) if ca else None
+    if profile == 2 and ca_file is None:
+        raise ConfigError("csms.ca_file", "required for security_profile 2 (the CSMS root certificate)")
+
+    backend = _str(hardware, "hardware.backend", "backend", default="sim")
+    if backend not in ("sim", "serial"):
+        raise ConfigError("hardware.backend", f"must be 'sim' or 'serial', got {backend!r}")
+    sim_socket = Path(_str(hardware, "hardware.sim_socket", "sim_socket") or str(data_dir / "sim.sock"))
+    serial = hardware.get("serial", {})
+    if not isinstance(serial, dict):
+        raise ConfigError("hardware.serial", "must be a table")
+
+    variables = raw.get("variables", {})
+    if not isinstance(variables, dict):
+        raise ConfigError("variables", "must be a table")
+    for key, value in variables.items():
+        if not isinstance(value, str | int | float | bool | list) or (
+            isinstance(value, list) and not all(isinstance(v, str) for v in value)
+        ):
+            raise ConfigError(f"variables.{key}", "value must be a string, number, boolean or list of strings")
+
+    logging_table = _table(raw, "logging", required=False)
+    _only(logging_table, _LOGGING_KEYS, "logging.")
+    level = str(logging_table.get("level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("logging.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+
+    return Config(
+        station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
+        csms=CsmsConfig(url, profile, password, ca_file),
+        hardware=HardwareConfig(backend or "sim", sim_socket, serial),
+        evses=_evses(raw.get("evse")),
+        variables=dict(variables),
+        log_level=level,
+        source=source,
+    )
+
+
+def _evses(raw: Any) -> list[EvseLayout]:
+    """The EVSE layout; the default is the certified station's: EVSE 1 three-phase, EVSE 2 single-phase."""
+    if raw is None:
+        return [EvseLayout(1, phases=3), EvseLayout(2, phases=1)]
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("evse", "must be an array of tables ([[evse]])")
+    layouts = []
+    for index, table in enumerate(raw):
+        where = f"evse[{index}]"
+        if not isinstance(table, dict):
+            raise ConfigError(where, "must be a table")
+        _only(table, _EVSE_KEYS, where + ".")
+        evse_id = table.get("id", index + 1)
+        if type(evse_id) is not int or evse_id != index + 1:
+            raise ConfigError(f"{where}.id", f"EVSE ids run 1, 2, … in order; expected {index + 1}")
+        phases = table.get("phases", 3)
+        if phases not in (1, 3) or type(phases) is not int:
+            raise ConfigError(f"{where}.phases", "must be 1 or 3")
+        current = table.get("max_current_a", 32.0)
+        if not isinstance(current, int | float) or isinstance(current, bool) or not 6 <= current <= 80:
+            raise ConfigError(f"{where}.max_current_a", "must be a number from 6 to 80")
+        voltage = table.get("nominal_voltage_v", 230.0)
+        if not isinstance(voltage, int | float) or isinstance(voltage, bool) or not 100 <= voltage <= 260:
+            raise ConfigError(f"{where}.nominal_voltage_v", "must be a number from 100 to 260")
+        ctype = table.get("connector_type", "cType2")
+        if ctype not in ("cType2", "sType2"):
+            raise ConfigError(f"{where}.connector_type", "must be cType2 (fixed cable) or sType2 (socket)")
+        layouts.append(EvseLayout(evse_id, phases, float(current), float(voltage), ctype))
+    return layouts
+
+
+def _table(raw: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(name, "missing section")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(name, "must be a table")
+    return value
+
+
+def _only(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(prefix + key, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _str(
+    table: dict[str, Any], full: str, key: str, *, required: bool = False, default: str | None = None,
+    max_len: int | None = None,
+) -> str | None:
+    value = table.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(full, "missing")
+        return default
+    if not isinstance(value, str) or not value:
+        raise ConfigError(full, "must be a non-empty string")
+    if max_len is not None and len(value) > max_len:
+        raise ConfigError(full, f"at most {max_len} characters (BootNotification limit)")
+    return value

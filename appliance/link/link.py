@@ -1,0 +1,229 @@
+"""The connection supervisor: connect, boot, stay alive, notice a dead link, reconnect with back-off.
+
+One `Link` lives for the whole process. Each connection is a *session* with its own nursery: the RPC receive
+and dispatch tasks, the ping loop, and — once the CSMS has accepted the boot — the online services the
+station registered (heartbeat, status reporting, journal delivery …). When the link dies, the session's
+nursery is cancelled as a whole, so no task outlives the connection it was using.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+import trio_websocket
+
+from appliance.link.backoff import Backoff, BackoffSettings
+from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
+from appliance.link.transport import Endpoint, HandshakeFailed, open_websocket
+from appliance.protocol import ErrorCode, OcppError, SchemaRegistry
+from appliance.util.watched import Watched
+
+log = logging.getLogger("appliance.link")
+
+
+class LinkState(enum.Enum):
+    OFFLINE = "offline"
+    CONNECTED = "connected"  # WebSocket up, boot not yet answered
+    PENDING = "pending"  # BootNotification answered Pending
+    REJECTED = "rejected"  # BootNotification answered Rejected
+    ACCEPTED = "accepted"
+
+
+class LinkDead(Exception):
+    """The link stopped answering pings: treat it like a pulled cable."""
+
+
+OnlineService = Callable[["Link"], Awaitable[None]]
+BootProcedure = Callable[["Link"], Awaitable[None]]
+
+
+class Link:
+    """Owns the CSMS connection and exposes `call()` to the rest of the station."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: Callable[[], Endpoint],
+        dispatcher: Dispatcher,
+        registry: SchemaRegistry,
+        setting: Callable[[str], object],
+        settings_changed: Watched[int],
+        boot: BootProcedure,
+    ) -> None:
+        self._endpoint = endpoint
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._setting = setting
+        self._settings_changed = settings_changed
+        self._boot = boot
+        self._session: RpcSession | None = None
+        self._online_services: list[tuple[str, OnlineService]] = []
+        self._reconnect_now = trio.Event()
+        self.state: Watched[LinkState] = Watched(LinkState.OFFLINE)
+        self.accepted_once = False
+        self.offline_since: float | None = None  # trio time the link was lost; None while connected
+        self.last_offline_duration: float = math.inf  # how long the previous outage lasted (inf: never online)
+        self.connections = 0
+        dispatcher.gate = self._gate
+        self.backoff = Backoff(self._backoff_settings)
+
+    # --- for the rest of the station -------------------------------------------------------------------
+
+    def add_online_service(self, name: str, service: OnlineService) -> None:
+        """Run `service(link)` in every session once the boot is accepted; it is cancelled with the session."""
+        self._online_services.append((name, service))
+
+    @property
+    def online(self) -> bool:
+        return self.state.value is LinkState.ACCEPTED
+
+    async def call(self, action: str, payload: dict, *, timeout: float | None = None) -> dict:
+        """Send a CALL on the current connection. BootNotification may go before acceptance, nothing else."""
+        session = self._session
+        if session is None:
+            raise LinkDown("offline")
+        if action != "BootNotification" and self.state.value is not LinkState.ACCEPTED:
+            raise LinkDown(f"boot not accepted ({self.state.value.value})")
+        return await session.call(action, payload, timeout=timeout)
+
+    async def boot_call(self, payload: dict) -> dict:
+        session = self._session
+        if session is None:
+            raise LinkDown("offline")
+        return await session.call("BootNotification", payload)
+
+    def reconnect(self, reason: str) -> None:
+        """Drop the current connection and connect again at once (e.g. a new basic-auth password)."""
+        log.info("reconnecting: %s", reason)
+        self._reconnect_now.set()
+
+    # --- supervision ---------------------------------------------------------------------------------
+
+    def _backoff_settings(self) -> BackoffSettings:
+        return BackoffSettings(
+            wait_minimum=float(self._int("OCPPCommCtrlr.RetryBackOffWaitMinimum")),
+            random_range=float(self._int("OCPPCommCtrlr.RetryBackOffRandomRange")),
+            repeat_times=self._int("OCPPCommCtrlr.RetryBackOffRepeatTimes"),
+        )
+
+    def _int(self, path: str) -> int:
+        return int(self._setting(path))  # type: ignore[call-overload]
+
+    def _message_timeout(self) -> float:
+        return float(self._int("OCPPCommCtrlr.MessageTimeout[Default]"))
+
+    def _gate(self, action: str) -> OcppError | None:
+        """TC_B_30: while the boot is Rejected, every CSMS request gets SecurityError."""
+        if self.state.value is LinkState.REJECTED:
+            return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
+        return None
+
+    async def run(self) -> None:
+        """Connect and reconnect forever; only cancellation ends it."""
+        while True:
+            endpoint = self._endpoint()
+            lost_reason = await self._one_connection(endpoint)
+            if self.offline_since is None:
+                self.offline_since = trio.current_time()
+            if self._reconnect_now.is_set():
+                self._reconnect_now = trio.Event()
+                delay = 0.0
+            else:
+                delay = self.backoff.next_delay()
+            log.warning("CSMS link down (%s); next attempt in %.1f s", lost_reason, delay)
+            with trio.move_on_after(delay):
+                await self._reconnect_now.wait()
+
+    async def _one_connection(self, endpoint: Endpoint) -> str:
+        """One connection attempt and, if it works, the whole session. Returns why it ended."""
+        ping_interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+        timeout = self._message_timeout()
+        dead_after = min(timeout, ping_interval) if ping_interval > 0 else timeout
+        log.info("connecting to %s", endpoint.redacted())
+        reason = "reconnect requested"
+        try:
+            async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after) as ws:
+                self.connections += 1
+                self.backoff.reset()
+                log.info("connected to %s", endpoint.full_url)
+                await self._session_body(ws)
+        except* trio.TooSlowError:
+            reason = "timed out"
+        except* (LinkDead, LinkDown, HandshakeFailed) as group:
+            reason = str(group.exceptions[0])
+        except* trio_websocket.ConnectionRejected as group:
+            status = group.exceptions[0].status_code
+            hint = " (basic auth refused: check the password)" if status == 401 else ""
+            reason = f"handshake rejected with HTTP {status}{hint}"
+        except* trio_websocket.ConnectionClosed as group:
+            close = group.exceptions[0].reason
+            reason = f"closed by CSMS ({close.code} {close.name})" if close else "closed"
+        except* (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as g:
+            reason = f"{type(g.exceptions[0]).__name__}: {g.exceptions[0]}"
+        finally:
+            self._enter_offline()
+        return reason
+
+    def _enter_offline(self) -> None:
+        self._session = None
+        if self.state.value is not LinkState.OFFLINE:
+            self.offline_since = trio.current_time()
+            self.state.set(LinkState.OFFLINE)
+
+    async def _session_body(self, ws: trio_websocket.WebSocketConnection) -> None:
+        session = RpcSession(ws, self._dispatcher, self._registry, self._message_timeout)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            nursery.start_soon(self._ping_loop, ws)
+            self._session = session
+            self.state.set(LinkState.CONNECTED)
+            if self.offline_since is not None:
+                self.last_offline_duration = trio.current_time() - self.offline_since
+            self.offline_since = None
+            await self._boot(self)
+            self.accepted_once = True
+            self.state.set(LinkState.ACCEPTED)
+            for name, service in self._online_services:
+                nursery.start_soon(self._run_service, name, service, name=f"online:{name}")
+            await self._reconnect_now.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _run_service(self, name: str, service: OnlineService) -> None:
+        """An online service that fails is logged and restarted; a link loss cancels it from outside."""
+        delay = 1.0
+        while True:
+            try:
+                await service(self)
+                return
+            except LinkDown:
+                return  # the session is ending; the next one starts the service again
+            except Exception:
+                log.exception("online service %s failed; restarting in %.0f s", name, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _ping_loop(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """WebSocket pings with a deadline: the only way to notice a silently dead path quickly.
+
+        The next ping is due `WebSocketPingInterval` after the last one; a changed interval applies at once.
+        """
+        last = trio.current_time()
+        while True:
+            interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+            if interval <= 0:
+                await self._settings_changed.wait_change()
+                continue
+            with trio.move_on_at(last + interval) as wait:
+                await self._settings_changed.wait_change()
+            if not wait.cancelled_caught:
+                continue
+            deadline = min(float(interval), self._message_timeout())
+            with trio.move_on_after(deadline) as scope:
+                await ws.ping()
+            if scope.cancelled_caught:
+                raise LinkDead(f"no pong within {deadline:g} s")
+            last = trio.current_time()

@@ -1,0 +1,228 @@
+"""OCPP-J RPC over one live WebSocket: our CALLs (one at a time) and the CSMS's CALLs (answered in order).
+
+One receive loop always drains the socket (trio-websocket only reads pongs while someone reads messages) and
+hands CSMS CALLs to a dispatcher task through a bounded channel. Responses are matched to our single
+outstanding CALL by message id; a response to any other id is logged and dropped (Part 4 §4.1.4: never
+answer a response).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from appliance.protocol import (
+    Call,
+    CallError,
+    CallResult,
+    ErrorCode,
+    FrameError,
+    OcppError,
+    SchemaRegistry,
+    call_error_for,
+    decode,
+    encode,
+    new_message_id,
+)
+
+log = logging.getLogger("appliance.link.rpc")
+
+#: CSMS CALLs waiting for the dispatcher; the CSMS sends one at a time, so a few is plenty.
+INBOUND_QUEUE = 16
+
+
+class CallFailed(Exception):
+    """Our CALL got no usable answer."""
+
+
+class CallTimeout(CallFailed):
+    """No answer within OCPPCommCtrlr.MessageTimeout."""
+
+
+class LinkDown(CallFailed):
+    """The link was lost before or while the CALL was answered."""
+
+
+class CallErrorReply(CallFailed):
+    """The CSMS answered with a CALLERROR."""
+
+    def __init__(self, code: str, description: str, details: dict) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+@dataclass
+class Reply:
+    """A handler's answer plus, optionally, work to run once the answer is on the wire.
+
+    OCPP often wants something sent *after* the response (the message a TriggerMessage asks for, the
+    NotifyReports of a GetBaseReport); `then` runs after the CALLRESULT is sent, in the session's nursery.
+    """
+
+    payload: dict
+    then: Callable[[], Awaitable[None]] | None = None
+
+
+Handler = Callable[[dict], Awaitable["dict | Reply"]]
+#: Decides, before any handler runs, whether a CSMS CALL may be handled now (boot state); None = yes.
+Gate = Callable[[str], OcppError | None]
+
+
+class Dispatcher:
+    """Routes CSMS CALLs to the functional blocks' handlers and turns every failure into a CALLERROR."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._registry = registry
+        self._handlers: dict[str, Handler] = {}
+        self.gate: Gate = lambda action: None
+
+    def register(self, action: str, handler: Handler) -> None:
+        if action not in self._registry.actions:
+            raise ValueError(f"{action} is not an OCPP 2.0.1 action")
+        if action in self._handlers:
+            raise ValueError(f"{action} already has a handler")
+        self._handlers[action] = handler
+
+    async def handle(self, call: Call) -> tuple[CallResult | CallError, Callable[[], Awaitable[None]] | None]:
+        try:
+            refusal = self.gate(call.action)
+            if refusal is not None:
+                raise refusal
+            self._registry.validate_request(call.action, call.payload)
+            handler = self._handlers.get(call.action)
+            if handler is None:
+                raise OcppError(ErrorCode.NotSupported, f"{call.action} is not supported by this station")
+            answer = await handler(call.payload)
+            reply = answer if isinstance(answer, Reply) else Reply(answer)
+            try:
+                self._registry.validate_response(call.action, reply.payload)
+            except OcppError as exc:
+                log.error("BUG: our %s response fails its schema: %s", call.action, exc.description)
+                raise OcppError(ErrorCode.InternalError, "station produced an invalid response") from exc
+            return CallResult(call.message_id, reply.payload), reply.then
+        except OcppError as exc:
+            log.warning("answering %s %s with CALLERROR %s: %s", call.action, call.message_id,
+                        exc.code.value, exc.description)
+            return call_error_for(call.message_id, exc), None
+        except Exception:
+            log.exception("handler for %s failed", call.action)
+            return call_error_for(call.message_id, OcppError(ErrorCode.InternalError, "internal error")), None
+
+
+class RpcSession:
+    """The RPC layer for one connection; lives exactly as long as the WebSocket."""
+
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        dispatcher: Dispatcher,
+        registry: SchemaRegistry,
+        message_timeout: Callable[[], float],
+    ) -> None:
+        self._ws = ws
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._message_timeout = message_timeout
+        self._call_lock = trio.Lock()
+        self._pending_id: str | None = None
+        self._pending_action = ""
+        self._answer: CallResult | CallError | None = None
+        self._answered = trio.Event()
+        self._closed = trio.Event()
+        self.frames_in = 0
+        self.frames_out = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Receive and dispatch until the WebSocket closes; then raise ConnectionClosed."""
+        send, receive = trio.open_memory_channel[Call](INBOUND_QUEUE)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._dispatch_loop, receive, nursery)
+                task_status.started()
+                async with send:
+                    await self._receive_loop(send)
+        finally:
+            self._closed.set()
+            self._answered.set()
+
+    async def _receive_loop(self, inbound: trio.MemorySendChannel[Call]) -> None:
+        while True:
+            text = await self._ws.get_message()
+            self.frames_in += 1
+            try:
+                frame = decode(text)
+            except FrameError as exc:
+                log.warning("malformed frame from CSMS (%s): %s", exc.code.value, exc.description)
+                if exc.reply:
+                    await self._send(encode(call_error_for(exc.message_id, exc)))
+                continue
+            if isinstance(frame, Call):
+                await inbound.send(frame)
+            elif frame.message_id == self._pending_id and not self._answered.is_set():
+                self._answer = frame
+                self._answered.set()
+            else:
+                log.warning("dropping a response to unknown message id %r", frame.message_id)
+
+    async def _dispatch_loop(self, inbound: trio.MemoryReceiveChannel[Call], nursery: trio.Nursery) -> None:
+        async with inbound:
+            async for call in inbound:
+                answer, then = await self._dispatcher.handle(call)
+                await self._send(encode(answer))
+                if then is not None:
+                    nursery.start_soon(self._run_followup, call.action, then)
+
+    async def _run_followup(self, action: str, then: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await then()
+        except CallFailed as exc:
+            log.warning("follow-up of %s not completed: %s", action, exc)
+
+    async def _send(self, text: str) -> None:
+        self.frames_out += 1
+        await self._ws.send_message(text)
+
+    async def call(self, action: str, payload: dict, *, timeout: float | None = None) -> dict:
+        """Send one CALL and return the CSMS's CALLRESULT payload.
+
+        Raises CallTimeout, CallErrorReply or LinkDown. Waits for our previous CALL first: OCPP-J allows one
+        outstanding CALL per direction.
+        """
+        self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
+        async with self._call_lock:
+            if self._closed.is_set():
+                raise LinkDown("not connected")
+            message_id = new_message_id()
+            self._pending_id, self._pending_action = message_id, action
+            self._answer = None
+            self._answered = trio.Event()
+            try:
+                try:
+                    await self._send(encode(Call(message_id, action, payload)))
+                except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise LinkDown(f"link lost while sending {action}") from exc
+                limit = self._message_timeout() if timeout is None else timeout
+                with trio.move_on_after(limit if limit > 0 else math.inf):
+                    await self._answered.wait()
+                answer = self._answer
+            finally:
+                self._pending_id = None
+        if answer is None:
+            if self._closed.is_set():
+                raise LinkDown(f"link lost while waiting for the answer to {action}")
+            raise CallTimeout(f"no answer to {action} within {limit:g} s")
+        if isinstance(answer, CallError):
+            raise CallErrorReply(answer.code, answer.description, answer.details)
+        try:
+            self._registry.validate_response(action, answer.payload)
+        except OcppError as exc:
+            log.warning("CSMS answered %s with an invalid payload: %s", action, exc.description)
+            raise CallErrorReply(exc.code.value, f"invalid response: {exc.description}", {}) from exc
+        return answer.payload

@@ -1,0 +1,117 @@
+"""Opening the WebSocket to the CSMS: TCP, optional TLS, the OCPP-J handshake, basic auth.
+
+We open the TCP stream ourselves rather than through `open_websocket_url` because the socket options that
+make a pulled cable visible (TCP_USER_TIMEOUT, keepalive) are not exposed there, and because every step needs
+its own deadline: a blackholed reconnect must fail in bounded time, not hang.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import trio
+from trio_websocket import WebSocketConnection, wrap_client_stream
+
+log = logging.getLogger("appliance.link")
+
+SUBPROTOCOL = "ocpp2.0.1"
+#: OCPP messages are small; a CSMS sending more than this in one frame is broken or hostile.
+MAX_MESSAGE_SIZE = 256 * 1024
+
+
+class HandshakeFailed(Exception):
+    """The CSMS accepted TCP but not our OCPP-J connection (wrong subprotocol, auth refused …)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to connect: derived from the config and the device model at each attempt."""
+
+    url: str  # the CSMS endpoint without the station id
+    station_id: str
+    security_profile: int
+    password: str | None
+    ca_file: Path | None = None
+
+    @property
+    def full_url(self) -> str:
+        """Endpoint URL + '/' + percent-encoded identity (Part 4 §3.1.1)."""
+        return self.url.rstrip("/") + "/" + quote(self.station_id, safe="")
+
+    def redacted(self) -> str:
+        return f"{self.full_url} (security profile {self.security_profile})"
+
+
+def auth_header(station_id: str, password: str) -> tuple[bytes, bytes]:
+    token = base64.b64encode(f"{station_id}:{password}".encode()).decode("ascii")
+    return (b"Authorization", f"Basic {token}".encode("ascii"))
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """TLS 1.2+ with server verification against the CSMS root(s) (Security Profile 2)."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _tune_socket(stream: trio.SocketStream, dead_after: float) -> None:
+    """Make the kernel give up on unacknowledged data after `dead_after` seconds (a pulled cable)."""
+    sock = stream.socket
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(dead_after)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(dead_after / 3)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1000, int(dead_after * 1000)))
+
+
+@contextlib.asynccontextmanager
+async def open_websocket(
+    endpoint: Endpoint, *, connect_timeout: float, dead_after: float, close_timeout: float = 2.0
+) -> AsyncIterator[WebSocketConnection]:
+    """Connect, and close with a close frame (bounded by `close_timeout`) when the body ends.
+
+    Raises OSError / trio.TooSlowError / HandshakeFailed / trio_websocket.HandshakeError on failure.
+    """
+    parts = urlsplit(endpoint.full_url)
+    host = parts.hostname or ""
+    tls = parts.scheme == "wss"
+    port = parts.port or (443 if tls else 80)
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = []
+    if endpoint.security_profile >= 1 and endpoint.password:
+        headers.append(auth_header(endpoint.station_id, endpoint.password))
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(connect_timeout):
+            tcp = await trio.open_tcp_stream(host, port)
+            _tune_socket(tcp, dead_after)
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
+            if tls:
+                stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
+                                        https_compatible=True)
+                await stream.do_handshake()
+            ws = await wrap_client_stream(
+                nursery, stream, parts.netloc, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+                message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
+            )
+        if ws.subprotocol != SUBPROTOCOL:
+            with trio.move_on_after(close_timeout):
+                await ws.aclose(1002, "ocpp2.0.1 subprotocol required")
+            raise HandshakeFailed(f"CSMS did not select subprotocol {SUBPROTOCOL} (got {ws.subprotocol!r})")
+        try:
+            yield ws
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()

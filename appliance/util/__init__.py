@@ -1,0 +1,1 @@
+"""Small Trio helpers the station's tasks share."""

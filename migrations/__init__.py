@@ -1,0 +1,1 @@
+"""Numbered SQL migrations of the station journal, shipped as package data `appliance._migrations`."""
