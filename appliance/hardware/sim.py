@@ -1,0 +1,555 @@
+"""Simulated hardware: EVs, an RFID reader, faults and energy meters that behave like the real thing.
+
+Why it exists: the station logic must be exercised end to end (demo, acceptance tests, people poking at it)
+without a car. `SimHardware` implements `Hardware` exactly as a device backend would; what a real backend
+reads from the pilot line, the card reader and the meter, the simulator takes from its control socket
+(`appliance.hardware.control`, driven by `appliance sim …`) and from a small physical model.
+
+The physical model, per EVSE:
+
+* EV state A (nothing plugged), B (plugged, not asking) or C (asking for energy), and the power the EV wants
+  (`charge --watts`, default: the EVSE's maximum).
+* Power flows only in state C, with no fault, while the station offers current (`set_offered_current` > 0,
+  i.e. the contactor is closed): ``P = min(EV's wish, offered A * phases * nominal V)``. That mean power is
+  what the energy register integrates. A reading adds a deterministic ±1 % voltage ripple per phase (two slow
+  sines of the clock), and per-phase current follows from it: an EV limited by the offered current draws
+  exactly that current (P then rides on the voltage), an EV that regulates its own power draws
+  ``P / (phases * V)``, never more than offered. So ``sum(V * I) ≈ P`` and ``I ≤ offered`` in every reading.
+* The energy register is integrated piecewise with the clock (`trio.current_time` by default, so MockClock
+  drives it in tests): on every reading and before every change of EV state, offered current or fault, at the
+  old power. It starts at a seeded few kWh and never decreases.
+
+The register survives restarts of the station. It is kept in ``<socket stem>.meter.json`` next to the control
+socket (written to a temporary file, fsync'ed, renamed, directory fsync'ed), loaded when `SimHardware` is
+created and rewritten at most every `persist_interval_s` seconds while it moves, on clean exit, and at once
+when the power rises. So that a crash (kill -9, power cut) can never make it go backwards either, a running
+simulator writes not the current value but a *lease*: the value plus ``power * 3 * persist_interval_s``,
+which no reading can exceed before the next write lands. After a crash the register therefore restarts a few
+Wh ahead (at most ~40 Wh at 22 kW with the default 2 s); after a clean exit it restarts exactly where it was.
+When the simulator stops it opens every contactor (the station is powering down), so readings taken after
+`run` has returned do not exceed what was saved. Only the register is persisted: EV, card and fault state
+are not, so a restarted station finds every EVSE empty (as if the driver left during the outage).
+
+Refusals (each a `CommandRefused` carrying a message for the person at the terminal): unknown EVSE, plug when
+plugged, charge/suspend/unplug with nothing plugged, suspend when not charging, watts not a finite number in
+(0, 1 MW], fault when already faulted (clear first), clear with no fault, token empty, longer than 36
+characters (OCPP IdToken) or not printable ASCII without spaces, fault code empty, longer than 50 or not
+printable ASCII. A token that is not hex is passed on (as ISO14443): real readers only produce hex UIDs, but
+people type "TAG1" and the station must cope with whatever a CSMS-side token list contains anyway. `charge`
+while already charging changes the EV's wish (no event, the EV state is unchanged).
+
+Event delivery applies back-pressure: a command waits for room in the bounded `events` channel rather than
+dropping its event, and the state change is visible (`ev_state`, `status`) before the event is received, so
+the station sees a consistent world when it handles it. Events from concurrent commands keep their order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from appliance.hardware import control
+from appliance.hardware.base import (
+    CardPresented,
+    EvseLayout,
+    EVState,
+    EVStateChanged,
+    FaultCleared,
+    FaultRaised,
+    HardwareEvent,
+    Indication,
+    MeterReading,
+    Plugged,
+    StationSnapshot,
+    StatusProvider,
+    Unplugged,
+)
+from appliance.hardware.control import CommandRefused
+
+LOG = logging.getLogger("appliance.hardware.sim")
+
+DEFAULT_EVENTS_BUFFER = 64
+DEFAULT_PERSIST_INTERVAL_S = 2.0
+#: How far ahead of the register the persisted lease reaches, in persist intervals (see module docstring).
+LEASE_INTERVALS = 3.0
+MAX_TOKEN_CHARS = 36  # OCPP IdTokenType.idToken
+MAX_FAULT_CODE_CHARS = 50  # OCPP techCode-sized
+MAX_EV_WATTS = 1_000_000.0
+DEFAULT_FAULT_CODE = "SimulatedFault"
+TOKEN_TYPE = "ISO14443"
+METER_FILE_FORMAT = 1
+#: Ripple amplitudes of the two sines; their sum stays within ±1 % of nominal.
+_RIPPLE = ((0.007, 53.0), (0.003, 9.7))
+
+
+def meter_file_for(socket_path: Path) -> Path:
+    """Where the register of the simulator serving `socket_path` is persisted."""
+    return socket_path.with_name(socket_path.stem + ".meter.json")
+
+
+def _printable_ascii(text: str) -> bool:
+    return all("!" <= ch <= "~" for ch in text)
+
+
+def _floor_centi(amps: float) -> float:
+    """Round a current down to 10 mA, so a reading never shows more than the offered current."""
+    return math.floor(amps * 100.0 + 1e-9) / 100.0
+
+
+def _ceil_milli(value: float) -> float:
+    """Round up to 1 mWh, so a persisted value is never below what a reading (rounded to 1 mWh) showed."""
+    return math.ceil(value * 1000.0 - 1e-6) / 1000.0
+
+
+@dataclass
+class _EvseSim:
+    """The simulated physical world behind one EVSE."""
+
+    layout: EvseLayout
+    energy_wh: float
+    ev_state: EVState = EVState.A
+    requested_w: float | None = None  # None: as much as the EVSE can give
+    offered_a: float = 0.0
+    fault: str | None = None
+    indication: Indication | None = None
+    last_integrated: float | None = None
+
+
+class SimHardware:
+    """The simulated backend (see the module docstring for the model and the persisted register)."""
+
+    def __init__(
+        self,
+        layouts: list[EvseLayout],
+        socket_path: Path,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        events_buffer: int = DEFAULT_EVENTS_BUFFER,
+        persist_interval_s: float = DEFAULT_PERSIST_INTERVAL_S,
+        meter_file: Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        ids = [layout.evse_id for layout in layouts]
+        if not layouts or len(set(ids)) != len(ids):
+            raise ValueError(f"EVSE layouts need distinct ids, got {ids}")
+        self.layouts = list(layouts)
+        self.socket_path = Path(socket_path)
+        self.meter_file = meter_file if meter_file is not None else meter_file_for(self.socket_path)
+        self._clock = clock
+        self._persist_interval_s = persist_interval_s
+        self._send, self.events = trio.open_memory_channel[HardwareEvent](events_buffer)
+        stored = self._load_registers()
+        self._evses: dict[int, _EvseSim] = {}
+        for layout in self.layouts:
+            start = stored.get(layout.evse_id)
+            if start is None:
+                start = round(random.Random(f"appliance-sim/{seed}/{layout.evse_id}").uniform(1500, 6000), 1)
+            self._evses[layout.evse_id] = _EvseSim(layout, start)
+        self._status_provider: StatusProvider | None = None
+        self._common_indication: Indication | None = None
+        self._stopped = False
+        self._persisted: dict[int, float] | None = None
+        self._persist_kick = trio.Event()
+        self._file_lock = threading.Lock()
+        self._persist_failing = False
+
+    # ------------------------------------------------------------------------------------- Hardware API
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the control socket and persist the register until cancelled; started() once listening.
+
+        A control socket that cannot be set up raises (ControlSocketError, naming the path) before started(),
+        unwrapped, so `await nursery.start(hw.run)` reports it plainly. On the way out (also on
+        cancellation) the socket file is removed and the exact registers are saved.
+        """
+        listener = await control.open_listener(self.socket_path)  # errors surface raw from nursery.start
+        self._stopped = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(control.serve, self, listener)
+                nursery.start_soon(self._persist_loop)
+                LOG.info("simulated hardware ready: %s", ", ".join(
+                    f"EVSE {e.layout.evse_id} {e.layout.phases}x{e.layout.max_current_a:g} A "
+                    f"register {e.energy_wh:.1f} Wh" for e in self._evses.values()))
+                task_status.started()
+        finally:
+            listener.close()
+            self._stop()
+
+    def ev_state(self, evse_id: int) -> EVState:
+        return self._evse(evse_id).ev_state
+
+    def faulted(self, evse_id: int) -> str | None:
+        return self._evse(evse_id).fault
+
+    def read_meter(self, evse_id: int) -> MeterReading:
+        evse = self._evse(evse_id)
+        now = self._clock()
+        self._integrate(evse, now)
+        layout = evse.layout
+        voltages = tuple(round(v, 1) for v in self._voltages(evse, now))
+        power = self._mean_power_w(evse)
+        if power > 0:
+            if evse.requested_w is not None and evse.requested_w < evse.offered_a * layout.phases * \
+                    layout.nominal_voltage_v:
+                per_phase_w = evse.requested_w / layout.phases
+                currents = tuple(_floor_centi(min(per_phase_w / v, evse.offered_a)) for v in voltages)
+            else:
+                currents = tuple(_floor_centi(evse.offered_a) for _ in voltages)
+        else:
+            currents = tuple(0.0 for _ in voltages)
+        actual_w = round(sum(v * i for v, i in zip(voltages, currents, strict=True)), 1)
+        return MeterReading(
+            energy_wh=round(evse.energy_wh, 3),
+            power_w=actual_w,
+            voltage_v=voltages,
+            current_a=currents,
+            offered_current_a=evse.offered_a,
+            phases=layout.phases,
+        )
+
+    def set_offered_current(self, evse_id: int, amps: float) -> None:
+        evse = self._evse(evse_id)
+        try:
+            wanted = float(amps)
+        except (TypeError, ValueError):
+            wanted = math.nan
+        if not math.isfinite(wanted):
+            LOG.warning("EVSE %d: offered current %r is not a number; offering 0 A", evse_id, amps)
+            wanted = 0.0
+        clamped = min(max(wanted, 0.0), evse.layout.max_current_a)
+        if clamped != wanted:
+            LOG.warning("EVSE %d: offered %.1f A clamped to %.1f A", evse_id, wanted, clamped)
+        if clamped == evse.offered_a:
+            return
+        self._integrate(evse, self._clock())
+        was_closed = evse.offered_a > 0
+        evse.offered_a = clamped
+        if (clamped > 0) != was_closed:
+            LOG.info("EVSE %d: contactor %s (%.1f A offered)", evse_id, "closed" if clamped > 0 else "opened",
+                     clamped)
+        else:
+            LOG.debug("EVSE %d: %.1f A offered", evse_id, clamped)
+        self._kick_persist()
+
+    def indicate(self, evse_id: int | None, indication: Indication) -> None:
+        if evse_id is None:
+            self._common_indication = indication
+            for evse in self._evses.values():
+                evse.indication = indication
+            LOG.info("display (all EVSEs): %s", indication.value)
+            return
+        evse = self._evses.get(evse_id)
+        if evse is None:
+            LOG.warning("indication %s for unknown EVSE %r ignored", indication.value, evse_id)
+            return
+        evse.indication = indication
+        LOG.info("display EVSE %d: %s", evse_id, indication.value)
+
+    def set_status_provider(self, provider: StatusProvider) -> None:
+        self._status_provider = provider
+
+    # --------------------------------------------------------------------------------- simulated world
+
+    async def plug(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+        """An EV is connected (state B). Returns the emitted event's name and the EVSE's resulting state."""
+        evse = self._command_evse(evse_id)
+        if evse.ev_state is not EVState.A:
+            raise CommandRefused(f"EVSE {evse_id} already has an EV plugged in (state {evse.ev_state.value})")
+        self._set_ev_state(evse, EVState.B)
+        evse.requested_w = None
+        LOG.info("sim: EV plugged into EVSE %d", evse_id)
+        return await self._emit(Plugged(evse_id), evse)
+
+    async def charge(self, evse_id: int, watts: float | None = None) -> tuple[str | None, dict[str, Any]]:
+        """The EV asks for energy (state C), up to `watts` (default: all the EVSE can give).
+
+        Already charging: only the EV's wish changes, and no event is emitted.
+        """
+        evse = self._command_evse(evse_id)
+        if watts is not None and (not math.isfinite(watts) or not 0 < watts <= MAX_EV_WATTS):
+            raise CommandRefused(f"watts must be a number above 0 and at most {MAX_EV_WATTS:.0f}, "
+                                 f"got {watts}")
+        if evse.ev_state is EVState.A:
+            raise CommandRefused(f"EVSE {evse_id} has no EV plugged in (plug it first)")
+        self._integrate(evse, self._clock())
+        evse.requested_w = watts
+        wish = f"{watts:.0f} W" if watts is not None else "as much as offered"
+        if evse.ev_state is EVState.C:
+            LOG.info("sim: EV on EVSE %d now wants %s", evse_id, wish)
+            self._kick_persist()
+            return None, self.evse_status(evse_id)
+        self._set_ev_state(evse, EVState.C)
+        LOG.info("sim: EV on EVSE %d asks for energy (%s)", evse_id, wish)
+        return await self._emit(EVStateChanged(evse_id, EVState.C), evse)
+
+    async def suspend(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+        """The EV stops asking for energy but stays connected (C → B)."""
+        evse = self._command_evse(evse_id)
+        if evse.ev_state is EVState.A:
+            raise CommandRefused(f"EVSE {evse_id} has no EV plugged in")
+        if evse.ev_state is EVState.B:
+            raise CommandRefused(f"the EV on EVSE {evse_id} is not asking for energy (state B)")
+        self._set_ev_state(evse, EVState.B)
+        LOG.info("sim: EV on EVSE %d suspends charging", evse_id)
+        return await self._emit(EVStateChanged(evse_id, EVState.B), evse)
+
+    async def unplug(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+        """The EV is disconnected, also in the middle of charging (it drives away)."""
+        evse = self._command_evse(evse_id)
+        if evse.ev_state is EVState.A:
+            raise CommandRefused(f"EVSE {evse_id} has no EV plugged in")
+        self._set_ev_state(evse, EVState.A)
+        evse.requested_w = None
+        LOG.info("sim: EV unplugged from EVSE %d", evse_id)
+        return await self._emit(Unplugged(evse_id), evse)
+
+    async def tap(self, token: str, evse_id: int | None = None) -> dict[str, Any]:
+        """An RFID card is presented, with `evse_id` selected on the display first (or none)."""
+        if not token or len(token) > MAX_TOKEN_CHARS or not _printable_ascii(token):
+            raise CommandRefused(f"token must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without "
+                                 f"spaces, got {token!r}")
+        if evse_id is not None:
+            self._command_evse(evse_id)
+        LOG.info("sim: card %s presented%s", token, f" at EVSE {evse_id}" if evse_id is not None else "")
+        await self._send.send(CardPresented(token, evse_id, TOKEN_TYPE))
+        return {"token": token, "tokenType": TOKEN_TYPE, "evseId": evse_id, "event": "CardPresented"}
+
+    async def raise_fault(self, evse_id: int, code: str | None = None) -> tuple[str, dict[str, Any]]:
+        """A hardware fault appears on the EVSE; no energy flows until it clears."""
+        evse = self._command_evse(evse_id)
+        code = DEFAULT_FAULT_CODE if code is None else code
+        if not code or len(code) > MAX_FAULT_CODE_CHARS or not _printable_ascii(code):
+            raise CommandRefused(
+                f"fault code must be 1 to {MAX_FAULT_CODE_CHARS} printable ASCII characters, got {code!r}")
+        if evse.fault is not None:
+            raise CommandRefused(f"EVSE {evse_id} is already faulted ({evse.fault}); clear it first")
+        self._integrate(evse, self._clock())
+        evse.fault = code
+        LOG.info("sim: fault %s on EVSE %d", code, evse_id)
+        return await self._emit(FaultRaised(evse_id, code), evse)
+
+    async def clear_fault(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+        """The EVSE's fault goes away."""
+        evse = self._command_evse(evse_id)
+        if evse.fault is None:
+            raise CommandRefused(f"EVSE {evse_id} has no fault to clear")
+        self._integrate(evse, self._clock())
+        LOG.info("sim: fault %s on EVSE %d cleared", evse.fault, evse_id)
+        evse.fault = None
+        self._kick_persist()
+        return await self._emit(FaultCleared(evse_id), evse)
+
+    def status(self) -> dict[str, Any]:
+        """Every EVSE's hardware state plus the station's view of it (for `appliance sim status`)."""
+        snapshots = self._snapshots()
+        return {
+            "evses": [self._evse_status(evse_id, snapshots.get(evse_id)) for evse_id in self._evses],
+            "indication": self._common_indication.value if self._common_indication else None,
+        }
+
+    def evse_status(self, evse_id: int) -> dict[str, Any]:
+        """One EVSE's entry of `status`."""
+        return self._evse_status(evse_id, self._snapshots().get(evse_id))
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _evse(self, evse_id: int) -> _EvseSim:
+        try:
+            return self._evses[evse_id]
+        except KeyError:
+            raise KeyError(f"no EVSE {evse_id!r} (known: {sorted(self._evses)})") from None
+
+    def _command_evse(self, evse_id: int) -> _EvseSim:
+        evse = self._evses.get(evse_id)
+        if evse is None:
+            known = ", ".join(str(i) for i in self._evses)
+            raise CommandRefused(f"unknown EVSE {evse_id} (this station has EVSE {known})")
+        return evse
+
+    def _set_ev_state(self, evse: _EvseSim, state: EVState) -> None:
+        self._integrate(evse, self._clock())
+        evse.ev_state = state
+        self._kick_persist()
+
+    async def _emit(self, event: HardwareEvent, evse: _EvseSim) -> tuple[str, dict[str, Any]]:
+        # Waits for room rather than dropping: a lost Unplugged would leave a transaction open forever.
+        await self._send.send(event)
+        return type(event).__name__, self.evse_status(evse.layout.evse_id)
+
+    def _mean_power_w(self, evse: _EvseSim) -> float:
+        if self._stopped or evse.ev_state is not EVState.C or evse.fault is not None or evse.offered_a <= 0:
+            return 0.0
+        layout = evse.layout
+        limit = evse.offered_a * layout.phases * layout.nominal_voltage_v
+        wish = layout.max_power_w if evse.requested_w is None else evse.requested_w
+        return min(wish, limit)
+
+    def _integrate(self, evse: _EvseSim, now: float) -> None:
+        """Bring the register up to `now` at the power that flowed since the last integration."""
+        if evse.last_integrated is not None and now > evse.last_integrated:
+            evse.energy_wh += self._mean_power_w(evse) * (now - evse.last_integrated) / 3600.0
+        if evse.last_integrated is None or now > evse.last_integrated:
+            evse.last_integrated = now
+
+    def _voltages(self, evse: _EvseSim, now: float) -> tuple[float, ...]:
+        nominal = evse.layout.nominal_voltage_v
+        out = []
+        for phase in range(evse.layout.phases):
+            ripple = sum(
+                amplitude * math.sin(2 * math.pi * now / period + 2.1 * phase + 0.9 * evse.layout.evse_id + k)
+                for k, (amplitude, period) in enumerate(_RIPPLE)
+            )
+            out.append(nominal * (1.0 + ripple))
+        return tuple(out)
+
+    def _snapshots(self) -> dict[int, StationSnapshot]:
+        if self._status_provider is None:
+            return {}
+        try:
+            return {snapshot.evse_id: snapshot for snapshot in self._status_provider()}
+        except Exception:  # the station's view is a nicety; the hardware state must still be reported
+            LOG.exception("status provider failed")
+            return {}
+
+    def _evse_status(self, evse_id: int, snapshot: StationSnapshot | None) -> dict[str, Any]:
+        evse = self._evses[evse_id]
+        reading = self.read_meter(evse_id)
+        return {
+            "evseId": evse_id,
+            "connectorStatus": snapshot.connector_status if snapshot else "Unknown",
+            "evState": evse.ev_state.value,
+            "authorizedToken": snapshot.authorized_token if snapshot else None,
+            "transactionId": snapshot.transaction_id if snapshot else None,
+            "energyWh": reading.energy_wh,
+            "powerW": reading.power_w,
+            "voltageV": list(reading.voltage_v),
+            "currentA": list(reading.current_a),
+            "fault": evse.fault,
+            "offeredCurrentA": evse.offered_a,
+            "contactorClosed": evse.offered_a > 0,
+            "requestedW": evse.requested_w,
+            "maxCurrentA": evse.layout.max_current_a,
+            "phases": evse.layout.phases,
+            "indication": evse.indication.value if evse.indication else None,
+            "station": dict(snapshot.extra) if snapshot else {},
+        }
+
+    # ------------------------------------------------------------------------------------- persistence
+
+    def _load_registers(self) -> dict[int, float]:
+        """The persisted registers by EVSE id; {} when there is no (readable) file yet."""
+        try:
+            raw = json.loads(self.meter_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            LOG.error("meter file %s unreadable (%s); registers restart from their seed values",
+                      self.meter_file, exc)
+            return {}
+        registers: dict[int, float] = {}
+        evses = raw.get("evses") if isinstance(raw, dict) else None
+        if not isinstance(evses, dict):
+            LOG.error("meter file %s has no 'evses' table; ignoring it", self.meter_file)
+            return {}
+        for key, entry in evses.items():
+            value = entry.get("energyWh") if isinstance(entry, dict) else None
+            if (key.isdigit() and isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                registers[int(key)] = float(value)
+            else:
+                LOG.error("meter file %s: bad entry %r: %r; ignored", self.meter_file, key, entry)
+        return registers
+
+    def _lease_targets(self) -> dict[int, float]:
+        """What to persist now: each register plus what it can grow until the write after next."""
+        now = self._clock()
+        lease_s = LEASE_INTERVALS * self._persist_interval_s
+        targets = {}
+        for evse_id, evse in self._evses.items():
+            self._integrate(evse, now)
+            targets[evse_id] = _ceil_milli(evse.energy_wh + self._mean_power_w(evse) * lease_s / 3600.0)
+        return targets
+
+    def _kick_persist(self) -> None:
+        """Wake the persist loop if the power may have risen beyond what the persisted lease covers."""
+        self._persist_kick.set()
+
+    async def _persist_loop(self) -> None:
+        """Write the lease every interval while it moves, and at once when a state change outgrows it.
+
+        Kicks that do not need a bigger lease wait for the interval, so a station that adjusts the offered
+        current often cannot wear out the flash.
+        """
+        deadline = trio.current_time()
+        while True:
+            self._persist_kick = trio.Event()  # a kick from here on wakes the wait below
+            targets = self._lease_targets()
+            due = trio.current_time() >= deadline
+            persisted = self._persisted
+            outgrown = persisted is None or any(
+                value > persisted.get(evse_id, -1.0) for evse_id, value in targets.items())
+            if (outgrown or (due and targets != persisted)) and await trio.to_thread.run_sync(
+                    self._write_registers, targets):
+                self._persisted = targets
+            if due:
+                deadline = trio.current_time() + self._persist_interval_s
+            with trio.move_on_at(deadline):
+                await self._persist_kick.wait()
+
+    def _write_registers(self, registers: dict[int, float]) -> bool:
+        """Atomically replace the meter file (write, fsync, rename, fsync dir); runs in worker threads."""
+        payload = {
+            "format": METER_FILE_FORMAT,
+            "about": "energy registers of the simulated meters (appliance.hardware.sim); never decrease",
+            "evses": {str(evse_id): {"energyWh": value} for evse_id, value in sorted(registers.items())},
+        }
+        path = self.meter_file
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with self._file_lock:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    json.dump(payload, handle, indent=1)
+                    handle.write("\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                directory = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+        except OSError as exc:
+            if not self._persist_failing:
+                LOG.error("cannot persist meter registers to %s: %s (a restart may lose energy)", path, exc)
+            self._persist_failing = True
+            return False
+        if self._persist_failing:
+            LOG.info("meter registers persisted again to %s", path)
+        self._persist_failing = False
+        return True
+
+    def _stop(self) -> None:
+        """Power down: integrate up to now, open every contactor, save the exact registers."""
+        now = self._clock()
+        for evse in self._evses.values():
+            self._integrate(evse, now)
+        self._stopped = True
+        for evse in self._evses.values():
+            evse.offered_a = 0.0
+        exact = {evse_id: _ceil_milli(evse.energy_wh) for evse_id, evse in self._evses.items()}
+        if self._write_registers(exact):
+            self._persisted = exact
+        LOG.info("simulated hardware stopped; registers saved: %s",
+                 ", ".join(f"EVSE {i} {v:.3f} Wh" for i, v in exact.items()))
