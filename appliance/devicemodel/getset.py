@@ -1,0 +1,157 @@
+"""GetVariables (B06) and SetVariables (B05) request handling.
+
+Per item, in this order (Part 2 B05/B06 requirements, Part 6 TC_B_06…B_39):
+
+1. component not found (name, instance, evse.id, evse.connectorId; names case-insensitive) → UnknownComponent
+2. variable not found on it (name, instance)                                              → UnknownVariable
+3. attribute type not declared by the variable                                             → NotSupportedAttributeType
+4. Get of a WriteOnly attribute → Rejected (reasonCode WriteOnly, no value);
+   Set of a ReadOnly attribute  → Rejected (reasonCode ReadOnly)
+5. Set: value longer than min(ConfigurationValueSize, ValueSize) → Rejected (TooLargeElement); a value the
+   characteristics refuse → Rejected (InvalidValue / ValueOutOfRange); a station validator's refusal →
+   Rejected (InvalidValue)
+6. otherwise Accepted — or RebootRequired for a variable flagged so in the catalog.
+
+The answer echoes the request's component and variable objects unchanged (same spelling), and always
+states the attributeType it answered for (Actual when the request left it out).
+
+Whole-request limits (B06.FR.16/17, B05 likewise), checked before any item: more items than
+DeviceDataCtrlr.ItemsPerMessage[GetVariables|SetVariables] → CALLERROR OccurrenceConstraintViolation; a
+payload longer than BytesPerMessage[…] → CALLERROR FormatViolation. The length measured is that of the
+request *payload* (the CALL's third element), re-serialised as compact JSON — no whitespace between
+tokens, non-ASCII characters as UTF-8 rather than \\u escapes — in UTF-8 bytes. That is the message's
+content independent of how the CSMS happened to format it; the frame around it (message type, id, action)
+is not counted.
+
+Set is all-or-nothing on disk: every accepted value of one request is written in one transaction before the
+response is built (a power cut leaves all of them or none), and listeners run after that commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from appliance.devicemodel import values
+from appliance.devicemodel.store import Write
+from appliance.devicemodel.types import (
+    AttributeType,
+    Mutability,
+    SetBy,
+    UnknownComponent,
+    UnknownVariable,
+    VariableDef,
+)
+from appliance.protocol.errors import ErrorCode, OcppError
+
+if TYPE_CHECKING:
+    from appliance.devicemodel.model import DeviceModel
+
+#: StatusInfoType.additionalInfo is string[512].
+_INFO_MAX = 512
+
+
+def payload_size(payload: dict) -> int:
+    """The measured size of a request payload in bytes (see the module docstring)."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def check_limits(dm: DeviceModel, payload: dict, items: list, action: str) -> None:
+    """Raise the CALLERROR for a request over ItemsPerMessage / BytesPerMessage of `action`."""
+    max_items = dm.limit(f"DeviceDataCtrlr.ItemsPerMessage[{action}]")
+    if len(items) > max_items:
+        raise OcppError(ErrorCode.OccurrenceConstraintViolation,
+                        f"{len(items)} items; ItemsPerMessage[{action}] is {max_items}")
+    max_bytes = dm.limit(f"DeviceDataCtrlr.BytesPerMessage[{action}]")
+    size = payload_size(payload)
+    if size > max_bytes:
+        raise OcppError(ErrorCode.FormatViolation, f"{size} bytes; BytesPerMessage[{action}] is {max_bytes}")
+
+
+def get_variables(dm: DeviceModel, payload: dict) -> dict:
+    items = payload["getVariableData"]
+    check_limits(dm, payload, items, "GetVariables")
+    size = dm.reporting_value_size()
+    results = []
+    for item in items:
+        attribute = AttributeType(item.get("attributeType", "Actual"))
+        result = _echo(item, attribute)
+        definition, status = _locate(dm, item, attribute)
+        if definition is None:
+            result["attributeStatus"] = status
+        elif definition.attribute(attribute).mutability is Mutability.WriteOnly:  # type: ignore[union-attr]
+            _reject(result, "WriteOnly", "the attribute is write-only")
+        else:
+            result["attributeStatus"] = "Accepted"
+            result["attributeValue"] = (dm.current_text(definition, attribute) or "")[:size]
+        results.append(result)
+    return {"getVariableResult": results}
+
+
+def set_variables(dm: DeviceModel, payload: dict) -> dict:
+    items = payload["setVariableData"]
+    check_limits(dm, payload, items, "SetVariables")
+    max_value = dm.configuration_value_size()
+    results = []
+    writes: list[Write] = []
+    for item in items:
+        attribute = AttributeType(item.get("attributeType", "Actual"))
+        result = _echo(item, attribute)
+        results.append(result)
+        definition, status = _locate(dm, item, attribute)
+        if definition is None:
+            result["attributeStatus"] = status
+            continue
+        if definition.attribute(attribute).mutability is Mutability.ReadOnly:  # type: ignore[union-attr]
+            _reject(result, "ReadOnly", "the attribute is read-only")
+            continue
+        raw = item["attributeValue"]
+        if len(raw) > max_value:
+            _reject(result, "TooLargeElement", f"value longer than ConfigurationValueSize {max_value}")
+            continue
+        try:
+            text = values.canonical(definition.characteristics, raw)
+        except values.ValueRefused as exc:
+            _reject(result, exc.reason_code, exc.info)
+            continue
+        key = (definition.key, attribute)
+        validator = dm.validator(key)
+        if validator is not None:
+            refusal = validator(values.typed(definition.characteristics, text))
+            if refusal is not None:
+                _reject(result, "InvalidValue", refusal)
+                continue
+        writes.append(Write(key, text, SetBy.csms))
+        result["attributeStatus"] = "RebootRequired" if definition.reboot_required else "Accepted"
+    dm.commit(writes)
+    return {"setVariableResult": results}
+
+
+def _echo(item: dict, attribute: AttributeType) -> dict:
+    """The result's skeleton: the request's own component and variable objects, and the attribute type."""
+    return {
+        "attributeType": attribute.value,
+        "component": json.loads(json.dumps(item["component"])),
+        "variable": json.loads(json.dumps(item["variable"])),
+    }
+
+
+def _locate(dm: DeviceModel, item: dict, attribute: AttributeType) -> tuple[VariableDef | None, str]:
+    """The addressed variable with the attribute present, or None and the status that says why not."""
+    component, variable = item["component"], item["variable"]
+    evse = component.get("evse") or {}
+    try:
+        definition = dm.find(component["name"], component.get("instance"), evse.get("id"),
+                             evse.get("connectorId"), variable["name"], variable.get("instance"))
+    except UnknownComponent:
+        return None, "UnknownComponent"
+    except UnknownVariable:
+        return None, "UnknownVariable"
+    if definition.attribute(attribute) is None:
+        return None, "NotSupportedAttributeType"
+    return definition, ""
+
+
+def _reject(result: dict, reason: str, info: str) -> None:
+    result["attributeStatus"] = "Rejected"
+    result["attributeStatusInfo"] = {"reasonCode": reason, "additionalInfo": info[:_INFO_MAX]}

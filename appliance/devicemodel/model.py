@@ -1,0 +1,295 @@
+"""The DeviceModel facade: the one object the rest of the station reads settings from and writes them to.
+
+Who writes what:
+
+* the catalog's defaults and the config's `[variables]` ("factory" values) create the rows — a row is
+  created once, the first time this firmware sees that variable attribute (first boot, or the first boot of
+  a firmware that added the variable), from the factory value if the config names it, else the default;
+  after that the persisted value wins, whoever set it. A factory value that differs from the persisted one
+  is logged, not applied (CONTRACT: "applied at first boot only; never overwrites a value the CSMS has set").
+  Rows of variables a later firmware dropped are left in the table, unused, so a downgrade finds them again.
+* the CSMS, through SetVariables (`handle_set_variables`, see getset.py);
+* the station, through `set_internal` (ReadOnly values it owns: counters, HeartbeatInterval from boot …).
+
+Live variables (clock, availability states …) are read from a provider at read time (`bind_live`); their
+stored row only serves when no provider is bound or it fails.
+
+Listeners hear of every change of a value, by whichever writer, once it is durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+
+from appliance.devicemodel import getset, values
+from appliance.devicemodel.catalog import build_catalog
+from appliance.devicemodel.paths import PathError, format_path, parse_path
+from appliance.devicemodel.report import Entry
+from appliance.devicemodel.store import VariableStore, Write
+from appliance.devicemodel.types import (
+    AttributeKey,
+    AttributeType,
+    Mutability,
+    SetBy,
+    UnknownAttribute,
+    UnknownComponent,
+    UnknownVariable,
+    VariableDef,
+)
+from appliance.hardware.base import EvseLayout
+
+log = logging.getLogger("appliance.devicemodel")
+
+Listener = Callable[[str, object], None]
+Provider = Callable[[], object]
+#: Returns None to allow a CSMS value (typed), or a text saying why it is refused.
+Validator = Callable[[object], str | None]
+_ComponentIndex = tuple[str, str, int, int]
+
+
+class FactoryValueError(ValueError):
+    """A `[variables]` key the device model cannot take; the caller reports it as a config error (exit 2)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def component_index(name: str, instance: str | None, evse: int | None, connector: int | None) -> _ComponentIndex:
+    """How a component is looked up: case-insensitive names, absent parts as ''/0 (matching the store)."""
+    return name.lower(), (instance or "").lower(), evse or 0, connector or 0
+
+
+def _still_valid(definition: VariableDef, text: str | None) -> bool:
+    if text is None:
+        return True
+    try:
+        return values.canonical(definition.characteristics, text) == text
+    except values.ValueRefused:
+        return False
+
+
+class DeviceModel:
+    """Use `DeviceModel.open`; the constructor only indexes a catalog and its values."""
+
+    def __init__(self, conn: sqlite3.Connection, catalog: list[VariableDef],
+                 stored: Mapping[AttributeKey, str | None]) -> None:
+        self._store = VariableStore(conn)
+        self._catalog = catalog
+        self._components: dict[_ComponentIndex, dict[tuple[str, str], VariableDef]] = {}
+        for definition in catalog:
+            c, v = definition.key.component, definition.key
+            variables = self._components.setdefault(component_index(c.name, c.instance, c.evse, c.connector), {})
+            variables[(v.name.lower(), (v.instance or "").lower())] = definition
+        self._values: dict[AttributeKey, str | None] = dict(stored)
+        self._providers: dict[AttributeKey, Provider] = {}
+        self._validators: dict[AttributeKey, Validator] = {}
+        self._listeners: list[Listener] = []
+
+    # --- opening -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, conn: sqlite3.Connection, layouts: list[EvseLayout],
+             factory: Mapping[str, object]) -> DeviceModel:
+        """Load the persisted model, creating missing rows from `factory` over the defaults.
+
+        Every factory key is checked on every open, so a bad config fails the same way on the hundredth boot
+        as on the first; raises FactoryValueError naming the key.
+        """
+        catalog = build_catalog(layouts)
+        model = cls(conn, catalog, {})
+        wanted = model._check_factory(factory)
+        persisted = model._store.load()
+        new_rows, replaced_rows = [], []
+        for definition in catalog:
+            for attribute in definition.attributes:
+                key = (definition.key, attribute.type)
+                initial = (Write(key, wanted[key][1], SetBy.factory) if key in wanted
+                           else Write(key, attribute.default, SetBy.default))
+                if key not in persisted:
+                    new_rows.append(initial)
+                elif not _still_valid(definition, persisted[key].value):
+                    # A firmware update narrowed the characteristics: start over from factory/default.
+                    log.warning("persisted %s is no longer valid; reset to %r", format_path(*key), initial.value)
+                    replaced_rows.append(initial)
+                else:
+                    model._values[key] = persisted[key].value
+                    if key in wanted and wanted[key][1] != persisted[key].value:
+                        log.info("[variables] %s not applied: the value set by %s at %s wins", wanted[key][0],
+                                 persisted[key].set_by.value, persisted[key].set_at)
+        model._store.create(new_rows)
+        model._store.write(replaced_rows)
+        for write in (*new_rows, *replaced_rows):
+            model._values[write.key] = write.value
+        # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.
+        model.bind_live("ClockCtrlr.DateTime", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return model
+
+    def _check_factory(self, factory: Mapping[str, object]) -> dict[AttributeKey, tuple[str, str]]:
+        """Factory key → (key, canonical text), or FactoryValueError for the first bad key."""
+        wanted: dict[AttributeKey, tuple[str, str]] = {}
+        for key, value in factory.items():
+            try:
+                definition, attribute = self.resolve(key)
+            except PathError as exc:
+                raise FactoryValueError(key, str(exc)) from exc
+            except KeyError as exc:
+                raise FactoryValueError(key, exc.args[0]) from exc
+            try:
+                text = values.canonical(definition.characteristics, value)
+            except values.ValueRefused as exc:
+                raise FactoryValueError(key, f"{exc.info} ({exc.reason_code})") from exc
+            attribute_key = (definition.key, attribute)
+            if attribute_key in wanted:
+                raise FactoryValueError(key, f"names the same variable as {wanted[attribute_key][0]!r}")
+            wanted[attribute_key] = (key, text)
+        return wanted
+
+    # --- lookups -------------------------------------------------------------------------------------
+
+    def find(self, name: str, instance: str | None, evse: int | None, connector: int | None,
+             variable: str, variable_instance: str | None) -> VariableDef:
+        """The variable so addressed (names case-insensitive); UnknownComponent / UnknownVariable."""
+        variables = self._components.get(component_index(name, instance, evse, connector))
+        if variables is None:
+            raise UnknownComponent(f"no component {name!r}" + (f" instance {instance!r}" if instance else "")
+                                   + (f" on EVSE {evse}" if evse is not None else "")
+                                   + (f" connector {connector}" if connector is not None else ""))
+        definition = variables.get((variable.lower(), (variable_instance or "").lower()))
+        if definition is None:
+            raise UnknownVariable(f"component {name!r} has no variable {variable!r}"
+                                  + (f" instance {variable_instance!r}" if variable_instance else ""))
+        return definition
+
+    def resolve(self, path: str) -> tuple[VariableDef, AttributeType]:
+        """The variable and attribute a path names; PathError for bad syntax, a KeyError subclass if unknown."""
+        p = parse_path(path)
+        definition = self.find(p.component, p.component_instance, p.evse, p.connector, p.variable,
+                               p.variable_instance)
+        if definition.attribute(p.attribute) is None:
+            raise UnknownAttribute(f"{format_path(definition.key)} has no {p.attribute.value} attribute")
+        return definition, p.attribute
+
+    def _key(self, path: str) -> tuple[VariableDef, AttributeKey]:
+        try:
+            definition, attribute = self.resolve(path)
+        except PathError as exc:
+            raise KeyError(str(exc)) from exc
+        return definition, (definition.key, attribute)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def get(self, path: str) -> object:
+        """The typed value (int, float, bool, str, list[str], or None if it has none); KeyError if unknown.
+
+        Station code reads any attribute here, WriteOnly ones included (the link needs the password).
+        """
+        definition, key = self._key(path)
+        return values.typed(definition.characteristics, self.current_text(definition, key[1]))
+
+    def current_text(self, definition: VariableDef, attribute: AttributeType) -> str | None:
+        """The canonical text now: from the live provider if one is bound and works, else the stored one."""
+        key = (definition.key, attribute)
+        provider = self._providers.get(key)
+        if provider is not None:
+            # A measurement is reported as measured: a live value must have the right form, but min/maxLimit
+            # describe what may be *set* (EVSE.Power at 240 V can exceed its nominal maxLimit).
+            chars = dataclasses.replace(definition.characteristics, min_limit=None, max_limit=None)
+            try:
+                return values.canonical(chars, provider())
+            except Exception:
+                log.exception("live value of %s failed; using the stored one", format_path(*key))
+        return self._values.get(key)
+
+    def limit(self, path: str) -> int:
+        """An integer setting, for limits that must be numbers even if a provider misbehaves."""
+        return int(self.get(path))  # type: ignore[call-overload]
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def set_internal(self, path: str, value: object) -> None:
+        """The station updates a value it owns, ReadOnly or not; checked against the characteristics.
+
+        Raises KeyError for an unknown path and values.ValueRefused (a ValueError) for a value the
+        characteristics refuse — a bug in the caller, not something to hide. Persisted before returning;
+        an unchanged value is not written again.
+        """
+        definition, key = self._key(path)
+        text = values.canonical(definition.characteristics, value)
+        if key in self._values and self._values[key] == text:
+            return
+        self.commit([Write(key, text, SetBy.station)])
+
+    def commit(self, writes: list[Write]) -> None:
+        """Persist several values in one transaction, then update memory and tell listeners."""
+        if not writes:
+            return
+        self._store.write(writes)
+        changed = []
+        for write in writes:
+            if self._values.get(write.key) != write.value:
+                changed.append(write)
+            self._values[write.key] = write.value
+        for write in changed:
+            path = format_path(*write.key)
+            typed = values.typed(self.definition(write.key).characteristics, write.value)
+            for listener in list(self._listeners):
+                try:
+                    listener(path, typed)
+                except Exception:
+                    log.exception("device-model listener failed for %s", path)
+
+    def definition(self, key: AttributeKey) -> VariableDef:
+        variable = key[0]
+        c = variable.component
+        return self.find(c.name, c.instance, c.evse, c.connector, variable.name, variable.instance)
+
+    # --- hooks ---------------------------------------------------------------------------------------
+
+    def bind_live(self, path: str, provider: Provider) -> None:
+        """Read this attribute from `provider()` from now on (replacing an earlier binding)."""
+        _, key = self._key(path)
+        self._providers[key] = provider
+
+    def add_listener(self, fn: Listener) -> None:
+        """`fn(canonical_path, typed_value)` after every durable change, from the CSMS or the station."""
+        self._listeners.append(fn)
+
+    def add_validator(self, path: str, fn: Validator) -> None:
+        """An extra check for CSMS writes beyond the characteristics (e.g. a network slot must exist)."""
+        _, key = self._key(path)
+        self._validators[key] = fn
+
+    def validator(self, key: AttributeKey) -> Validator | None:
+        return self._validators.get(key)
+
+    # --- OCPP requests and reports -------------------------------------------------------------------
+
+    def handle_get_variables(self, payload: dict) -> dict:
+        """GetVariablesRequest payload → GetVariablesResponse payload (OcppError over the limits)."""
+        return getset.get_variables(self, payload)
+
+    def handle_set_variables(self, payload: dict) -> dict:
+        """SetVariablesRequest payload → SetVariablesResponse payload, every accepted value persisted."""
+        return getset.set_variables(self, payload)
+
+    def reporting_value_size(self) -> int:
+        return min(self.limit("DeviceDataCtrlr.ReportingValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+
+    def configuration_value_size(self) -> int:
+        return min(self.limit("DeviceDataCtrlr.ConfigurationValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+
+    def entries(self) -> Iterator[Entry]:
+        """Every variable with its current values, in catalog order (station components, then per EVSE)."""
+        size = self.reporting_value_size()
+        for definition in self._catalog:
+            current = {
+                a.type: None if a.mutability is Mutability.WriteOnly else self.current_text(definition, a.type)
+                for a in definition.attributes
+            }
+            yield Entry(definition, current, size)

@@ -1,0 +1,124 @@
+"""SQLite persistence of the device model's values (table `device_variable`, migrations/0001).
+
+Transactions: the connection is in autocommit mode (`isolation_level=None`, as `open_station_db` makes it)
+and every write here is one explicit ``BEGIN IMMEDIATE … COMMIT`` (the style of the journal code), so one
+SetVariables request is one transaction: a power cut leaves all of its values or none of them. If the caller
+already has a transaction open, the write becomes a SAVEPOINT inside it and is durable when the caller
+commits. With the journal's `synchronous=FULL` in WAL mode, a COMMIT that returned is on disk, so "persisted
+before the answer" holds as soon as `write` returns.
+
+Reads happen once, at open: the model keeps the values in memory and writes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from appliance.devicemodel.types import AttributeKey, AttributeType, ComponentKey, SetBy, VariableKey
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+_COLUMNS = "component, component_instance, evse_id, connector_id, variable, variable_instance, attribute"
+
+RowKey = tuple[str, str, int, int, str, str, str]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One persisted value and its provenance."""
+
+    value: str | None
+    set_by: SetBy
+    set_at: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """One value to persist."""
+
+    key: AttributeKey
+    value: str | None
+    set_by: SetBy
+
+
+def row_key(key: AttributeKey) -> RowKey:
+    """The primary key columns of a variable attribute ('' / 0 stand for "absent")."""
+    variable, attribute = key
+    component = variable.component
+    return (
+        component.name,
+        component.instance or "",
+        component.evse or 0,
+        component.connector or 0,
+        variable.name,
+        variable.instance or "",
+        attribute.value,
+    )
+
+
+def attribute_key(row: RowKey) -> AttributeKey:
+    """The inverse of `row_key`."""
+    name, cinst, evse, connector, variable, vinst, attribute = row
+    component = ComponentKey(name, cinst or None, evse or None, connector or None)
+    return VariableKey(component, variable, vinst or None), AttributeType(attribute)
+
+
+class VariableStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def load(self) -> dict[AttributeKey, Stored]:
+        """Every persisted value, including rows of variables the current catalog no longer has."""
+        rows = self._conn.execute(f"SELECT {_COLUMNS}, value, set_by, set_at FROM device_variable").fetchall()
+        out: dict[AttributeKey, Stored] = {}
+        for row in rows:
+            try:
+                key = attribute_key(tuple(row[:7]))  # type: ignore[arg-type]
+            except ValueError:
+                continue  # an attribute name this firmware does not know: leave the row alone
+            out[key] = Stored(row[7], SetBy(row[8]), row[9])
+        return out
+
+    def create(self, writes: Iterable[Write]) -> None:
+        """Insert rows that do not exist yet (first boot, or variables new in this firmware), never replacing."""
+        self._apply(writes, "INSERT OR IGNORE")
+
+    def write(self, writes: Iterable[Write]) -> None:
+        """Insert or replace the rows, all in one transaction."""
+        self._apply(writes, "INSERT OR REPLACE")
+
+    def _apply(self, writes: Iterable[Write], verb: str) -> None:
+        params = [(*row_key(w.key), w.value, w.set_by.value) for w in writes]
+        if not params:
+            return
+        sql = (f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) "
+               f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})")
+        with transaction(self._conn):
+            self._conn.executemany(sql, params)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, or a savepoint when the caller's transaction is already open."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT device_model")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO device_model")
+            conn.execute("RELEASE device_model")
+            raise
+        conn.execute("RELEASE device_model")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (e.g. SQLITE_BUSY, an I/O error) may leave the transaction open: never leave it
+        # half-done for the next writer to commit by accident.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
