@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 log = logging.getLogger("appliance.clock")
@@ -29,9 +30,10 @@ def format_iso(moment: datetime) -> str:
 
 
 class StationClock:
-    def __init__(self) -> None:
-        self.offset = 0.0  # seconds to add to the host clock
+    def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], None] | None = None) -> None:
+        self.offset = offset  # seconds to add to the host clock (restored at boot from the last known one)
         self.synchronized = False
+        self._on_adjust = on_adjust
 
     def timestamp(self) -> float:
         return time.time() + self.offset
@@ -54,4 +56,6 @@ class StationClock:
         self.synchronized = True
         if abs(jump) >= 1:
             log.info("station clock moved by %+.3f s to follow the CSMS", jump)
+            if self._on_adjust is not None:
+                self._on_adjust(self.offset)
         return jump

@@ -3,11 +3,13 @@
 Ownership, top down:
 
     Station.run (root nursery)
+    ├── journal writer              (group commit; drains on shutdown)
     ├── hardware backend            (its devices, control socket …)
-    ├── hardware event router       (hardware → connectors / EVSE sessions)
+    ├── one EvseRunner per EVSE     (session state machine; samplers and timeouts as its children)
+    ├── hardware event router       (hardware → EVSE runners; card taps → transactions block)
     └── Link.run                    (connect / reconnect forever)
         └── one session per connection: RPC receive + dispatch, ping loop,
-            and after an accepted boot the online services (heartbeat, status reporting …)
+            and after an accepted boot the online services (journal delivery, heartbeat, status …)
 
 Cancelling the root scope (SIGTERM) unwinds all of it; the link's teardown sends a close frame.
 """
@@ -20,11 +22,15 @@ from dataclasses import dataclass
 
 import trio
 
+from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Connectors, StatusReporter
 from appliance.blocks.provisioning import Provisioning
+from appliance.blocks.transactions import Transactions
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
+from appliance.evse.runner import EvseRunner
+from appliance.evse.state import EvseState, TxEvent
 from appliance.hardware.base import (
     CardPresented,
     EVState,
@@ -32,12 +38,13 @@ from appliance.hardware.base import (
     FaultCleared,
     FaultRaised,
     Hardware,
-    HardwareEvent,
     Plugged,
     StationSnapshot,
     Unplugged,
 )
 from appliance.journal.db import open_station_db
+from appliance.journal.delivery import Delivery
+from appliance.journal.journal import Journal
 from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.link.transport import Endpoint
@@ -46,11 +53,6 @@ from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.station")
-
-
-def mask_token(token: str) -> str:
-    """idTokens are personal data: show only the last four characters in logs."""
-    return "*" * max(len(token) - 4, 0) + token[-4:]
 
 
 @dataclass
@@ -86,7 +88,11 @@ class Station:
             self.db.close()
             raise ConfigError(f"variables.{exc.key}", exc.message) from exc
         self.state = StateStore(self.db)
-        self.clock = StationClock()
+        # The journal has its own connection: its writer runs in worker threads and must never interleave
+        # transactions with the device model's.
+        self.journal = Journal(open_station_db(config.station.data_dir))
+        offset = float(self.state.get("clock_offset") or 0.0)
+        self.clock = StationClock(offset, on_adjust=lambda off: self.state.put("clock_offset", repr(off)))
         self.settings_changed: Watched[int] = Watched(0)
         self.dm.add_listener(lambda path, value: self.settings_changed.set(self.settings_changed.value + 1))
         self.registry = default_registry()
@@ -104,7 +110,9 @@ class Station:
             on_password_change=lambda: self.link.reconnect("BasicAuthPassword changed"),
         )
         self.provisioning.register(self.dispatcher)
-        self.status = StatusReporter(self.connectors, lambda: int(self.dm.get("OCPPCommCtrlr.OfflineThreshold")))
+        self.status = StatusReporter(
+            self.connectors, lambda: int(self.dm.get("OCPPCommCtrlr.OfflineThreshold"))  # type: ignore[arg-type]
+        )
         self.link = Link(
             endpoint=self._endpoint,
             dispatcher=self.dispatcher,
@@ -113,6 +121,23 @@ class Station:
             settings_changed=self.settings_changed,
             boot=self._boot,
         )
+        self.delivery = Delivery(self.journal, self.dm.get)
+        self.runners = {
+            layout.evse_id: EvseRunner(
+                layout, hardware=hardware, journal=self.journal, setting=self.dm.get,
+                settings_changed=self.settings_changed, clock=self.clock, online=lambda: self.link.online,
+                connectors=self.connectors,
+            )
+            for layout in config.evses
+        }
+        self.authorizer = Authorizer(self.link)
+        self.transactions = Transactions(
+            runners=self.runners, journal=self.journal, authorizer=self.authorizer, link=self.link,
+            hardware=hardware, clock=self.clock, setting=self.dm.get,
+        )
+        self.transactions.register(self.dispatcher)
+        # Order matters only for readability of the log: all start together right after the boot is accepted.
+        self.link.add_online_service("delivery", self.delivery.service)
         self.link.add_online_service("heartbeat", self.provisioning.heartbeat_service)
         self.link.add_online_service("status", self.status.service)
         hardware.set_status_provider(self.snapshots)
@@ -140,6 +165,12 @@ class Station:
         )
 
     def _bind_live_variables(self) -> None:
+        """Variables whose truth lives elsewhere (the config, the clock, the connectors) read it at request time."""
+        station = self.config.station
+        self.dm.bind_live("ChargingStation.Model", lambda: station.model)
+        self.dm.bind_live("ChargingStation.VendorName", lambda: station.vendor_name)
+        self.dm.bind_live("SecurityCtrlr.Identity", lambda: station.id)
+        self.dm.bind_live("SecurityCtrlr.SecurityProfile", lambda: self.config.csms.security_profile)
         self.dm.bind_live("ClockCtrlr.DateTime", self.clock.iso)
         self.dm.bind_live("ChargingStation.AvailabilityState", self.connectors.station_status)
         for layout in self.config.evses:
@@ -153,50 +184,66 @@ class Station:
             self.state.put("next_boot_reason", None)  # consumed only once the CSMS has heard it
 
     def snapshots(self) -> list[StationSnapshot]:
-        return [
-            StationSnapshot(evse_id=key[0], connector_status=c.status)
-            for key, c in sorted(self.connectors.by_key.items())
-        ]
+        result = []
+        for evse_id, runner in sorted(self.runners.items()):
+            s = runner.state
+            token = s.authorization.id_token.get("idToken") if s.authorization and s.authorization.id_token else None
+            result.append(StationSnapshot(
+                evse_id=evse_id,
+                connector_status=self.connectors.evse_status(evse_id),
+                authorized_token=token,
+                transaction_id=s.tx.transaction_id if s.tx else None,
+                extra={"chargingState": s.charging_state, "online": self.link.online},
+            ))
+        return result
 
     # --- running -------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.journal.run)
                 await nursery.start(self.hardware.run)
-                for layout in self.config.evses:
-                    e = layout.evse_id
-                    ev = self.hardware.ev_state(e)
-                    fault = self.hardware.faulted(e)
-                    self.connectors.update(e, lambda c, ev=ev, fault=fault: _apply_hw(c, ev, fault))
-                nursery.start_soon(supervise, "hardware events", self._route_hardware_events)
+                # Schemas compile on first use (tens of ms each); do it once, off the event loop.
+                await trio.to_thread.run_sync(self.registry.compile_all)
+                await self.transactions.recover()
+                for evse_id, runner in self.runners.items():
+                    ev = self.hardware.ev_state(evse_id)
+                    fault = self.hardware.faulted(evse_id)
+                    await runner.apply(lambda s, ev=ev, fault=fault: _initial(s, ev, fault))
+                    await nursery.start(runner.run)
+                nursery.start_soon(supervise, "hardware events", lambda: self._route_hardware_events(nursery))
                 nursery.start_soon(self.link.run, name="link")
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
                          len(self.config.evses), self.config.station.data_dir)
                 task_status.started()
         finally:
+            self.journal.store.conn.close()
             self.db.close()
 
-    async def _route_hardware_events(self) -> None:
+    async def _route_hardware_events(self, nursery: trio.Nursery) -> None:
         async for event in self.hardware.events:
-            self.on_hardware_event(event)
-
-    def on_hardware_event(self, event: HardwareEvent) -> None:
-        match event:
-            case Plugged(evse_id=e):
-                self.connectors.update(e, lambda c: setattr(c, "plugged", True))
-            case Unplugged(evse_id=e):
-                self.connectors.update(e, lambda c: setattr(c, "plugged", False))
-            case FaultRaised(evse_id=e, code=code):
-                self.connectors.update(e, lambda c: setattr(c, "fault", code))
-            case FaultCleared(evse_id=e):
-                self.connectors.update(e, lambda c: setattr(c, "fault", None))
-            case CardPresented(token=token, evse_id=e):
-                log.info("card %s presented (EVSE %s)", mask_token(token), e)
-            case EVStateChanged(evse_id=e, state=state):
-                log.info("EVSE %d: EV state %s", e, state.value)
+            match event:
+                case Plugged(evse_id=e):
+                    await self.runners[e].apply(lambda s: s.plug())
+                case Unplugged(evse_id=e):
+                    await self.runners[e].apply(lambda s: s.unplug())
+                case EVStateChanged(evse_id=e, state=state):
+                    await self.runners[e].apply(lambda s, st=state: s.ev_state(st is EVState.C))
+                case FaultRaised(evse_id=e, code=code):
+                    await self.runners[e].apply(lambda s, c=code: s.set_fault(c))
+                case FaultCleared(evse_id=e):
+                    await self.runners[e].apply(lambda s: s.set_fault(None))
+                case CardPresented(token=token, evse_id=e, token_type=kind):
+                    # Authorizing may wait for the CSMS; other EVSEs' events must not wait behind it.
+                    nursery.start_soon(self.transactions.on_card, token, e, kind)
 
 
-def _apply_hw(connector, ev: EVState, fault: str | None) -> None:  # type: ignore[no-untyped-def]
-    connector.plugged = ev is not EVState.A
-    connector.fault = fault
+def _initial(state: EvseState, ev: EVState, fault: str | None) -> list[TxEvent]:
+    """What the hardware reports at start-up, fed through the state machine like any other change."""
+    events = state.set_fault(fault) if fault else []
+    if ev is not EVState.A:
+        events += state.plug()
+        if ev is EVState.C:
+            events += state.ev_state(True)
+    return events

@@ -81,14 +81,16 @@ class Link:
     def online(self) -> bool:
         return self.state.value is LinkState.ACCEPTED
 
-    async def call(self, action: str, payload: dict, *, timeout: float | None = None) -> dict:
+    async def call(
+        self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
+    ) -> dict:
         """Send a CALL on the current connection. BootNotification may go before acceptance, nothing else."""
         session = self._session
         if session is None:
             raise LinkDown("offline")
         if action != "BootNotification" and self.state.value is not LinkState.ACCEPTED:
             raise LinkDown(f"boot not accepted ({self.state.value.value})")
-        return await session.call(action, payload, timeout=timeout)
+        return await session.call(action, payload, timeout=timeout, message_id=message_id)
 
     async def boot_call(self, payload: dict) -> dict:
         session = self._session

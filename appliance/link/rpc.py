@@ -189,17 +189,20 @@ class RpcSession:
         self.frames_out += 1
         await self._ws.send_message(text)
 
-    async def call(self, action: str, payload: dict, *, timeout: float | None = None) -> dict:
+    async def call(
+        self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
+    ) -> dict:
         """Send one CALL and return the CSMS's CALLRESULT payload.
 
         Raises CallTimeout, CallErrorReply or LinkDown. Waits for our previous CALL first: OCPP-J allows one
-        outstanding CALL per direction.
+        outstanding CALL per direction. A journaled message passes its own `message_id`, reused by every
+        attempt (allowed by the 2024 errata), so the CSMS can recognise a resend.
         """
         self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
         async with self._call_lock:
             if self._closed.is_set():
                 raise LinkDown("not connected")
-            message_id = new_message_id()
+            message_id = message_id or new_message_id()
             self._pending_id, self._pending_action = message_id, action
             self._answer = None
             self._answered = trio.Event()

@@ -1,0 +1,203 @@
+"""Functional blocks E and F (transactions, remote control of them): local and remote start/stop,
+GetTransactionStatus, and what a power cut left behind.
+
+Each EVSE's `EvseRunner` owns its session; this module turns outside requests (an RFID tap, a CSMS
+RequestStart/StopTransaction) into runner decisions, and answers GetTransactionStatus from the journal —
+the journal, not memory, is the truth about what is still queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from appliance.blocks.authorization import Authorizer, mask
+from appliance.clock import StationClock
+from appliance.evse.meter import meter_value
+from appliance.evse.runner import EvseRunner
+from appliance.evse.state import Authorization
+from appliance.hardware.base import Hardware, Indication
+from appliance.journal.journal import Journal
+from appliance.journal.store import Append
+from appliance.link.link import Link, LinkState
+from appliance.link.rpc import Dispatcher, Reply
+
+log = logging.getLogger("appliance.transactions")
+
+
+class Transactions:
+    def __init__(
+        self,
+        *,
+        runners: dict[int, EvseRunner],
+        journal: Journal,
+        authorizer: Authorizer,
+        link: Link,
+        hardware: Hardware,
+        clock: StationClock,
+        setting: Callable[[str], Any],
+    ) -> None:
+        self._runners = runners
+        self._journal = journal
+        self._authorizer = authorizer
+        self._link = link
+        self._hw = hardware
+        self._clock = clock
+        self._setting = setting
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        dispatcher.register("RequestStartTransaction", self._request_start)
+        dispatcher.register("RequestStopTransaction", self._request_stop)
+        dispatcher.register("GetTransactionStatus", self._get_status)
+
+    # --- after a power cut ---------------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """End every transaction the journal still has open: the power went while it ran (stoppedReason
+        PowerLoss). Its seqNo continues from the journal; nothing already journaled is touched."""
+        open_txs = await self._journal.run_sync(self._journal.store.open_transactions)
+        for tx in open_txs:
+            evse_id = tx["evse_id"]
+            now = self._clock.iso()
+            samples = await self._journal.run_sync(self._journal.store.tx_meter_values, tx["transaction_id"])
+            payload: dict[str, Any] = {
+                "eventType": "Ended",
+                "timestamp": now,
+                "triggerReason": "AbnormalCondition",
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": tx["transaction_id"], "chargingState": "Idle",
+                                    "stoppedReason": "PowerLoss"},
+                "offline": True,
+            }
+            if evse_id in self._runners:
+                reading = self._hw.read_meter(evse_id)
+                mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"),
+                                 "Transaction.End")
+                if mv is not None:
+                    samples.append(mv)
+            if samples:
+                payload["meterValue"] = samples
+            stored = await self._journal.append(Append("TransactionEvent", payload))
+            log.warning("transaction %s on EVSE %d was interrupted by a power loss: ended (seqNo %d)",
+                        tx["transaction_id"], evse_id, stored["seqNo"])
+        return len(open_txs)
+
+    # --- local start/stop (RFID) ---------------------------------------------------------------------------
+
+    async def on_card(self, token: str, evse_id: int | None, token_type: str = "ISO14443") -> None:
+        id_token = {"idToken": token, "type": token_type}
+        runner = self._runner_for_card(token, evse_id)
+        if runner is None:
+            log.info("card %s: no EVSE selected; select an EVSE on the display first", mask(token))
+            self._hw.indicate(None, Indication.REJECTED)
+            return
+        current = runner.state.authorization
+        if current is not None:
+            if await self._may_stop(current, id_token):
+                log.info("EVSE %d: stop by card %s", runner.evse_id, mask(token))
+                self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
+                await runner.apply(lambda s: s.deauthorize("StopAuthorized", "Local"))
+            else:
+                log.info("EVSE %d: card %s may not stop this session", runner.evse_id, mask(token))
+                self._hw.indicate(runner.evse_id, Indication.REJECTED)
+            return
+        if not runner.state.operative or runner.state.fault is not None:
+            self._hw.indicate(runner.evse_id, Indication.UNAVAILABLE)
+            return
+        info = await self._authorizer.authorize(id_token)
+        if info["status"] != "Accepted":
+            self._hw.indicate(runner.evse_id, Indication.REJECTED)
+            return
+        self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
+        auth = Authorization(id_token, group_id=_group(info))
+        await runner.apply(lambda s: s.authorize(auth, "Authorized"))
+
+    def _runner_for_card(self, token: str, evse_id: int | None) -> EvseRunner | None:
+        if evse_id is not None:
+            return self._runners.get(evse_id)
+        for runner in self._runners.values():  # a tap without selection may stop the card's own session
+            auth = runner.state.authorization
+            if auth is not None and auth.id_token and auth.id_token.get("idToken") == token:
+                return runner
+        return next(iter(self._runners.values())) if len(self._runners) == 1 else None
+
+    async def _may_stop(self, current: Authorization, id_token: dict) -> bool:
+        """The same token, or one of the same group (TC_C_39/C_42), may stop a session."""
+        if current.id_token is not None and current.id_token.get("idToken") == id_token["idToken"]:
+            return True
+        if current.group_id is None:
+            return False
+        info = await self._authorizer.authorize(id_token)
+        return info["status"] == "Accepted" and _group(info) == current.group_id
+
+    # --- remote start/stop -----------------------------------------------------------------------------
+
+    async def _request_start(self, payload: dict) -> dict | Reply:
+        """F01/F02: answer first, then (with AuthorizeRemoteStart) Authorize, then start."""
+        if self._link.state.value is not LinkState.ACCEPTED:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NotAccepted"}}  # TC_B_02
+        runner = self._pick_evse(payload.get("evseId"))
+        if runner is None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        s = runner.state
+        if not s.operative or s.fault is not None or s.authorization is not None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "OccupiedEvse" if s.authorization else
+                                                         "Unavailable"}}
+        answer: dict[str, Any] = {"status": "Accepted"}
+        if s.tx is not None:
+            answer["transactionId"] = s.tx.transaction_id
+        id_token = payload["idToken"]
+        auth = Authorization(id_token, remote_start_id=payload["remoteStartId"])
+        if "chargingProfile" in payload:
+            log.info("RequestStartTransaction carries a chargingProfile: ignored (no smart charging, TC_K_38)")
+
+        async def start() -> None:
+            if bool(self._setting("AuthCtrlr.AuthorizeRemoteStart")):
+                info = await self._authorizer.authorize(id_token)
+                if info["status"] != "Accepted":
+                    log.info("remote start %d refused: token %s is %s", payload["remoteStartId"],
+                             mask(id_token["idToken"]), info["status"])
+                    return
+                auth.group_id = _group(info)
+            await runner.apply(lambda st: st.authorize(auth, "RemoteStart") if st.authorization is None else [])
+
+        return Reply(answer, then=start)
+
+    def _pick_evse(self, evse_id: int | None) -> EvseRunner | None:
+        if evse_id is not None:
+            return self._runners.get(evse_id)
+        for runner in self._runners.values():
+            s = runner.state
+            if s.operative and s.fault is None and s.authorization is None:
+                return runner
+        return None
+
+    async def _request_stop(self, payload: dict) -> dict | Reply:
+        tx_id = payload["transactionId"]
+        for runner in self._runners.values():
+            tx = runner.state.tx
+            if tx is not None and tx.transaction_id == tx_id:
+                async def stop(runner: EvseRunner = runner) -> None:
+                    await runner.apply(
+                        lambda s: s.deauthorize("RemoteStop", "Remote") if s.tx and s.tx.transaction_id == tx_id
+                        else []
+                    )
+
+                return Reply({"status": "Accepted"}, then=stop)
+        return {"status": "Rejected"}
+
+    async def _get_status(self, payload: dict) -> dict:
+        store = self._journal.store
+        tx_id = payload.get("transactionId")
+        if tx_id is None:
+            pending = await self._journal.run_sync(store.pending_count)
+            return {"messagesInQueue": pending > 0}
+        state = await self._journal.run_sync(store.transaction_state, tx_id)
+        pending = await self._journal.run_sync(store.pending_count, tx_id)
+        return {"ongoingIndicator": state == "open", "messagesInQueue": pending > 0}
+
+
+def _group(info: dict) -> str | None:
+    group = info.get("groupIdToken")
+    return group["idToken"] if group else None

@@ -1,0 +1,35 @@
+"""A loopback CSMS built on the `ocpp` library: the independent checker used by tests, `appliance demo` and
+the benchmarks. See `server.LoopbackCsms`."""
+
+from .behaviour import utc_now_iso
+from .records import ConnectionRecord, RecordedFrame, Violation
+from .replies import (
+    NO_ANSWER,
+    CallErrorReply,
+    CallTimeout,
+    CsmsError,
+    Delayed,
+    InvalidCsmsRequest,
+    InvalidStationResponse,
+    StationCallError,
+    StationNotConnected,
+)
+from .server import SUBPROTOCOL, LoopbackCsms
+
+__all__ = [
+    "NO_ANSWER",
+    "SUBPROTOCOL",
+    "CallErrorReply",
+    "CallTimeout",
+    "ConnectionRecord",
+    "CsmsError",
+    "Delayed",
+    "InvalidCsmsRequest",
+    "InvalidStationResponse",
+    "LoopbackCsms",
+    "RecordedFrame",
+    "StationCallError",
+    "StationNotConnected",
+    "Violation",
+    "utc_now_iso",
+]

@@ -1,0 +1,260 @@
+"""One EVSE's supervised task: feeds its state machine, journals what it decides, drives the hardware.
+
+Every change goes through `apply()` under the EVSE's lock: the state machine decides, the energy offer and
+connector status follow, and each resulting TransactionEvent is built (timestamp, meter values, offline
+flag) and committed to the journal before `apply()` returns — write ahead, then the delivery task sends.
+The samplers (periodic, clock-aligned) and the EV-connection timeout are child tasks of this runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from appliance.blocks.availability import Connectors
+from appliance.clock import StationClock, format_iso
+from appliance.evse.meter import meter_value
+from appliance.evse.state import EvseState, TxEvent
+from appliance.hardware.base import EvseLayout, Hardware
+from appliance.journal.journal import Journal
+from appliance.journal.store import Append, NewTransaction
+from appliance.util.watched import Watched
+
+log = logging.getLogger("appliance.evse")
+
+#: Re-check the wall clock at least this often while waiting for an aligned boundary (clock jumps).
+ALIGNED_RECHECK = 60.0
+
+
+class EvseRunner:
+    def __init__(
+        self,
+        layout: EvseLayout,
+        *,
+        hardware: Hardware,
+        journal: Journal,
+        setting: Callable[[str], Any],
+        settings_changed: Watched[int],
+        clock: StationClock,
+        online: Callable[[], bool],
+        connectors: Connectors,
+    ) -> None:
+        self.layout = layout
+        self.evse_id = layout.evse_id
+        self._hw = hardware
+        self._journal = journal
+        self._setting = setting
+        self._settings_changed = settings_changed
+        self._clock = clock
+        self._online = online
+        self._connectors = connectors
+        self.state = EvseState(self.evse_id)
+        self._lock = trio.Lock()
+        self.changed: Watched[int] = Watched(0)
+        self._authorized_at: float | None = None
+        self._refresh_points()
+
+    # --- the one way in --------------------------------------------------------------------------------
+
+    async def apply(self, decide: Callable[[EvseState], list[TxEvent]]) -> list[dict]:
+        """Run one decision of the state machine and carry it out; return the journaled payloads."""
+        async with self._lock:
+            self._refresh_points()
+            had_auth = self.state.authorization is not None
+            events = decide(self.state)
+            if self.state.authorization is not None and not had_auth:
+                self._authorized_at = trio.current_time()
+            self._sync_outputs()
+            stored = [await self._journal_event(event) for event in events]
+        self.changed.set(self.changed.value + 1)
+        return stored
+
+    def _refresh_points(self) -> None:
+        self.state.start_points = tuple(self._setting("TxCtrlr.TxStartPoint"))
+        self.state.stop_points = tuple(self._setting("TxCtrlr.TxStopPoint"))
+
+    def _sync_outputs(self) -> None:
+        s = self.state
+        self._hw.set_offered_current(self.evse_id, self.layout.max_current_a if s.offering else 0.0)
+
+        def mirror(connector: Any) -> None:
+            connector.plugged = s.plugged
+            connector.fault = s.fault
+            connector.operative = s.operative
+
+        self._connectors.update(self.evse_id, mirror)
+
+    # --- building TransactionEvents ---------------------------------------------------------------------
+
+    async def _journal_event(self, event: TxEvent) -> dict:
+        now = self._clock.iso()
+        payload: dict[str, Any] = {
+            "eventType": event.event_type,
+            "timestamp": now,
+            "triggerReason": event.trigger_reason,
+            "seqNo": 0,  # allocated by the journal in the same SQLite transaction
+            "transactionInfo": {"transactionId": event.transaction_id, "chargingState": event.charging_state},
+        }
+        info = payload["transactionInfo"]
+        if event.stopped_reason is not None:
+            info["stoppedReason"] = event.stopped_reason
+        if event.remote_start_id is not None:
+            info["remoteStartId"] = event.remote_start_id
+        if event.first:
+            payload["evse"] = {"id": self.evse_id, "connectorId": 1}
+        if event.id_token is not None:
+            payload["idToken"] = event.id_token
+        if not self._online():
+            payload["offline"] = True
+        if event.trigger_reason in ("ChargingStateChanged", "Authorized", "CablePluggedIn") or event.first:
+            payload["numberOfPhasesUsed"] = self.layout.phases
+        meter = []
+        if event.event_type == "Ended":
+            meter = await self._journal.run_sync(self._journal.store.tx_meter_values, event.transaction_id)
+        meter += self._meter_values(event, now)
+        if meter:
+            payload["meterValue"] = meter
+        new_tx = None
+        if event.first:
+            new_tx = NewTransaction(event.transaction_id, self.evse_id, 1, event.id_token, event.remote_start_id)
+        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx))
+        log.info("EVSE %d: TransactionEvent %s %s (%s) tx %s seqNo %d%s", self.evse_id, event.event_type,
+                 event.trigger_reason, event.charging_state, event.transaction_id, stored["seqNo"],
+                 " offline" if stored.get("offline") else "")
+        return stored
+
+    def _meter_values(self, event: TxEvent, now: str) -> list[dict]:
+        reading = self._hw.read_meter(self.evse_id)
+        values: list[dict] = []
+        if event.event_type == "Started":
+            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxStartedMeasurands"), "Transaction.Begin")
+        elif event.event_type == "Ended":
+            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"), "Transaction.End")
+        elif event.trigger_reason == "MeterValuePeriodic":
+            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxUpdatedMeasurands"), "Sample.Periodic")
+        elif event.trigger_reason == "MeterValueClock":
+            mv = meter_value(now, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")
+        elif event.trigger_reason == "Trigger":
+            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxUpdatedMeasurands"), "Trigger")
+        else:
+            mv = None
+        if mv is not None:
+            values.append(mv)
+        return values
+
+    # --- tasks ---------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._periodic_sampler)
+            nursery.start_soon(self._tx_ended_sampler)
+            nursery.start_soon(self._aligned_sampler)
+            nursery.start_soon(self._connection_timeout_watch)
+            task_status.started()
+
+    async def _wait_for_tx(self) -> str:
+        while self.state.tx is None:
+            await self.changed.wait_change()
+        return self.state.tx.transaction_id
+
+    async def _sleep_during_tx(self, path: str, tx_id: str, since: float) -> bool:
+        """Sleep until `since + interval` (interval re-read on changes); False if the transaction ended."""
+        while True:
+            interval = float(self._setting(path))
+            if interval <= 0:
+                await self._either_change()
+            else:
+                with trio.move_on_at(since + interval) as due:
+                    await self._either_change()
+                if due.cancelled_caught:
+                    return self.state.tx is not None and self.state.tx.transaction_id == tx_id
+            if self.state.tx is None or self.state.tx.transaction_id != tx_id:
+                return False
+
+    async def _either_change(self) -> None:
+        async with trio.open_nursery() as nursery:
+            async def wait(watched: Watched[int]) -> None:
+                await watched.wait_change()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait, self.changed)
+            nursery.start_soon(wait, self._settings_changed)
+
+    async def _periodic_sampler(self) -> None:
+        """Updated(MeterValuePeriodic) every SampledDataCtrlr.TxUpdatedInterval during a transaction."""
+        while True:
+            tx_id = await self._wait_for_tx()
+            since = trio.current_time()
+            while await self._sleep_during_tx("SampledDataCtrlr.TxUpdatedInterval", tx_id, since):
+                since = trio.current_time()
+                await self.apply(lambda s: s.periodic("MeterValuePeriodic"))
+
+    async def _tx_ended_sampler(self) -> None:
+        """Samples for the Ended event every SampledDataCtrlr.TxEndedInterval, kept durably in the journal."""
+        while True:
+            tx_id = await self._wait_for_tx()
+            since = trio.current_time()
+            while await self._sleep_during_tx("SampledDataCtrlr.TxEndedInterval", tx_id, since):
+                since = trio.current_time()
+                reading = self._hw.read_meter(self.evse_id)
+                mv = meter_value(self._clock.iso(), reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"),
+                                 "Sample.Periodic")
+                if mv is not None:
+                    await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx_id, mv)
+
+    async def _aligned_sampler(self) -> None:
+        """Clock-aligned samples on the wall-clock boundaries of AlignedDataCtrlr.Interval.
+
+        The boundary is computed from the station clock but waited for on Trio's monotonic clock, re-checked
+        at least every minute, so a clock correction moves the next sample to the right boundary instead of
+        firing early, late or twice.
+        """
+        last_boundary = -math.inf
+        while True:
+            interval = int(self._setting("AlignedDataCtrlr.Interval"))
+            if interval <= 0:
+                await self._settings_changed.wait_change()
+                continue
+            now = self._clock.timestamp()
+            boundary = math.floor(now / interval + 1) * interval
+            if boundary <= last_boundary:
+                boundary = last_boundary + interval
+            with trio.move_on_after(min(boundary - now, ALIGNED_RECHECK)):
+                await self._settings_changed.wait_change()
+                continue
+            if self._clock.timestamp() + 0.0005 < boundary:
+                continue  # not there yet (long wait, or the clock moved back): recompute
+            last_boundary = boundary
+            await self._aligned_sample(format_iso_ts(boundary))
+
+    async def _aligned_sample(self, stamp: str) -> None:
+        in_tx = self.state.tx is not None
+        if in_tx and not bool(self._setting("AlignedDataCtrlr.SendDuringIdle")):
+            await self.apply(lambda s: s.periodic("MeterValueClock"))
+        elif not in_tx:
+            reading = self._hw.read_meter(self.evse_id)
+            mv = meter_value(stamp, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")
+            if mv is not None:
+                await self._journal.append(Append("MeterValues", {"evseId": self.evse_id, "meterValue": [mv]}))
+
+    async def _connection_timeout_watch(self) -> None:
+        """An authorization without an EV lapses after TxCtrlr.EVConnectionTimeOut."""
+        while True:
+            s = self.state
+            if s.authorization is None or s.plugged or self._authorized_at is None:
+                await self._either_change()
+                continue
+            deadline = self._authorized_at + float(self._setting("TxCtrlr.EVConnectionTimeOut"))
+            with trio.move_on_at(deadline) as expired:
+                await self._either_change()
+            if expired.cancelled_caught:
+                await self.apply(lambda s: s.connection_timeout())
+
+
+def format_iso_ts(timestamp: float) -> str:
+    return format_iso(datetime.fromtimestamp(timestamp, UTC))

@@ -1,0 +1,202 @@
+"""One EVSE's session state machine (sans-IO): inputs in, transaction events and energy commands out.
+
+The transaction rules (Part 2 E01–E07, the digest §3):
+
+* A transaction starts when the first of TxCtrlr.TxStartPoint's conditions becomes true and ends when any of
+  TxCtrlr.TxStopPoint's conditions stops being true. Conditions: EVConnected (cable plugged at the EV),
+  Authorized (a token or remote start authorized the session), PowerPathClosed (energy offered),
+  EnergyTransfer (energy flowing). StopTxOnEVSideDisconnect (true, fixed cable) also ends it on unplug.
+* Energy is offered only while authorized, plugged, operative and not faulted.
+* chargingState: Idle (not plugged), EVConnected, Charging, SuspendedEV (offered, EV not drawing),
+  SuspendedEVSE (EV wants energy, station does not offer). Every event carries the current state; a change
+  that no other event reports becomes an Updated with triggerReason ChargingStateChanged.
+* Unplugging ends the authorization (fixed cable: the certified station does not keep it).
+
+The machine decides; `EvseRunner` (runner.py) carries out its `TxEvent`s (journal) and `offer` (hardware).
+Nothing here does I/O or knows about time other than what it is told.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+
+
+@dataclass
+class Authorization:
+    id_token: dict | None  # IdTokenType; None for a remote start without token? (never: remote starts carry one)
+    group_id: str | None = None
+    remote_start_id: int | None = None
+    reported: bool = False  # has a TransactionEvent carried this idToken yet?
+
+
+@dataclass(frozen=True)
+class TxEvent:
+    """A TransactionEvent to journal; the runner adds timestamp, meter values, offline flag and seqNo."""
+
+    event_type: str  # Started | Updated | Ended
+    trigger_reason: str
+    transaction_id: str
+    charging_state: str
+    evse_id: int
+    id_token: dict | None = None
+    remote_start_id: int | None = None
+    stopped_reason: str | None = None
+    first: bool = False  # carries `evse` and opens the journal's transaction row
+
+
+@dataclass
+class Transaction:
+    transaction_id: str
+    remote_start_id: int | None = None
+    reported_state: str = ""
+    pending_stop_reason: str | None = None
+
+
+@dataclass
+class EvseState:
+    evse_id: int
+    start_points: tuple[str, ...] = ("EVConnected", "Authorized")
+    stop_points: tuple[str, ...] = ("EVConnected", "Authorized")
+    plugged: bool = False
+    ev_wants_energy: bool = False
+    operative: bool = True
+    fault: str | None = None
+    authorization: Authorization | None = None
+    tx: Transaction | None = None
+    events: list[TxEvent] = field(default_factory=list)
+
+    # --- derived -------------------------------------------------------------------------------------------
+
+    @property
+    def offering(self) -> bool:
+        return self.authorization is not None and self.plugged and self.operative and self.fault is None
+
+    @property
+    def charging_state(self) -> str:
+        if not self.plugged:
+            return "Idle"
+        if self.offering:
+            return "Charging" if self.ev_wants_energy else "SuspendedEV"
+        return "SuspendedEVSE" if self.ev_wants_energy else "EVConnected"
+
+    def _conditions(self) -> dict[str, bool]:
+        return {
+            "EVConnected": self.plugged,
+            "Authorized": self.authorization is not None,
+            "PowerPathClosed": self.offering,
+            "EnergyTransfer": self.offering and self.ev_wants_energy,
+        }
+
+    # --- inputs (each returns the events it caused, in order) ---------------------------------------------
+
+    def plug(self) -> list[TxEvent]:
+        return self._change(lambda: setattr(self, "plugged", True), "CablePluggedIn")
+
+    def unplug(self) -> list[TxEvent]:
+        def apply() -> None:
+            self.plugged = False
+            self.ev_wants_energy = False
+            self.authorization = None  # EV-side unplug ends the authorization
+
+        return self._change(apply, "EVCommunicationLost", stop_reason="EVDisconnected", force_stop=True)
+
+    def ev_state(self, wants_energy: bool) -> list[TxEvent]:
+        return self._change(lambda: setattr(self, "ev_wants_energy", wants_energy), "ChargingStateChanged")
+
+    def authorize(self, auth: Authorization, trigger: str = "Authorized") -> list[TxEvent]:
+        """A token (trigger Authorized) or a remote start (trigger RemoteStart) authorizes this EVSE."""
+        return self._change(lambda: setattr(self, "authorization", auth), trigger)
+
+    def deauthorize(self, trigger: str, stop_reason: str) -> list[TxEvent]:
+        """Local stop (StopAuthorized/Local), remote stop (RemoteStop/Remote), invalid id (Deauthorized/…)."""
+        if self.tx is not None:
+            self.tx.pending_stop_reason = stop_reason
+        return self._change(lambda: setattr(self, "authorization", None), trigger, stop_reason=stop_reason)
+
+    def connection_timeout(self) -> list[TxEvent]:
+        """EVConnectionTimeOut passed with an authorization but no EV: drop it (TC_E_39 / TC_F_04)."""
+        if self.plugged or self.authorization is None:
+            return []
+        return self._change(lambda: setattr(self, "authorization", None), "EVConnectTimeout",
+                            stop_reason="Timeout", force_stop=True)
+
+    def set_fault(self, code: str | None) -> list[TxEvent]:
+        return self._change(lambda: setattr(self, "fault", code), "ChargingStateChanged")
+
+    def set_operative(self, operative: bool) -> list[TxEvent]:
+        return self._change(lambda: setattr(self, "operative", operative), "ChargingStateChanged")
+
+    def end_now(self, trigger: str, stop_reason: str) -> list[TxEvent]:
+        """End a running transaction whatever the stop points say (reset, power loss …)."""
+        if self.tx is None:
+            return []
+        event = self._event("Ended", trigger, stop_reason=stop_reason)
+        self.tx = None
+        self.authorization = None
+        return [event]
+
+    def trigger(self) -> list[TxEvent]:
+        """TriggerMessage(TransactionEvent): an Updated with triggerReason Trigger, if a transaction runs."""
+        return [self._event("Updated", "Trigger")] if self.tx is not None else []
+
+    def periodic(self, trigger: str) -> list[TxEvent]:
+        """MeterValuePeriodic / MeterValueClock Updated events during a transaction."""
+        return [self._event("Updated", trigger)] if self.tx is not None else []
+
+    # --- the rules -----------------------------------------------------------------------------------------
+
+    def _change(self, apply, trigger: str, *, stop_reason: str | None = None,  # type: ignore[no-untyped-def]
+                force_stop: bool = False) -> list[TxEvent]:
+        before = self._conditions()
+        apply()
+        after = self._conditions()
+        events: list[TxEvent] = []
+        if self.tx is None:
+            became_true = [c for c in self.start_points if after[c] and not before[c]]
+            if became_true:
+                self.tx = Transaction(str(uuid.uuid4()), remote_start_id=self._remote_start_id())
+                events.append(self._event("Started", trigger, first=True))
+            return events
+        became_false = [c for c in self.stop_points if before[c] and not after[c]]
+        if became_false or (force_stop and not self.plugged) or (force_stop and trigger == "EVConnectTimeout"):
+            reason = self.tx.pending_stop_reason or stop_reason or "Local"
+            events.append(self._event("Ended", trigger, stop_reason=reason))
+            self.tx = None
+            self.authorization = None
+            return events
+        if self._unreported_token() or self.charging_state != self.tx.reported_state or trigger in (
+            "StopAuthorized", "RemoteStop", "Deauthorized", "RemoteStart"
+        ):
+            events.append(self._event("Updated", trigger))
+        return events
+
+    def _remote_start_id(self) -> int | None:
+        return self.authorization.remote_start_id if self.authorization else None
+
+    def _unreported_token(self) -> bool:
+        return self.authorization is not None and not self.authorization.reported and \
+            self.authorization.id_token is not None
+
+    def _event(self, event_type: str, trigger: str, *, stop_reason: str | None = None,
+               first: bool = False) -> TxEvent:
+        assert self.tx is not None
+        id_token = None
+        if self._unreported_token() and event_type != "Ended":
+            assert self.authorization is not None
+            id_token = self.authorization.id_token
+            self.authorization.reported = True
+        remote_start_id = None
+        if self.authorization is not None and self.authorization.remote_start_id is not None and (
+            first or trigger == "RemoteStart"
+        ):
+            remote_start_id = self.authorization.remote_start_id
+            self.tx.remote_start_id = remote_start_id
+        state = self.charging_state
+        self.tx.reported_state = state
+        event = TxEvent(event_type, trigger, self.tx.transaction_id, state, self.evse_id, id_token=id_token,
+                        remote_start_id=remote_start_id, stopped_reason=stop_reason if event_type == "Ended" else None,
+                        first=first)
+        return event

@@ -1,0 +1,75 @@
+"""Delivering the journal to the CSMS: one message at a time, in journal order, marked only when answered.
+
+Runs as an online service, so it starts right after each accepted boot — before anything new can overtake
+what was queued — and stops with the connection. A CALLERROR or a missing answer is a failed attempt
+(counted in the journal, so a restart does not reset it); the next try waits
+MessageAttemptInterval[TransactionEvent] × attempts so far. After MessageAttempts[TransactionEvent] failed
+attempts the message is dropped (Part 2 E13/E14; TC_E_41, E_42, E_50, E_51) and the queue moves on. A lost
+connection is not a failed attempt: the message stays first in line for the next connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from appliance.journal.journal import Journal
+from appliance.journal.store import Queued
+from appliance.link.link import Link
+from appliance.link.rpc import CallErrorReply, CallTimeout
+
+log = logging.getLogger("appliance.delivery")
+
+ResponseHook = Callable[[Queued, dict], Awaitable[None]]
+
+
+class Delivery:
+    def __init__(self, journal: Journal, setting: Callable[[str], object]) -> None:
+        self._journal = journal
+        self._setting = setting
+        self._hooks: dict[str, ResponseHook] = {}
+        self.delivered = 0
+        self.dropped = 0
+
+    def on_response(self, action: str, hook: ResponseHook) -> None:
+        """Let a functional block act on the CSMS's answer (e.g. idTokenInfo of a TransactionEvent)."""
+        self._hooks[action] = hook
+
+    def _max_attempts(self) -> int:
+        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload]
+
+    def _interval(self) -> float:
+        return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]
+
+    async def service(self, link: Link) -> None:
+        while True:
+            seen = self._journal.appended.value
+            item = await self._journal.next_pending()
+            if item is None:
+                await self._journal.appended.wait_until(lambda v, seen=seen: v != seen)
+                continue
+            await self._deliver(link, item)
+
+    async def _deliver(self, link: Link, item: Queued) -> None:
+        try:
+            answer = await link.call(item.action, item.payload, message_id=item.message_id)
+        except (CallTimeout, CallErrorReply) as exc:
+            attempts = await self._journal.record_failure(item.id, str(exc))
+            if attempts >= self._max_attempts():
+                log.error("dropping %s %s (tx %s seqNo %s) after %d failed attempts: %s", item.action,
+                          item.message_id, item.transaction_id, item.seq_no, attempts, exc)
+                await self._journal.mark_dropped(item.id)
+                self.dropped += 1
+                return
+            wait = self._interval() * attempts
+            log.warning("%s %s failed (%s); attempt %d of %d in %.0f s", item.action, item.message_id, exc,
+                        attempts + 1, self._max_attempts(), wait)
+            await trio.sleep(wait)
+            return
+        await self._journal.mark_delivered(item.id)
+        self.delivered += 1
+        hook = self._hooks.get(item.action)
+        if hook is not None:
+            await hook(item, answer)

@@ -1,0 +1,243 @@
+"""The journal's SQL, synchronous and small: every write path is one explicit SQLite transaction.
+
+Power-cut analysis of each write (a cut between any two statements rolls the open transaction back):
+
+* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions) → UPDATE next_seq_no … RETURNING → INSERT outbox
+  → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
+* delivered: one UPDATE of the row (outcome, delivered_at). A cut before it means the message is sent again
+  after the restart — the only way a duplicate can happen, and only for a message whose answer we never
+  recorded (at-least-once; the CSMS de-duplicates by transactionId + seqNo).
+* failed attempt / dropped: one UPDATE each; attempts survive a restart.
+* prune: one DELETE of delivered rows of ended transactions, oldest first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.protocol import new_message_id
+
+
+def utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+@dataclass(frozen=True)
+class NewTransaction:
+    """The row a Started event opens."""
+
+    transaction_id: str
+    evse_id: int
+    connector_id: int = 1
+    id_token: dict | None = None
+    remote_start_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Append:
+    """One message to journal. For TransactionEvent the journal fills in `seqNo`."""
+
+    action: str
+    payload: dict
+    new_transaction: NewTransaction | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A journaled message that still has to reach the CSMS."""
+
+    id: int
+    message_id: str
+    action: str
+    payload: dict
+    transaction_id: str | None
+    seq_no: int | None
+    attempts: int
+
+
+def _register_wh(payload: dict) -> float | None:
+    """The last Energy.Active.Import.Register (total, in Wh) in a payload's meter values, if any."""
+    found = None
+    for meter_value in payload.get("meterValue", ()):
+        for sample in meter_value.get("sampledValue", ()):
+            if sample.get("measurand") == "Energy.Active.Import.Register" and "phase" not in sample:
+                unit = sample.get("unitOfMeasure", {})
+                scale = 1000.0 if unit.get("unit") == "kWh" else 1.0
+                found = float(sample["value"]) * scale * 10 ** unit.get("multiplier", 0)
+    return found
+
+
+class JournalStore:
+    """Synchronous access to the journal tables through one dedicated connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    def append_batch(self, items: Sequence[Append]) -> list[dict]:
+        """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
+        conn = self.conn
+        stored = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in items:
+                stored.append(self._append_one(item))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return stored
+
+    def _append_one(self, item: Append) -> dict:
+        conn = self.conn
+        payload = dict(item.payload)
+        tx_id = item.transaction_id
+        seq_no = None
+        event_type = payload.get("eventType")
+        if item.action == "TransactionEvent":
+            tx_id = payload["transactionInfo"]["transactionId"]
+            if item.new_transaction is not None:
+                t = item.new_transaction
+                conn.execute(
+                    "INSERT INTO transactions (transaction_id, evse_id, connector_id, id_token, remote_start_id,"
+                    " started_at, meter_start_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (t.transaction_id, t.evse_id, t.connector_id,
+                     json.dumps(t.id_token) if t.id_token else None, t.remote_start_id,
+                     payload["timestamp"], _register_wh(payload)),
+                )
+            row = conn.execute(
+                "UPDATE transactions SET next_seq_no = next_seq_no + 1 WHERE transaction_id = ? AND state = 'open'"
+                " RETURNING next_seq_no - 1",
+                (tx_id,),
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"transaction {tx_id} is not open in the journal")
+            seq_no = row[0]
+            payload["seqNo"] = seq_no
+            energy = _register_wh(payload)
+            if energy is not None:
+                conn.execute("UPDATE transactions SET meter_last_wh = ? WHERE transaction_id = ?", (energy, tx_id))
+            if "idToken" in payload:
+                conn.execute(
+                    "UPDATE transactions SET id_token = coalesce(id_token, ?) WHERE transaction_id = ?",
+                    (json.dumps(payload["idToken"]), tx_id),
+                )
+            if event_type == "Ended":
+                conn.execute(
+                    "UPDATE transactions SET state = 'ended', ended_at = ?, stopped_reason = ?"
+                    " WHERE transaction_id = ?",
+                    (payload["timestamp"], payload["transactionInfo"].get("stoppedReason", "Local"), tx_id),
+                )
+        conn.execute(
+            "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
+            " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_message_id(), item.action, tx_id, seq_no, event_type, payload.get("triggerReason"),
+             1 if payload.get("offline") else 0, json.dumps(payload, separators=(",", ":")), utc_now()),
+        )
+        return payload
+
+    def mark_delivered(self, row_id: int) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET outcome = 'delivered', delivered_at = ? WHERE id = ? AND outcome IS NULL",
+            (utc_now(), row_id),
+        )
+
+    def record_failure(self, row_id: int, error: str) -> int:
+        row = self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ? RETURNING attempts",
+            (error[:500], row_id),
+        ).fetchone()
+        return int(row[0])
+
+    def mark_dropped(self, row_id: int) -> None:
+        self.conn.execute("UPDATE outbox SET outcome = 'dropped' WHERE id = ? AND outcome IS NULL", (row_id,))
+
+    def add_tx_meter_value(self, transaction_id: str, meter_value: dict) -> None:
+        self.conn.execute(
+            "INSERT INTO tx_meter_values (transaction_id, meter_value) VALUES (?, ?)",
+            (transaction_id, json.dumps(meter_value, separators=(",", ":"))),
+        )
+
+    def prune(self, *, keep_rows: int, older_than: str) -> int:
+        """Forget delivered/dropped messages of ended transactions (and loose messages) beyond the policy.
+
+        Keeps at least the newest `keep_rows` finished rows, and everything created after `older_than`.
+        Pending rows and rows of open transactions are never pruned.
+        """
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self.conn.execute(
+                "DELETE FROM outbox WHERE outcome IS NOT NULL AND created_at < ?"
+                " AND id < (SELECT coalesce(min(id), 0) FROM (SELECT id FROM outbox WHERE outcome IS NOT NULL"
+                "           ORDER BY id DESC LIMIT ?))"
+                " AND (transaction_id IS NULL OR transaction_id IN"
+                "      (SELECT transaction_id FROM transactions WHERE state = 'ended'))",
+                (older_than, keep_rows),
+            )
+            removed = cursor.rowcount
+            self.conn.execute(
+                "DELETE FROM tx_meter_values WHERE transaction_id IN (SELECT transaction_id FROM transactions"
+                " WHERE state = 'ended' AND transaction_id NOT IN"
+                " (SELECT transaction_id FROM outbox WHERE transaction_id IS NOT NULL))"
+            )
+            self.conn.execute(
+                "DELETE FROM transactions WHERE state = 'ended' AND transaction_id NOT IN"
+                " (SELECT transaction_id FROM outbox WHERE transaction_id IS NOT NULL)"
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return removed
+
+    # --- reads ------------------------------------------------------------------------------------------
+
+    def next_pending(self) -> Queued | None:
+        row = self.conn.execute(
+            "SELECT id, message_id, action, payload, transaction_id, seq_no, attempts FROM outbox"
+            " WHERE outcome IS NULL ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return Queued(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+
+    def pending_count(self, transaction_id: str | None = None) -> int:
+        if transaction_id is None:
+            sql, args = "SELECT count(*) FROM outbox WHERE outcome IS NULL", ()
+        else:
+            sql, args = "SELECT count(*) FROM outbox WHERE outcome IS NULL AND transaction_id = ?", (transaction_id,)
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def open_transactions(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT transaction_id, evse_id, connector_id, id_token, remote_start_id, started_at, meter_start_wh,"
+            " meter_last_wh, next_seq_no FROM transactions WHERE state = 'open' ORDER BY started_at"
+        ).fetchall()
+        keys = ("transaction_id", "evse_id", "connector_id", "id_token", "remote_start_id", "started_at",
+                "meter_start_wh", "meter_last_wh", "next_seq_no")
+        result = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["id_token"] = json.loads(item["id_token"]) if item["id_token"] else None
+            result.append(item)
+        return result
+
+    def transaction_state(self, transaction_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT state FROM transactions WHERE transaction_id = ?", (transaction_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def tx_meter_values(self, transaction_id: str) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT meter_value FROM tx_meter_values WHERE transaction_id = ? ORDER BY id", (transaction_id,)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
