@@ -35,12 +35,13 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "evse", "logging"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "evse", "logging", "journal"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
 _LOGGING_KEYS = {"level"}
+_JOURNAL_KEYS = {"retention_days", "retention_rows"}
 
 
 class ConfigError(Exception):
@@ -78,6 +79,14 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """How long delivered messages stay in the journal for inspection (pending ones always stay)."""
+
+    retention_days: float = 30.0
+    retention_rows: int = 100_000
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -85,6 +94,7 @@ class Config:
     evses: list[EvseLayout]
     variables: dict[str, Any]
     log_level: str = "INFO"
+    journal: JournalConfig = field(default_factory=JournalConfig)
     source: str = "<embedded default>"
 
 
@@ -174,7 +184,17 @@ def parse(text: str, *, source: str) -> Config:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
 
+    journal_table = _table(raw, "journal", required=False)
+    _only(journal_table, _JOURNAL_KEYS, "journal.")
+    days = journal_table.get("retention_days", 30)
+    if not isinstance(days, int | float) or isinstance(days, bool) or days < 0:
+        raise ConfigError("journal.retention_days", "must be a number of days ≥ 0")
+    rows = journal_table.get("retention_rows", 100_000)
+    if type(rows) is not int or rows < 0:
+        raise ConfigError("journal.retention_rows", "must be an integer ≥ 0")
+
     return Config(
+        journal=JournalConfig(float(days), rows),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
         hardware=HardwareConfig(backend or "sim", sim_socket, serial),

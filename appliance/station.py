@@ -16,8 +16,10 @@ Cancelling the root scope (SIGTERM) unwinds all of it; the link's teardown sends
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 
 import trio
@@ -214,12 +216,27 @@ class Station:
                     await nursery.start(runner.run)
                 nursery.start_soon(supervise, "hardware events", lambda: self._route_hardware_events(nursery))
                 nursery.start_soon(self.link.run, name="link")
+                nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
                          len(self.config.evses), self.config.station.data_dir)
                 task_status.started()
         finally:
             self.journal.store.conn.close()
             self.db.close()
+
+    async def _housekeeping(self) -> None:
+        """Keep the journal bounded: prune old delivered messages, then checkpoint the WAL."""
+        retention = self.config.journal
+        while True:
+            cutoff = time.time() - retention.retention_days * 86400
+            older_than = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cutoff)) + ".000Z"
+            removed = await self.journal.run_sync(
+                functools.partial(self.journal.store.prune, keep_rows=retention.retention_rows, older_than=older_than)
+            )
+            if removed:
+                log.info("journal: pruned %d delivered message(s)", removed)
+            await self.journal.run_sync(lambda: self.journal.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+            await trio.sleep(HOUSEKEEPING_EVERY)
 
     async def _route_hardware_events(self, nursery: trio.Nursery) -> None:
         async for event in self.hardware.events:
@@ -237,6 +254,9 @@ class Station:
                 case CardPresented(token=token, evse_id=e, token_type=kind):
                     # Authorizing may wait for the CSMS; other EVSEs' events must not wait behind it.
                     nursery.start_soon(self.transactions.on_card, token, e, kind)
+
+
+HOUSEKEEPING_EVERY = 3600.0
 
 
 def _initial(state: EvseState, ev: EVState, fault: str | None) -> list[TxEvent]:

@@ -26,6 +26,7 @@ import hmac
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,7 +146,8 @@ class LoopbackCsms:
         self._loop_thread_id: int | None = None
         self._stop_requested: asyncio.Event | None = None
         self._server: Server | None = None
-        self._handshakes: dict[ServerConnection, int] = {}
+        # Connection ids from process_request to the handler; weak, so abandoned handshakes cannot pile up.
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, int] = weakref.WeakKeyDictionary()
         self._live: dict[str, _Live] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -177,13 +179,13 @@ class LoopbackCsms:
 
     def stop(self, timeout: float = 30) -> None:
         """Close every connection with a close frame (1001), stop listening, end the thread. Idempotent."""
+        self._refuse_loop_thread("stop")
         with self._lifecycle:
             if self._state != "running":
                 self._state = "stopped"
                 return
             self._state = "stopped"
             loop, thread, stop_requested = self._loop, self._thread, self._stop_requested
-        self._refuse_loop_thread("stop")
         assert loop is not None and thread is not None and stop_requested is not None
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop already ended (it crashed)
             loop.call_soon_threadsafe(stop_requested.set)

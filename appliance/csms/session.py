@@ -43,8 +43,17 @@ from .replies import (
 )
 
 log = logging.getLogger("appliance.csms")
-# The library logs every frame at INFO and every bad frame with a traceback; we record those ourselves.
-_library_log = logging.getLogger("appliance.csms.ocpp")
+
+
+class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The library logs every frame at INFO; we record frames ourselves, so that is DEBUG noise for us (and
+    would flood `appliance demo`, which logs at INFO)."""
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
+_library_log = _LibraryLog(logging.getLogger("appliance.csms.ocpp"), {})
 
 OCPP_VERSION = "2.0.1"
 _MAX_MESSAGE_ID = 36

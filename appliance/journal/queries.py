@@ -216,7 +216,10 @@ def summary(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def quick_check(conn: sqlite3.Connection) -> list[str]:
-    """SQLite's own structural check; an empty list when the file is sound."""
-    rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-    return [] if rows == ["ok"] else rows
+def quick_check(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
+    """SQLite's own structural check, one problem per line (at most `limit`); empty when the file is sound."""
+    rows = [r[0] for r in conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
+    if rows == ["ok"]:
+        return []
+    lines = [line for row in rows for line in str(row).splitlines()]
+    return [line for line in lines if line.strip() and not line.startswith("*** in database")]

@@ -122,6 +122,16 @@ class JournalStore:
                 raise ValueError(f"transaction {tx_id} is not open in the journal")
             seq_no = row[0]
             payload["seqNo"] = seq_no
+            if seq_no > 0:
+                # Timestamps within a transaction never go backwards, even when the station clock is corrected
+                # backwards by the CSMS or restarts before it has heard the CSMS's time again.
+                last = conn.execute(
+                    "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ?"
+                    " ORDER BY seq_no DESC LIMIT 1",
+                    (tx_id,),
+                ).fetchone()
+                if last is not None and last[0] is not None and last[0] > payload["timestamp"]:
+                    payload["timestamp"] = last[0]
             energy = _register_wh(payload)
             if energy is not None:
                 conn.execute("UPDATE transactions SET meter_last_wh = ? WHERE transaction_id = ?", (energy, tx_id))
@@ -176,8 +186,7 @@ class JournalStore:
         try:
             cursor = self.conn.execute(
                 "DELETE FROM outbox WHERE outcome IS NOT NULL AND created_at < ?"
-                " AND id < (SELECT coalesce(min(id), 0) FROM (SELECT id FROM outbox WHERE outcome IS NOT NULL"
-                "           ORDER BY id DESC LIMIT ?))"
+                " AND id NOT IN (SELECT id FROM outbox WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?)"
                 " AND (transaction_id IS NULL OR transaction_id IN"
                 "      (SELECT transaction_id FROM transactions WHERE state = 'ended'))",
                 (older_than, keep_rows),

@@ -250,7 +250,10 @@ def check_events(
 
 def _collect(conn: sqlite3.Connection) -> tuple[list[Violation], int, int]:
     """(violations, transactions checked, messages checked) for the journal behind `conn`."""
-    problems = [Violation(None, f"PRAGMA quick_check: {line}") for line in quick_check(conn)]
+    try:
+        problems = [Violation(None, f"PRAGMA quick_check: {line}") for line in quick_check(conn)]
+    except sqlite3.DatabaseError as exc:
+        problems = [Violation(None, f"PRAGMA quick_check failed: {exc}")]
     try:
         with snapshot(conn):
             rows = {t["transactionId"]: t for t in transactions(conn)}

@@ -1,0 +1,98 @@
+"""The journal's write path on a real SQLite file: seqNo allocation, closing, ordering, pruning."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from appliance.journal.db import open_station_db
+from appliance.journal.store import Append, JournalStore, NewTransaction
+
+
+def tx_event(tx: str, event_type: str, ts: str, wh: float | None = None, **extra: object) -> dict:
+    payload: dict = {"eventType": event_type, "timestamp": ts, "triggerReason": "Trigger", "seqNo": 0,
+                     "transactionInfo": {"transactionId": tx}, **extra}
+    if wh is not None:
+        payload["meterValue"] = [{"timestamp": ts, "sampledValue": [
+            {"value": wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}]}]
+    return payload
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JournalStore:
+    return JournalStore(open_station_db(tmp_path))
+
+
+def start(store: JournalStore, tx: str, ts: str = "2026-01-01T00:00:00.000Z") -> dict:
+    return store.append_batch([Append("TransactionEvent", tx_event(tx, "Started", ts, 1000.0),
+                                      new_transaction=NewTransaction(tx, 1))])[0]
+
+
+def test_seq_no_allocated_in_order_and_closed(store: JournalStore) -> None:
+    assert start(store, "t1")["seqNo"] == 0
+    stored = store.append_batch([
+        Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z", 1500.0)),
+        Append("TransactionEvent", tx_event("t1", "Ended", "2026-01-01T00:02:00.000Z", 2000.0)),
+    ])
+    assert [p["seqNo"] for p in stored] == [1, 2]
+    assert store.transaction_state("t1") == "ended"
+    row = store.conn.execute("SELECT meter_start_wh, meter_last_wh, stopped_reason FROM transactions").fetchone()
+    assert row == (1000.0, 2000.0, "Local")
+    with pytest.raises(ValueError, match="not open"):
+        store.append_batch([Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:03:00.000Z"))])
+    assert store.pending_count() == 3  # the failed batch left nothing behind
+
+
+def test_failed_batch_rolls_back_whole(store: JournalStore) -> None:
+    start(store, "t1")
+    with pytest.raises(ValueError):
+        store.append_batch([
+            Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")),
+            Append("TransactionEvent", tx_event("nope", "Updated", "2026-01-01T00:01:00.000Z")),
+        ])
+    assert store.pending_count() == 1
+    assert store.conn.execute("SELECT next_seq_no FROM transactions").fetchone()[0] == 1
+
+
+def test_timestamps_never_go_back_within_a_transaction(store: JournalStore) -> None:
+    start(store, "t1", "2026-01-01T00:10:00.000Z")
+    stored = store.append_batch([Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:05:00.000Z"))])
+    assert stored[0]["timestamp"] == "2026-01-01T00:10:00.000Z"
+
+
+def test_delivery_marks_and_order(store: JournalStore) -> None:
+    start(store, "t1")
+    store.append_batch([Append("MeterValues", {"evseId": 1, "meterValue": []})])
+    first = store.next_pending()
+    assert first is not None and first.seq_no == 0
+    assert store.record_failure(first.id, "boom") == 1
+    store.mark_delivered(first.id)
+    second = store.next_pending()
+    assert second is not None and second.action == "MeterValues"
+    store.mark_dropped(second.id)
+    assert store.next_pending() is None
+
+
+def test_prune_keeps_pending_and_open(store: JournalStore) -> None:
+    start(store, "open")
+    start(store, "done")
+    store.append_batch([Append("TransactionEvent", tx_event("done", "Ended", "2026-01-01T00:02:00.000Z"))])
+    for row_id, tx in store.conn.execute("SELECT id, transaction_id FROM outbox").fetchall():
+        if tx == "done":
+            store.mark_delivered(row_id)
+    removed = store.prune(keep_rows=0, older_than="2999-01-01T00:00:00.000Z")
+    assert removed == 2
+    assert store.transaction_state("done") is None  # forgotten entirely
+    assert store.transaction_state("open") == "open"
+    assert store.pending_count() == 1
+
+
+def test_unique_seq_no_enforced(store: JournalStore) -> None:
+    start(store, "t1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute(
+            "INSERT INTO outbox (message_id, action, transaction_id, seq_no, payload, created_at)"
+            " VALUES ('x', 'TransactionEvent', 't1', 0, '{}', 'now')"
+        )
