@@ -101,7 +101,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
                  for i, (t, w) in enumerate(zip(line, widths, strict=True))]
         return "  ".join(parts).rstrip()
 
-    return "\n".join([fmt(headers, False), *(fmt(line, bool(cells)) for line in cells)])
+    return "\n".join(fmt(line, bool(cells)) for line in [list(headers), *cells])
 
 
 def _print_json_lines(items: Iterable[dict], out: TextIO) -> None:

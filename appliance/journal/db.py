@@ -153,7 +153,7 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     """Open a journal for reading without disturbing the station (`appliance-journal`)."""
     if not path.is_file():
         raise JournalError(f"{path}: no such journal file")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
         row = conn.execute(

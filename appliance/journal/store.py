@@ -177,33 +177,42 @@ class JournalStore:
         )
 
     def prune(self, *, keep_rows: int, older_than: str) -> int:
-        """Forget delivered/dropped messages of ended transactions (and loose messages) beyond the policy.
+        """Forget finished history beyond the retention policy; return how many messages went.
 
-        Keeps at least the newest `keep_rows` finished rows, and everything created after `older_than`.
-        Pending rows and rows of open transactions are never pruned.
+        The unit is a whole ended transaction (all its messages delivered or dropped, ended before
+        `older_than`), so what remains of a transaction is always complete from seqNo 0 to its Ended, and
+        loose messages (MeterValues, security events) that are finished and older. The newest `keep_rows`
+        finished messages are kept whatever their age. Pending messages and open transactions never go.
         """
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            cursor = self.conn.execute(
-                "DELETE FROM outbox WHERE outcome IS NOT NULL AND created_at < ?"
-                " AND id NOT IN (SELECT id FROM outbox WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?)"
-                " AND (transaction_id IS NULL OR transaction_id IN"
-                "      (SELECT transaction_id FROM transactions WHERE state = 'ended'))",
-                (older_than, keep_rows),
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_keep AS SELECT id FROM outbox WHERE 0"
             )
-            removed = cursor.rowcount
-            self.conn.execute(
-                "DELETE FROM tx_meter_values WHERE transaction_id IN (SELECT transaction_id FROM transactions"
-                " WHERE state = 'ended' AND transaction_id NOT IN"
-                " (SELECT transaction_id FROM outbox WHERE transaction_id IS NOT NULL))"
+            conn.execute("DELETE FROM prune_keep")
+            conn.execute(
+                "INSERT INTO prune_keep SELECT id FROM outbox WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (keep_rows,),
             )
-            self.conn.execute(
-                "DELETE FROM transactions WHERE state = 'ended' AND transaction_id NOT IN"
-                " (SELECT transaction_id FROM outbox WHERE transaction_id IS NOT NULL)"
+            doomed = (
+                "SELECT t.transaction_id FROM transactions t WHERE t.state = 'ended' AND t.ended_at < ?"
+                " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.transaction_id = t.transaction_id"
+                "   AND (o.outcome IS NULL OR o.id IN (SELECT id FROM prune_keep)))"
             )
-            self.conn.execute("COMMIT")
+            removed = conn.execute(
+                f"DELETE FROM outbox WHERE transaction_id IN ({doomed})", (older_than,)
+            ).rowcount
+            conn.execute(f"DELETE FROM tx_meter_values WHERE transaction_id IN ({doomed})", (older_than,))
+            conn.execute(f"DELETE FROM transactions WHERE transaction_id IN ({doomed})", (older_than,))
+            removed += conn.execute(
+                "DELETE FROM outbox WHERE transaction_id IS NULL AND outcome IS NOT NULL AND created_at < ?"
+                " AND id NOT IN (SELECT id FROM prune_keep)",
+                (older_than,),
+            ).rowcount
+            conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
         return removed
 
