@@ -70,7 +70,9 @@ class Demo:
     def sim(self, *args: str) -> dict:
         out = subprocess.run(
             [sys.executable, "-m", "appliance", "sim", "--config", str(self.config_path), *args],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if out.returncode != 0:
             raise DemoFailed(f"appliance sim {' '.join(args)} failed: {out.stderr.strip() or out.stdout.strip()}")
@@ -79,7 +81,9 @@ class Demo:
     def journal(self, *args: str, check: bool = True) -> tuple[int, Any]:
         out = subprocess.run(
             [sys.executable, "-m", "appliance.journal.cli", "--config", str(self.config_path), *args, "--json"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if check and out.returncode != 0:
             raise DemoFailed(f"appliance-journal {' '.join(args)} failed: {out.stderr.strip() or out.stdout}")
@@ -99,50 +103,81 @@ class Demo:
         self.start_station()
         boot = self.wait("BootNotification", lambda: self.csms.actions(STATION, "BootNotification"))[0]
         self.ok(f"BootNotification reason={boot['reason']} model={boot['chargingStation']['model']} → Accepted")
-        statuses = self.wait("StatusNotification ×2",
-                             lambda: (s := self.csms.actions(STATION, "StatusNotification")) and len(s) >= 2 and s)
+        statuses = self.wait(
+            "StatusNotification ×2",
+            lambda: (s := self.csms.actions(STATION, "StatusNotification")) and len(s) >= 2 and s,
+        )
         for s in statuses[:2]:
             self.ok(f"StatusNotification EVSE {s['evseId']}: {s['connectorStatus']}")
 
         self.step("The CSMS reads and changes the device model (GetVariables / SetVariables)")
-        answer = self.csms.call(STATION, "GetVariables", {"getVariableData": [
-            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
-            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}},
-        ]})
+        answer = self.csms.call(
+            STATION,
+            "GetVariables",
+            {
+                "getVariableData": [
+                    {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+                    {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}},
+                ]
+            },
+        )
         for r in answer["getVariableResult"]:
-            self.ok(f"{r['component']['name']}.{r['variable']['name']} = {r.get('attributeValue')} ({r['attributeStatus']})")
-        answer = self.csms.call(STATION, "SetVariables", {"setVariableData": [
-            {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"},
-             "attributeValue": "2"}]})
-        self.ok(f"SetVariables SampledDataCtrlr.TxUpdatedInterval = 2 → {answer['setVariableResult'][0]['attributeStatus']}")
+            self.ok(
+                f"{r['component']['name']}.{r['variable']['name']} = {r.get('attributeValue')} ({r['attributeStatus']})"
+            )
+        answer = self.csms.call(
+            STATION,
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "SampledDataCtrlr"},
+                        "variable": {"name": "TxUpdatedInterval"},
+                        "attributeValue": "2",
+                    }
+                ]
+            },
+        )
+        self.ok(
+            f"SetVariables SampledDataCtrlr.TxUpdatedInterval = 2 → {answer['setVariableResult'][0]['attributeStatus']}"
+        )
         self.wait("a Heartbeat", lambda: self.csms.actions(STATION, "Heartbeat"), timeout=10)
         self.ok("Heartbeat received; the station's clock follows the CSMS's currentTime")
 
         self.step("An EV plugs in on EVSE 1")
         self.sim("plug", "1")
-        started = self.wait("TransactionEvent Started", lambda: [e for e in self.events() if e["eventType"] == "Started"])[0]
+        started = self.wait(
+            "TransactionEvent Started", lambda: [e for e in self.events() if e["eventType"] == "Started"]
+        )[0]
         tx_id = started["transactionInfo"]["transactionId"]
         self.ok(f"StatusNotification Occupied; TransactionEvent Started ({started['triggerReason']}), tx {tx_id[:8]}…")
 
         self.step(f"The driver taps RFID card {TOKEN} on EVSE 1")
         self.sim("tap", TOKEN, "--evse", "1")
         self.wait("Authorize", lambda: self.csms.actions(STATION, "Authorize"))
-        self.wait("TransactionEvent Authorized", lambda: [e for e in self.events() if e["triggerReason"] == "Authorized"])
+        self.wait(
+            "TransactionEvent Authorized", lambda: [e for e in self.events() if e["triggerReason"] == "Authorized"]
+        )
         self.ok("Authorize → Accepted; TransactionEvent Updated (Authorized) carries the idToken")
 
         self.step("The EV charges at 11 kW; meter values arrive every 2 s")
         self.sim("charge", "1", "--watts", "11000")
-        self.wait("Charging", lambda: [e for e in self.events() if e["transactionInfo"].get("chargingState") == "Charging"])
-        self.wait("two periodic meter values",
-                  lambda: len([e for e in self.events() if e["triggerReason"] == "MeterValuePeriodic"]) >= 2)
+        self.wait(
+            "Charging", lambda: [e for e in self.events() if e["transactionInfo"].get("chargingState") == "Charging"]
+        )
+        self.wait(
+            "two periodic meter values",
+            lambda: len([e for e in self.events() if e["triggerReason"] == "MeterValuePeriodic"]) >= 2,
+        )
         self.ok(f"charging; energy register {register(self.events()[-1]):.1f} Wh and rising")
 
         self.step("Someone pulls the network cable (no FIN, no RST: the link just goes silent)")
         before = len(self.events())
         self.proxy.blackhole()
         cut_at = time.monotonic()
-        self.wait("the station to notice", lambda: not self.csms.is_connected(STATION) or self._station_offline(),
-                  timeout=20)
+        self.wait(
+            "the station to notice", lambda: not self.csms.is_connected(STATION) or self._station_offline(), timeout=20
+        )
         self.ok(f"the station noticed the dead link after {time.monotonic() - cut_at:.1f} s (WebSocket ping deadline)")
         time.sleep(5)
         _, summary = self.journal("summary")
@@ -155,8 +190,12 @@ class Demo:
         self.wait("the queue to drain", lambda: self._journal_pending() == 0, timeout=30)
         replayed = self.events()[before:]
         offline = [e for e in replayed if e.get("offline")]
-        self.ok(f"{len(offline)} event(s) produced offline were replayed with offline=true, "
-                f"seqNo {offline[0]['seqNo']}…{offline[-1]['seqNo']}" if offline else "no offline events")
+        self.ok(
+            f"{len(offline)} event(s) produced offline were replayed with offline=true, "
+            f"seqNo {offline[0]['seqNo']}…{offline[-1]['seqNo']}"
+            if offline
+            else "no offline events"
+        )
         if not offline:
             raise DemoFailed("expected events flagged offline=true after the outage")
         seqs = [e["seqNo"] for e in self.events() if e["transactionInfo"]["transactionId"] == tx_id]
@@ -168,9 +207,11 @@ class Demo:
         self.sim("tap", TOKEN, "--evse", "1")
         ended = self.wait("TransactionEvent Ended", lambda: [e for e in self.events() if e["eventType"] == "Ended"])[0]
         self.sim("unplug", "1")
-        self.ok(f"TransactionEvent Ended ({ended['triggerReason']}, stoppedReason "
-                f"{ended['transactionInfo'].get('stoppedReason', 'Local')}), "
-                f"{register(ended) - register(started):.1f} Wh delivered")
+        self.ok(
+            f"TransactionEvent Ended ({ended['triggerReason']}, stoppedReason "
+            f"{ended['transactionInfo'].get('stoppedReason', 'Local')}), "
+            f"{register(ended) - register(started):.1f} Wh delivered"
+        )
 
         self.step("The station shuts down cleanly (SIGTERM) and the journal is verified")
         code = self.stop_station()
@@ -181,8 +222,10 @@ class Demo:
         if rc != 0 or not verdict.get("ok"):
             raise DemoFailed(f"journal verification failed: {verdict}")
         _, summary = self.journal("summary")
-        self.ok(f"appliance-journal verify: ok — {summary['messages']} messages, {summary['pending']} pending, "
-                f"{summary['transactions']['ended']} transaction(s) ended")
+        self.ok(
+            f"appliance-journal verify: ok — {summary['messages']} messages, {summary['pending']} pending, "
+            f"{summary['transactions']['ended']} transaction(s) ended"
+        )
         if self.csms.violations:
             raise DemoFailed(f"the CSMS saw OCPP violations: {self.csms.violations}")
         self.ok("the CSMS validated every frame against the official OCPP 2.0.1 schemas: no violation")
@@ -213,12 +256,22 @@ class Demo:
             "SampledDataCtrlr.TxUpdatedInterval": 10,
         }
         lines = [
-            "[station]", f'id = "{STATION}"', f'data_dir = "{data}"', 'vendor_name = "Appliance"',
-            'model = "AC22-2"', 'serial_number = "DEMO-0001"', 'firmware_version = "0.1.0"',
-            "[csms]", f'url = "ws://127.0.0.1:{self.proxy.port}/ocpp"', "security_profile = 1",
+            "[station]",
+            f'id = "{STATION}"',
+            f'data_dir = "{data}"',
+            'vendor_name = "Appliance"',
+            'model = "AC22-2"',
+            'serial_number = "DEMO-0001"',
+            'firmware_version = "0.1.0"',
+            "[csms]",
+            f'url = "ws://127.0.0.1:{self.proxy.port}/ocpp"',
+            "security_profile = 1",
             f'basic_auth_password = "{PASSWORD}"',
-            "[hardware]", 'backend = "sim"', f'sim_socket = "{data}/sim.sock"',
-            "[variables]", *[f'"{k}" = {json.dumps(v)}' for k, v in variables.items()],
+            "[hardware]",
+            'backend = "sim"',
+            f'sim_socket = "{data}/sim.sock"',
+            "[variables]",
+            *[f'"{k}" = {json.dumps(v)}' for k, v in variables.items()],
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
 
@@ -226,7 +279,9 @@ class Demo:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the station process
         self.station = subprocess.Popen(
             [sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.info(f"station process {self.station.pid}; its log: {self.log_path}")
 
@@ -248,8 +303,12 @@ class Demo:
 
 
 def register(event: dict) -> float:
-    values = [s["value"] for mv in event.get("meterValue", []) for s in mv["sampledValue"]
-              if s["measurand"] == "Energy.Active.Import.Register"]
+    values = [
+        s["value"]
+        for mv in event.get("meterValue", [])
+        for s in mv["sampledValue"]
+        if s["measurand"] == "Energy.Active.Import.Register"
+    ]
     return float(values[-1]) if values else float("nan")
 
 

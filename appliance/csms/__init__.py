@@ -2,6 +2,7 @@
 the benchmarks. See `server.LoopbackCsms`."""
 
 from .behaviour import utc_now_iso
+from .proxy import ChaosProxy, ProxyStats
 from .records import ConnectionRecord, RecordedFrame, Violation
 from .replies import (
     NO_ANSWER,
@@ -21,12 +22,14 @@ __all__ = [
     "SUBPROTOCOL",
     "CallErrorReply",
     "CallTimeout",
+    "ChaosProxy",
     "ConnectionRecord",
     "CsmsError",
     "Delayed",
     "InvalidCsmsRequest",
     "InvalidStationResponse",
     "LoopbackCsms",
+    "ProxyStats",
     "RecordedFrame",
     "StationCallError",
     "StationNotConnected",

@@ -122,7 +122,7 @@ class LoopbackCsms:
         ws_ping_interval: WebSocket pings from the CSMS (None = never, so tests see only the station's pings).
         close_timeout: how long a close handshake may take before the TCP connection is dropped — short, so
             that stop() is quick even when a proxy blackholes the station.
-        max_frames: the recording keeps at least this many most recent frames (benchmarks run long).
+        max_frames: a bound on the recording: when full, the older half is dropped (benchmarks run long).
         """
         if not path.startswith("/") or path.endswith("/"):
             raise ValueError("path must start with '/' and not end with it, e.g. '/ocpp'")

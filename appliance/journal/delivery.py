@@ -6,6 +6,12 @@ what was queued — and stops with the connection. A CALLERROR or a missing answ
 MessageAttemptInterval[TransactionEvent] × attempts so far. After MessageAttempts[TransactionEvent] failed
 attempts the message is dropped (Part 2 E13/E14; TC_E_41, E_42, E_50, E_51) and the queue moves on. A lost
 connection is not a failed attempt: the message stays first in line for the next connection.
+
+Throughput: OCPP-J allows one outstanding CALL, so a backlog drains at one round trip per message. To keep
+our share of that round trip small, pending rows are read in pages, and the "delivered" marks of answered
+messages are committed by a companion task — several per fsync — while the next message is already on the
+wire. A mark is still written only after its answer arrived; a power cut before its commit makes that one
+message go again (at-least-once, which is what OCPP's seqNo de-duplication expects).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from appliance.link.rpc import CallErrorReply, CallTimeout
 log = logging.getLogger("appliance.delivery")
 
 ResponseHook = Callable[[Queued, dict], Awaitable[None]]
+PAGE = 200
 
 
 class Delivery:
@@ -44,15 +51,27 @@ class Delivery:
         return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]
 
     async def service(self, link: Link) -> None:
+        send_marks, receive_marks = trio.open_memory_channel[int](PAGE)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._mark_delivered, receive_marks)
+            async with send_marks:
+                await self._deliver_all(link, send_marks)
+
+    async def _deliver_all(self, link: Link, marks: trio.MemorySendChannel[int]) -> None:
+        after = 0  # journal id of the last message answered in this session (its mark may still be in flight)
         while True:
             seen = self._journal.appended.value
-            item = await self._journal.next_pending()
-            if item is None:
+            page = await self._journal.run_sync(self._journal.store.pending_page, after, PAGE)
+            if not page:
                 await self._journal.appended.wait_until(lambda v, seen=seen: v != seen)
                 continue
-            await self._deliver(link, item)
+            for item in page:
+                if not await self._deliver(link, item, marks):
+                    break  # retry this message: read the page again from it
+                after = item.id
 
-    async def _deliver(self, link: Link, item: Queued) -> None:
+    async def _deliver(self, link: Link, item: Queued, marks: trio.MemorySendChannel[int]) -> bool:
+        """Send one message; True once it is settled (answered or dropped), False to try it again."""
         try:
             answer = await link.call(item.action, item.payload, message_id=item.message_id)
         except (CallTimeout, CallErrorReply) as exc:
@@ -62,14 +81,42 @@ class Delivery:
                           item.message_id, item.transaction_id, item.seq_no, attempts, exc)
                 await self._journal.mark_dropped(item.id)
                 self.dropped += 1
-                return
+                return True
             wait = self._interval() * attempts
             log.warning("%s %s failed (%s); attempt %d of %d in %.0f s", item.action, item.message_id, exc,
                         attempts + 1, self._max_attempts(), wait)
             await trio.sleep(wait)
-            return
-        await self._journal.mark_delivered(item.id)
+            return False
+        await marks.send(item.id)
         self.delivered += 1
         hook = self._hooks.get(item.action)
         if hook is not None:
             await hook(item, answer)
+        return True
+
+    async def _mark_delivered(self, marks: trio.MemoryReceiveChannel[int]) -> None:
+        """Commit delivered marks, as many per transaction as have arrived; flush all before going away."""
+
+        def drain() -> list[int]:
+            batch: list[int] = []
+            while True:
+                try:
+                    batch.append(marks.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    return batch
+
+        async def commit(batch: list[int]) -> None:
+            with trio.CancelScope(shield=True):  # an answered message's mark is never abandoned
+                await self._journal.run_sync(self._journal.store.mark_delivered_many, batch)
+
+        async with marks:
+            try:
+                while True:
+                    try:
+                        first = await marks.receive()
+                    except trio.EndOfChannel:
+                        return
+                    await commit([first, *drain()])
+            finally:
+                if leftover := drain():
+                    await commit(leftover)

@@ -122,12 +122,6 @@ class Journal:
 
     # --- delivery bookkeeping -----------------------------------------------------------------------------
 
-    async def next_pending(self) -> Queued | None:
-        return await self.run_sync(self.store.next_pending)
-
-    async def mark_delivered(self, row_id: int) -> None:
-        await self.run_sync(self.store.mark_delivered, row_id)
-
     async def record_failure(self, row_id: int, error: str) -> int:
         return await self.run_sync(self.store.record_failure, row_id, error)
 

@@ -160,6 +160,20 @@ class JournalStore:
             (utc_now(), row_id),
         )
 
+    def mark_delivered_many(self, row_ids: Sequence[int]) -> None:
+        """Several delivered marks in one transaction (one fsync)."""
+        now = utc_now()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "UPDATE outbox SET outcome = 'delivered', delivered_at = ? WHERE id = ? AND outcome IS NULL",
+                [(now, row_id) for row_id in row_ids],
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
     def record_failure(self, row_id: int, error: str) -> int:
         row = self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ? RETURNING attempts",
@@ -219,13 +233,17 @@ class JournalStore:
     # --- reads ------------------------------------------------------------------------------------------
 
     def next_pending(self) -> Queued | None:
-        row = self.conn.execute(
+        page = self.pending_page(0, 1)
+        return page[0] if page else None
+
+    def pending_page(self, after_id: int, limit: int) -> list[Queued]:
+        """Pending messages in journal order, starting after `after_id`."""
+        rows = self.conn.execute(
             "SELECT id, message_id, action, payload, transaction_id, seq_no, attempts FROM outbox"
-            " WHERE outcome IS NULL ORDER BY id LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return None
-        return Queued(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+            " WHERE outcome IS NULL AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def pending_count(self, transaction_id: str | None = None) -> int:
         if transaction_id is None:
