@@ -41,10 +41,20 @@ PASSWORD = "bench-password-0123"
 def tx_payload(tx: str, event_type: str, wh: float) -> dict:
     ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     return {
-        "eventType": event_type, "timestamp": ts, "triggerReason": "MeterValuePeriodic", "seqNo": 0,
-        "transactionInfo": {"transactionId": tx, "chargingState": "Charging"}, "offline": True,
-        "meterValue": [{"timestamp": ts, "sampledValue": [
-            {"value": wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}]}],
+        "eventType": event_type,
+        "timestamp": ts,
+        "triggerReason": "MeterValuePeriodic",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": tx, "chargingState": "Charging"},
+        "offline": True,
+        "meterValue": [
+            {
+                "timestamp": ts,
+                "sampledValue": [
+                    {"value": wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}
+                ],
+            }
+        ],
     }
 
 
@@ -58,8 +68,9 @@ async def bench_appends(directory: Path, total: int, producers: int) -> float:
     tx = str(uuid.uuid4())
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
-        await journal.append(Append("TransactionEvent", tx_payload(tx, "Started", 0),
-                                    new_transaction=NewTransaction(tx, 1)))
+        await journal.append(
+            Append("TransactionEvent", tx_payload(tx, "Started", 0), new_transaction=NewTransaction(tx, 1))
+        )
         per_producer = total // producers
         start = time.perf_counter()
 
@@ -73,8 +84,10 @@ async def bench_appends(directory: Path, total: int, producers: int) -> float:
         elapsed = time.perf_counter() - start
         nursery.cancel_scope.cancel()
     rate = per_producer * producers / elapsed
-    print(f"  {producers:3d} producer(s): {per_producer * producers} durable appends in {elapsed:.2f} s = "
-          f"{rate:,.0f} events/s ({journal.commits} commits, {journal.appends / max(journal.commits, 1):.1f} per commit)")
+    print(
+        f"  {producers:3d} producer(s): {per_producer * producers} durable appends in {elapsed:.2f} s = "
+        f"{rate:,.0f} events/s ({journal.commits} commits, {journal.appends / max(journal.commits, 1):.1f} per commit)"
+    )
     return rate
 
 
@@ -115,8 +128,9 @@ def bench_replay(events: int) -> None:
             ids = set()
 
             def all_answered() -> bool:
-                ids.update(f.message_id for f in csms.frames_snapshot(STATION) if f.direction == "out"
-                           and not f.is_call)
+                ids.update(
+                    f.message_id for f in csms.frames_snapshot(STATION) if f.direction == "out" and not f.is_call
+                )
                 return len(ids) >= queued + 1  # + BootNotification's answer
 
             csms.wait_for(all_answered, timeout=600)
@@ -124,43 +138,64 @@ def bench_replay(events: int) -> None:
         finally:
             station.send_signal(signal.SIGTERM)
             station.wait(30)
-    print(f"  {queued} queued events replayed in {done - booted:.2f} s after boot "
-          f"({queued / (done - booted):,.0f} events/s; process start to drained {done - start:.2f} s)")
+    print(
+        f"  {queued} queued events replayed in {done - booted:.2f} s after boot "
+        f"({queued / (done - booted):,.0f} events/s; process start to drained {done - start:.2f} s)"
+    )
 
 
 def bench_remote_start(cycles: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-start-", dir="/tmp"))
     with LoopbackCsms(passwords={STATION: PASSWORD}, max_frames=40 * cycles + 1000) as csms:
-        config = write_config(work, csms.url, {"AuthCtrlr.AuthorizeRemoteStart": False,
-                                               "TxCtrlr.TxStartPoint": "Authorized",
-                                               "TxCtrlr.TxStopPoint": "Authorized"})
+        config = write_config(
+            work,
+            csms.url,
+            {
+                "AuthCtrlr.AuthorizeRemoteStart": False,
+                "TxCtrlr.TxStartPoint": "Authorized",
+                "TxCtrlr.TxStopPoint": "Authorized",
+            },
+        )
         station = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(config)], cwd=REPO)
         try:
             csms.wait_action(STATION, "StatusNotification", timeout=30, count=2)
-            subprocess.run([sys.executable, "-m", "appliance", "sim", "--config", str(config), "plug", "1"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "appliance", "sim", "--config", str(config), "plug", "1"],
+                check=True,
+                capture_output=True,
+            )
             latencies = []
             for i in range(cycles):
                 mark = csms.mark()
                 sent = time.perf_counter()
-                answer = csms.call(STATION, "RequestStartTransaction",
-                                   {"evseId": 1, "remoteStartId": i + 1, "idToken": {"idToken": "BENCH", "type": "Central"}})
+                answer = csms.call(
+                    STATION,
+                    "RequestStartTransaction",
+                    {"evseId": 1, "remoteStartId": i + 1, "idToken": {"idToken": "BENCH", "type": "Central"}},
+                )
                 assert answer["status"] == "Accepted", answer
                 started = csms.wait_action(
-                    STATION, "TransactionEvent", since=mark, timeout=10,
-                    predicate=lambda p, i=i: p["transactionInfo"].get("remoteStartId") == i + 1)
+                    STATION,
+                    "TransactionEvent",
+                    since=mark,
+                    timeout=10,
+                    predicate=lambda p, i=i: p["transactionInfo"].get("remoteStartId") == i + 1,
+                )
                 latencies.append(time.perf_counter() - sent)
                 tx_id = started[0]["transactionInfo"]["transactionId"]
                 mark = csms.mark()
                 csms.call(STATION, "RequestStopTransaction", {"transactionId": tx_id})
-                csms.wait_action(STATION, "TransactionEvent", since=mark, timeout=10,
-                                 predicate=lambda p: p["eventType"] == "Ended")
+                csms.wait_action(
+                    STATION, "TransactionEvent", since=mark, timeout=10, predicate=lambda p: p["eventType"] == "Ended"
+                )
         finally:
             station.send_signal(signal.SIGTERM)
             station.wait(30)
     ms = [v * 1000 for v in latencies]
-    print(f"  n={len(ms)}  p50 {percentile(ms, 50):.2f} ms  p99 {percentile(ms, 99):.2f} ms  max {max(ms):.2f} ms "
-          "(CSMS sends the request → CSMS has the TransactionEvent)")
+    print(
+        f"  n={len(ms)}  p50 {percentile(ms, 50):.2f} ms  p99 {percentile(ms, 99):.2f} ms  max {max(ms):.2f} ms "
+        "(CSMS sends the request → CSMS has the TransactionEvent)"
+    )
 
 
 def main() -> int:

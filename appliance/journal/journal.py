@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from appliance.journal.store import Append, JournalStore, Queued
+from appliance.journal.store import Append, JournalStore
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.journal")
