@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
+from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Connectors, StatusReporter
 from appliance.blocks.provisioning import Provisioning
@@ -31,6 +32,7 @@ from appliance.blocks.transactions import Transactions
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
+from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.evse.runner import EvseRunner
 from appliance.evse.state import EvseState, TxEvent
 from appliance.hardware.base import (
@@ -132,12 +134,18 @@ class Station:
             )
             for layout in config.evses
         }
-        self.authorizer = Authorizer(self.link)
+        self.authorizer = Authorizer(
+            self.link, cache=AuthCache(self.db, capacity_bytes=STORAGE_BYTES), local_list=LocalList(self.db),
+            clock=self.clock, setting=self.dm.get,
+        )
+        self.authorizer.register(self.dispatcher)
         self.transactions = Transactions(
             runners=self.runners, journal=self.journal, authorizer=self.authorizer, link=self.link,
             hardware=hardware, clock=self.clock, setting=self.dm.get,
         )
         self.transactions.register(self.dispatcher)
+        self.delivery.on_response("TransactionEvent", self.transactions.on_transaction_event_answer)
+        self._bind_authorization_variables()
         # Order matters only for readability of the log: all start together right after the boot is accepted.
         self.link.add_online_service("delivery", self.delivery.service)
         self.link.add_online_service("heartbeat", self.provisioning.heartbeat_service)
@@ -179,6 +187,11 @@ class Station:
             e = layout.evse_id
             self.dm.bind_live(f"EVSE[{e}].AvailabilityState", lambda e=e: self.connectors.evse_status(e))
             self.dm.bind_live(f"Connector[{e},1].AvailabilityState", lambda e=e: self.connectors.evse_status(e))
+
+    def _bind_authorization_variables(self) -> None:
+        self.dm.bind_live("AuthCacheCtrlr.Storage", self.authorizer.cache.used_bytes)
+        self.dm.bind_live("LocalAuthListCtrlr.Entries", self.authorizer.local_list.count)
+        self.dm.bind_live("LocalAuthListCtrlr.Storage", self.authorizer.local_list.used_bytes)
 
     async def _boot(self, link: Link) -> None:
         await self.provisioning.boot(link)

@@ -1,19 +1,34 @@
-"""Functional block C (authorization): deciding whether an idToken may charge.
+"""Functional blocks C and D (authorization, local authorization list): may this idToken charge?
 
-This is the one seam every authorization goes through (local RFID taps, remote starts with
-AuthCtrlr.AuthorizeRemoteStart, stop-by-group checks). Online it asks the CSMS (Authorize); offline, or when
-the CSMS does not answer, a token is not known to be Accepted and is refused. The authorization cache and the
-local list (issue 4) plug in here, in front of and behind the online request.
+Every decision goes through `Authorizer.authorize` (RFID taps, remote starts with
+AuthCtrlr.AuthorizeRemoteStart, stop-by-group checks). The order (Part 2 C01–C16, D01):
+
+1. What the station knows: the local list first (LocalAuthListCtrlr.Enabled), then the cache
+   (AuthCacheCtrlr.Enabled); a cached Accepted whose time is up reads as Expired.
+2. Online: with AuthCtrlr.LocalPreAuthorize a locally known Accepted token starts at once; otherwise the CSMS
+   is asked (Authorize) and its answer refreshes the cache. A locally known non-Accepted token is refused
+   without asking when DisablePostAuthorize is set.
+3. Offline (or the CSMS did not answer): with AuthCtrlr.LocalAuthorizeOffline a locally known Accepted token
+   may charge; anything else is refused (OfflineTxForUnknownIdEnabled is false and read-only here).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from appliance.blocks.auth_store import AuthCache, LocalList
+from appliance.clock import StationClock
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed
+from appliance.link.rpc import CallFailed, Dispatcher
+from appliance.protocol import ErrorCode, OcppError
 
 log = logging.getLogger("appliance.authorization")
+
+#: The most entries the local list holds (LocalAuthListCtrlr.Entries maxLimit, as certified).
+LOCAL_LIST_CAPACITY = 10
 
 
 def mask(token: str) -> str:
@@ -22,20 +37,132 @@ def mask(token: str) -> str:
 
 
 class Authorizer:
-    def __init__(self, link: Link) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        cache: AuthCache,
+        local_list: LocalList,
+        clock: StationClock,
+        setting: Callable[[str], Any],
+    ) -> None:
         self._link = link
+        self.cache = cache
+        self.local_list = local_list
+        self._clock = clock
+        self._setting = setting
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        dispatcher.register("ClearCache", self._clear_cache)
+        dispatcher.register("SendLocalList", self._send_local_list)
+        dispatcher.register("GetLocalListVersion", self._get_local_list_version)
+
+    # --- the decision --------------------------------------------------------------------------------------
+
+    def known(self, id_token: dict) -> tuple[str, dict] | None:
+        """What the station itself knows about a token: ("list" | "cache", idTokenInfo), or None."""
+        if self._setting("LocalAuthListCtrlr.Enabled"):
+            info = self.local_list.get(id_token)
+            if info is not None:
+                return "list", info
+        if self._setting("AuthCacheCtrlr.Enabled"):
+            info = self.cache.get(id_token, self._clock.now(), int(self._setting("AuthCacheCtrlr.LifeTime")))
+            if info is not None:
+                return "cache", info
+        return None
 
     async def authorize(self, id_token: dict) -> dict:
         """The idTokenInfo that applies to `id_token` now (status Accepted means it may charge)."""
+        token = mask(id_token["idToken"])
+        known = self.known(id_token)
         if self._link.online:
+            if known is not None:
+                source, info = known
+                if info["status"] == "Accepted" and self._setting("AuthCtrlr.LocalPreAuthorize"):
+                    log.info("token %s: Accepted from the %s (local pre-authorization)", token, source)
+                    self._used(id_token, source)
+                    return info
+                if info["status"] != "Accepted" and self._disable_post_authorize(source):
+                    log.info("token %s: %s in the %s; not asking the CSMS", token, info["status"], source)
+                    return info
             try:
                 answer = await self._link.call("Authorize", {"idToken": id_token})
             except CallFailed as exc:
-                log.warning("Authorize for %s failed: %s; treating the token as unknown", mask(id_token["idToken"]),
-                            exc)
+                log.warning("Authorize for %s failed (%s); deciding offline", token, exc)
             else:
                 info = answer["idTokenInfo"]
-                log.info("token %s: %s", mask(id_token["idToken"]), info["status"])
+                log.info("token %s: %s (CSMS)", token, info["status"])
+                self.learn(id_token, info)
                 return info
-        log.info("token %s: offline and not known locally; refused", mask(id_token["idToken"]))
+        if known is not None and self._setting("AuthCtrlr.LocalAuthorizeOffline"):
+            source, info = known
+            log.info("token %s: %s from the %s (offline)", token, info["status"], source)
+            if info["status"] == "Accepted":
+                self._used(id_token, source)
+            return info
+        log.info("token %s: offline and not known locally; refused", token)
         return {"status": "Unknown"}
+
+    def learn(self, id_token: dict, info: dict) -> None:
+        """Remember what the CSMS said about a token (Authorize or TransactionEvent answers, C02/C10)."""
+        if not self._setting("AuthCacheCtrlr.Enabled"):
+            return
+        if self._setting("LocalAuthListCtrlr.Enabled") and self.local_list.get(id_token) is not None:
+            return  # the local list is the operator's word for this token; the cache must not shadow it
+        self.cache.put(id_token, info, self._clock.now())
+
+    def _used(self, id_token: dict, source: str) -> None:
+        if source == "cache":
+            self.cache.touch(id_token, self._clock.now())
+
+    def _disable_post_authorize(self, source: str) -> bool:
+        path = "AuthCacheCtrlr.DisablePostAuthorize" if source == "cache" else "LocalAuthListCtrlr.DisablePostAuthorize"
+        return bool(self._setting(path))
+
+    # --- CSMS requests ---------------------------------------------------------------------------------
+
+    async def _clear_cache(self, payload: dict) -> dict:
+        if not self._setting("AuthCacheCtrlr.Enabled"):
+            return {"status": "Rejected"}  # TC_C_38
+        self.cache.clear()
+        log.info("authorization cache cleared by the CSMS")
+        return {"status": "Accepted"}
+
+    async def _get_local_list_version(self, payload: dict) -> dict:
+        if not self._setting("LocalAuthListCtrlr.Enabled"):
+            return {"versionNumber": 0}  # TC_D_10
+        return {"versionNumber": self.local_list.version()}
+
+    async def _send_local_list(self, payload: dict) -> dict:
+        entries = payload.get("localAuthorizationList", [])
+        items_limit = int(self._setting("LocalAuthListCtrlr.ItemsPerMessage"))
+        if len(entries) > items_limit:
+            raise OcppError(ErrorCode.OccurrenceConstraintViolation,
+                            f"{len(entries)} entries; LocalAuthListCtrlr.ItemsPerMessage is {items_limit}")
+        size = len(_compact(payload).encode())
+        bytes_limit = int(self._setting("LocalAuthListCtrlr.BytesPerMessage"))
+        if size > bytes_limit:
+            raise OcppError(ErrorCode.FormatViolation,
+                            f"{size} bytes; LocalAuthListCtrlr.BytesPerMessage is {bytes_limit}")
+        if not self._setting("LocalAuthListCtrlr.Enabled"):
+            return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled"}}
+        version = int(payload["versionNumber"])
+        updates = [(e["idToken"], e.get("idTokenInfo")) for e in entries]
+        if payload["updateType"] == "Full":
+            full = [(t, i) for t, i in updates if i is not None]
+            if len(full) > LOCAL_LIST_CAPACITY:
+                return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
+            self.local_list.replace(version, full)
+        else:
+            if version <= self.local_list.version():
+                return {"status": "VersionMismatch"}  # TC_D_06
+            if self.local_list.size_after_patch(updates) > LOCAL_LIST_CAPACITY:
+                return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
+            self.local_list.patch(version, updates)
+        log.info("local list %s update to version %d: %d entries now", payload["updateType"], version,
+                 self.local_list.count())
+        return {"status": "Accepted"}
+
+
+def _compact(payload: dict) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

@@ -19,7 +19,7 @@ from appliance.evse.runner import EvseRunner
 from appliance.evse.state import Authorization
 from appliance.hardware.base import Hardware, Indication
 from appliance.journal.journal import Journal
-from appliance.journal.store import Append
+from appliance.journal.store import Append, Queued
 from appliance.link.link import Link, LinkState
 from appliance.link.rpc import Dispatcher, Reply
 
@@ -50,6 +50,27 @@ class Transactions:
         dispatcher.register("RequestStartTransaction", self._request_start)
         dispatcher.register("RequestStopTransaction", self._request_stop)
         dispatcher.register("GetTransactionStatus", self._get_status)
+
+    # --- the CSMS's word on a token, in a TransactionEvent answer ---------------------------------------
+
+    async def on_transaction_event_answer(self, item: Queued, answer: dict) -> None:
+        """Cache the idTokenInfo (C02) and end or suspend the session if the token is not valid (C10, E05)."""
+        info = answer.get("idTokenInfo")
+        id_token = item.payload.get("idToken")
+        if info is None or id_token is None:
+            return
+        self._authorizer.learn(id_token, info)
+        if info["status"] == "Accepted":
+            return
+        tx_id = item.payload["transactionInfo"]["transactionId"]
+        for runner in self._runners.values():
+            if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
+                stop = bool(self._setting("TxCtrlr.StopTxOnInvalidId"))
+                log.warning("EVSE %d: the CSMS says token %s is %s; %s", runner.evse_id, mask(id_token["idToken"]),
+                            info["status"], "stopping the transaction" if stop else "suspending energy")
+                await runner.apply(
+                    lambda s, stop=stop: s.invalid_id(stop) if s.tx and s.tx.transaction_id == tx_id else []
+                )
 
     # --- after a power cut ---------------------------------------------------------------------------------
 

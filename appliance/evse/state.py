@@ -65,6 +65,7 @@ class EvseState:
     operative: bool = True
     fault: str | None = None
     authorization: Authorization | None = None
+    blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
     tx: Transaction | None = None
     events: list[TxEvent] = field(default_factory=list)
 
@@ -72,7 +73,8 @@ class EvseState:
 
     @property
     def offering(self) -> bool:
-        return self.authorization is not None and self.plugged and self.operative and self.fault is None
+        return (self.authorization is not None and self.plugged and self.operative and self.fault is None
+                and not self.blocked)
 
     @property
     def charging_state(self) -> str:
@@ -116,6 +118,18 @@ class EvseState:
             self.tx.pending_stop_reason = stop_reason
         return self._change(lambda: setattr(self, "authorization", None), trigger, stop_reason=stop_reason)
 
+    def invalid_id(self, stop: bool) -> list[TxEvent]:
+        """The CSMS answered a TransactionEvent with a non-Accepted idTokenInfo (C10, E05 offline start).
+
+        TxCtrlr.StopTxOnInvalidId true: deauthorize (Deauthorized / DeAuthorized); false: keep the
+        transaction but offer no more energy (SuspendedEVSE).
+        """
+        if self.tx is None:
+            return []
+        if stop:
+            return self.deauthorize("Deauthorized", "DeAuthorized")
+        return self._change(lambda: setattr(self, "blocked", True), "Deauthorized")
+
     def connection_timeout(self) -> list[TxEvent]:
         """EVConnectionTimeOut passed with an authorization but no EV: drop it (TC_E_39 / TC_F_04)."""
         if self.plugged or self.authorization is None:
@@ -136,6 +150,7 @@ class EvseState:
         event = self._event("Ended", trigger, stop_reason=stop_reason)
         self.tx = None
         self.authorization = None
+        self.blocked = False
         return [event]
 
     def trigger(self) -> list[TxEvent]:
@@ -166,6 +181,7 @@ class EvseState:
             events.append(self._event("Ended", trigger, stop_reason=reason))
             self.tx = None
             self.authorization = None
+            self.blocked = False
             return events
         if self._unreported_token() or self.charging_state != self.tx.reported_state or trigger in (
             "StopAuthorized", "RemoteStop", "Deauthorized", "RemoteStart"

@@ -93,25 +93,32 @@ async def open_websocket(
     if endpoint.security_profile >= 1 and endpoint.password:
         headers.append(auth_header(endpoint.station_id, endpoint.password))
     async with trio.open_nursery() as nursery:
-        with trio.fail_after(connect_timeout):
-            tcp = await trio.open_tcp_stream(host, port)
-            _tune_socket(tcp, dead_after)
-            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
-            if tls:
-                stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
-                                        https_compatible=True)
-                await stream.do_handshake()
-            ws = await wrap_client_stream(
-                nursery, stream, parts.netloc, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-                message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
-            )
-        if ws.subprotocol != SUBPROTOCOL:
-            with trio.move_on_after(close_timeout):
-                await ws.aclose(1002, "ocpp2.0.1 subprotocol required")
-            raise HandshakeFailed(f"CSMS did not select subprotocol {SUBPROTOCOL} (got {ws.subprotocol!r})")
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
         try:
-            yield ws
+            with trio.fail_after(connect_timeout):
+                tcp = await trio.open_tcp_stream(host, port)
+                stream = tcp
+                _tune_socket(tcp, dead_after)
+                if tls:
+                    stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
+                                            https_compatible=True)
+                    await stream.do_handshake()
+                ws = await wrap_client_stream(
+                    nursery, stream, parts.netloc, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+                    message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
+                )
+            if ws.subprotocol != SUBPROTOCOL:
+                with trio.move_on_after(close_timeout):
+                    await ws.aclose(1002, "ocpp2.0.1 subprotocol required")
+                raise HandshakeFailed(f"CSMS did not select subprotocol {SUBPROTOCOL} (got {ws.subprotocol!r})")
+            try:
+                yield ws
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
+                    await ws.aclose()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
-                await ws.aclose()
+            # trio-websocket leaves the TCP socket open when the CSMS closes or rejects the connection.
             nursery.cancel_scope.cancel()
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
