@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -82,7 +83,7 @@ def run_command(config_path: Path | None) -> int:
         return EXIT_CONFIG
     logsetup.configure(config.log_level)
     try:
-        return trio.run(serve, config)
+        code, restart = trio.run(serve, config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -90,6 +91,12 @@ def run_command(config_path: Path | None) -> int:
         log.critical("journal error: %s", exc)
         print(f"journal error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if restart:
+        # A Reset the CSMS asked for: everything is flushed and closed; start afresh in the same process slot
+        # (same PID for the service manager, same arguments).
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "appliance", *sys.argv[1:]])
+    return code
 
 
 def make_hardware(config: Config):  # type: ignore[no-untyped-def]
@@ -100,8 +107,8 @@ def make_hardware(config: Config):  # type: ignore[no-untyped-def]
     raise ConfigError("hardware.backend", "the serial backend is not part of this firmware build yet")
 
 
-async def serve(config: Config) -> int:
-    """Run the station until a signal; the exit code for the service manager."""
+async def serve(config: Config) -> tuple[int, bool]:
+    """Run the station until a signal or a reset; the exit code, and whether to restart the process."""
     from appliance.station import Station
 
     station = Station(config, make_hardware(config))
@@ -118,9 +125,10 @@ async def serve(config: Config) -> int:
             nursery.start_soon(stop_on_signal)
             try:
                 await station.run()
+                nursery.cancel_scope.cancel()  # the station ended by itself: a reset
             except* Exception:
                 log.critical("station stopped on an unrecoverable error", exc_info=True)
                 failed = True
             nursery.cancel_scope.cancel()
     log.info("station stopped")
-    return EXIT_FAILURE if failed else EXIT_OK
+    return (EXIT_FAILURE if failed else EXIT_OK), station.restart_reason is not None and not failed

@@ -26,8 +26,11 @@ import trio
 
 from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
-from appliance.blocks.availability import Connectors, StatusReporter
+from appliance.blocks.availability import Availability, Connectors, StatusReporter
+from appliance.blocks.network import NetworkProfiles
 from appliance.blocks.provisioning import Provisioning
+from appliance.blocks.remote_control import RemoteControl
+from appliance.blocks.reports import Reports
 from appliance.blocks.transactions import Transactions
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
@@ -49,9 +52,9 @@ from appliance.hardware.base import (
 from appliance.journal.db import open_station_db
 from appliance.journal.delivery import Delivery
 from appliance.journal.journal import Journal
+from appliance.journal.store import Append
 from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
-from appliance.link.transport import Endpoint
 from appliance.protocol import default_registry
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
@@ -117,8 +120,15 @@ class Station:
         self.status = StatusReporter(
             self.connectors, lambda: int(self.dm.get("OCPPCommCtrlr.OfflineThreshold"))  # type: ignore[arg-type]
         )
+        self.network = NetworkProfiles(
+            station_id=config.station.id, factory=config.csms, load=self.state.get, save=self.state.put,
+            setting=self.dm.get, failures=lambda: self.link.backoff.failures, password=self._password,
+        )
+        self.network.register(self.dispatcher)
+        self.dm.add_validator("OCPPCommCtrlr.NetworkConfigurationPriority", self.network.validate_priority)
+        self.dm.bind_live("OCPPCommCtrlr.ActiveNetworkProfile", lambda: self.network.active_slot)
         self.link = Link(
-            endpoint=self._endpoint,
+            endpoint=self.network.endpoint,
             dispatcher=self.dispatcher,
             registry=self.registry,
             setting=self.dm.get,
@@ -126,14 +136,19 @@ class Station:
             boot=self._boot,
         )
         self.delivery = Delivery(self.journal, self.dm.get)
-        self.runners = {
-            layout.evse_id: EvseRunner(
+        self.runners: dict[int, EvseRunner] = {}
+        self.availability = Availability(self.state.get, self.state.put, [e.evse_id for e in config.evses],
+                                         self.runners)
+        for layout in config.evses:
+            self.runners[layout.evse_id] = EvseRunner(
                 layout, hardware=hardware, journal=self.journal, setting=self.dm.get,
                 settings_changed=self.settings_changed, clock=self.clock, online=lambda: self.link.online,
                 connectors=self.connectors,
+                desired_operative=lambda e=layout.evse_id: self.availability.operative(e),
             )
-            for layout in config.evses
-        }
+        self.dispatcher.register("ChangeAvailability", self.availability.change)
+        self.restart_reason: str | None = None
+        self._root: trio.CancelScope | None = None
         self.authorizer = Authorizer(
             self.link, cache=AuthCache(self.db, capacity_bytes=STORAGE_BYTES), local_list=LocalList(self.db),
             clock=self.clock, setting=self.dm.get,
@@ -145,6 +160,13 @@ class Station:
         )
         self.transactions.register(self.dispatcher)
         self.delivery.on_response("TransactionEvent", self.transactions.on_transaction_event_answer)
+        self.reports = Reports(device_model=self.dm, link=self.link, clock=self.clock, setting=self.dm.get)
+        self.reports.register(self.dispatcher)
+        self.remote = RemoteControl(
+            runners=self.runners, journal=self.journal, link=self.link, hardware=hardware, clock=self.clock,
+            provisioning=self.provisioning, status=self.status, setting=self.dm.get, restart=self.request_restart,
+        )
+        self.remote.register(self.dispatcher)
         self._bind_authorization_variables()
         # Order matters only for readability of the log: all start together right after the boot is accepted.
         self.link.add_online_service("delivery", self.delivery.service)
@@ -163,16 +185,10 @@ class Station:
             info["firmwareVersion"] = s.firmware_version
         return info
 
-    def _endpoint(self) -> Endpoint:
-        csms = self.config.csms
+    def _password(self) -> str | None:
+        """The basic-auth password: the one the CSMS set (SecurityCtrlr.BasicAuthPassword), else the factory one."""
         stored = self.dm.get("SecurityCtrlr.BasicAuthPassword")
-        return Endpoint(
-            url=csms.url,
-            station_id=self.config.station.id,
-            security_profile=csms.security_profile,
-            password=str(stored) if stored else csms.basic_auth_password,
-            ca_file=csms.ca_file,
-        )
+        return str(stored) if stored else self.config.csms.basic_auth_password
 
     def _bind_live_variables(self) -> None:
         """Variables whose truth lives elsewhere (the config, the clock, the connectors) read it at request time."""
@@ -192,6 +208,24 @@ class Station:
         self.dm.bind_live("AuthCacheCtrlr.Storage", self.authorizer.cache.used_bytes)
         self.dm.bind_live("LocalAuthListCtrlr.Entries", self.authorizer.local_list.count)
         self.dm.bind_live("LocalAuthListCtrlr.Storage", self.authorizer.local_list.used_bytes)
+
+    def request_restart(self, reason: str) -> None:
+        """End the run so the process can re-execute itself; the next boot reports `reason`."""
+        self.state.put("next_boot_reason", reason)
+        self.restart_reason = reason
+        log.warning("restarting the station (%s)", reason)
+        if self._root is not None:
+            self._root.cancel()
+
+    async def _journal_startup_event(self) -> None:
+        """A critical security event for every start (queued like transaction messages, A04)."""
+        kind = "ResetOrReboot" if self.provisioning.boot_reason in ("RemoteReset", "ScheduledReset") else \
+            "StartupOfTheDevice"
+        if kind == "ResetOrReboot":
+            return  # journaled before the restart, with the reason
+        await self.journal.append(Append("SecurityEventNotification", {
+            "type": kind, "timestamp": self.clock.iso(), "techInfo": f"boot reason {self.provisioning.boot_reason}",
+        }))
 
     async def _boot(self, link: Link) -> None:
         await self.provisioning.boot(link)
@@ -217,11 +251,13 @@ class Station:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self._root = nursery.cancel_scope
                 await nursery.start(self.journal.run)
                 await nursery.start(self.hardware.run)
                 # Schemas compile on first use (tens of ms each); do it once, off the event loop.
                 await trio.to_thread.run_sync(self.registry.compile_all)
                 await self.transactions.recover()
+                await self._journal_startup_event()
                 for evse_id, runner in self.runners.items():
                     ev = self.hardware.ev_state(evse_id)
                     fault = self.hardware.faulted(evse_id)
@@ -230,6 +266,7 @@ class Station:
                 nursery.start_soon(supervise, "hardware events", lambda: self._route_hardware_events(nursery))
                 nursery.start_soon(self.link.run, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
+                nursery.start_soon(supervise, "scheduled resets", self.remote.watch_idle)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
                          len(self.config.evses), self.config.station.data_dir)
                 task_status.started()

@@ -9,6 +9,7 @@ reported again (TC_B_51/B_52); after a shorter outage only the changed ones.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,3 +120,62 @@ class StatusReporter:
             if (evse_id is None or key[0] == evse_id) and (connector_id is None or key[1] == connector_id):
                 del self._acknowledged[key]
         self._connectors.changed.set(self._connectors.changed.value + 1)
+
+
+class Availability:
+    """ChangeAvailability (G03–G05): Operative / Inoperative for the station, an EVSE or a connector.
+
+    The setting is persisted at once (an Inoperative EVSE stays Unavailable after a power cut, TC_G_18/19/21),
+    but an EVSE with a running transaction only becomes Unavailable when it ends (answer Scheduled); its
+    runner applies the change then (`EvseRunner(desired_operative=…)`).
+    """
+
+    KEY = "availability"
+
+    def __init__(self, load: Callable[[str], str | None], save: Callable[[str, str], None], evse_ids: list[int],
+                 runners: dict) -> None:
+        self._save = save
+        self._runners = runners
+        raw = load(self.KEY)
+        stored = json.loads(raw) if raw else {}
+        self.station = bool(stored.get("station", True))
+        self.evse = {e: bool(stored.get("evse", {}).get(str(e), True)) for e in evse_ids}
+        self.connector = {e: bool(stored.get("connector", {}).get(str(e), True)) for e in evse_ids}
+
+    def operative(self, evse_id: int) -> bool:
+        return self.station and self.evse[evse_id] and self.connector[evse_id]
+
+    def _persist(self) -> None:
+        self._save(self.KEY, json.dumps({
+            "station": self.station,
+            "evse": {str(e): v for e, v in self.evse.items()},
+            "connector": {str(e): v for e, v in self.connector.items()},
+        }))
+
+    async def change(self, payload: dict) -> dict:
+        operative = payload["operationalStatus"] == "Operative"
+        evse = payload.get("evse")
+        if evse is None or evse["id"] == 0:
+            self.station = operative
+            affected = list(self.evse)
+        else:
+            evse_id, connector_id = evse["id"], evse.get("connectorId")
+            if evse_id not in self.evse or connector_id not in (None, 1):
+                return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+            if connector_id is None:
+                self.evse[evse_id] = operative
+            else:
+                self.connector[evse_id] = operative
+            affected = [evse_id]
+        self._persist()
+        scheduled = False
+        for evse_id in affected:
+            runner = self._runners[evse_id]
+            wanted = self.operative(evse_id)
+            if runner.state.tx is not None and not wanted:
+                scheduled = True  # applied by the runner when the transaction ends
+                continue
+            await runner.apply(lambda s, wanted=wanted: s.set_operative(wanted) if s.operative != wanted else [])
+        log.info("ChangeAvailability %s for %s: %s", payload["operationalStatus"], evse or "the station",
+                 "Scheduled" if scheduled else "Accepted")
+        return {"status": "Scheduled" if scheduled else "Accepted"}

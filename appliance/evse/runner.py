@@ -43,6 +43,7 @@ class EvseRunner:
         clock: StationClock,
         online: Callable[[], bool],
         connectors: Connectors,
+        desired_operative: Callable[[], bool] = lambda: True,
     ) -> None:
         self.layout = layout
         self.evse_id = layout.evse_id
@@ -53,6 +54,7 @@ class EvseRunner:
         self._clock = clock
         self._online = online
         self._connectors = connectors
+        self._desired_operative = desired_operative
         self.state = EvseState(self.evse_id)
         self._lock = trio.Lock()
         self.changed: Watched[int] = Watched(0)
@@ -67,6 +69,9 @@ class EvseRunner:
             self._refresh_points()
             had_auth = self.state.authorization is not None
             events = decide(self.state)
+            wanted = self._desired_operative()
+            if self.state.tx is None and self.state.operative != wanted:
+                events += self.state.set_operative(wanted)  # a Scheduled ChangeAvailability takes effect now
             if self.state.authorization is not None and not had_auth:
                 self._authorized_at = trio.current_time()
             self._sync_outputs()

@@ -153,6 +153,13 @@ class EvseState:
         self.blocked = False
         return [event]
 
+    def reset_session(self) -> list[TxEvent]:
+        """An EVSE reset: forget any authorization waiting for an EV (the transaction already ended)."""
+        if self.tx is None:
+            self.authorization = None
+            self.blocked = False
+        return []
+
     def trigger(self) -> list[TxEvent]:
         """TriggerMessage(TransactionEvent): an Updated with triggerReason Trigger, if a transaction runs."""
         return [self._event("Updated", "Trigger")] if self.tx is not None else []
