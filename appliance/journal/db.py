@@ -49,15 +49,14 @@ def migration_files() -> list[tuple[int, str, str]]:
     """
     try:
         root = importlib.resources.files("appliance._migrations")
-        entries = [(p.name, p.read_text(encoding="utf-8")) for p in root.iterdir()]
+        files = list(root.iterdir())
     except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[2] / "migrations"
-        entries = [(p.name, p.read_text(encoding="utf-8")) for p in checkout.iterdir()]
+        files = list((Path(__file__).resolve().parents[2] / "migrations").iterdir())  # a source checkout
     found = []
-    for name, sql in entries:
-        match = _MIGRATION_NAME.match(name)
+    for entry in files:
+        match = _MIGRATION_NAME.match(entry.name)
         if match:
-            found.append((int(match.group(1)), name, sql))
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
     versions = [v for v, _, _ in found]
     if versions != list(range(1, len(found) + 1)):
