@@ -130,7 +130,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

@@ -92,7 +92,8 @@ class JournalStore:
                 stored.append(self._append_one(item))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
+                conn.execute("ROLLBACK")
             raise
         return stored
 
@@ -171,7 +172,8 @@ class JournalStore:
             )
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
 
     def record_failure(self, row_id: int, error: str) -> int:
@@ -226,7 +228,8 @@ class JournalStore:
             ).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
+                conn.execute("ROLLBACK")
             raise
         return removed
 
