@@ -119,6 +119,7 @@ async def serve(config: Config) -> tuple[int, bool]:
             async def stop_on_signal() -> None:
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
+                    await station.stop()
                     nursery.cancel_scope.cancel()
                     return
 

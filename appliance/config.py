@@ -165,8 +165,8 @@ def parse(text: str, *, source: str) -> Config:
     if backend not in ("sim", "serial"):
         raise ConfigError("hardware.backend", f"must be 'sim' or 'serial', got {backend!r}")
     sim_socket = Path(_str(hardware, "hardware.sim_socket", "sim_socket") or str(data_dir / "sim.sock"))
-    serial = hardware.get("serial", {})
-    if not isinstance(serial, dict):
+    serial_ports = hardware.get("serial", {})
+    if not isinstance(serial_ports, dict):
         raise ConfigError("hardware.serial", "must be a table")
 
     variables = raw.get("variables", {})
@@ -197,7 +197,7 @@ def parse(text: str, *, source: str) -> Config:
         journal=JournalConfig(float(days), rows),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
-        hardware=HardwareConfig(backend or "sim", sim_socket, serial),
+        hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
         evses=_evses(raw.get("evse")),
         variables=dict(variables),
         log_level=level,

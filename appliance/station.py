@@ -209,13 +209,19 @@ class Station:
         self.dm.bind_live("LocalAuthListCtrlr.Entries", self.authorizer.local_list.count)
         self.dm.bind_live("LocalAuthListCtrlr.Storage", self.authorizer.local_list.used_bytes)
 
-    def request_restart(self, reason: str) -> None:
+    async def stop(self) -> None:
+        """Shut down cleanly: close the WebSocket with a close handshake, then cancel every task (the journal
+        writer still commits what it was handed)."""
+        await self.link.shutdown()
+        if self._root is not None:
+            self._root.cancel()
+
+    async def request_restart(self, reason: str) -> None:
         """End the run so the process can re-execute itself; the next boot reports `reason`."""
         self.state.put("next_boot_reason", reason)
         self.restart_reason = reason
         log.warning("restarting the station (%s)", reason)
-        if self._root is not None:
-            self._root.cancel()
+        await self.stop()
 
     async def _journal_startup_event(self) -> None:
         """A critical security event for every start (queued like transaction messages, A04)."""

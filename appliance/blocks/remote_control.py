@@ -50,7 +50,7 @@ class RemoteControl:
         provisioning: Provisioning,
         status: StatusReporter,
         setting: Callable[[str], Any],
-        restart: Callable[[str], None],
+        restart: Callable[[str], Awaitable[None]],
     ) -> None:
         self._runners = runners
         self._journal = journal
@@ -104,7 +104,7 @@ class RemoteControl:
             "type": "ResetOrReboot", "timestamp": self._clock.iso(), "techInfo": f"{reason} requested by the CSMS",
         }))
         await self._drain_journal(float(self._setting("OCPPCommCtrlr.MessageTimeout[Default]")))
-        self._restart(reason)
+        await self._restart(reason)
 
     async def _drain_journal(self, limit: float) -> None:
         """Give the delivery task a moment to hand the last events to the CSMS before we go (bounded)."""

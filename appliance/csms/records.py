@@ -198,6 +198,11 @@ class Recorder:
         if parsed[0] == _CALL and isinstance(parsed[2], str):
             pending.remember(direction, parsed[1], parsed[2])
             return parsed[2]
+        if direction == "out" and parsed[0] not in (_CALLRESULT, _CALLERROR):
+            # A deliberately malformed frame sent with send_raw (e.g. message type 7, a numeric action): Part 4
+            # tells the station to answer it with a CALLERROR carrying its id, so that answer is expected.
+            pending.remember(direction, parsed[1], "<malformed>")
+            return None
         if parsed[0] in (_CALLRESULT, _CALLERROR):
             return pending.answer(direction, parsed[1])
         return None

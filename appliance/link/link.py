@@ -33,6 +33,14 @@ class LinkState(enum.Enum):
     ACCEPTED = "accepted"
 
 
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups from nurseries."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 class LinkDead(Exception):
     """The link stopped answering pings: treat it like a pulled cable."""
 
@@ -61,6 +69,8 @@ class Link:
         self._settings_changed = settings_changed
         self._boot = boot
         self._session: RpcSession | None = None
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._stopping = False
         self._online_services: list[tuple[str, OnlineService]] = []
         self._reconnect_now = trio.Event()
         self.state: Watched[LinkState] = Watched(LinkState.OFFLINE)
@@ -88,8 +98,12 @@ class Link:
         session = self._session
         if session is None:
             raise LinkDown("offline")
-        if action != "BootNotification" and self.state.value is not LinkState.ACCEPTED:
-            raise LinkDown(f"boot not accepted ({self.state.value.value})")
+        state = self.state.value
+        allowed = state is LinkState.ACCEPTED or action == "BootNotification" or (
+            state is LinkState.PENDING and action in ("NotifyReport", "NotifyMonitoringReport")  # B02: configure
+        )
+        if not allowed:
+            raise LinkDown(f"boot not accepted ({state.value})")
         return await session.call(action, payload, timeout=timeout, message_id=message_id)
 
     async def boot_call(self, payload: dict) -> dict:
@@ -97,6 +111,18 @@ class Link:
         if session is None:
             raise LinkDown("offline")
         return await session.call("BootNotification", payload)
+
+    async def shutdown(self, timeout: float = 2.0) -> None:
+        """Close the current connection with a close handshake and stop reconnecting.
+
+        Done before the station's tasks are cancelled, while trio-websocket's reader can still receive the
+        CSMS's answering close frame (cancelled first, the close would wait out its whole timeout).
+        """
+        self._stopping = True
+        ws = self._ws
+        if ws is not None:
+            with trio.move_on_after(timeout):
+                await ws.aclose()
 
     def reconnect(self, reason: str) -> None:
         """Drop the current connection and connect again at once (e.g. a new basic-auth password)."""
@@ -125,10 +151,12 @@ class Link:
         return None
 
     async def run(self) -> None:
-        """Connect and reconnect forever; only cancellation ends it."""
-        while True:
+        """Connect and reconnect until cancelled or shut down."""
+        while not self._stopping:
             endpoint = self._endpoint()
             lost_reason = await self._one_connection(endpoint)
+            if self._stopping:
+                break
             if self.offline_since is None:
                 self.offline_since = trio.current_time()
             if self._reconnect_now.is_set():
@@ -151,27 +179,30 @@ class Link:
             async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after) as ws:
                 self.connections += 1
                 self.backoff.reset()
+                self._ws = ws
                 log.info("connected to %s", endpoint.full_url)
                 await self._session_body(ws)
         except* trio.TooSlowError:
             reason = "timed out"
         except* (LinkDead, LinkDown, HandshakeFailed) as group:
-            reason = str(group.exceptions[0])
+            reason = str(_leaf(group))
         except* trio_websocket.ConnectionRejected as group:
-            status = group.exceptions[0].status_code
+            status = getattr(_leaf(group), "status_code", 0)
             hint = " (basic auth refused: check the password)" if status == 401 else ""
             reason = f"handshake rejected with HTTP {status}{hint}"
         except* trio_websocket.ConnectionClosed as group:
-            close = group.exceptions[0].reason
-            reason = f"closed by CSMS ({close.code} {close.name})" if close else "closed"
+            close = getattr(_leaf(group), "reason", None)
+            reason = f"closed ({close.code} {close.name})" if close else "closed"
         except* (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as g:
-            reason = f"{type(g.exceptions[0]).__name__}: {g.exceptions[0]}"
+            leaf = _leaf(g)
+            reason = f"{type(leaf).__name__}: {leaf}"
         finally:
             self._enter_offline()
         return reason
 
     def _enter_offline(self) -> None:
         self._session = None
+        self._ws = None
         if self.state.value is not LinkState.OFFLINE:
             self.offline_since = trio.current_time()
             self.state.set(LinkState.OFFLINE)
