@@ -90,6 +90,7 @@ async def running_station(config: Config) -> AsyncIterator[Station]:
         try:
             yield station
         finally:
+            await station.stop()  # close handshake first, as on SIGTERM; then every task is cancelled
             nursery.cancel_scope.cancel()
 
 

@@ -24,16 +24,12 @@ from appliance.clock import StationClock
 from appliance.link.link import Link
 from appliance.link.rpc import CallFailed, Dispatcher
 from appliance.protocol import ErrorCode, OcppError
+from appliance.util.redact import mask
 
 log = logging.getLogger("appliance.authorization")
 
 #: The most entries the local list holds (LocalAuthListCtrlr.Entries maxLimit, as certified).
 LOCAL_LIST_CAPACITY = 10
-
-
-def mask(token: str) -> str:
-    """idTokens are personal data: only the last four characters appear in logs."""
-    return "*" * max(len(token) - 4, 0) + token[-4:]
 
 
 class Authorizer:

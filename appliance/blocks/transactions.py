@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from appliance.blocks.authorization import Authorizer, mask
+from appliance.blocks.authorization import Authorizer
 from appliance.clock import StationClock
 from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
@@ -22,6 +22,7 @@ from appliance.journal.journal import Journal
 from appliance.journal.store import Append, Queued
 from appliance.link.link import Link, LinkState
 from appliance.link.rpc import Dispatcher, Reply
+from appliance.util.redact import mask
 
 log = logging.getLogger("appliance.transactions")
 
@@ -118,7 +119,7 @@ class Transactions:
             if await self._may_stop(current, id_token):
                 log.info("EVSE %d: stop by card %s", runner.evse_id, mask(token))
                 self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
-                await runner.apply(lambda s: s.deauthorize("StopAuthorized", "Local"))
+                await runner.apply(lambda s: s.deauthorize("StopAuthorized", "Local", id_token))
             else:
                 log.info("EVSE %d: card %s may not stop this session", runner.evse_id, mask(token))
                 self._hw.indicate(runner.evse_id, Indication.REJECTED)

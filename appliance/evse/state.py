@@ -53,6 +53,7 @@ class Transaction:
     remote_start_id: int | None = None
     reported_state: str = ""
     pending_stop_reason: str | None = None
+    stop_token: dict | None = None  # the card that stopped it, reported with the StopAuthorized event
 
 
 @dataclass
@@ -112,10 +113,14 @@ class EvseState:
         """A token (trigger Authorized) or a remote start (trigger RemoteStart) authorizes this EVSE."""
         return self._change(lambda: setattr(self, "authorization", auth), trigger)
 
-    def deauthorize(self, trigger: str, stop_reason: str) -> list[TxEvent]:
-        """Local stop (StopAuthorized/Local), remote stop (RemoteStop/Remote), invalid id (Deauthorized/…)."""
+    def deauthorize(self, trigger: str, stop_reason: str, id_token: dict | None = None) -> list[TxEvent]:
+        """Local stop (StopAuthorized/Local), remote stop (RemoteStop/Remote), invalid id (Deauthorized/…).
+
+        `id_token` is the card that stopped the session; the event reporting the stop carries it (C_39–C_41).
+        """
         if self.tx is not None:
             self.tx.pending_stop_reason = stop_reason
+            self.tx.stop_token = id_token
         return self._change(lambda: setattr(self, "authorization", None), trigger, stop_reason=stop_reason)
 
     def invalid_id(self, stop: bool) -> list[TxEvent]:
@@ -211,6 +216,8 @@ class EvseState:
             assert self.authorization is not None
             id_token = self.authorization.id_token
             self.authorization.reported = True
+        elif trigger == "StopAuthorized" and self.tx.stop_token is not None:
+            id_token = self.tx.stop_token
         remote_start_id = None
         if self.authorization is not None and self.authorization.remote_start_id is not None and (
             first or trigger == "RemoteStart"

@@ -75,6 +75,7 @@ from appliance.hardware.base import (
     Unplugged,
 )
 from appliance.hardware.control import CommandRefused
+from appliance.util.redact import mask
 
 LOG = logging.getLogger("appliance.hardware.sim")
 
@@ -321,7 +322,7 @@ class SimHardware:
                                  f"spaces, got {token!r}")
         if evse_id is not None:
             self._command_evse(evse_id)
-        LOG.info("sim: card %s presented%s", token, f" at EVSE {evse_id}" if evse_id is not None else "")
+        LOG.info("sim: card %s presented%s", mask(token), f" at EVSE {evse_id}" if evse_id is not None else "")
         await self._send.send(CardPresented(token, evse_id, TOKEN_TYPE))
         return {"token": token, "tokenType": TOKEN_TYPE, "evseId": evse_id, "event": "CardPresented"}
 

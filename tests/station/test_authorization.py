@@ -462,8 +462,6 @@ def test_id_tokens_masked_in_station_log(csms: LoopbackCsms, data_dir: Path) -> 
         assert token not in station_lines, [line for line in station_lines.splitlines() if token in line]
 
 
-@pytest.mark.xfail(reason="BUG: the simulated card reader logs the full idToken at INFO "
-                          "(appliance/hardware/sim.py SimHardware.tap: 'sim: card %s presented')", strict=True)
 def test_id_tokens_masked_in_whole_process_log(csms: LoopbackCsms, data_dir: Path) -> None:
     """The whole log text of the `appliance run` process, the simulated hardware included (it is the default
     backend), holds no idToken in full (README: "idTokens are masked to their last four characters")."""
