@@ -63,8 +63,11 @@ class EvseRunner:
 
     # --- the one way in --------------------------------------------------------------------------------
 
-    async def apply(self, decide: Callable[[EvseState], list[TxEvent]]) -> list[dict]:
-        """Run one decision of the state machine and carry it out; return the journaled payloads."""
+    async def apply(self, decide: Callable[[EvseState], list[TxEvent]], stamp: str | None = None) -> list[dict]:
+        """Run one decision of the state machine and carry it out; return the journaled payloads.
+
+        `stamp` dates the events (a clock-aligned sample carries its boundary time); default: now.
+        """
         async with self._lock:
             self._refresh_points()
             had_auth = self.state.authorization is not None
@@ -75,7 +78,7 @@ class EvseRunner:
             if self.state.authorization is not None and not had_auth:
                 self._authorized_at = trio.current_time()
             self._sync_outputs()
-            stored = [await self._journal_event(event) for event in events]
+            stored = [await self._journal_event(event, stamp) for event in events]
         self.changed.set(self.changed.value + 1)
         return stored
 
@@ -96,8 +99,8 @@ class EvseRunner:
 
     # --- building TransactionEvents ---------------------------------------------------------------------
 
-    async def _journal_event(self, event: TxEvent) -> dict:
-        now = self._clock.iso()
+    async def _journal_event(self, event: TxEvent, stamp: str | None = None) -> dict:
+        now = stamp or self._clock.iso()
         payload: dict[str, Any] = {
             "eventType": event.event_type,
             "timestamp": now,
@@ -159,6 +162,7 @@ class EvseRunner:
             nursery.start_soon(self._periodic_sampler)
             nursery.start_soon(self._tx_ended_sampler)
             nursery.start_soon(self._aligned_sampler)
+            nursery.start_soon(self._aligned_tx_ended_sampler)
             nursery.start_soon(self._connection_timeout_watch)
             task_status.started()
 
@@ -212,35 +216,54 @@ class EvseRunner:
                 if mv is not None:
                     await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx_id, mv)
 
-    async def _aligned_sampler(self) -> None:
-        """Clock-aligned samples on the wall-clock boundaries of AlignedDataCtrlr.Interval.
+    async def _next_boundary(self, path: str, last: float) -> float:
+        """Wait for the next wall-clock boundary of the interval in `path` after `last`; return it.
 
         The boundary is computed from the station clock but waited for on Trio's monotonic clock, re-checked
         at least every minute, so a clock correction moves the next sample to the right boundary instead of
         firing early, late or twice.
         """
-        last_boundary = -math.inf
         while True:
-            interval = int(self._setting("AlignedDataCtrlr.Interval"))
+            interval = int(self._setting(path))
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue
             now = self._clock.timestamp()
             boundary = math.floor(now / interval + 1) * interval
-            if boundary <= last_boundary:
-                boundary = last_boundary + interval
+            if boundary <= last:
+                boundary = last + interval
             with trio.move_on_after(min(boundary - now, ALIGNED_RECHECK)):
                 await self._settings_changed.wait_change()
                 continue
-            if self._clock.timestamp() + 0.0005 < boundary:
-                continue  # not there yet (long wait, or the clock moved back): recompute
-            last_boundary = boundary
-            await self._aligned_sample(format_iso_ts(boundary))
+            if self._clock.timestamp() + 0.0005 >= boundary:
+                return boundary
+            # not there yet (a long wait, or the clock moved back): compute again
+
+    async def _aligned_sampler(self) -> None:
+        """Clock-aligned samples on the wall-clock boundaries of AlignedDataCtrlr.Interval."""
+        last = -math.inf
+        while True:
+            last = await self._next_boundary("AlignedDataCtrlr.Interval", last)
+            await self._aligned_sample(format_iso_ts(last))
+
+    async def _aligned_tx_ended_sampler(self) -> None:
+        """AlignedDataCtrlr.TxEndedMeasurands on the boundaries of its TxEndedInterval, kept for the Ended event."""
+        last = -math.inf
+        while True:
+            last = await self._next_boundary("AlignedDataCtrlr.TxEndedInterval", last)
+            tx = self.state.tx
+            if tx is None:
+                continue
+            reading = self._hw.read_meter(self.evse_id)
+            mv = meter_value(format_iso_ts(last), reading, self._setting("AlignedDataCtrlr.TxEndedMeasurands"),
+                             "Sample.Clock")
+            if mv is not None:
+                await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx.transaction_id, mv)
 
     async def _aligned_sample(self, stamp: str) -> None:
         in_tx = self.state.tx is not None
         if in_tx and not bool(self._setting("AlignedDataCtrlr.SendDuringIdle")):
-            await self.apply(lambda s: s.periodic("MeterValueClock"))
+            await self.apply(lambda s: s.periodic("MeterValueClock"), stamp)
         elif not in_tx:
             reading = self._hw.read_meter(self.evse_id)
             mv = meter_value(stamp, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")

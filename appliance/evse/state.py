@@ -185,7 +185,8 @@ class EvseState:
             became_true = [c for c in self.start_points if after[c] and not before[c]]
             if became_true:
                 self.tx = Transaction(str(uuid.uuid4()), remote_start_id=self._remote_start_id())
-                events.append(self._event("Started", trigger, first=True))
+                events.append(self._event("Started", trigger, first=True, state=self._plug_state(trigger)))
+                events += self._follow_plug_in(trigger)
             return events
         became_false = [c for c in self.stop_points if before[c] and not after[c]]
         if became_false or (force_stop and not self.plugged) or (force_stop and trigger == "EVConnectTimeout"):
@@ -198,8 +199,19 @@ class EvseState:
         if self._unreported_token() or self.charging_state != self.tx.reported_state or trigger in (
             "StopAuthorized", "RemoteStop", "Deauthorized", "RemoteStart"
         ):
-            events.append(self._event("Updated", trigger))
+            events.append(self._event("Updated", trigger, state=self._plug_state(trigger)))
+            events += self._follow_plug_in(trigger)
         return events
+
+    def _plug_state(self, trigger: str) -> str | None:
+        """The plug-in event reports EVConnected (TC_E_04/E_38), whatever energy offer follows at once."""
+        return "EVConnected" if trigger == "CablePluggedIn" else None
+
+    def _follow_plug_in(self, trigger: str) -> list[TxEvent]:
+        """…and the state the plug-in led to (e.g. SuspendedEV when energy is offered) comes right after it."""
+        if trigger == "CablePluggedIn" and self.tx is not None and self.charging_state != self.tx.reported_state:
+            return [self._event("Updated", "ChargingStateChanged")]
+        return []
 
     def _remote_start_id(self) -> int | None:
         return self.authorization.remote_start_id if self.authorization else None
@@ -209,7 +221,7 @@ class EvseState:
             self.authorization.id_token is not None
 
     def _event(self, event_type: str, trigger: str, *, stop_reason: str | None = None,
-               first: bool = False) -> TxEvent:
+               first: bool = False, state: str | None = None) -> TxEvent:
         assert self.tx is not None
         id_token = None
         if self._unreported_token() and event_type != "Ended":
@@ -224,7 +236,7 @@ class EvseState:
         ):
             remote_start_id = self.authorization.remote_start_id
             self.tx.remote_start_id = remote_start_id
-        state = self.charging_state
+        state = state or self.charging_state
         self.tx.reported_state = state
         event = TxEvent(event_type, trigger, self.tx.transaction_id, state, self.evse_id, id_token=id_token,
                         remote_start_id=remote_start_id, stopped_reason=stop_reason if event_type == "Ended" else None,
