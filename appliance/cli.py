@@ -112,13 +112,15 @@ async def serve(config: Config) -> tuple[int, bool]:
     from appliance.station import Station
 
     station = Station(config, make_hardware(config))
-    failed = False
+    failed = signalled = False
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:
+                nonlocal signalled
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
+                    signalled = True
                     await station.stop()
                     nursery.cancel_scope.cancel()
                     return
@@ -132,4 +134,4 @@ async def serve(config: Config) -> tuple[int, bool]:
                 failed = True
             nursery.cancel_scope.cancel()
     log.info("station stopped")
-    return (EXIT_FAILURE if failed else EXIT_OK), station.restart_reason is not None and not failed
+    return (EXIT_FAILURE if failed else EXIT_OK), station.restart_reason is not None and not (failed or signalled)

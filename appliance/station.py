@@ -212,7 +212,10 @@ class Station:
     async def stop(self) -> None:
         """Shut down cleanly: close the WebSocket with a close handshake, then cancel every task (the journal
         writer still commits what it was handed)."""
-        await self.link.shutdown()
+        # Shielded: a Reset's follow-up runs inside the very session this closes, and must still get to the
+        # cancel below.
+        with trio.CancelScope(shield=True):
+            await self.link.shutdown()
         if self._root is not None:
             self._root.cancel()
 
@@ -224,13 +227,12 @@ class Station:
         await self.stop()
 
     async def _journal_startup_event(self) -> None:
-        """A critical security event for every start (queued like transaction messages, A04)."""
-        kind = "ResetOrReboot" if self.provisioning.boot_reason in ("RemoteReset", "ScheduledReset") else \
-            "StartupOfTheDevice"
-        if kind == "ResetOrReboot":
-            return  # journaled before the restart, with the reason
+        """A critical security event for every start, queued like transaction messages (A04): ResetOrReboot
+        after a reset the CSMS asked for (TC_B_21), StartupOfTheDevice otherwise."""
+        reason = self.provisioning.boot_reason
+        kind = "ResetOrReboot" if reason in ("RemoteReset", "ScheduledReset") else "StartupOfTheDevice"
         await self.journal.append(Append("SecurityEventNotification", {
-            "type": kind, "timestamp": self.clock.iso(), "techInfo": f"boot reason {self.provisioning.boot_reason}",
+            "type": kind, "timestamp": self.clock.iso(), "techInfo": f"boot reason {reason}",
         }))
 
     async def _boot(self, link: Link) -> None:

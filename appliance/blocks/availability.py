@@ -85,6 +85,7 @@ class StatusReporter:
         self._connectors = connectors
         self._offline_threshold = offline_threshold
         self._acknowledged: dict[tuple[int, int], str] = {}
+        self._forced: set[tuple[int, int]] = set()  # TriggerMessage: send these even if acknowledged
         self._booted = False
 
     async def service(self, link: Link) -> None:
@@ -95,8 +96,9 @@ class StatusReporter:
             version = self._connectors.changed.value
             for key, state in sorted(self._connectors.by_key.items()):
                 status = state.status
-                if self._acknowledged.get(key) == status:
+                if self._acknowledged.get(key) == status and key not in self._forced:
                     continue
+                self._forced.discard(key)
                 payload = {
                     "timestamp": state.since,
                     "connectorStatus": status,
@@ -116,9 +118,9 @@ class StatusReporter:
 
     def trigger(self, evse_id: int | None = None, connector_id: int | None = None) -> None:
         """TriggerMessage(StatusNotification): forget what the CSMS acknowledged so it is sent again."""
-        for key in list(self._acknowledged):
+        for key in self._connectors.by_key:
             if (evse_id is None or key[0] == evse_id) and (connector_id is None or key[1] == connector_id):
-                del self._acknowledged[key]
+                self._forced.add(key)
         self._connectors.changed.set(self._connectors.changed.value + 1)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,7 +100,12 @@ class NetworkProfiles:
         scheme = urlsplit(data["ocppCsmsUrl"]).scheme
         if (profile == 2) != (scheme == "wss") or scheme not in ("ws", "wss"):
             return rejected("the URL scheme does not fit the security profile")
-        self.profiles[slot] = data
-        self._save(KEY, json.dumps({str(k): v for k, v in self.profiles.items()}))
+        stored = {**self.profiles, slot: data}
+        try:
+            self._save(KEY, json.dumps({str(k): v for k, v in stored.items()}))
+        except (sqlite3.Error, OSError) as exc:
+            log.error("SetNetworkProfile slot %d could not be stored: %s", slot, exc)
+            return {"status": "Failed", "statusInfo": {"reasonCode": "WriteFailed"}}
+        self.profiles = stored
         log.info("network profile stored in slot %d (%s)", slot, data["ocppCsmsUrl"])
         return {"status": "Accepted"}

@@ -2,10 +2,11 @@
 
 Reset (B11/B12): a station reset is a real restart of the process. Running transactions end first
 (Immediate: triggerReason ResetCommand, stoppedReason ImmediateReset) or are waited for (OnIdle: answer
-Scheduled, restart when the last one ends). Before the restart the next BootNotification reason and a
-ResetOrReboot security event are made durable, the journal is flushed and the WebSocket closed; the process
-then re-executes itself. A reset of one EVSE (AllowReset) ends or waits for that EVSE's transaction and
-clears its session, without touching the other EVSE or the connection.
+Scheduled, restart when the last one ends). Before the restart the next BootNotification reason is made
+durable, the journal is flushed and the WebSocket closed; the process then re-executes itself and, after
+its BootNotification, reports a ResetOrReboot security event. A reset of one EVSE (AllowReset) ends or
+waits for that EVSE's transaction and clears its session, without touching the other EVSE or the
+connection.
 """
 
 from __future__ import annotations
@@ -100,9 +101,6 @@ class RemoteControl:
     async def _reset_station(self, reason: str) -> None:
         for runner in self._runners.values():
             await runner.apply(lambda s: s.end_now("ResetCommand", "ImmediateReset"))
-        await self._journal.append(Append("SecurityEventNotification", {
-            "type": "ResetOrReboot", "timestamp": self._clock.iso(), "techInfo": f"{reason} requested by the CSMS",
-        }))
         await self._drain_journal(float(self._setting("OCPPCommCtrlr.MessageTimeout[Default]")))
         await self._restart(reason)
 

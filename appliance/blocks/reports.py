@@ -29,16 +29,22 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def pages(items: list[dict], max_items: int, max_bytes: int) -> list[list[dict]]:
-    """Split report items into NotifyReport pages within both limits (an oversized item goes alone)."""
+def pages(items: list[dict], max_items: int, max_bytes: int, envelope: dict) -> list[list[dict]]:
+    """Split report items into NotifyReport pages whose whole payload (the envelope with this page's seqNo and
+    tbc, and its reportData) stays within both limits; an item too large for any page goes alone."""
+
+    def base(seq_no: int) -> int:
+        return _size({**envelope, "seqNo": seq_no, "tbc": True, "reportData": []})
+
     result: list[list[dict]] = []
     page: list[dict] = []
-    used = 0
+    used = base(0)
     for item in items:
-        size = _size(item)
+        size = _size(item) + (1 if page else 0)  # the comma between array items
         if page and (len(page) >= max_items or used + size > max_bytes):
             result.append(page)
-            page, used = [], 0
+            page, used = [], base(len(result))
+            size -= 1
         page.append(item)
         used += size
     if page:
@@ -99,9 +105,10 @@ class Reports:
         return Reply({"status": "Accepted"}, then=send)
 
     async def send_report(self, request_id: int, items: list[dict]) -> None:
-        split = pages(items, int(self._setting("DeviceDataCtrlr.ItemsPerMessage[GetReport]")),
-                      int(self._setting("DeviceDataCtrlr.BytesPerMessage[GetReport]")))
         generated = self._clock.iso()
+        envelope = {"requestId": request_id, "generatedAt": generated}
+        split = pages(items, int(self._setting("DeviceDataCtrlr.ItemsPerMessage[GetReport]")),
+                      int(self._setting("DeviceDataCtrlr.BytesPerMessage[GetReport]")), envelope)
         for seq_no, page in enumerate(split):
             message = {"requestId": request_id, "generatedAt": generated, "seqNo": seq_no,
                        "reportData": page}

@@ -152,7 +152,8 @@ class EvseState:
         """End a running transaction whatever the stop points say (reset, power loss …)."""
         if self.tx is None:
             return []
-        event = self._event("Ended", trigger, stop_reason=stop_reason)
+        # The energy stops with the transaction: EVConnected if the EV is still there (TC_B_22/B_27).
+        event = self._event("Ended", trigger, stop_reason=stop_reason, state="EVConnected" if self.plugged else "Idle")
         self.tx = None
         self.authorization = None
         self.blocked = False
