@@ -181,7 +181,12 @@ class Link:
                 self.backoff.reset()
                 self._ws = ws
                 log.info("connected to %s", endpoint.full_url)
-                await self._session_body(ws)
+                try:
+                    await self._session_body(ws)
+                finally:
+                    # Offline from this instant, not after the close handshake below (up to its timeout on a
+                    # dead link): events produced meanwhile must carry offline=true.
+                    self._enter_offline()
         except* trio.TooSlowError:
             reason = "timed out"
         except* (LinkDead, LinkDown, HandshakeFailed) as group:
