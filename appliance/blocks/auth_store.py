@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from appliance.clock import format_iso, parse_iso
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+from appliance.journal.db import transaction
 
 
 def _key(id_token: dict) -> tuple[str, str]:

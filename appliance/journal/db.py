@@ -111,7 +111,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         )
     applied = []
     for version, name, sql in files[current:]:
-        with _transaction(conn):
+        with transaction(conn):
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute(
@@ -125,7 +125,8 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
 
 
 @contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One explicit write transaction: committed if the block ends normally, rolled back otherwise."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.journal.db import transaction
 from appliance.protocol import new_message_id
 
 
@@ -84,18 +85,8 @@ class JournalStore:
 
     def append_batch(self, items: Sequence[Append]) -> list[dict]:
         """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
-        conn = self.conn
-        stored = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for item in items:
-                stored.append(self._append_one(item))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
-                conn.execute("ROLLBACK")
-            raise
-        return stored
+        with transaction(self.conn):
+            return [self._append_one(item) for item in items]
 
     def _append_one(self, item: Append) -> dict:
         conn = self.conn
@@ -164,17 +155,11 @@ class JournalStore:
     def mark_delivered_many(self, row_ids: Sequence[int]) -> None:
         """Several delivered marks in one transaction (one fsync)."""
         now = utc_now()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             self.conn.executemany(
                 "UPDATE outbox SET outcome = 'delivered', delivered_at = ? WHERE id = ? AND outcome IS NULL",
                 [(now, row_id) for row_id in row_ids],
             )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
 
     def record_failure(self, row_id: int, error: str) -> int:
         row = self.conn.execute(
@@ -201,8 +186,7 @@ class JournalStore:
         finished messages are kept whatever their age. Pending messages and open transactions never go.
         """
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS prune_keep AS SELECT id FROM outbox WHERE 0"
             )
@@ -226,11 +210,6 @@ class JournalStore:
                 " AND id NOT IN (SELECT id FROM prune_keep)",
                 (older_than,),
             ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
-                conn.execute("ROLLBACK")
-            raise
         return removed
 
     # --- reads ------------------------------------------------------------------------------------------
