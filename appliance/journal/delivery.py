@@ -87,7 +87,12 @@ class Delivery:
                         attempts + 1, self._max_attempts(), wait)
             await trio.sleep(wait)
             return False
-        await marks.send(item.id)
+        # No checkpoint between the answer and handing over its mark: a cancellation here must not lose it.
+        try:
+            marks.send_nowait(item.id)
+        except trio.WouldBlock:
+            with trio.CancelScope(shield=True):
+                await self._journal.run_sync(self._journal.store.mark_delivered_many, [item.id])
         self.delivered += 1
         hook = self._hooks.get(item.action)
         if hook is not None:

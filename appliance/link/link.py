@@ -119,9 +119,11 @@ class Link:
         CSMS's answering close frame (cancelled first, the close would wait out its whole timeout).
         """
         self._stopping = True
-        ws = self._ws
-        if ws is not None:
-            with trio.move_on_after(timeout):
+        session, ws = self._session, self._ws
+        with trio.move_on_after(timeout):
+            if session is not None:
+                await session.hold_calls()
+            if ws is not None:
                 await ws.aclose()
 
     def reconnect(self, reason: str) -> None:

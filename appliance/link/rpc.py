@@ -189,6 +189,14 @@ class RpcSession:
         self.frames_out += 1
         await self._ws.send_message(text)
 
+    async def hold_calls(self) -> None:
+        """Wait for our outstanding CALL (if any) to be answered, then let no new one start.
+
+        Used just before closing on purpose: the answer in flight is still received and acted on (a journaled
+        message gets marked delivered instead of being sent again after the restart).
+        """
+        await self._call_lock.acquire()  # never released: the session is about to end
+
     async def call(
         self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
     ) -> dict:
