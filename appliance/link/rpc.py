@@ -136,6 +136,7 @@ class RpcSession:
         self._answer: CallResult | CallError | None = None
         self._answered = trio.Event()
         self._closed = trio.Event()
+        self._holding = False  # closing on purpose: no new CALL may start
         self.frames_in = 0
         self.frames_out = 0
 
@@ -195,7 +196,8 @@ class RpcSession:
         Used just before closing on purpose: the answer in flight is still received and acted on (a journaled
         message gets marked delivered instead of being sent again after the restart).
         """
-        await self._call_lock.acquire()  # never released: the session is about to end
+        async with self._call_lock:
+            self._holding = True
 
     async def call(
         self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
@@ -208,7 +210,7 @@ class RpcSession:
         """
         self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
         async with self._call_lock:
-            if self._closed.is_set():
+            if self._closed.is_set() or self._holding:
                 raise LinkDown("not connected")
             message_id = message_id or new_message_id()
             self._pending_id, self._pending_action = message_id, action
