@@ -65,7 +65,6 @@ class RemoteControl:
         self.vendors: dict[str, dict[str, VendorHandler]] = {"org.appliance": {"Ping": _ping}}
         self._pending_reset: str | None = None  # station reset waiting for idle (OnIdle, Scheduled)
         self._pending_evse_resets: set[int] = set()
-        self.idle = trio.Event()
 
     def register(self, dispatcher: Dispatcher) -> None:
         dispatcher.register("Reset", self._reset)

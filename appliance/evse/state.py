@@ -26,7 +26,7 @@ START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTrans
 
 @dataclass
 class Authorization:
-    id_token: dict | None  # IdTokenType; None for a remote start without token? (never: remote starts carry one)
+    id_token: dict | None  # IdTokenType of the card or remote start that authorized the session
     group_id: str | None = None
     remote_start_id: int | None = None
     reported: bool = False  # has a TransactionEvent carried this idToken yet?

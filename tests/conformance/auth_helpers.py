@@ -22,7 +22,17 @@ from appliance.hardware.base import Indication
 from appliance.link.link import LinkState
 from appliance.station import Station
 from tests.conformance.helpers import STATION_ID, booted_station, wait_all_connectors_reported
-from tests.conformance.tx_helpers import TOKEN, TOKEN2, TOKEN_TYPE, tx_events, wait_queue_empty, wait_trigger
+from tests.conformance.tx_helpers import (
+    TOKEN,
+    TOKEN2,
+    TOKEN_TYPE,
+    energy_transfer_started,
+    ev_connected_pre_session,
+    has_token,
+    tx_events,
+    wait_queue_empty,
+    wait_trigger,
+)
 from tests.harness import make_config, running_station
 
 #: <Configured valid_idtoken> and <Configured valid_idtoken2> (RFID UIDs, as the reader delivers them).
@@ -214,3 +224,21 @@ async def restarted_station(csms: LoopbackCsms, data_dir: Path, **config: Any) -
         await wait_all_connectors_reported(csms, since=mark)
         yield station
         await _stop_quickly(csms, station)
+
+
+async def invalid_group_member_cannot_stop(csms: LoopbackCsms, station: Station) -> int:
+    """The script TC_C_41 (cache) and TC_C_43 (local list) share: VALID starts charging without asking the CSMS,
+    then INVALID of the same group is refused and stops nothing. Returns the mark taken before INVALID."""
+    await ev_connected_pre_session(csms, station)
+    mark = csms.mark()
+    assert await present(station, VALID) == "accepted"
+    authorized = await wait_trigger(csms, "Authorized", since=mark)
+    assert has_token(authorized, VALID) and authorizes(csms, mark) == []
+    await energy_transfer_started(csms, station)
+
+    mark = csms.mark()
+    assert await present(station, INVALID) == "rejected"
+    await trio.sleep(QUIET)
+    assert tx_events(csms, mark) == []
+    assert offered(station) > 0
+    return mark

@@ -32,6 +32,7 @@ from tests.conformance.auth_helpers import (
     go_online,
     id_token,
     in_future,
+    invalid_group_member_cannot_stop,
     offered,
     present,
     refused_silently,
@@ -405,16 +406,5 @@ async def test_TC_C_44_group_id_invalid_with_cache(csms: LoopbackCsms, data_dir:
     async with auth_station(csms, data_dir) as station:
         await seed_cache(csms, station, VALID, group=GROUP)
         await seed_cache(csms, station, INVALID, "Invalid", group=GROUP)
-        await ev_connected_pre_session(csms, station)
-        mark = csms.mark()
-        assert await present(station, VALID) == "accepted"
-        authorized = await wait_trigger(csms, "Authorized", since=mark)
-        assert has_token(authorized, VALID) and authorizes(csms, mark) == []
-        await energy_transfer_started(csms, station)
-
-        mark = csms.mark()
-        assert await present(station, INVALID) == "rejected"
-        await trio.sleep(QUIET)
-        assert tx_events(csms, mark) == []
-        assert offered(station) > 0
+        mark = await invalid_group_member_cannot_stop(csms, station)
     assert [a["idToken"] for a in authorizes(csms, mark)] == [id_token(INVALID)]
