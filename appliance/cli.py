@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run_command(args.config)
     if args.command == "demo":
-        from appliance.demo import run_demo
+        from appliance.lab.demo import run_demo
 
         return run_demo(keep=args.keep)
     return sim_command(args)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.csms import LoopbackCsms
-from tests.harness import PASSWORD, short_dir
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import PASSWORD, short_dir
 
 
 @pytest.fixture

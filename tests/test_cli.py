@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.csms import LoopbackCsms
 from appliance.journal.db import open_station_db
-from tests.harness import REPO, config_text, station_process
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import config_text, station_process
+from tests.harness import REPO
 
 
 def run_appliance(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

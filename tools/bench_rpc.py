@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance.csms import LoopbackCsms  # noqa: E402
+from appliance.lab.csms import LoopbackCsms  # noqa: E402
 
 STATION = "BENCH01"
 PASSWORD = "bench-password-0123"

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Power-cut experiment on the journal, for humans: how many acknowledged commits does a power cut lose?
 
-Runs the same experiment as tests/powercut (see tests/powercut/experiment.py and lossyvfs.py for the model):
-the real JournalStore write path on an apsw connection through a VFS that keeps, per file, the image that
-reached stable storage at the last fsync; a power cut at a random point (after 1..--max-ops acknowledged
+Runs the same experiment as tests/powercut (see appliance/lab/powercut/experiment.py and lossyvfs.py for the
+model): the real JournalStore write path on an apsw connection through a VFS that keeps, per file, the image
+that reached stable storage at the last fsync; a power cut at a random point (after 1..--max-ops acknowledged
 operations, possibly inside a commit) leaves only that image (plus, with --keep-unsynced, a random part of the
 writes that were not yet synced). The next boot is judged: integrity_check, the journal verifier, every
-acknowledged effect present, and a reopen through the production open_station_db.
+acknowledged effect present, and a reopen through the production open_station_db. Needs apsw (the test
+extra).
 
     .venv/bin/python tools/powercut.py --trials 200 --mode full
     .venv/bin/python tools/powercut.py --trials 200 --mode normal            # loses acked commits
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.powercut.experiment import MODES, Tally, run_trial
+from appliance.lab.powercut.experiment import MODES, Tally, run_trial
 
 
 def main(argv: list[str] | None = None) -> int:

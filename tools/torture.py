@@ -5,7 +5,7 @@
     python tools/torture.py --minutes 5 --mode kill --seed 1234
     TORTURE_MINUTES=60 python tools/torture.py           # minutes from the environment (default 10)
 
-The quick mode in CI (`pytest tests/torture`) runs the same code (`tests/torture/scenario.py`) with a fault
+The quick mode in CI (`pytest tests/torture`) runs the same code (`appliance/lab/torture.py`) with a fault
 quota instead of a duration. Each mode prints its counts — cuts, kills, transactions, TransactionEvents — and
 every problem the final checks found; then one TOTAL line. Exit 0 when every check passed, 1 when any failed
 (already-reported station bugs included: they are labelled "known"), 2 on a usage error or when the netns mode
@@ -25,10 +25,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # the scenarios live in the test tree, which is not installed
+    sys.path.insert(0, str(REPO))  # a source checkout runs without an install
 
-from tests.harness import short_dir  # noqa: E402
-from tests.torture.scenario import KNOWN_BUGS, MODES, Plan, Report, netns_unavailable, new_seed, run_scenario  # noqa: E402
+from appliance.lab.process import short_dir  # noqa: E402
+from appliance.lab.torture import KNOWN_BUGS, MODES, Plan, Report, netns_unavailable, new_seed, run_scenario  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

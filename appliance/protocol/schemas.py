@@ -47,8 +47,9 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from importlib import resources
 from importlib.resources.abc import Traversable
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -126,7 +127,17 @@ _FORMATS: Mapping[str, Callable[[str], bool]] = {"date-time": is_rfc3339_datetim
 
 
 def _packaged_schema_dir() -> Traversable:
-    return resources.files("ocpp").joinpath("v201").joinpath("schemas")
+    """The schema folder inside the installed ``ocpp`` package, located without importing it.
+
+    ``find_spec`` of a top-level name only searches ``sys.path``; it does not run ``ocpp/__init__.py``, which
+    would pull the library's Python code (and jsonschema) into the firmware for the sake of 128 data files.
+    """
+    spec = find_spec("ocpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the OCPP 2.0.1 JSON schemas ship in the 'ocpp' package, which is not installed", name="ocpp"
+        )
+    return Path(spec.submodule_search_locations[0]) / "v201" / "schemas"
 
 
 class SchemaRegistry:

@@ -17,8 +17,8 @@ from typing import Any
 
 import trio
 
-from appliance.csms import LoopbackCsms
 from appliance.hardware.base import Indication
+from appliance.lab.csms import LoopbackCsms
 from appliance.link.link import LinkState
 from appliance.station import Station
 from tests.conformance.helpers import STATION_ID, booted_station, wait_all_connectors_reported

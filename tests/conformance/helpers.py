@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from appliance.csms import LoopbackCsms, RecordedFrame
+from appliance.lab.csms import LoopbackCsms, RecordedFrame
 from appliance.station import Station
 from tests.harness import make_config, running_station
 

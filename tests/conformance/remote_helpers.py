@@ -29,10 +29,11 @@ from typing import Any, Protocol
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms, StationCallError
+from appliance.lab.csms import LoopbackCsms, StationCallError
+from appliance.lab.process import StationProcess, config_text, station_process
 from appliance.station import Station
 from tests.conformance.helpers import CONNECTORS, STATION_ID, booted_station
-from tests.harness import REPO, StationProcess, config_text, running_station, station_process
+from tests.harness import REPO, running_station
 
 #: <Configured valid_idtoken_idtoken> / type: an RFID card the loopback CSMS accepts.
 TOKEN = "04A1B2C3"

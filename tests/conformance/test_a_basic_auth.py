@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from appliance.config import ConfigError
-from appliance.csms import ConnectionRecord, LoopbackCsms
+from appliance.lab.csms import ConnectionRecord, LoopbackCsms
+from appliance.lab.process import PASSWORD
 from tests.conformance.helpers import (
     SLACK,
     STATION_ID,
@@ -26,7 +27,7 @@ from tests.conformance.helpers import (
     set_variables,
     wait_all_connectors_reported,
 )
-from tests.harness import PASSWORD, make_config, running_station
+from tests.harness import make_config, running_station
 
 #: identifierString characters (Part 2 primitive datatypes), which TC_A_01 allows in the password.
 IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-_=:+|@.")

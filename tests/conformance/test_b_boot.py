@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.csms import LoopbackCsms, RecordedFrame, StationCallError
+from appliance.lab.csms import LoopbackCsms, RecordedFrame, StationCallError
 from tests.conformance.helpers import (
     SLACK,
     STATION_ID,

@@ -21,7 +21,8 @@ import pytest
 import trio
 import trustme
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import PASSWORD, StationProcess
 from tests.conformance.helpers import STATION_ID
 from tests.conformance.remote_helpers import (
     assert_same_process_reconnected,
@@ -39,7 +40,7 @@ from tests.conformance.remote_helpers import (
     wait_reexec,
     write_config,
 )
-from tests.harness import PASSWORD, StationProcess, make_config
+from tests.harness import make_config
 
 
 def connection_data(url: str, security_profile: int = 1, **overrides: Any) -> dict[str, Any]:

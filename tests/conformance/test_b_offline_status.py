@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.helpers import booted_station, statuses
 from tests.conformance.tx_helpers import (
     EVSE,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.csms import ConnectionRecord, LoopbackCsms
+from appliance.lab.csms import ConnectionRecord, LoopbackCsms
 from tests.conformance.helpers import SLACK, STATION_ID, booted_station
 
 WAIT_MINIMUM = 1

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import PASSWORD
 from tests.conformance.remote_helpers import (
     assert_still_running,
     call,
@@ -26,7 +27,6 @@ from tests.conformance.remote_helpers import (
     no_error,
     station_up,
 )
-from tests.harness import PASSWORD
 
 LIST_TYPES = ("OptionList", "SequenceList", "MemberList")
 #: "Referenced Components and Variables" marked required in the appendix (dm_components_vars.csv), for the

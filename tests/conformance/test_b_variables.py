@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from appliance.csms import LoopbackCsms, StationCallError
+from appliance.lab.csms import LoopbackCsms, StationCallError
 from tests.conformance.helpers import (
     STATION_ID,
     booted_station,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from appliance.station import Station
 from tests.conformance.auth_helpers import (
     BLOCKED,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.auth_helpers import (
     BLOCKED,
     EVSE,

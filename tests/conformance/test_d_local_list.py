@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.auth_helpers import (
     VALID,
     VALID2,

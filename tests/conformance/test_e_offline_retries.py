@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from appliance.csms import NO_ANSWER, CallErrorReply, LoopbackCsms
+from appliance.lab.csms import NO_ANSWER, CsmsCallError, LoopbackCsms
 from appliance.station import Station
 from tests.conformance.helpers import SLACK, STATION_ID, booted_station
 from tests.conformance.tx_helpers import (
@@ -138,7 +138,7 @@ async def test_TC_E_50_retry_callerror_max_attempts(csms: LoopbackCsms, data_dir
     (3) times, the k-th resend MessageAttemptInterval × k after the previous; then dropped (no further resend,
     the queue moves on)."""
     async with booted_station(csms, data_dir, variables=RETRIES) as station:
-        frames = await step5_sends(csms, station, Script(CallErrorReply("InternalError")), ATTEMPTS)
+        frames = await step5_sends(csms, station, Script(CsmsCallError("InternalError")), ATTEMPTS)
         assert_resends(frames, extra=0)
         await assert_no_more_sends(csms, frames, INTERVAL * ATTEMPTS + 0.5)
         await assert_queue_moves_on(csms, station, frames[0].payload)
@@ -160,7 +160,7 @@ async def test_TC_E_51_retry_callerror_then_success(csms: LoopbackCsms, data_dir
     exactly 2 times, the resend MessageAttemptInterval after the first (the case text adds MessageTimeout, which
     only applies when there is no answer; the bound below allows both readings); nothing more afterwards."""
     async with booted_station(csms, data_dir, variables=RETRIES) as station:
-        frames = await step5_sends(csms, station, Script(CallErrorReply("InternalError"), None), 2)
+        frames = await step5_sends(csms, station, Script(CsmsCallError("InternalError"), None), 2)
         assert_resends(frames, extra=0, late=TIMEOUT)
         await assert_no_more_sends(csms, frames, INTERVAL * 2 + TIMEOUT + 0.5)
         assert len([f for f in tx_frames(csms, frames[0].index) if f.message_id == frames[0].message_id]) == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.helpers import STATION_ID, booted_station
 from tests.conformance.tx_helpers import (
     AUTH_ONLINE,

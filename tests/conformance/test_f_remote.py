@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from appliance.station import Station
 from tests.conformance.helpers import STATION_ID, booted_station
 from tests.conformance.tx_helpers import (

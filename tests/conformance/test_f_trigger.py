@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from appliance.csms import Delayed, LoopbackCsms
+from appliance.lab.csms import Delayed, LoopbackCsms
 from tests.conformance.helpers import CONNECTORS, STATION_ID
 from tests.conformance.remote_helpers import (
     AUTH_ONLINE,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.helpers import STATION_ID
 from tests.conformance.remote_helpers import (
     AUTH_ONLINE,

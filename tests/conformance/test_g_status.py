@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from appliance.station import Station
 from tests.conformance.helpers import STATION_ID, booted_station, statuses
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.helpers import STATION_ID, booted_station
 from tests.conformance.tx_helpers import (
     ALL_MEASURANDS,

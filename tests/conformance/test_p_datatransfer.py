@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.conformance.remote_helpers import assert_still_running, call, call_error, station_up
 
 CUSTOM = {"vendorId": "org.openchargealliance.octt", "note": "custom data", "nested": {"n": [1, 2, 3]}}

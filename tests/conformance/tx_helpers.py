@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from appliance.csms import LoopbackCsms, RecordedFrame
+from appliance.lab.csms import LoopbackCsms, RecordedFrame
 from appliance.link.link import LinkState
 from appliance.station import Station
 from tests.conformance.helpers import STATION_ID, station_calls, statuses

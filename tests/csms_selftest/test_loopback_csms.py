@@ -25,10 +25,10 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect as sync_connect
 
-from appliance.csms import (
+from appliance.lab.csms import (
     NO_ANSWER,
-    CallErrorReply,
-    CallTimeout,
+    CsmsCallError,
+    CsmsCallTimeout,
     CsmsError,
     Delayed,
     InvalidCsmsRequest,
@@ -337,7 +337,7 @@ async def test_call_round_trip_against_a_hand_written_responder(csms: LoopbackCs
             await csms.trio.call(STATION, "ClearCache", {})
         assert [(v.kind, v.action, v.direction) for v in csms.violations] == [("schema", "ClearCache", "in")]
 
-        with pytest.raises(CallTimeout):
+        with pytest.raises(CsmsCallTimeout):
             await csms.trio.call(STATION, "UnlockConnector", {"evseId": 1, "connectorId": 1}, timeout=0.3)
 
         with pytest.raises(InvalidCsmsRequest):
@@ -535,7 +535,7 @@ async def test_response_overrides(csms: LoopbackCsms) -> None:
     async with station(csms) as cs:
         await cs.call("BootNotification", BOOT)
 
-        csms.set_response("TransactionEvent", CallErrorReply("InternalError", "disk full"))
+        csms.set_response("TransactionEvent", CsmsCallError("InternalError", "disk full"))
         assert (await cs.call("TransactionEvent", event))[2:4] == ["InternalError", "disk full"]
 
         csms.set_response("TransactionEvent", NO_ANSWER)
@@ -552,7 +552,7 @@ async def test_response_overrides(csms: LoopbackCsms) -> None:
 
         def first_fails(station_id: str, payload: dict[str, Any]) -> Any:
             calls.append((station_id, payload))
-            return CallErrorReply("InternalError") if len(calls) == 1 else None  # None: default answer
+            return CsmsCallError("InternalError") if len(calls) == 1 else None  # None: default answer
 
         csms.set_response("TransactionEvent", first_fails)
         assert (await cs.call("TransactionEvent", event))[2] == "InternalError"

@@ -3,7 +3,8 @@
 SIGKILL cannot test this (the page cache survives, so FULL, NORMAL and OFF all pass); the lossy VFS can. The
 journal's real write path (JournalStore on the real migrations, WAL + synchronous=FULL as `open_station_db`
 sets them) runs a realistic stream until a power cut at a random point, then the next boot is judged (see
-experiment.py). Two models of the cut: every unsynced write dropped, and a random half of them kept.
+appliance/lab/powercut/experiment.py). Two models of the cut: every unsynced write dropped, and a random half of
+them kept.
 
 The negative control runs the same thing with synchronous=NORMAL, which SQLite documents as "consistent but
 not durable" in WAL mode: it must lose acknowledged commits (else this test has no teeth) and must still never
@@ -26,7 +27,7 @@ import pytest
 from appliance.journal.db import DB_NAME, migrate
 from appliance.journal.store import Append, JournalStore
 from appliance.journal.verify import verify, verify_report
-from tests.powercut.experiment import (
+from appliance.lab.powercut.experiment import (
     ApswConnection,
     ExpectedRow,
     Judge,
@@ -38,7 +39,7 @@ from tests.powercut.experiment import (
     run_trial,
     run_trials,
 )
-from tests.powercut.lossyvfs import Disk, LossyVFS
+from appliance.lab.powercut.lossyvfs import Disk, LossyVFS
 
 TRIALS = int(os.environ.get("POWERCUT_TRIALS", "50"))
 FIRST_SEED = int(os.environ.get("POWERCUT_SEED", "0"))

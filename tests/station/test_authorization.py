@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms, StationCallError
 from appliance.hardware.sim_cli import send_request
+from appliance.lab.csms import LoopbackCsms, StationCallError
+from appliance.lab.process import config_text, station_process
 from tests.conformance.auth_helpers import (
     BLOCKED,
     EVSE,
@@ -55,7 +56,6 @@ from tests.conformance.tx_helpers import (
     wait_event,
     wait_trigger,
 )
-from tests.harness import config_text, station_process
 
 # --- online Authorize ------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.harness import make_config, running_station
 
 

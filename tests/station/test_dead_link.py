@@ -8,10 +8,11 @@ from pathlib import Path
 import trio
 
 from appliance.config import parse
-from appliance.csms import LoopbackCsms
-from appliance.csms.proxy import ChaosProxy
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import config_text
+from appliance.lab.proxy import ChaosProxy
 from appliance.link.link import LinkState
-from tests.harness import config_text, running_station
+from tests.harness import running_station
 
 
 async def test_blackholed_link_noticed_within_ping_bound(csms: LoopbackCsms, data_dir: Path) -> None:

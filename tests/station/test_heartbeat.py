@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from appliance.csms import LoopbackCsms, RecordedFrame
+from appliance.lab.csms import LoopbackCsms, RecordedFrame
 from tests.conformance.helpers import SLACK, booted_station, get_value, set_item, set_variables, station_calls
 
 

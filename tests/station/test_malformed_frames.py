@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.csms import LoopbackCsms, RecordedFrame
+from appliance.lab.csms import LoopbackCsms, RecordedFrame
+from appliance.lab.process import PASSWORD
 from tests.conformance.helpers import STATION_ID, booted_station, get_value
-from tests.harness import PASSWORD
 
 
 def _call(message_id: str, action: str, payload: object) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from appliance.csms import ConnectionRecord, LoopbackCsms
+from appliance.lab.csms import ConnectionRecord, LoopbackCsms
+from appliance.lab.process import PASSWORD, config_text, station_process
 from tests.conformance.helpers import CONNECTORS, STATION_ID, get_item, set_item
-from tests.harness import PASSWORD, config_text, station_process
 
 START_TIMEOUT = 20
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from appliance.csms import LoopbackCsms
+from appliance.lab.csms import LoopbackCsms
 from tests.harness import make_config, running_station
 
 

@@ -13,8 +13,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from appliance.csms import LoopbackCsms
-from tests.support.proxy import ChaosProxy
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.proxy import ChaosProxy
 
 
 class EchoServer:

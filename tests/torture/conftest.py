@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import short_dir
-from tests.torture.scenario import (
+from appliance.lab.process import short_dir
+from appliance.lab.torture import (
     KNOWN_BUGS,
     Mode,
     Plan,

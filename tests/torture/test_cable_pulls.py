@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.torture.scenario import Mode, Report, assert_report
+from appliance.lab.torture import Mode, Report, assert_report
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.torture.scenario import Mode, Report, assert_report, netns_unavailable
+from appliance.lab.torture import Mode, Report, assert_report, netns_unavailable
 
 
 @pytest.mark.slow

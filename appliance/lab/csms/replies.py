@@ -13,8 +13,9 @@ from typing import Any, Final
 
 
 @dataclass(frozen=True)
-class CallErrorReply:
-    """Answer the station's CALL with a CALLERROR, e.g. `CallErrorReply("InternalError")`."""
+class CsmsCallError:
+    """Answer the station's CALL with a CALLERROR, e.g. `CsmsCallError("InternalError")` (what the station
+    raises on receiving one is `link.rpc.CallErrorReply`)."""
 
     code: str
     description: str = ""
@@ -48,8 +49,8 @@ class Delayed:
     reply: Reply
 
 
-Reply = dict[str, Any] | CallErrorReply | Delayed | _NoAnswer | Any  # Any: an ocpp.v201.call_result dataclass
-"""A CALLRESULT payload (camelCase dict or `ocpp.v201.call_result.<Action>`), a CallErrorReply, a Delayed or
+Reply = dict[str, Any] | CsmsCallError | Delayed | _NoAnswer | Any  # Any: an ocpp.v201.call_result dataclass
+"""A CALLRESULT payload (camelCase dict or `ocpp.v201.call_result.<Action>`), a CsmsCallError, a Delayed or
 NO_ANSWER."""
 
 Responder = Reply | Callable[[str, dict[str, Any]], "Reply | Awaitable[Reply | None] | None"]
@@ -66,8 +67,8 @@ class StationNotConnected(CsmsError):
     """The station has no open OCPP-J connection to this CSMS right now."""
 
 
-class CallTimeout(CsmsError, TimeoutError):
-    """The station did not answer a CSMS CALL in time."""
+class CsmsCallTimeout(CsmsError, TimeoutError):
+    """The station did not answer a CSMS CALL in time (the station's own is `link.rpc.CallTimeout`)."""
 
 
 class StationCallError(CsmsError):

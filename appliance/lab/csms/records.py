@@ -107,8 +107,8 @@ class ConnectionRecord:
 
 
 @dataclass(frozen=True)
-class Violation:
-    """Something on the wire that breaks OCPP 2.0.1.
+class WireViolation:
+    """Something on the wire that breaks OCPP 2.0.1 (not a journal invariant: that is `journal.verify.Violation`).
 
     `direction` says whose fault it is: "in" = the station's, "out" = the CSMS script's (e.g. a response
     override that fails the schema). Tests normally assert `csms.violations == []`.
@@ -151,7 +151,7 @@ class Recorder:
         self._dropped = 0  # frames discarded from the front when `max_frames` was exceeded
         self._max_frames = max_frames
         self._connections: dict[int, ConnectionRecord] = {}
-        self._violations: list[Violation] = []
+        self._violations: list[WireViolation] = []
         self._pending: dict[int, _PendingIds] = {}
         self._generation = 0  # bumped on every change; waiters compare it to know something happened
 
@@ -226,8 +226,8 @@ class Recorder:
                 self._pending.pop(connection_id, None)
             self._changed()
 
-    def add_violation(self, **fields: Any) -> Violation:
-        violation = Violation(monotonic=time.monotonic(), **fields)
+    def add_violation(self, **fields: Any) -> WireViolation:
+        violation = WireViolation(monotonic=time.monotonic(), **fields)
         with self._cond:
             self._violations.append(violation)
             self._changed()
@@ -253,7 +253,7 @@ class Recorder:
         with self._cond:
             return [c for c in self._connections.values() if station_id is None or c.station_id == station_id]
 
-    def violations(self, station_id: str | None = None) -> list[Violation]:
+    def violations(self, station_id: str | None = None) -> list[WireViolation]:
         with self._cond:
             return [v for v in self._violations if station_id is None or v.station_id == station_id]
 

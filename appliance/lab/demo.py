@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance.csms import LoopbackCsms
-from appliance.csms.proxy import ChaosProxy
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.proxy import ChaosProxy
 
 STATION = "CS001"
 PASSWORD = "demo-password-0123"

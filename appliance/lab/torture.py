@@ -48,11 +48,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from appliance.csms import LoopbackCsms
-from appliance.csms.records import ConnectionRecord, RecordedFrame
 from appliance.journal.verify import check_events
-from tests.harness import PASSWORD, REPO, StationProcess, config_text
-from tests.support.proxy import ChaosProxy
+from appliance.lab.csms import LoopbackCsms
+from appliance.lab.csms.records import ConnectionRecord, RecordedFrame
+from appliance.lab.process import PACKAGE_ROOT, PASSWORD, StationProcess, config_text
+from appliance.lab.proxy import ChaosProxy
 
 Mode = Literal["proxy", "kill", "netns"]
 MODES: tuple[Mode, ...] = ("proxy", "kill", "netns")
@@ -324,7 +324,7 @@ class NetnsPair:
 
 
 class _StationProcess(StationProcess):
-    """The harness's station process, optionally started through a prefix (`ip netns exec NS`)."""
+    """`process.StationProcess`, optionally started through a prefix (`ip netns exec NS`)."""
 
     def __init__(self, config_path: Path, log_path: Path, prefix: Sequence[str] = ()) -> None:
         super().__init__(config_path, log_path)
@@ -337,7 +337,7 @@ class _StationProcess(StationProcess):
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=PACKAGE_ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.starts += 1
 
@@ -377,7 +377,7 @@ class SimCli:
         cmd = [sys.executable, "-m", "appliance", "sim", "--socket", str(self.socket_path),
                "--timeout", f"{timeout:g}", *args]
         try:
-            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout + 15)
+            done = subprocess.run(cmd, cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=timeout + 15)
         except subprocess.TimeoutExpired:
             self._tally.add("sim_failed")
             return 4, None
@@ -809,7 +809,7 @@ def verify_cli(db_path: Path) -> list[Problem]:
     """`appliance-journal verify --json` as a user would run it: exit 0 and `ok: true`, else the violations."""
     done = subprocess.run(
         [sys.executable, "-m", "appliance.journal.cli", "--db", str(db_path), "verify", "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=120,
     )
     try:
         report = json.loads(done.stdout)

@@ -5,7 +5,7 @@ not write. The library routes station CALLs to `@on` handlers and validates ever
 the official OCPP 2.0.1 JSON schemas. We wrap that with three things a checker needs and the library lacks:
 
 * every frame in and out is recorded *before* the library sees it, malformed ones included;
-* a broken station message becomes a recorded `Violation`, not just a log line;
+* a broken station message becomes a recorded `WireViolation`, not just a log line;
 * tests can override any answer (CALLERROR, late, never) and send raw camelCase requests and get the
   station's exact camelCase response back (the library's dataclass round trip would rename keys).
 
@@ -32,8 +32,8 @@ from .behaviour import Behaviour, TokenInfo, utc_now_iso
 from .records import RecordedFrame, Recorder
 from .replies import (
     NO_ANSWER,
-    CallErrorReply,
-    CallTimeout,
+    CsmsCallError,
+    CsmsCallTimeout,
     Delayed,
     InvalidCsmsRequest,
     InvalidStationResponse,
@@ -42,7 +42,7 @@ from .replies import (
     StationNotConnected,
 )
 
-log = logging.getLogger("appliance.csms")
+log = logging.getLogger("appliance.lab.csms")
 
 
 class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -53,7 +53,7 @@ class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         self.debug(msg, *args, **kwargs)
 
 
-_library_log = _LibraryLog(logging.getLogger("appliance.csms.ocpp"), {})
+_library_log = _LibraryLog(logging.getLogger("appliance.lab.csms.ocpp"), {})
 
 OCPP_VERSION = "2.0.1"
 _MAX_MESSAGE_ID = 36
@@ -193,7 +193,7 @@ class StationSession(ChargePoint):
                 reply = await reply
         except Exception as error:  # a bug in the test's responder: answer InternalError and make it visible
             self._violation("out", "responder-failed", repr(error), msg)
-            return CallErrorReply("InternalError", "CSMS test responder failed")
+            return CsmsCallError("InternalError", "CSMS test responder failed")
         return reply
 
     async def _send_reply(self, msg: Call, reply: Reply, validate: bool) -> None:
@@ -204,7 +204,7 @@ class StationSession(ChargePoint):
             self._late_replies.add(task)
             task.add_done_callback(self._late_replies.discard)
             return
-        if isinstance(reply, CallErrorReply):
+        if isinstance(reply, CsmsCallError):
             error = CallError(msg.unique_id, reply.code, reply.description, reply.details or {})
             await self._send(error.to_json())
             return
@@ -282,7 +282,7 @@ class StationSession(ChargePoint):
         try:
             return response.result()
         except TimeoutError:
-            raise CallTimeout(f"station {self.id} did not answer {action} within {timeout:g} s") from None
+            raise CsmsCallTimeout(f"station {self.id} did not answer {action} within {timeout:g} s") from None
 
     # ---- default answers (the library routes station CALLs here) -------------------------------------------
 

@@ -1,7 +1,7 @@
 """A TCP chaos proxy: pull the cable, reset connections, refuse new ones — without root.
 
-It ships in the package because `appliance demo` cuts the network with it; tests use it through
-`tests.support.proxy`. Put it between the station and the loopback CSMS (station → proxy → CSMS) and flip
+It ships in the lab package because `appliance demo` cuts the network with it (tests and the torture
+scenarios use it too). Put it between the station and the loopback CSMS (station → proxy → CSMS) and flip
 faults from the test:
 
 * `blackhole()` — a pulled cable: both directions go silent. Bytes are read and dropped (or, with

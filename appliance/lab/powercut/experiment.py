@@ -39,7 +39,7 @@ import appliance.journal.store as store_module
 from appliance.journal.db import DB_NAME, JournalError, migrate, open_station_db
 from appliance.journal.store import Append, JournalStore, NewTransaction
 from appliance.journal.verify import verify
-from tests.powercut.lossyvfs import Disk, LossyVFS, write_image
+from appliance.lab.powercut.lossyvfs import Disk, LossyVFS, write_image
 
 MODES = ("full", "normal", "off")
 #: The cut lands this many mutating I/O operations (at most) after the last chosen acked operation.

@@ -2,12 +2,11 @@
 the benchmarks. See `server.LoopbackCsms`."""
 
 from .behaviour import utc_now_iso
-from .proxy import ChaosProxy, ProxyStats
-from .records import ConnectionRecord, RecordedFrame, Violation
+from .records import ConnectionRecord, RecordedFrame, WireViolation
 from .replies import (
     NO_ANSWER,
-    CallErrorReply,
-    CallTimeout,
+    CsmsCallError,
+    CsmsCallTimeout,
     CsmsError,
     Delayed,
     InvalidCsmsRequest,
@@ -15,24 +14,22 @@ from .replies import (
     StationCallError,
     StationNotConnected,
 )
-from .server import SUBPROTOCOL, LoopbackCsms
+from .server import ACCEPTED_SUBPROTOCOL, LoopbackCsms
 
 __all__ = [
+    "ACCEPTED_SUBPROTOCOL",
     "NO_ANSWER",
-    "SUBPROTOCOL",
-    "CallErrorReply",
-    "CallTimeout",
-    "ChaosProxy",
     "ConnectionRecord",
+    "CsmsCallError",
+    "CsmsCallTimeout",
     "CsmsError",
     "Delayed",
     "InvalidCsmsRequest",
     "InvalidStationResponse",
     "LoopbackCsms",
-    "ProxyStats",
     "RecordedFrame",
     "StationCallError",
     "StationNotConnected",
-    "Violation",
+    "WireViolation",
     "utc_now_iso",
 ]

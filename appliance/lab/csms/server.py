@@ -40,8 +40,8 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from .behaviour import Behaviour
-from .records import ConnectionRecord, RecordedFrame, Recorder, Violation
-from .replies import CallTimeout, CsmsError, Responder, StationNotConnected
+from .records import ConnectionRecord, RecordedFrame, Recorder, WireViolation
+from .replies import CsmsCallTimeout, CsmsError, Responder, StationNotConnected
 from .session import RecordingConnection, StationSession
 
 if TYPE_CHECKING:
@@ -49,9 +49,11 @@ if TYPE_CHECKING:
 
     from .trio_adapter import TrioCsms
 
-log = logging.getLogger("appliance.csms")
+log = logging.getLogger("appliance.lab.csms")
 
-SUBPROTOCOL = "ocpp2.0.1"
+#: Spelled here rather than imported from the firmware (`link.transport.SUBPROTOCOL`): an independent checker
+#: must not accept a typo in the station's offer just because it shares the station's constant.
+ACCEPTED_SUBPROTOCOL = "ocpp2.0.1"
 T = TypeVar("T")
 
 #: Extra time a blocking caller waits beyond the operation's own timeout, so the operation's own (more
@@ -223,7 +225,7 @@ class LoopbackCsms:
         """Override how the CSMS answers the station's `action` CALLs (None restores the default answer).
 
         `responder` is a reply or `fn(station_id, payload) -> reply | None` (None: answer as by default); a
-        reply is a camelCase payload dict or `ocpp.v201.call_result` object, `CallErrorReply(code)`,
+        reply is a camelCase payload dict or `ocpp.v201.call_result` object, `CsmsCallError(code)`,
         `Delayed(s, reply)` or `NO_ANSWER`. With `validate` (default) an answer failing the schema is recorded
         as an "out" violation and replaced by CALLERROR InternalError; `validate=False` sends it as is (for
         negative tests).
@@ -258,7 +260,7 @@ class LoopbackCsms:
 
         `payload` is a camelCase dict or an `ocpp.v201.call.<Action>` object. Both the request and the
         response are validated against the official schemas by the `ocpp` library (`validate=False` skips
-        both, for negative tests). Raises StationCallError (with `.code`) on a CALLERROR, CallTimeout,
+        both, for negative tests). Raises StationCallError (with `.code`) on a CALLERROR, CsmsCallTimeout,
         StationNotConnected, InvalidStationResponse (also recorded as a violation), InvalidCsmsRequest.
         """
         return self._submit(
@@ -297,7 +299,7 @@ class LoopbackCsms:
         return self._recorder.connections(station_id)
 
     @property
-    def violations(self) -> list[Violation]:
+    def violations(self) -> list[WireViolation]:
         """A snapshot of every OCPP violation seen; tests normally assert it is empty."""
         return self._recorder.violations()
 
@@ -386,7 +388,7 @@ class LoopbackCsms:
             self._handle,
             self.host,
             self.port,
-            subprotocols=[SUBPROTOCOL],
+            subprotocols=[ACCEPTED_SUBPROTOCOL],
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             process_response=self._process_response,
@@ -394,7 +396,7 @@ class LoopbackCsms:
             ping_interval=self._ping_interval,
             ping_timeout=None if self._ping_interval is None else 2 * self._ping_interval,
             close_timeout=self._close_timeout,
-            logger=logging.getLogger("appliance.csms.websockets"),
+            logger=logging.getLogger("appliance.lab.csms.websockets"),
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -412,7 +414,7 @@ class LoopbackCsms:
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
         # Part 4 §3.2: without an agreeable subprotocol the CSMS completes the handshake *without* the header
         # and then closes (done in _handle), rather than answering HTTP 400 as websockets would by default.
-        return SUBPROTOCOL if SUBPROTOCOL in offered else None
+        return ACCEPTED_SUBPROTOCOL if ACCEPTED_SUBPROTOCOL in offered else None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Record the attempt, then refuse it if the switch, the path or basic auth says so."""
@@ -476,7 +478,7 @@ class LoopbackCsms:
         connection_id = self._handshakes.pop(ws)
         station_id = self._recorder.connection(connection_id).station_id
         try:
-            if ws.subprotocol != SUBPROTOCOL:
+            if ws.subprotocol != ACCEPTED_SUBPROTOCOL:
                 self._recorder.update_connection(
                     connection_id, rejected="the station did not offer ocpp2.0.1"
                 )
@@ -575,6 +577,6 @@ class LoopbackCsms:
             raise CsmsError("the loopback CSMS stopped before the operation completed") from None
         except TimeoutError:
             if future.done():
-                raise  # the operation's own timeout (e.g. CallTimeout), with its precise message
+                raise  # the operation's own timeout (e.g. CsmsCallTimeout), with its precise message
             future.cancel()
-            raise CallTimeout(f"the CSMS operation did not complete within {timeout:g} s") from None
+            raise CsmsCallTimeout(f"the CSMS operation did not complete within {timeout:g} s") from None
