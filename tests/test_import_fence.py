@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.process import PACKAGE_ROOT, PASSWORD, config_text
@@ -26,9 +27,11 @@ from tests.harness import REPO
 
 FENCED = ("websockets", "ocpp")
 
-#: Installed first thing in the child interpreter. `REFUSED` lists every fenced module something tried to load.
+#: Installed first thing in the child interpreter. `REFUSED` lists every fenced module something tried to load;
+#: `_lab()` the lab modules loaded so far (`appliance run` must load none, even those that would pass the fence);
+#: `_report()` prints both as one line.
 FENCE = f"""
-import importlib.abc, importlib.machinery, sys
+import importlib.abc, importlib.machinery, json, sys
 
 FENCED = {FENCED!r}
 REFUSED = []
@@ -53,15 +56,25 @@ class Fence(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _lab():
+    return sorted(name for name in sys.modules if name == "appliance.lab" or name.startswith("appliance.lab."))
+
+
+def _report():
+    print("fence:", json.dumps({{"refused": REFUSED, "lab": _lab()}}), file=sys.stderr)
+
+
 assert not [name for name in sys.modules if name.partition(".")[0] in FENCED], "loaded before the fence"
 sys.meta_path.insert(0, Fence())
 """
 
 
-def fenced_python(code: str, *args: str) -> subprocess.Popen[str]:
+def fenced_python(code: str, *args: str, output: IO[str] | None = None) -> subprocess.Popen[str]:
+    """`python -c FENCE+code args`; its output to `output` (a station logs more than a pipe should hold)."""
     return subprocess.Popen(
         [sys.executable, "-c", FENCE + code, *args], cwd=PACKAGE_ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=output or subprocess.PIPE, stderr=output or subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -101,8 +114,9 @@ for name in {modules!r}:
         importlib.import_module(name)
     except ImportError as exc:
         result[name] = str(exc)
+result["lab loaded"] = _lab()
 """)
-    assert found == {"result": {}, "refused": []}
+    assert found == {"result": {"lab loaded": []}, "refused": []}
 
 
 def test_schemas_load_as_package_data_behind_the_fence() -> None:
@@ -146,19 +160,23 @@ def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir
     with LoopbackCsms(passwords={"CS001": PASSWORD}) as csms:
         config = tmp_path / "station.toml"
         config.write_text(config_text(data_dir, csms.url))
-        code = "import atexit, runpy\natexit.register(lambda: print('refused:', REFUSED, file=sys.stderr))\n" \
+        code = "import atexit, runpy\natexit.register(_report)\n" \
                "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
-        station = fenced_python(code, "run", "--config", str(config))
-        try:
-            csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
-            station.send_signal(signal.SIGTERM)
-            _, err = station.communicate(timeout=30)
-        finally:
-            if station.poll() is None:
-                station.kill()
-                station.communicate()
+        log_path = tmp_path / "station.log"
+        with log_path.open("w") as log:
+            station = fenced_python(code, "run", "--config", str(config), output=log)
+            try:
+                csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
+                station.send_signal(signal.SIGTERM)
+                station.wait(timeout=30)
+            finally:
+                if station.poll() is None:
+                    station.kill()
+                    station.wait()
+    err = log_path.read_text()
     assert station.returncode == 0, err
-    assert [line for line in err.splitlines() if line.startswith("refused:")] == ["refused: []"], err
+    fence = [json.loads(line.partition(" ")[2]) for line in err.splitlines() if line.startswith("fence: ")]
+    assert fence == [{"refused": [], "lab": []}], err
     assert csms.violations == []
 
 
