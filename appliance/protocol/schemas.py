@@ -129,8 +129,10 @@ _FORMATS: Mapping[str, Callable[[str], bool]] = {"date-time": is_rfc3339_datetim
 def _packaged_schema_dir() -> Traversable:
     """The schema folder inside the installed ``ocpp`` package, located without importing it.
 
-    ``find_spec`` of a top-level name only searches ``sys.path``; it does not run ``ocpp/__init__.py``, which
-    would pull the library's Python code (and jsonschema) into the firmware for the sake of 128 data files.
+    ``resources.files("ocpp")`` would import the package, i.e. run library code (its ``__init__.py``, empty in
+    today's release, but that is the library's choice, not ours) in the firmware for the sake of 128 data
+    files. ``find_spec`` of a top-level name only searches ``sys.path`` and returns the same folder without
+    running anything (tests/test_import_fence.py holds us to it).
     """
     spec = find_spec("ocpp")
     if spec is None or not spec.submodule_search_locations:
