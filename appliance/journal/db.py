@@ -294,6 +294,8 @@ def _read_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
     if code == sqlite3.SQLITE_CORRUPT:
         return f"{path}: the journal is damaged ({exc}); `appliance-journal --db {path} verify` lists what it can"
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
-        return (f"{path}: cannot open it read-only ({exc}): a -wal file exists without its -shm index and this "
-                f"user may not create one (no write permission on {path.parent}); read it as the station's user")
+        if Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists():
+            return (f"{path}: cannot open it read-only: its -wal file has no -shm index beside it and this user "
+                    f"may not create one (no write permission on {path.parent}); read it as the station's user")
+        return f"{path}: cannot open it read-only ({exc})"
     return f"{path}: not a journal ({exc})"
