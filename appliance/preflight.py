@@ -72,7 +72,8 @@ def ca_file(path: Path) -> None:
     except FileNotFoundError:
         raise ConfigError(key, f"{path}: no such file") from None
     except ssl.SSLError as exc:
-        raise ConfigError(key, f"{path} holds no usable PEM certificate ({exc.reason or exc})") from None
+        detail = f" ({exc.reason})" if exc.reason and exc.reason != "PEM lib" else ""
+        raise ConfigError(key, f"{path} holds no usable PEM certificate{detail}") from None
     except OSError as exc:
         raise ConfigError(key, f"cannot read {path}: {_reason(exc)}") from None
     if context.cert_store_stats()["x509"] == 0:

@@ -138,8 +138,8 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     """
     rows = conn.execute("PRAGMA quick_check(3)").fetchall()
     if rows != [("ok",)]:
-        first = str(rows[0][0]).splitlines()[0] if rows else "no answer"
-        raise JournalError(_damaged(path, first))
+        lines = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("*** in database")]
+        raise JournalError(_damaged(path, f"PRAGMA quick_check: {lines[0] if lines else 'no answer'}"))
 
 
 def _damaged(path: Path, detail: str) -> str:
