@@ -256,7 +256,8 @@ def _no_contradiction(variables: dict[str, Any], owned: dict[str, tuple[str, Any
     """Refuse a `[variables]` value for a variable whose truth is another config key, unless they agree.
 
     The station reports those variables from the config (SecurityCtrlr.SecurityProfile is csms.security_profile),
-    so a different factory value would be silently ignored; a station maker must learn which one counts.
+    so a different factory value would be silently ignored (or, for the password, silently win over
+    csms.basic_auth_password); a station maker must learn which one counts.
     `owned`: lower-case Component.Variable → (config key, its value, whether the value is secret).
     """
     for key, value in variables.items():
@@ -269,8 +270,7 @@ def _no_contradiction(variables: dict[str, Any], owned: dict[str, tuple[str, Any
         if not plain or path.attribute is not AttributeType.Actual or name not in owned:
             continue
         config_key, actual, secret = owned[name]
-        given = str(value).lower() if isinstance(value, bool) else str(value)
-        if actual is not None and given == str(actual):
+        if actual is not None and str(value) == str(actual):
             continue
         told = "" if secret or actual is None else f" ({actual!r})"
         raise ConfigError(f"variables.{key}", f"contradicts {config_key}{told}: the station reports {config_key}; "

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from appliance.csms import LoopbackCsms
 from appliance.journal.db import DB_NAME, open_station_db
 from tests.harness import REPO, config_text, station_process, wait_until
-from tests.journal.test_db import _corrupt_outbox
+from tests.journal.test_db import corrupt_outbox
 from tests.journal.test_verify import build_journal
 from tests.permissions import as_other_user, read_only_mount, run_python, shared_dir
 
@@ -137,7 +137,7 @@ def test_start_up_errors_exit_2_with_one_line(shared: Path, case: str, prefix: s
         text += '"SecurityCtrlr.SecurityProfile" = 2\n'
     elif case == "journal-damaged":
         build_journal(data).close()
-        _corrupt_outbox(data)
+        corrupt_outbox(data)
     elif case == "journal-foreign":
         data.mkdir()
         Database(data / DB_NAME)["photos"].insert({"name": "cat.jpg"})

@@ -113,8 +113,9 @@ def _foreign_reason(conn: sqlite3.Connection) -> str | None:
     if "schema_migrations" not in tables:
         return "no schema_migrations table"
     columns = {r[1] for r in conn.execute("PRAGMA table_info(schema_migrations)")}
-    first = conn.execute("SELECT name FROM schema_migrations WHERE version = 1").fetchone() if {
-        "version", "name", "applied_at"} <= columns else ("",)
+    if not {"version", "name", "applied_at"} <= columns:
+        return "its schema_migrations table is another program's"
+    first = conn.execute("SELECT name FROM schema_migrations WHERE version = 1").fetchone()
     if first is not None and first[0] != migration_files()[0][1]:
         return "its schema_migrations table is another program's"
     return None
@@ -155,8 +156,8 @@ def _problem(path: Path, exc: sqlite3.DatabaseError) -> str:
     if code == sqlite3.SQLITE_CORRUPT:
         return _damaged(path, str(exc))
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
-        return f"{path}: cannot write the journal ({exc}): the station needs read and write permission on it, " \
-               "its -wal and -shm files and its directory"
+        return (f"{path}: cannot write the journal ({exc}): the station needs read and write permission on it, "
+                "its -wal and -shm files and its directory")
     return f"{path}: not a usable journal: {exc}"
 
 
@@ -292,7 +293,7 @@ def _read_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
     if code == sqlite3.SQLITE_NOTADB:
         return f"{path}: not a journal (not an SQLite database)"
     if code == sqlite3.SQLITE_CORRUPT:
-        return f"{path}: the journal is damaged ({exc}); `appliance-journal --db {path} verify` lists what it can"
+        return f"{path}: the journal is damaged beyond reading ({exc}): restore a backup"
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
         if Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists():
             return (f"{path}: cannot open it read-only: its -wal file has no -shm index beside it and this user "

@@ -310,3 +310,21 @@ def test_console_script_subprocess(journal: sqlite3.Connection, tmp_path: Path) 
                           text=True, timeout=60, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert 'appliance-journal = appliance.journal.cli:main' in (root / "setup.cfg").read_text()
+
+
+def test_schema_introspection(journal: sqlite3.Connection, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal missing a column the queries read: the reading commands name it, verify lists it as a violation."""
+    journal.close()
+    db = Database(tmp_path / DB_NAME)
+    db.execute("ALTER TABLE outbox DROP COLUMN last_error")  # what a hand-edited journal may look like
+    assert "last_error" not in db["outbox"].columns_dict
+    db.close()
+    code, out, err = run(capsys, tmp_path, "events", "--json")
+    assert (code, out) == (2, "")
+    assert err.strip().endswith("not a complete journal (the outbox table has no column last_error)")
+    code, out, _ = run(capsys, tmp_path, "verify", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"]
+    assert {"transactionId": None, "problem": "schema: the outbox table has no column last_error",
+            "seqNo": None} in report["violations"]

@@ -74,7 +74,7 @@ def test_failed_migration_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     conn.close()
 
 
-def _corrupt_outbox(data_dir: Path) -> None:
+def corrupt_outbox(data_dir: Path) -> None:
     """Damage the outbox b-tree's root page the way a bad sector would, leaving page 1 (the schema) intact."""
     db = Database(data_dir / "journal.db")
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
@@ -129,7 +129,7 @@ def test_another_programs_database_is_refused_untouched(tmp_path: Path, setup: s
 
 def test_damaged_page_refused_at_start_pointing_to_verify(tmp_path: Path) -> None:
     build_journal(tmp_path).close()
-    _corrupt_outbox(tmp_path)
+    corrupt_outbox(tmp_path)
     with pytest.raises(JournalError) as info:
         open_station_db(tmp_path)
     assert "the journal is damaged" in str(info.value)
