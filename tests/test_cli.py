@@ -12,7 +12,7 @@ import trustme
 from sqlite_utils import Database
 
 from appliance.csms import LoopbackCsms
-from appliance.journal.db import DB_NAME, open_station_db
+from appliance.journal.db import DB_NAME, migration_files, open_station_db
 from tests.harness import REPO, config_text, station_process, wait_until
 from tests.journal.test_db import corrupt_outbox
 from tests.journal.test_verify import build_journal
@@ -59,7 +59,9 @@ def test_journal_from_newer_firmware_exits_2(tmp_path: Path) -> None:
     config.write_text(config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp"))
     result = run_appliance("run", "--config", str(config))
     assert result.returncode == 2
-    assert "newer firmware" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"journal error: {tmp_path / 'data' / 'journal.db'}: the journal has schema version 999 but this firmware "
+        f"knows only {len(migration_files())}: it was written by newer firmware; refusing to touch it"]
 
 
 def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> None:

@@ -86,7 +86,10 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
         if created:
             fsync_dir(data_dir)
         _quick_check(conn, path)
-        migrate(conn)
+        try:
+            migrate(conn)
+        except JournalError as exc:  # e.g. written by newer firmware: say which file
+            raise JournalError(f"{path}: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(_problem(path, exc)) from exc
@@ -134,8 +137,9 @@ def _claim(conn: sqlite3.Connection, path: Path) -> None:
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse to start on a damaged file: appending to a corrupt b-tree can only make it worse.
 
-    `quick_check` reads every page but skips the index-content comparison, so it stays fast enough for a start
-    (a few hundred ms on a full retention window); `appliance-journal verify` runs it too and says more.
+    `quick_check` reads every page but skips the index-content comparison: measured 0.1 s for a full retention
+    window (100,000 messages, 113 MB) with the file in the page cache; a cold boot reads the file once more.
+    `appliance-journal verify` runs it too and says more.
     """
     rows = conn.execute("PRAGMA quick_check(3)").fetchall()
     if rows != [("ok",)]:
