@@ -1,7 +1,7 @@
 """The `appliance` command: run, demo, sim (see ../shared/CONTRACT.md and the README).
 
-Exit codes: 0 clean stop, 1 runtime failure the service manager should restart us for, 2 config or journal
-error (restarting will not help: a person must fix something).
+Exit codes: 0 clean stop, 1 runtime failure the service manager should restart us for, 2 config, host or
+journal error (restarting will not help: a person must fix something; `preflight` checks the host's side).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from appliance import __version__, logsetup
+from appliance import __version__, logsetup, preflight
 from appliance.config import Config, ConfigError, load
 from appliance.journal.db import JournalError
 
@@ -81,6 +81,11 @@ def run_command(config_path: Path | None) -> int:
     config = _load_config(config_path)
     if config is None:
         return EXIT_CONFIG
+    try:
+        preflight.check(config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     logsetup.configure(config.log_level)
     try:
         code, restart = trio.run(serve, config)
@@ -88,7 +93,7 @@ def run_command(config_path: Path | None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     except JournalError as exc:
-        log.critical("journal error: %s", exc)
+        # One line, not also a log record: stderr is where both would go, and a person reads it.
         print(f"journal error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if restart:

@@ -8,13 +8,19 @@ their characteristics when it opens (still before the station connects anywhere)
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from appliance.devicemodel.paths import PathError, parse_path
+from appliance.devicemodel.types import AttributeType
 from appliance.hardware.base import EvseLayout
+
+#: Linux's sun_path is 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
 
 #: The embedded default: simulated hardware, data under the current directory, a CSMS on loopback.
 DEFAULT_CONFIG = """
@@ -141,9 +147,7 @@ def parse(text: str, *, source: str) -> Config:
     firmware = _str(station, "station.firmware_version", "firmware_version", max_len=50)
 
     url = _str(csms, "csms.url", "url", required=True) or ""
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL with a host, got {url!r}")
+    parts = _csms_url(url)
     profile = csms.get("security_profile", 1)
     if type(profile) is not int or profile not in (0, 1, 2):
         raise ConfigError("csms.security_profile", f"must be 0, 1 or 2, got {profile!r}")
@@ -165,6 +169,11 @@ def parse(text: str, *, source: str) -> Config:
     if backend not in ("sim", "serial"):
         raise ConfigError("hardware.backend", f"must be 'sim' or 'serial', got {backend!r}")
     sim_socket = Path(_str(hardware, "hardware.sim_socket", "sim_socket") or str(data_dir / "sim.sock"))
+    if backend == "sim" and len(os.fsencode(sim_socket)) > MAX_SOCKET_PATH_BYTES:
+        derived = "" if "sim_socket" in hardware else " (derived from station.data_dir)"
+        raise ConfigError("hardware.sim_socket", f"{str(sim_socket)!r}{derived} is {len(os.fsencode(sim_socket))} "
+                          f"bytes; a Unix socket path has at most {MAX_SOCKET_PATH_BYTES} (108 with the NUL): "
+                          "choose a shorter path")
     serial_ports = hardware.get("serial", {})
     if not isinstance(serial_ports, dict):
         raise ConfigError("hardware.serial", "must be a table")
@@ -177,6 +186,13 @@ def parse(text: str, *, source: str) -> Config:
             isinstance(value, list) and not all(isinstance(v, str) for v in value)
         ):
             raise ConfigError(f"variables.{key}", "value must be a string, number, boolean or list of strings")
+    _no_contradiction(variables, {
+        "securityctrlr.securityprofile": ("csms.security_profile", profile, False),
+        "securityctrlr.basicauthpassword": ("csms.basic_auth_password", password, True),
+        "securityctrlr.identity": ("station.id", station_id, False),
+        "chargingstation.vendorname": ("station.vendor_name", vendor, False),
+        "chargingstation.model": ("station.model", model, False),
+    })
 
     logging_table = _table(raw, "logging", required=False)
     _only(logging_table, _LOGGING_KEYS, "logging.")
@@ -203,6 +219,62 @@ def parse(text: str, *, source: str) -> Config:
         log_level=level,
         source=source,
     )
+
+
+def _csms_url(url: str) -> SplitResult:
+    """The CSMS URL split, or ConfigError; the message never repeats a user:password it may carry.
+
+    The station id is appended as the last path segment (CONTRACT), so a query or fragment would end up in the
+    middle of the URL; credentials belong in csms.basic_auth_password (the station id is the username).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError("csms.url", f"not a URL: {exc}") from None
+    _, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        shown = parts._replace(netloc=f"***@{hostport}").geturl()
+        raise ConfigError("csms.url", f"must not carry user:password ({shown}): the station id is the basic-auth "
+                          "username and csms.basic_auth_password the password")
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL with a host, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        text = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+        text = text.rpartition(":")[2]
+        raise ConfigError("csms.url", f"port {text!r} is not a number from 1 to 65535")
+    if "?" in url or "#" in url:
+        part = "a query (?…)" if "?" in url else "a fragment (#…)"
+        raise ConfigError("csms.url", f"must not have {part}: the station id is appended as the last path segment")
+    return parts
+
+
+def _no_contradiction(variables: dict[str, Any], owned: dict[str, tuple[str, Any, bool]]) -> None:
+    """Refuse a `[variables]` value for a variable whose truth is another config key, unless they agree.
+
+    The station reports those variables from the config (SecurityCtrlr.SecurityProfile is csms.security_profile),
+    so a different factory value would be silently ignored (or, for the password, silently win over
+    csms.basic_auth_password); a station maker must learn which one counts.
+    `owned`: lower-case Component.Variable → (config key, its value, whether the value is secret).
+    """
+    for key, value in variables.items():
+        try:
+            path = parse_path(key)
+        except PathError:
+            continue  # the device model names the syntax error when it opens
+        plain = path.component_instance is None and path.evse is None and path.variable_instance is None
+        name = f"{path.component}.{path.variable}".lower()
+        if not plain or path.attribute is not AttributeType.Actual or name not in owned:
+            continue
+        config_key, actual, secret = owned[name]
+        if actual is not None and str(value) == str(actual):
+            continue
+        told = "" if secret or actual is None else f" ({actual!r})"
+        raise ConfigError(f"variables.{key}", f"contradicts {config_key}{told}: the station reports {config_key}; "
+                          "set it there and remove this line")
 
 
 def _evses(raw: Any) -> list[EvseLayout]:

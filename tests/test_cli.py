@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
+from sqlite_utils import Database
 
-from appliance.journal.db import open_station_db
+from appliance.journal.db import DB_NAME, migration_files, open_station_db
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.process import config_text, station_process
-from tests.harness import REPO
+from tests.harness import REPO, wait_until
+from tests.journal.test_db import corrupt_outbox
+from tests.journal.test_verify import build_journal
+from tests.permissions import as_other_user, read_only_mount, run_python, shared_dir
 
 
 def run_appliance(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -54,7 +60,9 @@ def test_journal_from_newer_firmware_exits_2(tmp_path: Path) -> None:
     config.write_text(config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp"))
     result = run_appliance("run", "--config", str(config))
     assert result.returncode == 2
-    assert "newer firmware" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"journal error: {tmp_path / 'data' / 'journal.db'}: the journal has schema version 999 but this firmware "
+        f"knows only {len(migration_files())}: it was written by newer firmware; refusing to touch it"]
 
 
 def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> None:
@@ -69,6 +77,114 @@ def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> N
         assert record.close_code == 1000
         assert "level=info logger=appliance msg=\"received SIGTERM: shutting down\"" in station.log()
         assert "s3cret-password-16" not in station.log()
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    with shared_dir() as path:
+        yield path
+
+
+def _profile_2(text: str, ca_file: Path) -> str:
+    return text.replace("security_profile = 1", f'security_profile = 2\nca_file = "{ca_file}"')
+
+
+#: (name, how to break the set-up, the start of the one stderr line, text it must contain, run as whom)
+START_UP_ERRORS = [
+    ("data-dir-is-a-file", "config error: station.data_dir: ", "is a file, not a directory", None),
+    ("data-dir-read-only", "config error: station.data_dir: ", "cannot write in", "other-user"),
+    ("data-dir-unreadable", "config error: station.data_dir: ", "is not readable", "other-user"),
+    ("data-dir-read-only-mount", "config error: station.data_dir: ", "read-only file system", "ro-mount"),
+    ("journal-read-only", "config error: station.data_dir: ", "cannot read and write", "other-user"),
+    ("url-userinfo", "config error: csms.url: ", "must not carry user:password (ws://***@127.0.0.1:9/", None),
+    ("url-port", "config error: csms.url: ", "port '65536' is not a number from 1 to 65535", None),
+    ("url-query", "config error: csms.url: ", "must not have a query", None),
+    ("sim-socket-too-long", "config error: hardware.sim_socket: ", "a Unix socket path has at most 107", None),
+    ("ca-file-missing", "config error: csms.ca_file: ", "absent.pem: no such file", None),
+    ("ca-file-garbage", "config error: csms.ca_file: ", "garbage.pem holds no usable PEM certificate", None),
+    ("variables-contradict", "config error: variables.SecurityCtrlr.SecurityProfile: ",
+     "contradicts csms.security_profile (1)", None),
+    ("journal-damaged", "journal error: ", "the journal is damaged", None),
+    ("journal-foreign", "journal error: ", "another program's SQLite database, not a station journal", None),
+]
+
+
+@pytest.mark.parametrize(("case", "prefix", "contains", "who"), START_UP_ERRORS, ids=[c[0] for c in START_UP_ERRORS])
+def test_start_up_errors_exit_2_with_one_line(shared: Path, case: str, prefix: str, contains: str,
+                                              who: str | None) -> None:
+    """What a person must fix: exit 2, one line naming the key or the file, no traceback, no secret."""
+    data = shared / "data"
+    text = config_text(data, "ws://127.0.0.1:9/ocpp")
+    if case == "data-dir-is-a-file":
+        data.write_text("not a directory")
+    elif case in ("data-dir-read-only", "data-dir-unreadable", "journal-read-only"):
+        data.mkdir()
+        if case == "journal-read-only":
+            open_station_db(data).close()
+            (data / DB_NAME).chmod(0o444)
+        data.chmod({"data-dir-read-only": 0o555, "data-dir-unreadable": 0o000, "journal-read-only": 0o777}[case])
+    elif case == "url-userinfo":
+        text = text.replace("ws://127.0.0.1:9/ocpp", "ws://CS001:hunter2-secret-pw@127.0.0.1:9/ocpp")
+    elif case == "url-port":
+        text = text.replace("127.0.0.1:9/", "127.0.0.1:65536/")
+    elif case == "url-query":
+        text = text.replace("/ocpp", "/ocpp?token=abc")
+    elif case == "sim-socket-too-long":
+        text = text.replace(f'sim_socket = "{data}/sim.sock"', f'sim_socket = "{data}/{"s" * 120}.sock"')
+    elif case == "ca-file-missing":
+        text = _profile_2(text.replace("ws://", "wss://"), shared / "absent.pem")
+    elif case == "ca-file-garbage":
+        (shared / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n")
+        text = _profile_2(text.replace("ws://", "wss://"), shared / "garbage.pem")
+    elif case == "variables-contradict":
+        text += '"SecurityCtrlr.SecurityProfile" = 2\n'
+    elif case == "journal-damaged":
+        build_journal(data).close()
+        corrupt_outbox(data)
+    elif case == "journal-foreign":
+        data.mkdir()
+        Database(data / DB_NAME)["photos"].insert({"name": "cat.jpg"})
+    config = shared / "station.toml"
+    config.write_text(text)
+    runner = {None: [], "other-user": as_other_user(), "ro-mount": None}[who]
+    if runner is None:
+        data.mkdir()
+        runner = read_only_mount(shared)
+    result = run_python(runner, "appliance", "run", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(prefix) and contains in lines[0], lines[0]
+    assert "hunter2" not in result.stderr
+    if case.startswith("data-dir") or case.startswith("journal-"):
+        assert str(data) in lines[0]
+    if case == "journal-damaged":
+        assert f"appliance-journal --db {data / DB_NAME} verify" in lines[0]
+        verdict = run_python([], "appliance.journal.cli", "--db", str(data), "verify")
+        assert verdict.returncode == 1 and "quick_check" in verdict.stdout  # the pointer leads somewhere
+
+
+def test_a_good_ca_file_passes_the_start_up_check(shared: Path) -> None:
+    """Not vacuous: a real CA certificate gets past the check (the station then fails to reach the CSMS)."""
+    trustme.CA().cert_pem.write_to_path(str(shared / "ca.pem"))
+    config = shared / "station.toml"
+    config.write_text(_profile_2(config_text(shared / "data", "wss://127.0.0.1:9/ocpp"), shared / "ca.pem"))
+    with station_process(config, shared / "station.log") as station:
+        wait_until(lambda: "connect" in station.log().lower(), timeout=30)
+        assert station.stop() == 0, station.log()
+    assert "config error" not in station.log()
+
+
+def test_profile_0_boots_without_a_password(tmp_path: Path, data_dir: Path) -> None:
+    """Config and link alike: no basic_auth_password, no Authorization header, a CSMS without auth accepts."""
+    with LoopbackCsms() as csms:
+        config = tmp_path / "station.toml"
+        config.write_text(config_text(data_dir, csms.url, profile=0, password=None))
+        with station_process(config, tmp_path / "station.log") as station:
+            csms.wait_action("CS001", "BootNotification", timeout=20)
+            assert station.stop() == 0, station.log()
+        assert [r.auth_username for r in csms.connections_snapshot("CS001")] == [None]
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """`appliance-journal`: look into a station's journal without disturbing it (CONTRACT `appliance-journal`).
 
-The journal is opened read-only (`db.open_read_only`, SQLite `mode=ro`); in WAL mode a reader never blocks the
-station's writer, so this is safe on a running station. Output is a table for people or, with `--json`, one
-JSON object (one per line for listings) with the CONTRACT's stable camelCase field names.
+The journal is opened read-only (`db.open_read_only`: SQLite `mode=ro`, or `immutable=1` when nobody has it
+open) and read through sqlite-utils (`queries`). In WAL mode a reader never blocks the station's writer, so this
+is safe on a running station, and it needs no write permission anywhere (a read-only mount, another user).
+Output is a table for people or, with `--json`, one JSON object (one per line for listings) with the CONTRACT's
+stable camelCase field names.
 
 Exit codes: 0 fine; 1 `verify` found violations; 2 usage, config or journal error (one line on stderr).
 """
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from sqlite_utils import Database
 
 from appliance.config import ConfigError, load
 from appliance.journal import queries
@@ -112,8 +116,8 @@ def _print_json_lines(items: Iterable[dict], out: TextIO) -> None:
 # --- commands -----------------------------------------------------------------------------------------------
 
 
-def _summary(conn: sqlite3.Connection, path: Path, as_json: bool, out: TextIO) -> int:
-    data = {**queries.summary(conn), "journal": str(path)}
+def _summary(db: Database, path: Path, as_json: bool, out: TextIO) -> int:
+    data = {**queries.summary(db), "journal": str(path)}
     if as_json:
         out.write(json.dumps(data) + "\n")
         return 0
@@ -134,8 +138,8 @@ def _summary(conn: sqlite3.Connection, path: Path, as_json: bool, out: TextIO) -
     return 0
 
 
-def _transactions(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
-    rows = queries.transactions(conn, open_only=args.open)
+def _transactions(db: Database, args: argparse.Namespace, out: TextIO) -> int:
+    rows = queries.transactions(db, open_only=args.open)
     if args.json:
         _print_json_lines(rows, out)
         return 0
@@ -150,13 +154,13 @@ def _transactions(conn: sqlite3.Connection, args: argparse.Namespace, out: TextI
     return 0
 
 
-def _events(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> int:
+def _events(db: Database, args: argparse.Namespace, out: TextIO) -> int:
     filters = {"transaction_id": args.tx, "pending": args.pending, "since": args.since}
     if args.json:
-        with queries.snapshot(conn):
-            _print_json_lines(queries.iter_events(conn, **filters), out)
+        with queries.snapshot(db):
+            _print_json_lines(queries.iter_events(db, **filters), out)
         return 0
-    rows = queries.events(conn, **filters)
+    rows = queries.events(db, **filters)
     if not rows:
         out.write("no messages\n")
         return 0
@@ -169,8 +173,8 @@ def _events(conn: sqlite3.Connection, args: argparse.Namespace, out: TextIO) -> 
     return 0
 
 
-def _verify(conn: sqlite3.Connection, as_json: bool, out: TextIO) -> int:
-    report = verify_report(conn)
+def _verify(db: Database, as_json: bool, out: TextIO) -> int:
+    report = verify_report(db)
     if as_json:
         out.write(json.dumps(report) + "\n")
     else:
@@ -195,9 +199,9 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _export(conn: sqlite3.Connection, fmt: str, out: TextIO) -> int:
-    with queries.snapshot(conn):
-        rows = queries.iter_events(conn)
+def _export(db: Database, fmt: str, out: TextIO) -> int:
+    with queries.snapshot(db):
+        rows = queries.iter_events(db)
         if fmt == "jsonl":
             _print_json_lines(rows, out)
             return 0
@@ -224,21 +228,24 @@ def _journal_path(args: argparse.Namespace) -> Path:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     path = _journal_path(args)
-    conn = open_read_only(path)
+    db = queries.database(open_read_only(path))
     try:
+        missing = queries.schema_problems(db)
+        if missing and args.command != "verify":  # verify reports them as violations, with quick_check's view
+            raise JournalError(f"{path}: not a complete journal ({'; '.join(missing)})")
         if args.command == "summary":
-            return _summary(conn, path, args.json, out)
+            return _summary(db, path, args.json, out)
         if args.command == "transactions":
-            return _transactions(conn, args, out)
+            return _transactions(db, args, out)
         if args.command == "events":
-            return _events(conn, args, out)
+            return _events(db, args, out)
         if args.command == "verify":
-            return _verify(conn, args.json, out)
-        return _export(conn, args.format, out)
+            return _verify(db, args.json, out)
+        return _export(db, args.format, out)
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: cannot read the journal: {exc}") from exc
     finally:
-        conn.close()
+        db.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,10 @@ connection comes from `db.open_read_only` and the station may be appending while
 that must agree with each other (summary, verify) run inside `snapshot()`, one WAL read transaction, so a
 commit landing between two statements cannot make the numbers contradict each other.
 
+The reads go through sqlite-utils (`sqlite_utils.Database` over the given connection): rows come back as
+dicts keyed by column name, so a column added by a migration cannot shift a tuple, and `schema_problems`
+introspects the tables before anything relies on them. The station's write path stays on plain sqlite3.
+
 Field names are a stable interface (CONTRACT `appliance-journal`): fields may be added, never renamed.
 """
 
@@ -17,27 +21,61 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-_EVENT_COLUMNS = (
-    "id, message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline, created_at,"
-    " delivered_at, attempts, outcome, last_error, payload"
-)
+from sqlite_utils import Database
+
+#: The columns these queries read, per table; `schema_problems` reports any a journal lacks.
+READ_COLUMNS = {
+    "outbox": ("id", "message_id", "action", "transaction_id", "seq_no", "event_type", "trigger_reason", "offline",
+               "created_at", "delivered_at", "attempts", "outcome", "last_error", "payload"),
+    "transactions": ("transaction_id", "evse_id", "connector_id", "id_token", "remote_start_id", "started_at",
+                     "ended_at", "stopped_reason", "meter_start_wh", "meter_last_wh", "next_seq_no", "state"),
+}
+
+Reader = sqlite3.Connection | Database
+
+
+def database(conn: Reader) -> Database:
+    """`conn` seen through sqlite-utils, leaving the connection's settings alone (it may be read-only)."""
+    if isinstance(conn, Database):
+        return conn
+    return Database(conn, recursive_triggers=False, execute_plugins=False)
+
+
+def schema_problems(conn: Reader) -> list[str]:
+    """What the journal lacks for these queries (tables, columns); empty when every read will find its data.
+
+    A journal cut short by an old firmware, a damaged schema or a half-restored backup then gets a sentence
+    naming the table, not an SQLite "no such column" halfway through an export.
+    """
+    db = database(conn)
+    tables = set(db.table_names())
+    problems = []
+    for table, wanted in READ_COLUMNS.items():
+        if table not in tables:
+            problems.append(f"no {table} table")
+            continue
+        missing = [c for c in wanted if c not in db[table].columns_dict]
+        if missing:
+            problems.append(f"the {table} table has no column {', '.join(missing)}")
+    return problems
 
 
 @contextlib.contextmanager
-def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def snapshot(conn: Reader) -> Iterator[Database]:
     """Run the enclosed reads against one consistent snapshot (a deferred read transaction).
 
     In WAL mode a reader's transaction never blocks the station's writer; it only pins the WAL until we are
     done, which is a few milliseconds. Re-entrant: inside an open transaction it just reuses it.
     """
-    if conn.in_transaction:
-        yield conn
+    db = database(conn)
+    if db.conn.in_transaction:
+        yield db
         return
-    conn.execute("BEGIN")
+    db.conn.execute("BEGIN")
     try:
-        yield conn
+        yield db
     finally:
-        conn.execute("ROLLBACK")
+        db.conn.execute("ROLLBACK")
 
 
 def parse_time(text: str) -> datetime:
@@ -61,24 +99,23 @@ def _load_json(text: str | None) -> Any:
         return None
 
 
-def _event(row: tuple) -> dict[str, Any]:
-    (row_id, message_id, action, tx_id, seq_no, event_type, trigger, offline, created, delivered, attempts,
-     outcome, last_error, payload_text) = row
+def _event(row: dict[str, Any]) -> dict[str, Any]:
+    payload_text = row["payload"]
     payload = _load_json(payload_text)
     event: dict[str, Any] = {
-        "id": row_id,
-        "action": action,
-        "messageId": message_id,
-        "transactionId": tx_id,
-        "seqNo": seq_no,
-        "eventType": event_type,
-        "triggerReason": trigger,
-        "offline": bool(offline),
-        "createdAt": created,
-        "deliveredAt": delivered,
-        "attempts": attempts,
-        "outcome": outcome,
-        "lastError": last_error,
+        "id": row["id"],
+        "action": row["action"],
+        "messageId": row["message_id"],
+        "transactionId": row["transaction_id"],
+        "seqNo": row["seq_no"],
+        "eventType": row["event_type"],
+        "triggerReason": row["trigger_reason"],
+        "offline": bool(row["offline"]),
+        "createdAt": row["created_at"],
+        "deliveredAt": row["delivered_at"],
+        "attempts": row["attempts"],
+        "outcome": row["outcome"],
+        "lastError": row["last_error"],
         "payload": payload if isinstance(payload, dict) else None,
     }
     if not isinstance(payload, dict):
@@ -88,7 +125,7 @@ def _event(row: tuple) -> dict[str, Any]:
 
 
 def iter_events(
-    conn: sqlite3.Connection,
+    conn: Reader,
     *,
     transaction_id: str | None = None,
     pending: bool = False,
@@ -105,11 +142,9 @@ def iter_events(
         args.append(transaction_id)
     if pending:
         where.append("outcome IS NULL")
-    sql = f"SELECT {_EVENT_COLUMNS} FROM outbox"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
-    for row in conn.execute(sql, args):
+    rows = database(conn)["outbox"].rows_where(" AND ".join(where) or None, args, order_by="id",
+                                                select=", ".join(READ_COLUMNS["outbox"]))
+    for row in rows:
         event = _event(row)
         if since is not None:
             try:
@@ -120,7 +155,7 @@ def iter_events(
         yield event
 
 
-def events(conn: sqlite3.Connection, **filters: Any) -> list[dict[str, Any]]:
+def events(conn: Reader, **filters: Any) -> list[dict[str, Any]]:
     """`iter_events` as a list (see there for the filters)."""
     with snapshot(conn):
         return list(iter_events(conn, **filters))
@@ -137,88 +172,83 @@ def _id_token(text: str | None) -> tuple[str | None, str | None]:
     return text, None
 
 
-def transactions(conn: sqlite3.Connection, *, open_only: bool = False) -> list[dict[str, Any]]:
+def transactions(conn: Reader, *, open_only: bool = False) -> list[dict[str, Any]]:
     """One dict per transactions row, oldest first, with its message counts."""
+    columns = ", ".join(f"t.{c}" for c in READ_COLUMNS["transactions"])
     sql = (
-        "SELECT t.transaction_id, t.evse_id, t.connector_id, t.id_token, t.remote_start_id, t.started_at,"
-        " t.ended_at, t.stopped_reason, t.meter_start_wh, t.meter_last_wh, t.next_seq_no, t.state,"
-        " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id),"
+        f"SELECT {columns},"
+        " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS n_events,"
         " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
-        " FROM transactions t"
+        " AS n_pending FROM transactions t"
     )
     if open_only:
         sql += " WHERE t.state = 'open'"
     sql += " ORDER BY t.started_at, t.rowid"
     result = []
-    with snapshot(conn):
-        rows = conn.execute(sql).fetchall()
-    for (tx_id, evse_id, connector_id, id_token, remote_start_id, started, ended, stopped, start_wh, last_wh,
-         next_seq_no, state, n_events, n_pending) in rows:
-        token, token_type = _id_token(id_token)
+    with snapshot(conn) as db:
+        rows = list(db.query(sql))
+    for row in rows:
+        token, token_type = _id_token(row["id_token"])
+        start_wh, last_wh = row["meter_start_wh"], row["meter_last_wh"]
         energy = None
         if start_wh is not None and last_wh is not None:
             energy = round(last_wh - start_wh, 3)
         result.append({
-            "transactionId": tx_id,
-            "evseId": evse_id,
-            "connectorId": connector_id,
+            "transactionId": row["transaction_id"],
+            "evseId": row["evse_id"],
+            "connectorId": row["connector_id"],
             "idToken": token,
             "idTokenType": token_type,
-            "remoteStartId": remote_start_id,
-            "startedAt": started,
-            "endedAt": ended,
-            "stoppedReason": stopped,
+            "remoteStartId": row["remote_start_id"],
+            "startedAt": row["started_at"],
+            "endedAt": row["ended_at"],
+            "stoppedReason": row["stopped_reason"],
             "energyWh": energy,
             "meterStartWh": start_wh,
             "meterLastWh": last_wh,
-            "state": state,
-            "nextSeqNo": next_seq_no,
-            "events": n_events,
-            "pending": n_pending,
+            "state": row["state"],
+            "nextSeqNo": row["next_seq_no"],
+            "events": row["n_events"],
+            "pending": row["n_pending"],
         })
     return result
 
 
-def summary(conn: sqlite3.Connection) -> dict[str, Any]:
+def summary(conn: Reader) -> dict[str, Any]:
     """The journal at a glance: transaction counts, message counts, the backlog and open transactions."""
-    with snapshot(conn):
-        counts = dict(conn.execute("SELECT state, count(*) FROM transactions GROUP BY state").fetchall())
-        messages, pending, delivered, dropped = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE outcome IS NULL),"
-            " count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE outcome = 'dropped')"
-            " FROM outbox"
-        ).fetchone()
-        oldest = conn.execute(
-            "SELECT created_at FROM outbox WHERE outcome IS NULL ORDER BY id LIMIT 1"
-        ).fetchone()
-        open_rows = conn.execute(
+    with snapshot(conn) as db:
+        counts = {r["state"]: r["n"] for r in db.query("SELECT state, count(*) AS n FROM transactions GROUP BY state")}
+        totals = next(db.query(
+            "SELECT count(*) AS messages, count(*) FILTER (WHERE outcome IS NULL) AS pending,"
+            " count(*) FILTER (WHERE outcome = 'delivered') AS delivered,"
+            " count(*) FILTER (WHERE outcome = 'dropped') AS dropped FROM outbox"
+        ))
+        oldest = next(db["outbox"].rows_where("outcome IS NULL", order_by="id", select="created_at", limit=1), None)
+        open_rows = list(db.query(
             "SELECT t.transaction_id, t.evse_id, t.next_seq_no, t.started_at,"
-            " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id),"
+            " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS max_seq,"
             " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
-            " FROM transactions t WHERE t.state = 'open' ORDER BY t.started_at, t.rowid"
-        ).fetchall()
+            " AS pending FROM transactions t WHERE t.state = 'open' ORDER BY t.started_at, t.rowid"
+        ))
     open_transactions = []
-    for tx_id, evse_id, next_seq_no, started, max_seq, tx_pending in open_rows:
+    for row in open_rows:
         # next_seq_no is the allocator, so it is authoritative; the outbox max is the fallback.
-        last = next_seq_no - 1 if next_seq_no else max_seq
+        last = row["next_seq_no"] - 1 if row["next_seq_no"] else row["max_seq"]
         open_transactions.append({
-            "transactionId": tx_id, "evseId": evse_id, "lastSeqNo": last, "startedAt": started,
-            "pending": tx_pending,
+            "transactionId": row["transaction_id"], "evseId": row["evse_id"], "lastSeqNo": last,
+            "startedAt": row["started_at"], "pending": row["pending"],
         })
     return {
         "transactions": {"open": counts.get("open", 0), "ended": counts.get("ended", 0)},
-        "messages": messages,
-        "pending": pending,
-        "delivered": delivered,
-        "dropped": dropped,
-        "oldestPendingAt": oldest[0] if oldest else None,
+        **totals,
+        "oldestPendingAt": oldest["created_at"] if oldest else None,
         "openTransactions": open_transactions,
     }
 
 
-def quick_check(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
+def quick_check(conn: Reader, limit: int = 20) -> list[str]:
     """SQLite's own structural check, one problem per line (at most `limit`); empty when the file is sound."""
-    rows = [r[0] for r in conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
+    rows = [r[0] for r in database(conn).execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
     if rows == ["ok"]:
         return []
     lines = [line for row in rows for line in str(row).splitlines()]

@@ -4,7 +4,8 @@ What the CSMS may rely on (CONTRACT): per transaction, seqNo runs 0, 1, 2 … wi
 comes first, Ended comes last and once, timestamps and the energy register never go back. `check_events`
 checks that over any iterable of events — outbox rows as `queries.iter_events` returns them, or the plain
 TransactionEvent payloads a CSMS received — and `verify(conn)` runs it over a journal file, adding the checks
-only the journal can answer (the transactions row agrees with its events, SQLite's own quick_check).
+only the journal can answer (the tables and columns exist — introspected through sqlite-utils —, the
+transactions row agrees with its events, SQLite's own quick_check).
 
 Pruning (`JournalStore.prune`) deletes finished rows of ENDED transactions oldest first, and the transactions
 row only once none of its rows are left. So an ended transaction may legitimately have lost a prefix of its
@@ -21,7 +22,15 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from appliance.journal.queries import iter_events, parse_time, quick_check, snapshot, transactions
+from appliance.journal.queries import (
+    Reader,
+    iter_events,
+    parse_time,
+    quick_check,
+    schema_problems,
+    snapshot,
+    transactions,
+)
 
 REGISTER = "Energy.Active.Import.Register"
 #: Float noise allowed when comparing register readings (Wh).
@@ -248,12 +257,18 @@ def check_events(
     return result
 
 
-def _collect(conn: sqlite3.Connection) -> tuple[list[Violation], int, int]:
+def _collect(conn: Reader) -> tuple[list[Violation], int, int]:
     """(violations, transactions checked, messages checked) for the journal behind `conn`."""
     try:
         problems = [Violation(None, f"PRAGMA quick_check: {line}") for line in quick_check(conn)]
     except sqlite3.DatabaseError as exc:
         problems = [Violation(None, f"PRAGMA quick_check failed: {exc}")]
+    try:
+        missing = schema_problems(conn)
+    except sqlite3.DatabaseError as exc:
+        missing = [f"the schema cannot be read: {exc}"]
+    if missing:  # the event checks would only repeat "no such table"
+        return [*problems, *(Violation(None, f"schema: {text}") for text in missing)], 0, 0
     try:
         with snapshot(conn):
             rows = {t["transactionId"]: t for t in transactions(conn)}
@@ -267,12 +282,12 @@ def _collect(conn: sqlite3.Connection) -> tuple[list[Violation], int, int]:
     return problems, len(rows), len(events)
 
 
-def verify(conn: sqlite3.Connection) -> list[Violation]:
+def verify(conn: Reader) -> list[Violation]:
     """Every broken invariant of the journal behind `conn` (read-only); an empty list when it is sound."""
     return _collect(conn)[0]
 
 
-def verify_report(conn: sqlite3.Connection) -> dict[str, Any]:
+def verify_report(conn: Reader) -> dict[str, Any]:
     """`verify` in the CONTRACT's JSON shape (`ok`, `violations`), plus how much was checked."""
     problems, n_transactions, n_messages = _collect(conn)
     return {

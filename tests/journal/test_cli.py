@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
 import appliance
 from appliance.journal.cli import main, render_table
-from appliance.journal.db import DB_NAME
+from appliance.journal.db import DB_NAME, migration_files
 from tests.journal.test_verify import TOKEN, build_journal, edit_payload, ts
 
 EVENT_FIELDS = {"action", "messageId", "transactionId", "seqNo", "eventType", "triggerReason", "offline",
@@ -242,7 +243,12 @@ def test_config_and_default_config(journal: sqlite3.Connection, tmp_path: Path,
     (None, ["--db", "{tmp}/missing.db", "summary"], "no such journal file"),
     ("garbage", ["--db", "{tmp}/journal.db", "summary"], "not a journal"),
     ("other-sqlite", ["--db", "{tmp}/journal.db", "verify"], "not a journal (no schema_migrations table)"),
-    ("old-schema", ["--db", "{tmp}/journal.db", "events"], "cannot read the journal: no such table: outbox"),
+    ("old-schema", ["--db", "{tmp}/journal.db", "events"], "not a complete journal (no outbox table; no "
+     "transactions table)"),
+    ("rails", ["--db", "{tmp}/journal.db", "summary"], "not a journal (its schema_migrations table is another "
+     "program's)"),
+    ("foreign-id", ["--db", "{tmp}/journal.db", "summary"], "not a journal (its SQLite application_id is "
+     "0x000004d2, ours is 0x4f43504a)"),
     ("bad-config", ["--config", "{tmp}/bad.toml", "summary"], "config error: station.colour: unknown key"),
     (None, ["--config", "{tmp}/nowhere.toml", "summary"], "config error: --config: cannot read"),
     (None, ["--db", "{tmp}/journal.db", "events", "--since", "last tuesday"], "not an ISO 8601 time"),
@@ -253,11 +259,17 @@ def test_errors_exit_2(setup: str | None, args: list[str], message: str, tmp_pat
                        capsys: pytest.CaptureFixture[str]) -> None:
     if setup == "garbage":
         (tmp_path / "journal.db").write_bytes(b"definitely not SQLite " * 200)
-    elif setup in ("other-sqlite", "old-schema"):
-        conn = sqlite3.connect(tmp_path / "journal.db")
-        conn.execute("CREATE TABLE schema_migrations (version)" if setup == "old-schema" else "CREATE TABLE t (a)")
-        conn.commit()
-        conn.close()
+    elif setup in ("other-sqlite", "old-schema", "rails", "foreign-id"):
+        db = Database(tmp_path / "journal.db")
+        if setup == "old-schema":  # our history table, but the journal tables never created
+            db["schema_migrations"].insert({"version": 1, "name": migration_files()[0][1], "applied_at": "x"})
+        elif setup == "rails":  # Rails keeps a schema_migrations table too
+            db["schema_migrations"].insert({"version": "20240501120000"})
+        else:
+            db["t"].insert({"a": 1})
+            if setup == "foreign-id":
+                db.execute("PRAGMA application_id = 1234")
+        db.close()
     elif setup == "bad-config":
         (tmp_path / "bad.toml").write_text('[station]\nid = "CS001"\ndata_dir = "x"\ncolour = "red"\n'
                                            '[csms]\nurl = "ws://h/"\nsecurity_profile = 0\n')
@@ -298,3 +310,21 @@ def test_console_script_subprocess(journal: sqlite3.Connection, tmp_path: Path) 
                           text=True, timeout=60, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert 'appliance-journal = appliance.journal.cli:main' in (root / "setup.cfg").read_text()
+
+
+def test_schema_introspection(journal: sqlite3.Connection, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal missing a column the queries read: the reading commands name it, verify lists it as a violation."""
+    journal.close()
+    db = Database(tmp_path / DB_NAME)
+    db.execute("ALTER TABLE outbox DROP COLUMN last_error")  # what a hand-edited journal may look like
+    assert "last_error" not in db["outbox"].columns_dict
+    db.close()
+    code, out, err = run(capsys, tmp_path, "events", "--json")
+    assert (code, out) == (2, "")
+    assert err.strip().endswith("not a complete journal (the outbox table has no column last_error)")
+    code, out, _ = run(capsys, tmp_path, "verify", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"]
+    assert {"transactionId": None, "problem": "schema: the outbox table has no column last_error",
+            "seqNo": None} in report["violations"]

@@ -1,11 +1,16 @@
-"""Opening the journal: pragmas, migrations applied once and in order, refusing newer databases."""
+"""Opening the journal: pragmas, migrations applied once and in order, refusing newer databases, our
+application id (set, adopted, foreign ones refused untouched), and the integrity check at start."""
 
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
-from appliance.journal.db import JournalError, migration_files, open_read_only, open_station_db
+from appliance.journal.db import APPLICATION_ID, JournalError, migration_files, open_read_only, open_station_db
+from appliance.journal.verify import verify
+from tests.journal.test_verify import build_journal
 
 
 def test_creates_wal_full_and_applies_migrations(tmp_path: Path) -> None:
@@ -67,3 +72,70 @@ def test_failed_migration_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "half" not in tables  # the migration's first statement was rolled back with it
     conn.close()
+
+
+def corrupt_outbox(data_dir: Path) -> None:
+    """Damage the outbox b-tree's root page the way a bad sector would, leaving page 1 (the schema) intact."""
+    db = Database(data_dir / "journal.db")
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox'").fetchone()[0]
+    db.close()
+    with open(data_dir / "journal.db", "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+
+
+def test_new_journal_carries_our_application_id(tmp_path: Path) -> None:
+    open_station_db(tmp_path).close()
+    assert Database(tmp_path / "journal.db").execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_journal_of_an_earlier_version_is_adopted(tmp_path: Path) -> None:
+    """A journal written before the id existed (application_id 0) opens, keeps its rows and gets the id."""
+    conn = open_station_db(tmp_path)
+    conn.execute("INSERT INTO station_state (key, value, updated_at) VALUES ('probe', 'kept', 'x')")
+    conn.execute("PRAGMA application_id = 0")
+    conn.close()
+    ro = open_read_only(tmp_path / "journal.db")  # the CLI reads it as it is
+    ro.close()
+    conn = open_station_db(tmp_path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("SELECT value FROM station_state WHERE key = 'probe'").fetchone() == ("kept",)
+    conn.close()
+
+
+@pytest.mark.parametrize(("setup", "reason"), [
+    ("application-id", "its SQLite application_id is 0x0badcafe, ours is 0x4f43504a"),
+    ("other-tables", "no schema_migrations table"),
+    ("rails", "its schema_migrations table is another program's"),
+])
+def test_another_programs_database_is_refused_untouched(tmp_path: Path, setup: str, reason: str) -> None:
+    db = Database(tmp_path / "journal.db")
+    db["photos"].insert({"id": 1, "name": "cat.jpg"}, pk="id")
+    if setup == "application-id":
+        db.execute("PRAGMA application_id = 195939070")  # 0x0BADCAFE
+    elif setup == "rails":
+        db["schema_migrations"].insert({"version": "20240501120000"})
+    db.close()
+    before = (tmp_path / "journal.db").read_bytes()
+    with pytest.raises(JournalError, match=re.escape(f"another program's SQLite database, not a station journal "
+                                                     f"({reason})")):
+        open_station_db(tmp_path)
+    assert (tmp_path / "journal.db").read_bytes() == before  # not switched to WAL, not migrated, not marked
+    assert not (tmp_path / "journal.db-wal").exists()
+    with pytest.raises(JournalError, match=re.escape(f"not a journal ({reason})")):
+        open_read_only(tmp_path / "journal.db")
+
+
+def test_damaged_page_refused_at_start_pointing_to_verify(tmp_path: Path) -> None:
+    build_journal(tmp_path).close()
+    corrupt_outbox(tmp_path)
+    with pytest.raises(JournalError) as info:
+        open_station_db(tmp_path)
+    assert "the journal is damaged" in str(info.value)
+    assert f"appliance-journal --db {tmp_path / 'journal.db'} verify" in str(info.value)
+    ro = open_read_only(tmp_path / "journal.db")  # and verify does find it
+    try:
+        assert any("quick_check" in v.problem for v in verify(ro))
+    finally:
+        ro.close()

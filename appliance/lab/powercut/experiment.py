@@ -59,10 +59,11 @@ FAR_FUTURE = "9999-12-31T23:59:59.999Z"
 class Rows:
     """A finished statement as sqlite3's cursor shows it: `fetchone`, `fetchall`, iteration and `rowcount`."""
 
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int, description: tuple | None = None) -> None:
         self._rows = rows
         self._next = 0
         self.rowcount = rowcount
+        self.description = description  # column names, for sqlite-utils (which `verify` reads through)
 
     def fetchone(self) -> tuple[Any, ...] | None:
         if self._next >= len(self._rows):
@@ -97,16 +98,18 @@ class ApswConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Rows:
         readonly: list[bool] = []
+        description: list[tuple] = []
 
         def trace(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
             readonly.append(bool(cursor.is_readonly))
+            description.append(cursor.description)  # prepared, not yet stepped: the columns are known
             return True
 
         cursor = self.raw.cursor()
         cursor.exec_trace = trace
         rows = list(cursor.execute(sql, params))
         writes = readonly and not readonly[-1]
-        return Rows(rows, self.raw.changes() if writes else -1)
+        return Rows(rows, self.raw.changes() if writes else -1, (description[-1] or None) if description else None)
 
     def close(self) -> None:
         self.raw.close()
