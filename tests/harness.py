@@ -22,7 +22,7 @@ import trio
 
 from appliance.config import Config, parse
 from appliance.csms import LoopbackCsms
-from appliance.hardware.sim import SimHardware
+from appliance.hardware.registry import make_hardware
 from appliance.station import Station
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def make_config(data_dir: Path, csms: LoopbackCsms, **kwargs: Any) -> Config:
 @contextlib.asynccontextmanager
 async def running_station(config: Config) -> AsyncIterator[Station]:
     """A station running in this Trio run; stopped (cancelled) when the block ends."""
-    station = Station(config, SimHardware(config.evses, config.hardware.sim_socket))
+    station = Station(config, make_hardware(config))
     async with trio.open_nursery() as nursery:
         await nursery.start(station.run)
         try:

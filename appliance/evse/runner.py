@@ -16,11 +16,11 @@ from typing import Any
 
 import trio
 
-from appliance.blocks.availability import Connectors
 from appliance.clock import StationClock, format_iso
+from appliance.evse.connectors import Connectors
 from appliance.evse.meter import meter_value
 from appliance.evse.state import EvseState, TxEvent
-from appliance.hardware.base import EvseLayout, Hardware
+from appliance.hardware.base import EvseHardware, EvseLayout
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, NewTransaction
 from appliance.util.watched import Watched
@@ -36,7 +36,7 @@ class EvseRunner:
         self,
         layout: EvseLayout,
         *,
-        hardware: Hardware,
+        hardware: EvseHardware,
         journal: Journal,
         setting: Callable[[str], Any],
         settings_changed: Watched[int],
@@ -92,7 +92,7 @@ class EvseRunner:
 
         def mirror(connector: Any) -> None:
             connector.plugged = s.plugged
-            connector.fault = s.fault
+            connector.fault = s.faulted_by
             connector.operative = s.operative
 
         self._connectors.update(self.evse_id, mirror)

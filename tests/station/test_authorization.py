@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from appliance.csms import LoopbackCsms, StationCallError
-from appliance.hardware.sim_cli import send_request
+from appliance.hardware.sim.sim_cli import send_request
 from tests.conformance.auth_helpers import (
     BLOCKED,
     EVSE,

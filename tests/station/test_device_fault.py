@@ -1,0 +1,63 @@
+"""A device that goes silent (`DeviceFault`) faults its EVSE until it answers again (`DeviceRecovered`).
+
+Driven through the simulator's `silence` / `revive` (the EVSE's controller board stops answering), against an
+in-process station and the loopback CSMS: the connector is reported Faulted and no energy is offered; once the
+controller answers, the station re-reads what happened meanwhile (the EV may have left) and carries on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.csms import LoopbackCsms
+from tests.conformance.helpers import booted_station
+from tests.conformance.tx_helpers import (
+    AUTH_ONLINE,
+    EVSE,
+    charging_session,
+    tx_events,
+    tx_id_of,
+    wait_event,
+    wait_status,
+)
+
+
+async def test_silent_controller_faults_the_evse_and_recovers(csms: LoopbackCsms, data_dir: Path) -> None:
+    async with booted_station(csms, data_dir, variables=AUTH_ONLINE) as station:
+        hw = station.hardware
+        tx_id = await charging_session(csms, station)
+        mark = csms.mark()
+        await hw.silence(EVSE)
+        await wait_status(csms, "Faulted", since=mark)
+        suspended = await wait_event(csms, lambda e: True, since=mark)
+        assert suspended["eventType"] == "Updated" and tx_id_of(suspended) == tx_id, suspended
+        assert suspended["transactionInfo"]["chargingState"] == "SuspendedEVSE", suspended
+        assert hw.offered_current(EVSE) == 0 and hw.evse_status(EVSE)["connectorStatus"] == "Faulted"
+
+        mark = csms.mark()
+        await hw.revive(EVSE)
+        await wait_status(csms, "Occupied", since=mark)
+        resumed = await wait_event(csms, lambda e: True, since=mark)
+        assert resumed["transactionInfo"]["chargingState"] == "Charging", resumed
+        assert hw.offered_current(EVSE) > 0
+
+
+async def test_what_happened_while_silent_is_read_on_recovery(csms: LoopbackCsms, data_dir: Path) -> None:
+    async with booted_station(csms, data_dir, variables=AUTH_ONLINE) as station:
+        hw = station.hardware
+        tx_id = await charging_session(csms, station)
+        mark = csms.mark()
+        await hw.silence(EVSE)
+        await wait_status(csms, "Faulted", since=mark)
+        assert (await hw.unplug(EVSE))[0] is None  # the station cannot hear of it
+        assert station.runners[EVSE].state.tx is not None
+
+        mark = csms.mark()
+        await hw.revive(EVSE)
+        await wait_status(csms, "Available", since=mark)
+        ended = await wait_event(csms, lambda e: e["eventType"] == "Ended", since=mark)
+        events = tx_events(csms, mark)
+    assert tx_id_of(ended) == tx_id
+    assert ended["triggerReason"] == "EVCommunicationLost" and ended["transactionInfo"]["stoppedReason"] == \
+        "EVDisconnected", ended
+    assert not [e for e in events if e["transactionInfo"].get("chargingState") == "Charging"], events
