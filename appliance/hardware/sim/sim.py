@@ -38,12 +38,12 @@ its last register. `revive` delivers `DeviceRecovered`; the station then re-read
 
 Refusals (each a `CommandRefused` carrying a message for the person at the terminal): unknown EVSE, plug when
 plugged, charge/suspend/unplug with nothing plugged, suspend when not charging, watts not a finite number in
-(0, 1 MW], fault when already faulted (clear first), clear with no fault, silence when silent, revive when not silent,
-token empty, longer than 36
-characters (OCPP IdToken) or not printable ASCII without spaces, fault code empty, longer than 50 or not
-printable ASCII. A token that is not hex is passed on (as ISO14443): real readers only produce hex UIDs, but
-people type "TAG1" and the station must cope with whatever a CSMS-side token list contains anyway. `charge`
-while already charging changes the EV's wish (no event, the EV state is unchanged).
+(0, 1 MW], fault when already faulted (clear first), clear with no fault, silence when silent, revive when
+not silent, token empty, longer than 36 characters (OCPP IdToken) or not printable ASCII without spaces, fault
+code empty, longer than 50 or not printable ASCII. A token that is not hex is passed on (as ISO14443): real
+readers only produce hex UIDs, but people type "TAG1" and the station must cope with whatever a CSMS-side token
+list contains anyway. `charge` while already charging changes the EV's wish (no event, the EV state is
+unchanged).
 
 Event delivery applies back-pressure: a command waits for room in the bounded `events` channel rather than
 dropping its event, and the state change is visible (`ev_state`, `status`) before the event is received, so
