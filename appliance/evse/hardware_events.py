@@ -42,7 +42,7 @@ OnCard = Callable[[str, int | None, str], Awaitable[None]]
 
 def resync(state: EvseState, ev: EVState, fault: str | None) -> list[TxEvent]:
     """Bring the state machine to what the hardware reports, one ordinary input per difference."""
-    events = state.set_fault(fault) if fault != state.fault else []
+    events = state.set_fault(fault) if fault != state.fault_code else []
     plugged = ev is not EVState.A
     if plugged and not state.plugged:
         events += state.plug()

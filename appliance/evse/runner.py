@@ -92,7 +92,7 @@ class EvseRunner:
 
         def mirror(connector: Any) -> None:
             connector.plugged = s.plugged
-            connector.fault = s.faulted_by
+            connector.fault = s.fault
             connector.operative = s.operative
 
         self._connectors.update(self.evse_id, mirror)

@@ -65,7 +65,7 @@ class EvseState:
     plugged: bool = False
     ev_wants_energy: bool = False
     operative: bool = True
-    fault: str | None = None
+    fault_code: str | None = None  # the fault the hardware reports (FaultRaised)
     silent: frozenset[str] = frozenset()  # devices of this EVSE that stopped answering (DeviceFault)
     authorization: Authorization | None = None
     blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
@@ -75,15 +75,16 @@ class EvseState:
     # --- derived -------------------------------------------------------------------------------------------
 
     @property
-    def faulted_by(self) -> str | None:
-        """Why the EVSE is Faulted: the hardware's fault code, else the first device that went silent."""
-        if self.fault is not None:
-            return self.fault
+    def fault(self) -> str | None:
+        """Why the EVSE is Faulted (None: it is not): the hardware's fault code, else the first device that
+        went silent. Whoever asks "is it faulted?" gets both kinds."""
+        if self.fault_code is not None:
+            return self.fault_code
         return f"{min(self.silent)}Silent" if self.silent else None
 
     @property
     def offering(self) -> bool:
-        return (self.authorization is not None and self.plugged and self.operative and self.faulted_by is None
+        return (self.authorization is not None and self.plugged and self.operative and self.fault is None
                 and not self.blocked)
 
     @property
@@ -152,7 +153,7 @@ class EvseState:
                             stop_reason="Timeout", force_stop=True)
 
     def set_fault(self, code: str | None) -> list[TxEvent]:
-        return self._change(lambda: setattr(self, "fault", code), "ChargingStateChanged")
+        return self._change(lambda: setattr(self, "fault_code", code), "ChargingStateChanged")
 
     def set_silent(self, device: str, silent: bool) -> list[TxEvent]:
         """A device of this EVSE stopped answering (True) or answers again (False): Faulted meanwhile."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from appliance.csms import LoopbackCsms
-from tests.conformance.helpers import booted_station
+from tests.conformance.helpers import STATION_ID, booted_station
 from tests.conformance.tx_helpers import (
     AUTH_ONLINE,
     EVSE,
+    TOKEN,
     charging_session,
+    request_start,
     tx_events,
     tx_id_of,
     wait_event,
@@ -61,3 +65,24 @@ async def test_what_happened_while_silent_is_read_on_recovery(csms: LoopbackCsms
     assert ended["triggerReason"] == "EVCommunicationLost" and ended["transactionInfo"]["stoppedReason"] == \
         "EVDisconnected", ended
     assert not [e for e in events if e["transactionInfo"].get("chargingState") == "Charging"], events
+
+
+async def test_a_silent_evse_takes_no_new_session(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Faulted by a silent controller is Faulted for everyone: a card is refused locally (no AuthorizeRequest)
+    and RequestStartTransaction is Rejected, until the controller answers again."""
+    async with booted_station(csms, data_dir, variables=AUTH_ONLINE) as station:
+        hw = station.hardware
+        mark = csms.mark()
+        await hw.silence(2)
+        await wait_status(csms, "Faulted", evse_id=2, since=mark)
+        await hw.tap(TOKEN, evse_id=2)
+        with trio.fail_after(5):  # the card refused as unavailable (the display is not an event to wait on)
+            while hw.evse_status(2)["indication"] != "unavailable":  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        answer = await request_start(csms, 7, evse_id=2)
+        assert answer["status"] == "Rejected", answer
+        assert csms.actions(STATION_ID, "Authorize", mark) == []
+
+        await hw.revive(2)
+        await wait_status(csms, "Available", evse_id=2, since=mark)
+        assert (await request_start(csms, 8, evse_id=2))["status"] == "Accepted"
