@@ -51,13 +51,15 @@ class Connectors:
     def get(self, evse_id: int, connector_id: int = 1) -> ConnectorState:
         return self.by_key[(evse_id, connector_id)]
 
-    def update(self, evse_id: int, mutate: Callable[[ConnectorState], None], connector_id: int = 1) -> None:
+    def update(self, evse_id: int, mutate: Callable[[ConnectorState], None], connector_id: int = 1,
+               at: str | None = None) -> None:
+        """Apply `mutate`; a changed status begins `at` (station clock ISO time; default now)."""
         state = self.by_key[(evse_id, connector_id)]
         mutate(state)
         if state.status != state.last_status:
             log.info("EVSE %d connector %d: %s -> %s", evse_id, connector_id, state.last_status, state.status)
             state.last_status = state.status
-            state.since = self._clock.iso()
+            state.since = at or self._clock.iso()
             self.changed.set(self.changed.value + 1)
 
     def evse_status(self, evse_id: int) -> str:
