@@ -4,7 +4,8 @@ A Reset (Immediate) re-executes the process; a SIGKILL is followed by a fresh st
 Either way, with an EV plugged in and charging before: the connector is reported Occupied after the boot,
 `appliance sim status` still shows the EV (state C, the power it asked for), and the meter register — in the
 simulator and in the meter values the CSMS received — has not gone backwards. The station then treats the EV
-as plugged in at boot: TxStartPoint EVConnected starts a new transaction, and a card resumes the charging.
+as plugged in at boot: TxStartPoint EVConnected starts a new transaction, and a card resumes the charging;
+the journal verifies clean.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.conformance.remote_helpers import (
     call,
     energy_transfer_started,
     incarnations,
+    journal,
     station_proc,
     stop_proc,
     tx_events,
@@ -88,6 +90,8 @@ async def still_plugged(csms: LoopbackCsms, driver: SimCliDriver, since: int, ol
     await trio.sleep(0.5)
     after = (await driver.run("status"))["evses"][0]
     assert after["powerW"] > 0 and after["energyWh"] > evse["energyWh"], after
+    code, verdict = await journal(driver.config_path, "verify")
+    assert code == 0 and verdict["ok"] is True, verdict
 
 
 async def test_reset_immediate_keeps_the_ev_plugged(csms: LoopbackCsms, data_dir: Path) -> None:
