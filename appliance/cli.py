@@ -25,7 +25,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from appliance.hardware import sim_cli
+    from appliance.hardware.sim import sim_cli
 
     parser = argparse.ArgumentParser(prog="appliance", description="OCPP 2.0.1 charging station firmware")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -33,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the station until SIGTERM/SIGINT")
     run.add_argument("--config", type=Path, help="TOML config (default: the embedded default config)")
+    run.set_defaults(usage_parser=run)
 
     demo = commands.add_parser("demo", help="a loopback CSMS and a simulated station play a whole story")
     demo.add_argument("--keep", action="store_true", help="keep the demo's data directory afterwards")
+    demo.set_defaults(usage_parser=demo)
 
     sim = commands.add_parser("sim", help="drive the simulated hardware of a running station")
     where = sim.add_mutually_exclusive_group()
@@ -45,8 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, reporting stray arguments with the usage of the (sub)command they were given to.
+
+    argparse leaves arguments a subcommand does not know to the top-level parser, whose usage ("appliance
+    [-h] …") does not tell a person that `appliance sim status` takes no `--evse`; the subcommand's does.
+    Every (sub)command parser names itself in the `usage_parser` default for this.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     if args.command == "run":
         return run_command(args.config)
     if args.command == "demo":
@@ -65,7 +80,7 @@ def _load_config(path: Path | None) -> Config | None:
 
 
 def sim_command(args: argparse.Namespace) -> int:
-    from appliance.hardware import sim_cli
+    from appliance.hardware.sim import sim_cli
 
     if args.socket is not None:
         socket_path = args.socket
@@ -104,16 +119,9 @@ def run_command(config_path: Path | None) -> int:
     return code
 
 
-def make_hardware(config: Config):  # type: ignore[no-untyped-def]
-    if config.hardware.backend == "sim":
-        from appliance.hardware.sim import SimHardware
-
-        return SimHardware(config.evses, config.hardware.sim_socket)
-    raise ConfigError("hardware.backend", "the serial backend is not part of this firmware build yet")
-
-
 async def serve(config: Config) -> tuple[int, bool]:
     """Run the station until a signal or a reset; the exit code, and whether to restart the process."""
+    from appliance.hardware.registry import make_hardware
     from appliance.station import Station
 
     station = Station(config, make_hardware(config))

@@ -26,7 +26,7 @@ import trio
 
 from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
-from appliance.blocks.availability import Availability, Connectors, StatusReporter
+from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.network import NetworkProfiles
 from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
@@ -36,19 +36,10 @@ from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
 from appliance.devicemodel.catalog import STORAGE_BYTES
+from appliance.evse import hardware_events
+from appliance.evse.connectors import Connectors
 from appliance.evse.runner import EvseRunner
-from appliance.evse.state import EvseState, TxEvent
-from appliance.hardware.base import (
-    CardPresented,
-    EVState,
-    EVStateChanged,
-    FaultCleared,
-    FaultRaised,
-    Hardware,
-    Plugged,
-    StationSnapshot,
-    Unplugged,
-)
+from appliance.hardware.base import Hardware, ShowsStationView
 from appliance.journal.db import open_station_db
 from appliance.journal.delivery import Delivery
 from appliance.journal.journal import Journal
@@ -172,7 +163,9 @@ class Station:
         self.link.add_online_service("delivery", self.delivery.service)
         self.link.add_online_service("heartbeat", self.provisioning.heartbeat_service)
         self.link.add_online_service("status", self.status.service)
-        hardware.set_status_provider(self.snapshots)
+        if isinstance(hardware, ShowsStationView):
+            hardware.set_status_provider(
+                lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online))
 
     # --- wiring helpers ------------------------------------------------------------------------------
 
@@ -240,20 +233,6 @@ class Station:
         if self.state.get("next_boot_reason") is not None:
             self.state.put("next_boot_reason", None)  # consumed only once the CSMS has heard it
 
-    def snapshots(self) -> list[StationSnapshot]:
-        result = []
-        for evse_id, runner in sorted(self.runners.items()):
-            s = runner.state
-            token = s.authorization.id_token.get("idToken") if s.authorization and s.authorization.id_token else None
-            result.append(StationSnapshot(
-                evse_id=evse_id,
-                connector_status=self.connectors.evse_status(evse_id),
-                authorized_token=token,
-                transaction_id=s.tx.transaction_id if s.tx else None,
-                extra={"chargingState": s.charging_state, "online": self.link.online},
-            ))
-        return result
-
     # --- running -------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -266,12 +245,11 @@ class Station:
                 await trio.to_thread.run_sync(self.registry.compile_all)
                 await self.transactions.recover()
                 await self._journal_startup_event()
-                for evse_id, runner in self.runners.items():
-                    ev = self.hardware.ev_state(evse_id)
-                    fault = self.hardware.faulted(evse_id)
-                    await runner.apply(lambda s, ev=ev, fault=fault: _initial(s, ev, fault))
+                for runner in self.runners.values():
+                    await hardware_events.sync(self.hardware, runner)  # an EV still plugged in is plugged in
                     await nursery.start(runner.run)
-                nursery.start_soon(supervise, "hardware events", lambda: self._route_hardware_events(nursery))
+                nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
+                    self.hardware, self.runners, self.transactions.on_card, nursery))
                 nursery.start_soon(self.link.run, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 nursery.start_soon(supervise, "scheduled resets", self.remote.watch_idle)
@@ -296,32 +274,5 @@ class Station:
             await self.journal.run_sync(lambda: self.journal.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
             await trio.sleep(HOUSEKEEPING_EVERY)
 
-    async def _route_hardware_events(self, nursery: trio.Nursery) -> None:
-        async for event in self.hardware.events:
-            match event:
-                case Plugged(evse_id=e):
-                    await self.runners[e].apply(lambda s: s.plug())
-                case Unplugged(evse_id=e):
-                    await self.runners[e].apply(lambda s: s.unplug())
-                case EVStateChanged(evse_id=e, state=state):
-                    await self.runners[e].apply(lambda s, st=state: s.ev_state(st is EVState.C))
-                case FaultRaised(evse_id=e, code=code):
-                    await self.runners[e].apply(lambda s, c=code: s.set_fault(c))
-                case FaultCleared(evse_id=e):
-                    await self.runners[e].apply(lambda s: s.set_fault(None))
-                case CardPresented(token=token, evse_id=e, token_type=kind):
-                    # Authorizing may wait for the CSMS; other EVSEs' events must not wait behind it.
-                    nursery.start_soon(self.transactions.on_card, token, e, kind)
-
 
 HOUSEKEEPING_EVERY = 3600.0
-
-
-def _initial(state: EvseState, ev: EVState, fault: str | None) -> list[TxEvent]:
-    """What the hardware reports at start-up, fed through the state machine like any other change."""
-    events = state.set_fault(fault) if fault else []
-    if ev is not EVState.A:
-        events += state.plug()
-        if ev is EVState.C:
-            events += state.ev_state(True)
-    return events

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from appliance.config import Config, parse
-from appliance.hardware.sim import SimHardware
+from appliance.hardware.registry import make_hardware
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.process import config_text
 from appliance.station import Station
@@ -32,7 +32,7 @@ def make_config(data_dir: Path, csms: LoopbackCsms, **kwargs: Any) -> Config:
 @contextlib.asynccontextmanager
 async def running_station(config: Config) -> AsyncIterator[Station]:
     """A station running in this Trio run; stopped (cancelled) when the block ends."""
-    station = Station(config, SimHardware(config.evses, config.hardware.sim_socket))
+    station = Station(config, make_hardware(config))
     async with trio.open_nursery() as nursery:
         await nursery.start(station.run)
         try:

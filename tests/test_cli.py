@@ -192,3 +192,29 @@ def test_demo_exits_0() -> None:
     result = run_appliance("demo", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every step behaved" in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "usage", "stray"), [
+    (["status", "--evse", "1"], "usage: appliance sim status [-h]", "--evse 1"),
+    (["plug", "1", "--watts", "5"], "usage: appliance sim plug [-h] EVSE", "--watts 5"),
+    (["--evse", "1", "status"], "usage: appliance sim [-h]", None),
+])
+def test_sim_usage_names_the_right_syntax(tmp_path: Path, argv: list[str], usage: str, stray: str | None) -> None:
+    """Issue 15: `appliance sim status --evse 1` answers with the usage of `appliance sim status` (it reports
+    every EVSE and takes no EVSE), not the top-level usage; exit 2, before any station is contacted."""
+    result = run_appliance("sim", "--socket", str(tmp_path / "none.sock"), *argv)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith(usage), result.stderr
+    if stray is not None:
+        assert f"unrecognized arguments: {stray}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_backend_and_serial_are_config_errors(tmp_path: Path) -> None:
+    """The backend registry refuses `serial` (not in this build) with exit 2 naming the key."""
+    config = tmp_path / "station.toml"
+    config.write_text(config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp").replace(
+        'backend = "sim"', 'backend = "serial"'))
+    result = run_appliance("run", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("config error: hardware.backend: ")

@@ -16,11 +16,11 @@ from typing import Any
 
 import trio
 
-from appliance.blocks.availability import Connectors
 from appliance.clock import StationClock, format_iso
+from appliance.evse.connectors import Connectors
 from appliance.evse.meter import meter_value
 from appliance.evse.state import EvseState, TxEvent
-from appliance.hardware.base import EvseLayout, Hardware
+from appliance.hardware.base import EvseHardware, EvseLayout
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, NewTransaction
 from appliance.util.watched import Watched
@@ -36,7 +36,7 @@ class EvseRunner:
         self,
         layout: EvseLayout,
         *,
-        hardware: Hardware,
+        hardware: EvseHardware,
         journal: Journal,
         setting: Callable[[str], Any],
         settings_changed: Watched[int],
@@ -77,8 +77,11 @@ class EvseRunner:
                 events += self.state.set_operative(wanted)  # a Scheduled ChangeAvailability takes effect now
             if self.state.authorization is not None and not had_auth:
                 self._authorized_at = trio.current_time()
-            self._sync_outputs()
-            stored = [await self._journal_event(event, stamp) for event in events]
+            # One instant for the whole decision: a status change and the TransactionEvent that caused or
+            # followed it carry the same time (TC_G_11: Unavailable is not dated before the Ended).
+            now = self._clock.iso()
+            self._sync_outputs(now)
+            stored = [await self._journal_event(event, stamp or now) for event in events]
         self.changed.set(self.changed.value + 1)
         return stored
 
@@ -86,7 +89,7 @@ class EvseRunner:
         self.state.start_points = tuple(self._setting("TxCtrlr.TxStartPoint"))
         self.state.stop_points = tuple(self._setting("TxCtrlr.TxStopPoint"))
 
-    def _sync_outputs(self) -> None:
+    def _sync_outputs(self, now: str) -> None:
         s = self.state
         self._hw.set_offered_current(self.evse_id, self.layout.max_current_a if s.offering else 0.0)
 
@@ -95,7 +98,7 @@ class EvseRunner:
             connector.fault = s.fault
             connector.operative = s.operative
 
-        self._connectors.update(self.evse_id, mirror)
+        self._connectors.update(self.evse_id, mirror, at=now)
 
     # --- building TransactionEvents ---------------------------------------------------------------------
 

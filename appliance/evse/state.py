@@ -6,7 +6,8 @@ The transaction rules (Part 2 E01–E07, the digest §3):
   TxCtrlr.TxStopPoint's conditions stops being true. Conditions: EVConnected (cable plugged at the EV),
   Authorized (a token or remote start authorized the session), PowerPathClosed (energy offered),
   EnergyTransfer (energy flowing). StopTxOnEVSideDisconnect (true, fixed cable) also ends it on unplug.
-* Energy is offered only while authorized, plugged, operative and not faulted.
+* Energy is offered only while authorized, plugged, operative and not faulted (a fault code from the hardware,
+  or a device of the EVSE that stopped answering).
 * chargingState: Idle (not plugged), EVConnected, Charging, SuspendedEV (offered, EV not drawing),
   SuspendedEVSE (EV wants energy, station does not offer). Every event carries the current state; a change
   that no other event reports becomes an Updated with triggerReason ChargingStateChanged.
@@ -64,13 +65,22 @@ class EvseState:
     plugged: bool = False
     ev_wants_energy: bool = False
     operative: bool = True
-    fault: str | None = None
+    fault_code: str | None = None  # the fault the hardware reports (FaultRaised)
+    silent: frozenset[str] = frozenset()  # devices of this EVSE that stopped answering (DeviceFault)
     authorization: Authorization | None = None
     blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
     tx: Transaction | None = None
     events: list[TxEvent] = field(default_factory=list)
 
     # --- derived -------------------------------------------------------------------------------------------
+
+    @property
+    def fault(self) -> str | None:
+        """Why the EVSE is Faulted (None: it is not): the hardware's fault code, else the first device that
+        went silent. Whoever asks "is it faulted?" gets both kinds."""
+        if self.fault_code is not None:
+            return self.fault_code
+        return f"{min(self.silent)}Silent" if self.silent else None
 
     @property
     def offering(self) -> bool:
@@ -143,7 +153,12 @@ class EvseState:
                             stop_reason="Timeout", force_stop=True)
 
     def set_fault(self, code: str | None) -> list[TxEvent]:
-        return self._change(lambda: setattr(self, "fault", code), "ChargingStateChanged")
+        return self._change(lambda: setattr(self, "fault_code", code), "ChargingStateChanged")
+
+    def set_silent(self, device: str, silent: bool) -> list[TxEvent]:
+        """A device of this EVSE stopped answering (True) or answers again (False): Faulted meanwhile."""
+        devices = self.silent | {device} if silent else self.silent - {device}
+        return self._change(lambda: setattr(self, "silent", frozenset(devices)), "ChargingStateChanged")
 
     def set_operative(self, operative: bool) -> list[TxEvent]:
         return self._change(lambda: setattr(self, "operative", operative), "ChargingStateChanged")

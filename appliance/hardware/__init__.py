@@ -1,1 +1,2 @@
-"""The seam between station logic and its hardware: one interface, several backends (sim now, serial later)."""
+"""The seam between station logic and its hardware: capabilities a backend composes (base.py), the registry
+that picks the configured backend (registry.py), and the backends (sim/ now, serial later)."""

@@ -1,8 +1,23 @@
-"""The one interface between the station logic and its hardware.
+"""The interface between the station logic and its hardware, as capabilities a backend composes.
 
-The station never touches a device directly: it reads `HardwareEvent`s from `Hardware.events` and calls the
-few commands below. A backend (the in-process simulator, later serial devices) implements this and nothing
-else, so the station logic is the same whatever drives it.
+The station never touches a device directly. A backend (the simulator, later serial devices) offers:
+
+* `CardReader` — RFID cards presented (`CardPresented` events);
+* `Meter` — energy readings, each stamped with when it was taken;
+* `ChargeController` — the control pilot (`EVState`, plug events), the contactor and the current offered to
+  the EV (`set_offered_current`: the one knob smart charging will turn), hardware faults;
+* `Display` — what the user is shown.
+
+Why capabilities rather than one interface: real stations buy these from different vendors (a reader on one
+serial port, a meter on a Modbus line, the pilot on the controller board), and the code that consumes them
+(the EVSE runner, the transactions block) should name only the part it needs. Every capability delivers its
+events on the backend's one `events` channel so their order is kept (a plug before the card that follows it).
+
+A device that stops answering is not an EVSE fault code but a lost device: `DeviceFault` / `DeviceRecovered`
+tell the station, which reports the EVSE Faulted until the device answers again.
+
+What the station tells the backend about itself (`StatusProvider`, for `appliance sim status`) is not part of
+the generic interface: only a backend that shows it (the simulator) implements `ShowsStationView`.
 """
 
 from __future__ import annotations
@@ -10,7 +25,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
@@ -61,7 +77,26 @@ class FaultCleared:
     evse_id: int
 
 
-HardwareEvent = Plugged | Unplugged | EVStateChanged | CardPresented | FaultRaised | FaultCleared
+@dataclass(frozen=True)
+class DeviceFault:
+    """A device stopped answering (`device` names it, e.g. "ChargeController"); `evse_id` None: a station-wide
+    device such as the card reader. Until `DeviceRecovered`, nothing it reported is current."""
+
+    evse_id: int | None
+    device: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceRecovered:
+    """The device answers again; the station re-reads its state (`ChargeController.ev_state`, `faulted`)."""
+
+    evse_id: int | None
+    device: str
+
+
+HardwareEvent = (Plugged | Unplugged | EVStateChanged | CardPresented | FaultRaised | FaultCleared | DeviceFault
+                 | DeviceRecovered)
 
 
 @dataclass(frozen=True)
@@ -69,7 +104,8 @@ class MeterReading:
     """One reading of an EVSE's energy meter.
 
     Per-phase lists have one entry per phase in use (1 or 3). `energy_wh` is the import register: it never
-    decreases for the life of the meter.
+    decreases for the life of the meter. `taken_at` (the backend's monotonic clock, `trio.current_time`) and
+    `taken_utc` say when it was taken, so a sampler that waited for it can tell how old it is.
     """
 
     energy_wh: float
@@ -78,6 +114,8 @@ class MeterReading:
     current_a: tuple[float, ...]
     offered_current_a: float
     phases: int
+    taken_at: float
+    taken_utc: datetime
 
 
 @dataclass
@@ -106,6 +144,60 @@ class Indication(enum.Enum):
     UNAVAILABLE = "unavailable"
 
 
+class EventSource(Protocol):
+    """A bounded channel of what the devices report (back-pressure: the backend blocks rather than drops)."""
+
+    events: trio.MemoryReceiveChannel[HardwareEvent]
+
+
+class CardReader(EventSource, Protocol):
+    """Delivers `CardPresented` (and `DeviceFault(None, "CardReader")` when the reader goes silent)."""
+
+
+class Meter(Protocol):
+    def read_meter(self, evse_id: int) -> MeterReading:
+        """The EVSE's meter now (a silent meter repeats its last register with no power)."""
+
+
+class ChargeController(EventSource, Protocol):
+    """The pilot line, the contactor and the offered current; delivers plug, EV-state and fault events."""
+
+    def ev_state(self, evse_id: int) -> EVState: ...
+
+    def faulted(self, evse_id: int) -> str | None:
+        """The active fault code on the EVSE, or None."""
+
+    def set_offered_current(self, evse_id: int, amps: float) -> None:
+        """Offer up to `amps` per phase to the EV (0 = no energy); closes/opens the contactor accordingly.
+
+        The station passes its limit down on every change; smart charging will pass a lower one."""
+
+    def offered_current(self, evse_id: int) -> float:
+        """What the controller is offering now (after its own clamping to the EVSE's maximum)."""
+
+
+class Display(Protocol):
+    def indicate(self, evse_id: int | None, indication: Indication) -> None:
+        """Show the user something (None = every EVSE / the station's common display)."""
+
+
+class EvseHardware(Meter, ChargeController, Protocol):
+    """What one EVSE's runner drives: its meter and its charge controller."""
+
+
+class Hardware(CardReader, Meter, ChargeController, Display, Protocol):
+    """A whole backend: every capability plus its lifetime.
+
+    `run` is the backend's long-running task (device readers, control socket …); the station starts it in its
+    root nursery with `await nursery.start(hw.run)` and it calls `task_status.started()` once the devices are
+    ready.
+    """
+
+    layouts: list[EvseLayout]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
 @dataclass
 class StationSnapshot:
     """What the station logic knows about one EVSE, for `appliance sim status` and diagnostics."""
@@ -120,32 +212,8 @@ class StationSnapshot:
 StatusProvider = Callable[[], list[StationSnapshot]]
 
 
-class Hardware(Protocol):
-    """A hardware backend.
+@runtime_checkable
+class ShowsStationView(Protocol):
+    """A backend that shows the station's view next to the hardware's (the simulator's `status`)."""
 
-    `run` is the backend's long-running task (device readers, control socket …); the station starts it in its
-    root nursery with `await nursery.start(hw.run)` and it calls `task_status.started()` once the devices are
-    ready. Events are delivered on `events`, a bounded channel (back-pressure: the backend blocks rather than
-    dropping an event).
-    """
-
-    layouts: list[EvseLayout]
-    events: trio.MemoryReceiveChannel[HardwareEvent]
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
-
-    def ev_state(self, evse_id: int) -> EVState: ...
-
-    def faulted(self, evse_id: int) -> str | None:
-        """The active fault code on the EVSE, or None."""
-
-    def read_meter(self, evse_id: int) -> MeterReading: ...
-
-    def set_offered_current(self, evse_id: int, amps: float) -> None:
-        """Offer up to `amps` per phase to the EV (0 = no energy); closes/opens the contactor accordingly."""
-
-    def indicate(self, evse_id: int | None, indication: Indication) -> None:
-        """Show the user something (None = every EVSE / the station's common display)."""
-
-    def set_status_provider(self, provider: StatusProvider) -> None:
-        """Give the backend a way to ask the station for its view (used by `appliance sim status`)."""
+    def set_status_provider(self, provider: StatusProvider) -> None: ...

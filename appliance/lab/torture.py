@@ -10,9 +10,9 @@ one kind of fault strikes again and again at seeded-random moments:
   that drops bytes *inside* a still-used TCP stream does something no real network does);
 * ``netns``: the station runs in a network namespace of its own, joined by a veth pair to a second namespace of
   ours where the CSMS listens; one end of the veth is set down and up again (kernel TCP, no proxy);
-* ``kill``: the station process is SIGKILLed and restarted on the same data directory. The simulated EVs are
-  gone after a restart (only the meter register persists), so the EV drivers notice and plug in again, and
-  transactions that were open end with stoppedReason PowerLoss.
+* ``kill``: the station process is SIGKILLed and restarted on the same data directory. The simulated EVs stay
+  plugged in (the simulator persists its physical state), transactions that were open end with stoppedReason
+  PowerLoss, and an EV still connected starts a new one; a driver whose next command fails starts over.
 
 Afterwards the fault is healed, the EVs are unplugged, the journal is given time to drain, the station gets
 SIGTERM (it must exit 0), and `check_run` compares the journal with what the CSMS recorded — the CONTRACT's

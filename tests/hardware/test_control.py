@@ -24,9 +24,10 @@ import pytest
 import trio
 import trio.testing
 
-from appliance.hardware import control, sim_cli
 from appliance.hardware.base import (
     CardPresented,
+    DeviceFault,
+    DeviceRecovered,
     EvseLayout,
     EVState,
     EVStateChanged,
@@ -36,8 +37,8 @@ from appliance.hardware.base import (
     StationSnapshot,
     Unplugged,
 )
-from appliance.hardware.control import ControlSocketError
-from appliance.hardware.sim import SimHardware
+from appliance.hardware.sim import SimHardware, control, sim_cli
+from appliance.hardware.sim.control import ControlSocketError
 
 
 @pytest.fixture
@@ -128,6 +129,12 @@ async def test_every_command_prints_json_and_emits_its_event(
         assert code == 0 and out["evse"]["fault"] is None
         code, out, _ = await st.cli("fault", "2")
         assert code == 0 and out["evse"]["fault"] == "SimulatedFault"
+        code, out, _ = await st.cli("silence", "1")
+        assert code == 0 and out["event"] == "DeviceFault" and out["evse"]["silent"] is True
+        code, out, _ = await st.cli("plug", "1")
+        assert code == 0 and out["event"] is None and out["evse"]["evState"] == "B"  # not heard by the station
+        code, out, _ = await st.cli("revive", "1")
+        assert code == 0 and out["event"] == "DeviceRecovered" and out["evse"]["silent"] is False
         await st.settle()
         assert st.events == [
             Plugged(1),
@@ -140,6 +147,8 @@ async def test_every_command_prints_json_and_emits_its_event(
             FaultRaised(2, "GroundFailure"),
             FaultCleared(2),
             FaultRaised(2, "SimulatedFault"),
+            DeviceFault(1, "ChargeController", "no answer from the controller"),
+            DeviceRecovered(1, "ChargeController"),
         ]
 
 
@@ -195,6 +204,9 @@ async def test_status_reports_every_evse(short_dir: Path, capsys: pytest.Capture
         (["fault", "1"], ["fault", "1"], "already faulted"),
         ([], ["fault", "1", "X" * 51], "fault code"),
         ([], ["clear", "1"], "no fault"),
+        (["silence", "2"], ["silence", "2"], "already silent"),
+        ([], ["revive", "2"], "not silent"),
+        ([], ["silence", "9"], "unknown EVSE 9"),
     ],
 )
 async def test_refusals_exit_1_with_a_message(
@@ -218,7 +230,8 @@ async def test_refusals_exit_1_with_a_message(
 
 
 def test_usage_errors_are_argparse_exit_2() -> None:
-    for argv in (["plug"], ["plug", "one"], ["charge", "1", "--watts", "lots"], ["teleport", "1"], []):
+    for argv in (["plug"], ["plug", "one"], ["charge", "1", "--watts", "lots"], ["teleport", "1"], [],
+                 ["silence"], ["revive", "x"]):
         with pytest.raises(SystemExit) as exc:
             parser().parse_args(argv)
         assert exc.value.code == 2
@@ -236,6 +249,8 @@ def test_requests_built_from_the_command_line() -> None:
     assert req("fault", "1") == {"command": "fault", "evse": 1}
     assert req("fault", "1", "OverVoltage") == {"command": "fault", "evse": 1, "code": "OverVoltage"}
     assert req("status") == {"command": "status"}
+    assert req("silence", "2") == {"command": "silence", "evse": 2}
+    assert req("revive", "2") == {"command": "revive", "evse": 2}
     assert parser().parse_args(["--timeout", "2.5", "status"]).timeout == 2.5
 
 
@@ -350,7 +365,7 @@ async def test_stale_socket_is_replaced(short_dir: Path, capsys: pytest.CaptureF
 
 async def test_a_live_station_is_not_displaced(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with station(short_dir, capsys) as st:
-        intruder = SimHardware([EvseLayout(1)], st.path, meter_file=short_dir / "other.json")
+        intruder = SimHardware([EvseLayout(1)], st.path, state_dir=short_dir / "other")
         async with trio.open_nursery() as nursery:
             with pytest.raises(ControlSocketError, match="already listening"):
                 await nursery.start(intruder.run)  # raw, not wrapped: the station can report it plainly
@@ -369,7 +384,7 @@ async def test_a_regular_file_in_the_way_is_left_alone(short_dir: Path) -> None:
 
 async def test_an_overlong_socket_path_is_a_clear_error(short_dir: Path) -> None:
     path = short_dir / ("x" * 120) / "sim.sock"
-    hw = SimHardware([EvseLayout(1)], path, meter_file=short_dir / "m.json")
+    hw = SimHardware([EvseLayout(1)], path, state_dir=short_dir)
     async with trio.open_nursery() as nursery:
         with pytest.raises(ControlSocketError, match="longer than 107 bytes"):
             await nursery.start(hw.run)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from trio.testing import MockClock
 
 from appliance.hardware.base import (
     CardPresented,
+    DeviceFault,
+    DeviceRecovered,
     EvseLayout,
     EVState,
     EVStateChanged,
@@ -35,8 +39,9 @@ from appliance.hardware.base import (
     StationSnapshot,
     Unplugged,
 )
-from appliance.hardware.control import CommandRefused
-from appliance.hardware.sim import SimHardware, meter_file_for
+from appliance.hardware.sim import SimHardware
+from appliance.hardware.sim.control import CommandRefused
+from appliance.hardware.sim.state import EvseRecord
 
 THREE_PHASE = EvseLayout(1, phases=3, max_current_a=32.0)
 ONE_PHASE = EvseLayout(2, phases=1, max_current_a=32.0)
@@ -332,7 +337,9 @@ async def test_readings_are_deterministic(short_dir: Path, autojump_clock: MockC
         await hw.charge(1)
         hw.set_offered_current(1, 20)
     await trio.sleep(123.4)
-    assert a.read_meter(1) == b.read_meter(1)
+    first, second = a.read_meter(1), b.read_meter(1)
+    assert first.taken_at == second.taken_at == trio.current_time()  # the clock the physics runs on
+    assert replace(first, taken_utc=second.taken_utc) == second  # the wall-clock stamps differ by microseconds
     voltages = set()
     for _ in range(50):
         await trio.sleep(1.7)
@@ -402,15 +409,15 @@ async def test_register_survives_a_restart(short_dir: Path, autojump_clock: Mock
     frozen = first.read_meter(1)  # stopped: contactors open, nothing more flows
     assert frozen.power_w == 0
     assert frozen.energy_wh >= charged
-    assert meter_file_for(short_dir / "sim.sock").is_file()
+    assert (short_dir / "sim.meter.json").is_file()
 
     second = make_hw(short_dir)
     assert second.read_meter(1).energy_wh == pytest.approx(frozen.energy_wh, abs=0.0011)
     assert second.read_meter(1).energy_wh >= frozen.energy_wh
     assert second.read_meter(2).energy_wh >= other
+    assert second.ev_state(1) is EVState.C and second.ev_state(2) is EVState.A  # the car is still plugged in
+    assert second.offered_current(1) == 0  # until the restarted station offers again
     async with running(second):
-        await second.plug(1)
-        await second.charge(1)
         second.set_offered_current(1, 16)
         await trio.sleep(60)
         assert second.read_meter(1).energy_wh > frozen.energy_wh + 180
@@ -419,7 +426,7 @@ async def test_register_survives_a_restart(short_dir: Path, autojump_clock: Mock
 async def test_a_crash_never_makes_the_register_go_backwards(short_dir: Path) -> None:
     """The file holds a lease ahead of the register, so a reload after kill -9 is never below a reading."""
     hw = make_hw(short_dir, persist_interval_s=0.2)
-    meter_file = meter_file_for(short_dir / "sim.sock")
+    meter_file = short_dir / "sim.meter.json"
     async with running(hw):
         await hw.plug(1)
         await hw.charge(1)
@@ -438,13 +445,13 @@ async def test_idle_meter_is_not_rewritten(short_dir: Path) -> None:
     interval = 0.05
     hw = make_hw(short_dir, persist_interval_s=interval)
     writes: list[dict[int, float]] = []
-    original = hw._write_registers
+    original = hw._files.save
 
-    def counting(registers: dict[int, float]) -> bool:
-        writes.append(registers)
-        return original(registers)
+    def counting(records: dict[int, EvseRecord]) -> bool:
+        writes.append({evse_id: record.energy_wh for evse_id, record in records.items()})
+        return original(records)
 
-    hw._write_registers = counting  # type: ignore[method-assign]
+    hw._files.save = counting  # type: ignore[method-assign]
     async with running(hw):
         await trio.sleep(0.5)
         assert len(writes) == 1  # the initial one, then nothing while nothing moves
@@ -454,7 +461,9 @@ async def test_idle_meter_is_not_rewritten(short_dir: Path) -> None:
         start = trio.current_time()
         await trio.sleep(0.5)
         elapsed = trio.current_time() - start
-        assert 3 <= len(writes) <= 2 + elapsed / interval + 1  # at most one per interval while it moves
+        # The initial write, one per command (plug, charge), the power rise at once, then at most one per
+        # interval while the register moves.
+        assert 4 <= len(writes) <= 4 + elapsed / interval + 1
         hw.set_offered_current(1, 0)
         await trio.sleep(3 * interval)
         settled = len(writes)
@@ -467,12 +476,179 @@ async def test_idle_meter_is_not_rewritten(short_dir: Path) -> None:
 async def test_unreadable_meter_file_falls_back_to_seed_values(
     short_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    meter_file_for(short_dir / "sim.sock").write_text("{not json")
+    (short_dir / "sim.meter.json").write_text("{not json")
     hw = make_hw(short_dir)
     assert 1000 <= hw.read_meter(1).energy_wh <= 10000
     assert "unreadable" in caplog.text
-    meter_file_for(short_dir / "sim.sock").write_text(json.dumps({"evses": {"1": {"energyWh": -5}}}))
+    (short_dir / "sim.meter.json").write_text(json.dumps({"evses": {"1": {"energyWh": -5}}}))
     assert make_hw(short_dir).read_meter(1).energy_wh >= 1000
+
+
+async def test_physical_state_survives_a_restart(short_dir: Path, autojump_clock: MockClock) -> None:
+    """CONTRACT, simulated hardware: the EV (and the power it asks for), faults and a silent controller are
+    still there after the station process restarts; the offered current is the station's to set again."""
+    first = make_hw(short_dir)
+    async with running(first):
+        await first.plug(1)
+        await first.charge(1, watts=7400)
+        first.set_offered_current(1, 32)
+        await first.plug(2)
+        await first.raise_fault(2, "GroundFailure")
+        await trio.sleep(60)
+        before = first.status()["evses"]
+    second = make_hw(short_dir)
+    after = second.status()["evses"]
+    for key in ("evState", "requestedW", "fault", "silent"):
+        assert [e[key] for e in after] == [e[key] for e in before], key
+    assert [e["evState"] for e in after] == ["C", "B"] and after[0]["requestedW"] == 7400
+    assert after[1]["fault"] == "GroundFailure"
+    assert [e["offeredCurrentA"] for e in after] == [0.0, 0.0]
+    async with running(second):
+        second.set_offered_current(1, 32)
+        start = second.read_meter(1).energy_wh
+        await trio.sleep(360)
+        assert second.read_meter(1).energy_wh - start == pytest.approx(740, rel=1e-6)  # 7.4 kW, as it asked
+        await second.unplug(1)  # and the restored world takes commands as before
+        await second.clear_fault(2)
+        assert drain(second) == [Unplugged(1), FaultCleared(2)]
+
+
+async def test_a_command_is_persisted_before_its_event(short_dir: Path) -> None:
+    """kill -9 right after `appliance sim plug` answered: the file already has the EV (no clean stop needed)."""
+    hw = make_hw(short_dir)
+    async with running(hw):
+        await hw.plug(1)
+        await hw.charge(1, watts=3000)
+        restarted = make_hw(short_dir)  # reads the files as a station started now would
+        assert restarted.ev_state(1) is EVState.C and restarted.status()["evses"][0]["requestedW"] == 3000
+        await hw.unplug(1)
+        assert make_hw(short_dir).ev_state(1) is EVState.A
+
+
+async def stopped_after_charging(directory: Path) -> float:
+    """Charge EVSE 1 for a while, stop cleanly; the register it stopped at."""
+    hw = make_hw(directory)
+    async with running(hw):
+        await hw.plug(1)
+        await hw.charge(1)
+        hw.set_offered_current(1, 32)
+        await trio.sleep(300)
+    return hw.read_meter(1).energy_wh
+
+
+@pytest.mark.parametrize("damage", [
+    b"{not json", b"", b"\x00\x00\x00", b'{"format": 1, "evses": []}', b'[1, 2]',
+    b'{"format": 1, "evses": {"1": {"energyWh": 1.0, "evState": "C"}}}',  # valid, but far behind
+    b'{"format": 1, "evses": {"1": {"energyWh": -3, "evState": "C"}}}',
+    b'{"format": 1, "evses": {"1": "C"}}',
+])
+async def test_a_damaged_state_file_never_makes_the_register_go_backwards(
+    short_dir: Path, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture, damage: bytes
+) -> None:
+    """Issue 15: the meter file is a second durable copy of the register; the larger copy wins. The damaged
+    file is logged and ignored (the EVSE starts empty where its entry is unusable), never a crash."""
+    register = await stopped_after_charging(short_dir)
+    (short_dir / "sim.state.json").write_bytes(damage)
+    restarted = make_hw(short_dir)
+    assert restarted.read_meter(1).energy_wh >= register
+    assert restarted.read_meter(1).energy_wh == pytest.approx(register, abs=0.0011)
+    if damage.startswith(b'{"format": 1, "evses": {"1": {"energyWh": 1.0'):
+        assert restarted.ev_state(1) is EVState.C  # a readable entry keeps the EV; only its register lost
+    else:
+        assert restarted.ev_state(1) is EVState.A
+        assert "sim state file" in caplog.text
+    async with running(restarted):  # and it runs and persists again
+        if restarted.ev_state(1) is EVState.A:
+            await restarted.plug(1)
+        else:
+            await restarted.unplug(1)
+    assert json.loads((short_dir / "sim.state.json").read_text())["evses"]["1"]["energyWh"] >= register
+
+
+async def test_a_damaged_meter_copy_is_outvoted_by_the_state_file(short_dir: Path, autojump_clock: MockClock
+                                                                  ) -> None:
+    register = await stopped_after_charging(short_dir)
+    (short_dir / "sim.meter.json").write_text('{"format": 1, "evses": {"1": {"energyWh": 0.5}}}')
+    restarted = make_hw(short_dir)
+    assert restarted.read_meter(1).energy_wh >= register
+    assert restarted.ev_state(1) is EVState.C
+
+
+async def test_a_bad_physical_entry_empties_only_that_evse(
+    short_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hw = make_hw(short_dir)
+    await hw.plug(1)
+    await hw.plug(2)
+    state = json.loads((short_dir / "sim.state.json").read_text())
+    state["evses"]["1"]["evState"] = "D"  # not a pilot state this simulator knows
+    state["evses"]["2"]["requestedW"] = 7000
+    (short_dir / "sim.state.json").write_text(json.dumps(state))
+    restarted = make_hw(short_dir)
+    assert restarted.ev_state(1) is EVState.A and restarted.ev_state(2) is EVState.B
+    assert restarted.read_meter(1).energy_wh == hw.read_meter(1).energy_wh
+    assert "bad physical state for EVSE 1" in caplog.text
+
+
+async def test_state_files_are_replaced_atomically(short_dir: Path) -> None:
+    """No temporary file is left behind and both copies hold the same registers after every write."""
+    hw = make_hw(short_dir)
+    await hw.plug(1)
+    state = json.loads((short_dir / "sim.state.json").read_text())
+    meter = json.loads((short_dir / "sim.meter.json").read_text())
+    assert {k: v["energyWh"] for k, v in state["evses"].items()} == \
+        {k: v["energyWh"] for k, v in meter["evses"].items()}
+    assert state["evses"]["1"]["evState"] == "B"
+    assert sorted(os.listdir(short_dir)) == ["sim.meter.json", "sim.state.json"]
+
+
+async def test_state_dir_is_where_the_files_go(short_dir: Path) -> None:
+    hw = SimHardware([THREE_PHASE], short_dir / "run" / "sim.sock", state_dir=short_dir / "data")
+    await hw.plug(1)
+    assert (short_dir / "data" / "sim.state.json").is_file() and not (short_dir / "run").exists()
+
+
+# --------------------------------------------------------------------------------------- a silent controller
+
+
+async def test_a_silent_controller_reports_nothing_and_drops_the_contactor(
+    short_dir: Path, autojump_clock: MockClock
+) -> None:
+    hw = make_hw(short_dir)
+    async with running(hw):
+        await hw.plug(1)
+        await hw.charge(1)
+        hw.set_offered_current(1, 32)
+        await trio.sleep(60)
+        assert await hw.silence(1) == ("DeviceFault", hw.evse_status(1))
+        register = hw.read_meter(1).energy_wh
+        assert hw.offered_current(1) == 0
+        hw.set_offered_current(1, 16)  # not heard
+        assert hw.offered_current(1) == 0
+        await trio.sleep(60)
+        assert hw.read_meter(1).energy_wh == register and hw.read_meter(1).power_w == 0
+        event, state = await hw.unplug(1)  # the world goes on; the station just does not hear of it
+        assert event is None and state["evState"] == "A" and state["silent"] is True
+        with pytest.raises(CommandRefused, match="already silent"):
+            await hw.silence(1)
+        assert (await hw.revive(1))[0] == "DeviceRecovered"
+        with pytest.raises(CommandRefused, match="not silent"):
+            await hw.revive(1)
+        assert drain(hw) == [Plugged(1), EVStateChanged(1, EVState.C),
+                             DeviceFault(1, "ChargeController", "no answer from the controller"),
+                             DeviceRecovered(1, "ChargeController")]
+        hw.set_offered_current(1, 16)
+        assert hw.offered_current(1) == 16
+
+
+async def test_a_controller_silent_at_a_restart_is_reported_at_once(short_dir: Path) -> None:
+    hw = make_hw(short_dir)
+    await hw.silence(2)
+    drain(hw)
+    restarted = make_hw(short_dir)
+    async with running(restarted):
+        assert await restarted.events.receive() == DeviceFault(2, "ChargeController", "silent")
+        assert restarted.status()["evses"][1]["silent"] is True
 
 
 # --------------------------------------------------------------------------------------- back-pressure

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from appliance.hardware.sim_cli import send_request
+from appliance.hardware.sim.sim_cli import send_request
 from appliance.lab.csms import LoopbackCsms, StationCallError
 from appliance.lab.process import config_text, station_process
 from tests.conformance.auth_helpers import (

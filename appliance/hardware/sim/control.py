@@ -6,7 +6,8 @@ with `socat` and tests need no client library:
 
 * the client connects, sends one request line (UTF-8 JSON object, newline-terminated, at most
   `MAX_REQUEST_BYTES`), and reads one response line (a JSON object); the server then closes the connection;
-* request: ``{"command": "plug"|"charge"|"suspend"|"unplug"|"tap"|"fault"|"clear"|"status", ...}`` with
+* request: ``{"command": "plug"|"charge"|"suspend"|"unplug"|"tap"|"fault"|"clear"|"silence"|"revive"|"status",
+  ...}`` with
   ``"evse": int`` (required by every command but `tap`, where it is optional/null and `status`, where it is
   ignored), ``"watts": number`` (optional, `charge`), ``"token": str`` (`tap`), ``"code": str`` (optional,
   `fault`);
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
-    from appliance.hardware.sim import SimHardware
+    from appliance.hardware.sim.sim import SimHardware
 
 LOG = logging.getLogger("appliance.hardware.sim")
 
@@ -53,7 +54,7 @@ SOCKET_MODE = 0o660
 #: Many `appliance sim` calls at once (scripts, tests) must queue, not fail with EAGAIN.
 LISTEN_BACKLOG = 128
 
-COMMANDS = ("plug", "charge", "suspend", "unplug", "tap", "fault", "clear", "status")
+COMMANDS = ("plug", "charge", "suspend", "unplug", "tap", "fault", "clear", "silence", "revive", "status")
 
 
 class CommandRefused(Exception):
@@ -137,6 +138,8 @@ async def dispatch(hw: SimHardware, request: Any) -> dict[str, Any]:
             "unplug": lambda: hw.unplug(evse_id),
             "fault": lambda: hw.raise_fault(evse_id, _field_str(request, "code", required=False)),
             "clear": lambda: hw.clear_fault(evse_id),
+            "silence": lambda: hw.silence(evse_id),
+            "revive": lambda: hw.revive(evse_id),
         }
         event, state = await actions[command]()
         return _evse_response(command, evse_id, event, state)

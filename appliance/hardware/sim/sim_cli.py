@@ -48,7 +48,10 @@ class NoAnswer(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--timeout` and the COMMAND subparsers (dest ``sim_command``) to the `appliance sim` parser."""
+    """Add `--timeout` and the COMMAND subparsers (dest ``sim_command``) to the `appliance sim` parser.
+
+    Each command's parser is its own `usage_parser` default, so stray arguments are reported with its usage.
+    """
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help=f"how long to wait for the station's answer (default {DEFAULT_TIMEOUT_S:g})")
     commands = parser.add_subparsers(dest="sim_command", metavar="COMMAND", required=True)
@@ -71,13 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fault = evse_command("fault", "a hardware fault appears on the EVSE (no energy flows until cleared)")
     fault.add_argument("code", nargs="?", metavar="CODE", help="fault code (default SimulatedFault)")
     evse_command("clear", "the EVSE's hardware fault clears")
+    evse_command("silence", "the EVSE's controller stops answering (the station reports it Faulted)")
+    evse_command("revive", "the EVSE's silent controller answers again")
     commands.add_parser("status", help="every EVSE: connector status, EV state, token, transaction, energy",
-                        description="every EVSE: connector status, EV state, authorized token, transaction "
-                                    "id, energy, power, fault, offered current")
+                        description="every EVSE (it takes no EVSE): connector status, EV state, authorized "
+                                    "token, transaction id, energy, power, fault, silent controller, offered "
+                                    "current")
+    parser.set_defaults(usage_parser=parser)
+    for sub in commands.choices.values():
+        sub.set_defaults(usage_parser=sub)
 
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
-    """The request object for the parsed command line (the wire format is in appliance.hardware.control)."""
+    """The request object for the parsed command line (the wire format is in appliance.hardware.sim.control)."""
     command = args.sim_command
     request: dict[str, Any] = {"command": command}
     if command == "tap":

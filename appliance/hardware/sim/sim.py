@@ -3,7 +3,7 @@
 Why it exists: the station logic must be exercised end to end (demo, acceptance tests, people poking at it)
 without a car. `SimHardware` implements `Hardware` exactly as a device backend would; what a real backend
 reads from the pilot line, the card reader and the meter, the simulator takes from its control socket
-(`appliance.hardware.control`, driven by `appliance sim …`) and from a small physical model.
+(`appliance.hardware.sim.control`, driven by `appliance sim …`) and from a small physical model.
 
 The physical model, per EVSE:
 
@@ -19,24 +19,31 @@ The physical model, per EVSE:
   drives it in tests): on every reading and before every change of EV state, offered current or fault, at the
   old power. It starts at a seeded few kWh and never decreases.
 
-The register survives restarts of the station. It is kept in ``<socket stem>.meter.json`` next to the control
-socket (written to a temporary file, fsync'ed, renamed, directory fsync'ed), loaded when `SimHardware` is
-created and rewritten at most every `persist_interval_s` seconds while it moves, on clean exit, and at once
-when the power rises. So that a crash (kill -9, power cut) can never make it go backwards either, a running
-simulator writes not the current value but a *lease*: the value plus ``power * 3 * persist_interval_s``,
-which no reading can exceed before the next write lands. After a crash the register therefore restarts a few
-Wh ahead (at most ~40 Wh at 22 kW with the default 2 s); after a clean exit it restarts exactly where it was.
-When the simulator stops it opens every contactor (the station is powering down), so readings taken after
-`run` has returned do not exceed what was saved. Only the register is persisted: EV, card and fault state
-are not, so a restarted station finds every EVSE empty (as if the driver left during the outage).
+The physical state survives restarts of the station (a Reset, a firmware restart, kill -9): the EV stays
+plugged in, asking for the power it asked for, faults stay raised, a silent controller stays silent, and the
+register goes on from where it was (`appliance.hardware.sim.state` has the files and why there are two). A
+command's state change is written before its event is delivered; while energy flows the register is rewritten
+at most every `persist_interval_s` seconds, on clean exit, and at once when the power rises. So that a crash
+can never make the register go backwards, a running simulator writes not the current value but a *lease*: the
+value plus ``power * 3 * persist_interval_s``, which no reading can exceed before the next write lands. After a
+crash the register therefore restarts a few Wh ahead (at most ~40 Wh at 22 kW with the default 2 s); after a
+clean exit it restarts exactly where it was. When the simulator stops it opens every contactor (the station is
+powering down), so readings taken after `run` has returned do not exceed what was saved. The offered current
+is not kept: it is the station's to set again after its restart.
+
+A silent controller (`silence`, `revive`): the EVSE's controller board stops answering. The station hears
+`DeviceFault` and nothing else from that EVSE — the EV may still be plugged or unplugged (the world goes on,
+the events are not delivered), the contactor drops out (the board's watchdog) and the meter behind it repeats
+its last register. `revive` delivers `DeviceRecovered`; the station then re-reads the EV and fault state.
 
 Refusals (each a `CommandRefused` carrying a message for the person at the terminal): unknown EVSE, plug when
 plugged, charge/suspend/unplug with nothing plugged, suspend when not charging, watts not a finite number in
-(0, 1 MW], fault when already faulted (clear first), clear with no fault, token empty, longer than 36
-characters (OCPP IdToken) or not printable ASCII without spaces, fault code empty, longer than 50 or not
-printable ASCII. A token that is not hex is passed on (as ISO14443): real readers only produce hex UIDs, but
-people type "TAG1" and the station must cope with whatever a CSMS-side token list contains anyway. `charge`
-while already charging changes the EV's wish (no event, the EV state is unchanged).
+(0, 1 MW], fault when already faulted (clear first), clear with no fault, silence when silent, revive when
+not silent, token empty, longer than 36 characters (OCPP IdToken) or not printable ASCII without spaces, fault
+code empty, longer than 50 or not printable ASCII. A token that is not hex is passed on (as ISO14443): real
+readers only produce hex UIDs, but people type "TAG1" and the station must cope with whatever a CSMS-side token
+list contains anyway. `charge` while already charging changes the EV's wish (no event, the EV state is
+unchanged).
 
 Event delivery applies back-pressure: a command waits for room in the bounded `events` channel rather than
 dropping its event, and the state change is visible (`ev_state`, `status`) before the event is received, so
@@ -45,22 +52,21 @@ the station sees a consistent world when it handles it. Events from concurrent c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from appliance.hardware import control
 from appliance.hardware.base import (
     CardPresented,
+    DeviceFault,
+    DeviceRecovered,
     EvseLayout,
     EVState,
     EVStateChanged,
@@ -74,7 +80,17 @@ from appliance.hardware.base import (
     StatusProvider,
     Unplugged,
 )
-from appliance.hardware.control import CommandRefused
+from appliance.hardware.sim import control
+from appliance.hardware.sim.control import CommandRefused
+from appliance.hardware.sim.state import (
+    MAX_EV_WATTS,
+    MAX_FAULT_CODE_CHARS,
+    EvseRecord,
+    StateFiles,
+    files_for,
+    printable_ascii,
+    valid_fault_code,
+)
 from appliance.util.redact import mask
 
 LOG = logging.getLogger("appliance.hardware.sim")
@@ -84,22 +100,12 @@ DEFAULT_PERSIST_INTERVAL_S = 2.0
 #: How far ahead of the register the persisted lease reaches, in persist intervals (see module docstring).
 LEASE_INTERVALS = 3.0
 MAX_TOKEN_CHARS = 36  # OCPP IdTokenType.idToken
-MAX_FAULT_CODE_CHARS = 50  # OCPP techCode-sized
-MAX_EV_WATTS = 1_000_000.0
 DEFAULT_FAULT_CODE = "SimulatedFault"
 TOKEN_TYPE = "ISO14443"
-METER_FILE_FORMAT = 1
+#: The device `silence` takes away (the EVSE's controller board, with the pilot, contactor and meter behind it).
+CONTROLLER = "ChargeController"
 #: Ripple amplitudes of the two sines; their sum stays within ±1 % of nominal.
 _RIPPLE = ((0.007, 53.0), (0.003, 9.7))
-
-
-def meter_file_for(socket_path: Path) -> Path:
-    """Where the register of the simulator serving `socket_path` is persisted."""
-    return socket_path.with_name(socket_path.stem + ".meter.json")
-
-
-def _printable_ascii(text: str) -> bool:
-    return all("!" <= ch <= "~" for ch in text)
 
 
 def _floor_centi(amps: float) -> float:
@@ -122,12 +128,20 @@ class _EvseSim:
     requested_w: float | None = None  # None: as much as the EVSE can give
     offered_a: float = 0.0
     fault: str | None = None
+    silent: bool = False
     indication: Indication | None = None
     last_integrated: float | None = None
 
+    def record(self, energy_wh: float) -> EvseRecord:
+        return EvseRecord(energy_wh, self.ev_state, self.requested_w, self.fault, self.silent)
+
 
 class SimHardware:
-    """The simulated backend (see the module docstring for the model and the persisted register)."""
+    """The simulated backend (see the module docstring for the model and the persisted state).
+
+    It has every capability of `appliance.hardware.base.Hardware`, plus `set_status_provider` (the station's
+    view for `status`) and the commands of its control socket.
+    """
 
     def __init__(
         self,
@@ -137,32 +151,39 @@ class SimHardware:
         clock: Callable[[], float] = trio.current_time,
         events_buffer: int = DEFAULT_EVENTS_BUFFER,
         persist_interval_s: float = DEFAULT_PERSIST_INTERVAL_S,
-        meter_file: Path | None = None,
+        state_dir: Path | None = None,
         seed: int = 0,
     ) -> None:
+        """`state_dir` keeps the physical state (the station's data directory; default: the socket's)."""
         ids = [layout.evse_id for layout in layouts]
         if not layouts or len(set(ids)) != len(ids):
             raise ValueError(f"EVSE layouts need distinct ids, got {ids}")
         self.layouts = list(layouts)
         self.socket_path = Path(socket_path)
-        self.meter_file = meter_file if meter_file is not None else meter_file_for(self.socket_path)
+        self.state_file, self.meter_file = files_for(
+            Path(state_dir) if state_dir is not None else self.socket_path.parent, self.socket_path)
+        self._files = StateFiles(self.state_file, self.meter_file)
         self._clock = clock
         self._persist_interval_s = persist_interval_s
         self._send, self.events = trio.open_memory_channel[HardwareEvent](events_buffer)
-        stored = self._load_registers()
+        stored = self._files.load(ids)
         self._evses: dict[int, _EvseSim] = {}
         for layout in self.layouts:
-            start = stored.get(layout.evse_id)
+            start = stored.registers.get(layout.evse_id)
             if start is None:
                 start = round(random.Random(f"appliance-sim/{seed}/{layout.evse_id}").uniform(1500, 6000), 1)
-            self._evses[layout.evse_id] = _EvseSim(layout, start)
+            evse = _EvseSim(layout, start)
+            physical = stored.physical.get(layout.evse_id)
+            if physical is not None:
+                evse.ev_state, evse.requested_w = physical.ev_state, physical.requested_w
+                evse.fault, evse.silent = physical.fault, physical.silent
+            self._evses[layout.evse_id] = evse
         self._status_provider: StatusProvider | None = None
         self._common_indication: Indication | None = None
         self._stopped = False
-        self._persisted: dict[int, float] | None = None
+        self._persisted: dict[int, EvseRecord] | None = None
         self._persist_kick = trio.Event()
-        self._file_lock = threading.Lock()
-        self._persist_failing = False
+        self._write_lock = trio.Lock()  # writes land in the order their snapshots were taken
 
     # ------------------------------------------------------------------------------------- Hardware API
 
@@ -171,7 +192,8 @@ class SimHardware:
 
         A control socket that cannot be set up raises (ControlSocketError, naming the path) before started(),
         unwrapped, so `await nursery.start(hw.run)` reports it plainly. On the way out (also on
-        cancellation) the socket file is removed and the exact registers are saved.
+        cancellation) the socket file is removed and the exact state is saved. A controller that was silent
+        when the simulator last stopped is reported (`DeviceFault`) as soon as the station reads events.
         """
         listener = await control.open_listener(self.socket_path)  # errors surface raw from nursery.start
         self._stopped = False
@@ -179,9 +201,14 @@ class SimHardware:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(control.serve, self, listener)
                 nursery.start_soon(self._persist_loop)
+                for evse in self._evses.values():
+                    if evse.silent:
+                        nursery.start_soon(self._send.send, DeviceFault(evse.layout.evse_id, CONTROLLER, "silent"))
                 LOG.info("simulated hardware ready: %s", ", ".join(
                     f"EVSE {e.layout.evse_id} {e.layout.phases}x{e.layout.max_current_a:g} A "
-                    f"register {e.energy_wh:.1f} Wh" for e in self._evses.values()))
+                    f"register {e.energy_wh:.1f} Wh EV {e.ev_state.value}"
+                    f"{' fault ' + e.fault if e.fault else ''}{' silent' if e.silent else ''}"
+                    for e in self._evses.values()))
                 task_status.started()
         finally:
             listener.close()
@@ -217,10 +244,18 @@ class SimHardware:
             current_a=currents,
             offered_current_a=evse.offered_a,
             phases=layout.phases,
+            taken_at=now,
+            taken_utc=datetime.now(UTC),
         )
+
+    def offered_current(self, evse_id: int) -> float:
+        return self._evse(evse_id).offered_a
 
     def set_offered_current(self, evse_id: int, amps: float) -> None:
         evse = self._evse(evse_id)
+        if evse.silent:
+            LOG.debug("EVSE %d: controller silent; offer of %r A not heard", evse_id, amps)
+            return
         try:
             wanted = float(amps)
         except (TypeError, ValueError):
@@ -250,11 +285,11 @@ class SimHardware:
                 evse.indication = indication
             LOG.info("display (all EVSEs): %s", indication.value)
             return
-        evse = self._evses.get(evse_id)
-        if evse is None:
+        target = self._evses.get(evse_id)
+        if target is None:
             LOG.warning("indication %s for unknown EVSE %r ignored", indication.value, evse_id)
             return
-        evse.indication = indication
+        target.indication = indication
         LOG.info("display EVSE %d: %s", evse_id, indication.value)
 
     def set_status_provider(self, provider: StatusProvider) -> None:
@@ -262,8 +297,9 @@ class SimHardware:
 
     # --------------------------------------------------------------------------------- simulated world
 
-    async def plug(self, evse_id: int) -> tuple[str, dict[str, Any]]:
-        """An EV is connected (state B). Returns the emitted event's name and the EVSE's resulting state."""
+    async def plug(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
+        """An EV is connected (state B). Returns the emitted event's name (None: not delivered, the controller
+        is silent) and the EVSE's resulting state."""
         evse = self._command_evse(evse_id)
         if evse.ev_state is not EVState.A:
             raise CommandRefused(f"EVSE {evse_id} already has an EV plugged in (state {evse.ev_state.value})")
@@ -288,13 +324,13 @@ class SimHardware:
         wish = f"{watts:.0f} W" if watts is not None else "as much as offered"
         if evse.ev_state is EVState.C:
             LOG.info("sim: EV on EVSE %d now wants %s", evse_id, wish)
-            self._kick_persist()
+            await self._persist_now()
             return None, self.evse_status(evse_id)
         self._set_ev_state(evse, EVState.C)
         LOG.info("sim: EV on EVSE %d asks for energy (%s)", evse_id, wish)
         return await self._emit(EVStateChanged(evse_id, EVState.C), evse)
 
-    async def suspend(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+    async def suspend(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
         """The EV stops asking for energy but stays connected (C → B)."""
         evse = self._command_evse(evse_id)
         if evse.ev_state is EVState.A:
@@ -305,7 +341,7 @@ class SimHardware:
         LOG.info("sim: EV on EVSE %d suspends charging", evse_id)
         return await self._emit(EVStateChanged(evse_id, EVState.B), evse)
 
-    async def unplug(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+    async def unplug(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
         """The EV is disconnected, also in the middle of charging (it drives away)."""
         evse = self._command_evse(evse_id)
         if evse.ev_state is EVState.A:
@@ -317,7 +353,7 @@ class SimHardware:
 
     async def tap(self, token: str, evse_id: int | None = None) -> dict[str, Any]:
         """An RFID card is presented, with `evse_id` selected on the display first (or none)."""
-        if not token or len(token) > MAX_TOKEN_CHARS or not _printable_ascii(token):
+        if not token or len(token) > MAX_TOKEN_CHARS or not printable_ascii(token):
             raise CommandRefused(f"token must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without "
                                  f"spaces, got {token!r}")
         if evse_id is not None:
@@ -326,11 +362,11 @@ class SimHardware:
         await self._send.send(CardPresented(token, evse_id, TOKEN_TYPE))
         return {"token": token, "tokenType": TOKEN_TYPE, "evseId": evse_id, "event": "CardPresented"}
 
-    async def raise_fault(self, evse_id: int, code: str | None = None) -> tuple[str, dict[str, Any]]:
+    async def raise_fault(self, evse_id: int, code: str | None = None) -> tuple[str | None, dict[str, Any]]:
         """A hardware fault appears on the EVSE; no energy flows until it clears."""
         evse = self._command_evse(evse_id)
         code = DEFAULT_FAULT_CODE if code is None else code
-        if not code or len(code) > MAX_FAULT_CODE_CHARS or not _printable_ascii(code):
+        if not valid_fault_code(code):
             raise CommandRefused(
                 f"fault code must be 1 to {MAX_FAULT_CODE_CHARS} printable ASCII characters, got {code!r}")
         if evse.fault is not None:
@@ -340,7 +376,7 @@ class SimHardware:
         LOG.info("sim: fault %s on EVSE %d", code, evse_id)
         return await self._emit(FaultRaised(evse_id, code), evse)
 
-    async def clear_fault(self, evse_id: int) -> tuple[str, dict[str, Any]]:
+    async def clear_fault(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
         """The EVSE's fault goes away."""
         evse = self._command_evse(evse_id)
         if evse.fault is None:
@@ -350,6 +386,26 @@ class SimHardware:
         evse.fault = None
         self._kick_persist()
         return await self._emit(FaultCleared(evse_id), evse)
+
+    async def silence(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
+        """The EVSE's controller stops answering: `DeviceFault`, contactor open, no more events from it."""
+        evse = self._command_evse(evse_id)
+        if evse.silent:
+            raise CommandRefused(f"the controller of EVSE {evse_id} is already silent (revive it first)")
+        self._integrate(evse, self._clock())
+        evse.offered_a = 0.0  # its watchdog drops the contactor
+        evse.silent = True
+        LOG.info("sim: the controller of EVSE %d goes silent", evse_id)
+        return await self._emit(DeviceFault(evse_id, CONTROLLER, "no answer from the controller"), evse)
+
+    async def revive(self, evse_id: int) -> tuple[str | None, dict[str, Any]]:
+        """The EVSE's controller answers again: `DeviceRecovered`; the station re-reads its state."""
+        evse = self._command_evse(evse_id)
+        if not evse.silent:
+            raise CommandRefused(f"the controller of EVSE {evse_id} is not silent")
+        evse.silent = False
+        LOG.info("sim: the controller of EVSE %d answers again", evse_id)
+        return await self._emit(DeviceRecovered(evse_id, CONTROLLER), evse)
 
     def status(self) -> dict[str, Any]:
         """Every EVSE's hardware state plus the station's view of it (for `appliance sim status`)."""
@@ -383,13 +439,20 @@ class SimHardware:
         evse.ev_state = state
         self._kick_persist()
 
-    async def _emit(self, event: HardwareEvent, evse: _EvseSim) -> tuple[str, dict[str, Any]]:
+    async def _emit(self, event: HardwareEvent, evse: _EvseSim) -> tuple[str | None, dict[str, Any]]:
+        """Persist the changed world, then deliver its event (none from a silent controller but its own)."""
+        await self._persist_now()
+        if evse.silent and not isinstance(event, DeviceFault):
+            LOG.info("sim: EVSE %d's controller is silent; %s not reported", evse.layout.evse_id,
+                     type(event).__name__)
+            return None, self.evse_status(evse.layout.evse_id)
         # Waits for room rather than dropping: a lost Unplugged would leave a transaction open forever.
         await self._send.send(event)
         return type(event).__name__, self.evse_status(evse.layout.evse_id)
 
     def _mean_power_w(self, evse: _EvseSim) -> float:
-        if self._stopped or evse.ev_state is not EVState.C or evse.fault is not None or evse.offered_a <= 0:
+        if (self._stopped or evse.silent or evse.ev_state is not EVState.C or evse.fault is not None
+                or evse.offered_a <= 0):
             return 0.0
         layout = evse.layout
         limit = evse.offered_a * layout.phases * layout.nominal_voltage_v
@@ -437,6 +500,7 @@ class SimHardware:
             "voltageV": list(reading.voltage_v),
             "currentA": list(reading.current_a),
             "fault": evse.fault,
+            "silent": evse.silent,
             "offeredCurrentA": evse.offered_a,
             "contactorClosed": evse.offered_a > 0,
             "requestedW": evse.requested_w,
@@ -448,39 +512,25 @@ class SimHardware:
 
     # ------------------------------------------------------------------------------------- persistence
 
-    def _load_registers(self) -> dict[int, float]:
-        """The persisted registers by EVSE id; {} when there is no (readable) file yet."""
-        try:
-            raw = json.loads(self.meter_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            LOG.error("meter file %s unreadable (%s); registers restart from their seed values",
-                      self.meter_file, exc)
-            return {}
-        registers: dict[int, float] = {}
-        evses = raw.get("evses") if isinstance(raw, dict) else None
-        if not isinstance(evses, dict):
-            LOG.error("meter file %s has no 'evses' table; ignoring it", self.meter_file)
-            return {}
-        for key, entry in evses.items():
-            value = entry.get("energyWh") if isinstance(entry, dict) else None
-            if (key.isdigit() and isinstance(value, int | float) and not isinstance(value, bool)
-                    and math.isfinite(value) and value >= 0):
-                registers[int(key)] = float(value)
-            else:
-                LOG.error("meter file %s: bad entry %r: %r; ignored", self.meter_file, key, entry)
-        return registers
-
-    def _lease_targets(self) -> dict[int, float]:
-        """What to persist now: each register plus what it can grow until the write after next."""
+    def _snapshot(self, *, lease: bool = True) -> dict[int, EvseRecord]:
+        """What to persist now: the physical state, each register plus (with `lease`) what it can grow until
+        the write after next."""
         now = self._clock()
-        lease_s = LEASE_INTERVALS * self._persist_interval_s
-        targets = {}
+        lease_s = LEASE_INTERVALS * self._persist_interval_s if lease else 0.0
+        records = {}
         for evse_id, evse in self._evses.items():
             self._integrate(evse, now)
-            targets[evse_id] = _ceil_milli(evse.energy_wh + self._mean_power_w(evse) * lease_s / 3600.0)
-        return targets
+            records[evse_id] = evse.record(_ceil_milli(evse.energy_wh + self._mean_power_w(evse) * lease_s / 3600.0))
+        return records
+
+    async def _write(self, records: dict[int, EvseRecord]) -> None:
+        if await trio.to_thread.run_sync(self._files.save, records):
+            self._persisted = records
+
+    async def _persist_now(self) -> None:
+        """Write the state as it is now, before a command's event goes out (a restart must find it)."""
+        async with self._write_lock:
+            await self._write(self._snapshot())
 
     def _kick_persist(self) -> None:
         """Wake the persist loop if the power may have risen beyond what the persisted lease covers."""
@@ -495,62 +545,30 @@ class SimHardware:
         deadline = trio.current_time()
         while True:
             self._persist_kick = trio.Event()  # a kick from here on wakes the wait below
-            targets = self._lease_targets()
-            due = trio.current_time() >= deadline
-            persisted = self._persisted
-            outgrown = persisted is None or any(
-                value > persisted.get(evse_id, -1.0) for evse_id, value in targets.items())
-            if (outgrown or (due and targets != persisted)) and await trio.to_thread.run_sync(
-                    self._write_registers, targets):
-                self._persisted = targets
+            async with self._write_lock:
+                records = self._snapshot()
+                due = trio.current_time() >= deadline
+                persisted = self._persisted
+                outgrown = persisted is None or any(
+                    persisted.get(evse_id) is None or record.energy_wh > persisted[evse_id].energy_wh
+                    for evse_id, record in records.items())
+                if outgrown or (due and records != persisted):
+                    await self._write(records)
             if due:
                 deadline = trio.current_time() + self._persist_interval_s
             with trio.move_on_at(deadline):
                 await self._persist_kick.wait()
 
-    def _write_registers(self, registers: dict[int, float]) -> bool:
-        """Atomically replace the meter file (write, fsync, rename, fsync dir); runs in worker threads."""
-        payload = {
-            "format": METER_FILE_FORMAT,
-            "about": "energy registers of the simulated meters (appliance.hardware.sim); never decrease",
-            "evses": {str(evse_id): {"energyWh": value} for evse_id, value in sorted(registers.items())},
-        }
-        path = self.meter_file
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with self._file_lock:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    json.dump(payload, handle, indent=1)
-                    handle.write("\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-                directory = os.open(path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
-        except OSError as exc:
-            if not self._persist_failing:
-                LOG.error("cannot persist meter registers to %s: %s (a restart may lose energy)", path, exc)
-            self._persist_failing = True
-            return False
-        if self._persist_failing:
-            LOG.info("meter registers persisted again to %s", path)
-        self._persist_failing = False
-        return True
-
     def _stop(self) -> None:
-        """Power down: integrate up to now, open every contactor, save the exact registers."""
+        """Power down: integrate up to now, open every contactor, save the exact state (EVs stay plugged)."""
         now = self._clock()
         for evse in self._evses.values():
             self._integrate(evse, now)
         self._stopped = True
         for evse in self._evses.values():
             evse.offered_a = 0.0
-        exact = {evse_id: _ceil_milli(evse.energy_wh) for evse_id, evse in self._evses.items()}
-        if self._write_registers(exact):
+        exact = self._snapshot(lease=False)
+        if self._files.save(exact):
             self._persisted = exact
-        LOG.info("simulated hardware stopped; registers saved: %s",
-                 ", ".join(f"EVSE {i} {v:.3f} Wh" for i, v in exact.items()))
+        LOG.info("simulated hardware stopped; state saved: %s", ", ".join(
+            f"EVSE {i} {r.energy_wh:.3f} Wh EV {r.ev_state.value}" for i, r in exact.items()))
