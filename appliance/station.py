@@ -90,10 +90,10 @@ class Station:
         self.hardware = hardware
         self.db = open_station_db(config.station.data_dir)
         try:
-            self.dm = DeviceModel.open(self.db, config.evses, config.variables)
+            self.dm = DeviceModel.open(self.db, config.evses, config.variables, config.limits)
         except FactoryValueError as exc:
             self.db.close()
-            raise ConfigError(f"variables.{exc.key}", exc.message) from exc
+            raise ConfigError(f"{exc.section}.{exc.key}", exc.message) from exc
         self.state = StateStore(self.db)
         # The journal has its own connection: its writer runs in worker threads and must never interleave
         # transactions with the device model's.

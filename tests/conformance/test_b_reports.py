@@ -199,8 +199,9 @@ def check_items(items: list[dict[str, Any]]) -> None:
             if attr.get("mutability") == "WriteOnly":
                 assert "value" not in attr, f"WriteOnly value reported: {item}"
         if chars["dataType"] in LIST_TYPES:
-            allowed = [v.strip() for v in chars.get("valuesList", "").split(",") if v.strip()]
-            assert allowed, f"{key(item)}: {chars['dataType']} without valuesList"
+            # An empty member is a value too: PhaseRotation's "" (not known) leads its valuesList (",RST,…").
+            allowed = [v.strip() for v in chars.get("valuesList", "").split(",")]
+            assert any(allowed), f"{key(item)}: {chars['dataType']} without valuesList"
             for attr in item["variableAttribute"]:
                 if "value" in attr:
                     assert value_allowed(chars["dataType"], attr["value"], allowed), (key(item), attr, allowed)
