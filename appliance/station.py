@@ -145,6 +145,7 @@ class Station:
                 settings_changed=self.settings_changed, clock=self.clock, online=lambda: self.link.online,
                 connectors=self.connectors,
                 desired_operative=lambda e=layout.evse_id: self.availability.operative(e),
+                station_in_transaction=lambda: any(r.state.tx is not None for r in self.runners.values()),
             )
         self.dispatcher.register("ChangeAvailability", self.availability.change)
         self.restart_reason: str | None = None
