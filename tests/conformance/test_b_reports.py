@@ -603,3 +603,22 @@ async def test_report_requests_while_busy(csms: LoopbackCsms, data_dir: Path) ->
             check_pages([p for p in pages if p["requestId"] == request_id], *CERTIFIED)
         answer, _ = await report(csms, "GetBaseReport", {"reportBase": "SummaryInventory"})
         assert answer["status"] == "Accepted", answer
+
+
+async def test_reports_cut_by_a_lost_connection_free_their_places(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Three reports admitted (one sending, slowly; two waiting), then the CSMS drops the connection: after the
+    station reconnects, a new report is Accepted and sent — the cut reports left no place taken."""
+    ocpp = {"componentVariable": [{"component": {"name": "OCPPCommCtrlr"}}]}
+    async with station_up(csms, data_dir):
+        csms.set_response("NotifyReport", Delayed(0.5, {}))
+        for request_id in (1, 2, 3):
+            assert (await call(csms, "GetReport", {"requestId": request_id, **ocpp}))["status"] == "Accepted"
+        assert (await call(csms, "GetReport", {"requestId": 4, **ocpp}))["status"] == "Rejected"
+        before = len(csms.connections_snapshot("CS001"))
+        await csms.trio.disconnect("CS001")
+        await csms.trio.wait_for(lambda: len(csms.connections_snapshot("CS001")) > before
+                                 and csms.is_connected("CS001"), 15, what="the reconnection")
+        csms.set_response("NotifyReport", None)
+        answer, pages = await report(csms, "GetBaseReport", {"reportBase": "SummaryInventory"})
+        assert answer["status"] == "Accepted", answer
+        check_pages(pages, *CERTIFIED)
