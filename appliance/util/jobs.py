@@ -10,7 +10,7 @@ the job produces that when its turn comes.
 
 A ticket frees its place exactly once: when its job ends (done, failed, or cancelled with the connection it
 serves), or when the answer that announced it could not be sent (`Reply.abandon`), so a lost connection never
-leaks a place.
+leaks a place. A handler therefore admits last: nothing awaited between `admit` and returning the Reply.
 """
 
 from __future__ import annotations
