@@ -41,7 +41,7 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "evse", "logging", "journal"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
@@ -100,6 +100,7 @@ class Config:
     evses: list[EvseLayout]
     variables: dict[str, Any]
     log_level: str = "INFO"
+    limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
     source: str = "<embedded default>"
 
@@ -216,6 +217,7 @@ def parse(text: str, *, source: str) -> Config:
         hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
         evses=_evses(raw.get("evse")),
         variables=dict(variables),
+        limits=_limits(raw.get("limits", {})),
         log_level=level,
         source=source,
     )
@@ -275,6 +277,29 @@ def _no_contradiction(variables: dict[str, Any], owned: dict[str, tuple[str, Any
         told = "" if secret or actual is None else f" ({actual!r})"
         raise ConfigError(f"variables.{key}", f"contradicts {config_key}{told}: the station reports {config_key}; "
                           "set it there and remove this line")
+
+
+def _limits(raw: Any) -> dict[str, dict[str, int | float]]:
+    """`[limits]`: the minLimit/maxLimit the station maker declares (certified) for numeric variables, keyed like
+    `[variables]`, e.g. ``"SampledDataCtrlr.TxUpdatedInterval" = { min = 10 }``. Only the shape is checked here;
+    the device model checks each key against its variable when it opens (unknown key, not numeric, wider than the
+    firmware allows, or a default outside them: exit 2 naming `limits.<key>`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("limits", "must be a table")
+    limits: dict[str, dict[str, int | float]] = {}
+    for key, bounds in raw.items():
+        where = f"limits.{key}"
+        if not isinstance(bounds, dict) or not bounds:
+            raise ConfigError(where, "must be an inline table with min and/or max, e.g. { min = 10, max = 3600 }")
+        for name, number in bounds.items():
+            if name not in ("min", "max"):
+                raise ConfigError(f"{where}.{name}", "unknown key (known: max, min)")
+            if not isinstance(number, int | float) or isinstance(number, bool) or not -2**63 < number < 2**63:
+                raise ConfigError(f"{where}.{name}", f"must be a number, got {number!r}")
+        if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+            raise ConfigError(where, f"min {bounds['min']} is above max {bounds['max']}")
+        limits[key] = dict(bounds)
+    return limits
 
 
 def _evses(raw: Any) -> list[EvseLayout]:

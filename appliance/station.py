@@ -81,10 +81,10 @@ class Station:
         self.hardware = hardware
         self.db = open_station_db(config.station.data_dir)
         try:
-            self.dm = DeviceModel.open(self.db, config.evses, config.variables)
+            self.dm = DeviceModel.open(self.db, config.evses, config.variables, config.limits)
         except FactoryValueError as exc:
             self.db.close()
-            raise ConfigError(f"variables.{exc.key}", exc.message) from exc
+            raise ConfigError(f"{exc.section}.{exc.key}", exc.message) from exc
         self.state = StateStore(self.db)
         # The journal has its own connection: its writer runs in worker threads and must never interleave
         # transactions with the device model's.
@@ -136,6 +136,7 @@ class Station:
                 settings_changed=self.settings_changed, clock=self.clock, online=lambda: self.link.online,
                 connectors=self.connectors,
                 desired_operative=lambda e=layout.evse_id: self.availability.operative(e),
+                station_in_transaction=lambda: any(r.state.tx is not None for r in self.runners.values()),
             )
         self.dispatcher.register("ChangeAvailability", self.availability.change)
         self.restart_reason: str | None = None

@@ -9,7 +9,8 @@ AuthCtrlr.AuthorizeRemoteStart, stop-by-group checks). The order (Part 2 C01–C
    is asked (Authorize) and its answer refreshes the cache. A locally known non-Accepted token is refused
    without asking when DisablePostAuthorize is set.
 3. Offline (or the CSMS did not answer): with AuthCtrlr.LocalAuthorizeOffline a locally known Accepted token
-   may charge; anything else is refused (OfflineTxForUnknownIdEnabled is false and read-only here).
+   may charge; anything else is refused (no Unknown Offline Authorization: the
+   station has no AuthCtrlr.OfflineTxForUnknownIdEnabled, whose presence would declare it).
 """
 
 from __future__ import annotations

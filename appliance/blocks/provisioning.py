@@ -77,7 +77,8 @@ class Provisioning:
             log.info("BootNotification (%s) answered %s, interval %d s", reason, status, interval)
             if status == "Accepted":
                 if interval > 0:
-                    self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", interval)
+                    self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
+                                          self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
                 return
             link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
             triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY,

@@ -28,6 +28,14 @@ Choices where neither the spec nor the certified station fixes a value:
   maxLimit = the layout's phases × max current × nominal voltage).
 * ActiveNetworkProfile is an integer (the appendix text; the CSV says string); NetworkConfigurationPriority
   stays a string (CSV and text agree) checked to be a comma-separated list of slot numbers.
+* PhaseRotation (ChargingStation and each EVSE, Part 2 appendix 3.2.11/3.2.30): ReadWrite, persisted, default
+  "" (not known) — the station maker declares the wiring in `[variables]`, e.g.
+  `"ChargingStation.PhaseRotation" = "RST"`; the values a component can have follow its supply phases.
+* Absent on purpose: AuthCtrlr.OfflineTxForUnknownIdEnabled and TxCtrlr.MaxEnergyOnInvalidId. Both are optional
+  (Required "no") and their presence declares a feature ("If this key exists, the Charging Station supports
+  Unknown Offline Authorization"; Part 6 TC_C_15/C_18 run when MaxEnergyOnInvalidId "is implemented"); this
+  station supports neither: offline it refuses unknown idTokens, and a deauthorized transaction gets no more
+  energy (StopTxOnInvalidId false suspends it).
 * ClockCtrlr.NextTimeOffsetTransitionDateTime exists (RW, no value until set) because TC_B_11 uses it to
   test dateTime parsing; the station keeps every time in UTC, so the value is only stored.
 """
@@ -35,6 +43,7 @@ Choices where neither the spec nor the certified station fixes a value:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,6 +106,21 @@ class Spec:
     more: tuple[tuple[AttributeType, Mutability, object, bool, bool], ...] = ()
 
 
+def phase_rotations(phases: int) -> tuple[str, ...]:
+    """The PhaseRotation values of a component with `phases` supply phases (Part 2 appendix, PhaseRotation).
+
+    One letter per own phase L1, L2, L3 names the phase of the upstream feed it is wired to (R = L1, S = L2,
+    T = L3), x a phase not connected: a three-phase component has the six orders of R, S and T (RST is the
+    standard wiring); a single-phase one has its L1 on one of them (Rxx, Sxx, Txx). The empty string, "not
+    known or not applicable", is the default until the station maker or the CSMS sets one; it comes first, so
+    the reported valuesList starts with a comma (",RST,RTS,…"), which every split-on-comma reads as an empty
+    first member (a trailing one is dropped by some, e.g. Java's String.split).
+    """
+    codes = ["".join(order) for order in itertools.permutations("RST")] if phases == 3 else (
+        [letter + "xx" for letter in "RST"])
+    return ("", *codes)
+
+
 V = Spec  # keeps the table rows short
 
 STATION: tuple[Spec, ...] = (
@@ -143,7 +167,6 @@ STATION: tuple[Spec, ...] = (
     V("ClockCtrlr", "TimeAdjustmentReportingThreshold", INT, RW, 20, unit="s", min=0),
     V("ClockCtrlr", "TimeSource", SL, RW, "Heartbeat", values=TIME_SOURCES, non_empty=True),
     V("TxCtrlr", "EVConnectionTimeOut", INT, RW, 120, unit="s", min=0),
-    V("TxCtrlr", "MaxEnergyOnInvalidId", INT, RW, 0, unit="Wh", min=0),
     V("TxCtrlr", "StopTxOnEVSideDisconnect", B, RO, True, constant=True),
     V("TxCtrlr", "StopTxOnInvalidId", B, RW, True),
     V("TxCtrlr", "TxBeforeAcceptedEnabled", B, RO, False, constant=True),
@@ -167,7 +190,6 @@ STATION: tuple[Spec, ...] = (
     V("AuthCtrlr", "LocalAuthorizeOffline", B, RW, True),
     V("AuthCtrlr", "LocalPreAuthorize", B, RW, True),
     V("AuthCtrlr", "MasterPassGroupId", S, RW, "", max=36),
-    V("AuthCtrlr", "OfflineTxForUnknownIdEnabled", B, RO, False),
     V("AuthCacheCtrlr", "Available", B, RO, True, constant=True),
     V("AuthCacheCtrlr", "DisablePostAuthorize", B, RW, False),
     V("AuthCacheCtrlr", "Enabled", B, RW, True),
@@ -185,9 +207,10 @@ STATION: tuple[Spec, ...] = (
 
 
 def station_specs(layouts: Sequence[EvseLayout]) -> tuple[Spec, ...]:
-    """The rows that depend on the hardware: the station's phases."""
+    """The rows that depend on the hardware: the station's phases (and so its PhaseRotation values)."""
     phases = max((layout.phases for layout in layouts), default=0)
-    return (V("ChargingStation", "SupplyPhases", INT, RO, phases, min=0, max=3, constant=True),)
+    return (V("ChargingStation", "PhaseRotation", OL, RW, "", values=phase_rotations(phases)),
+            V("ChargingStation", "SupplyPhases", INT, RO, phases, min=0, max=3, constant=True))
 
 
 def evse_specs(layout: EvseLayout) -> tuple[Spec, ...]:
@@ -197,6 +220,7 @@ def evse_specs(layout: EvseLayout) -> tuple[Spec, ...]:
         V("EVSE", "AllowReset", B, RO, True, constant=True),
         V("EVSE", "AvailabilityState", OL, RO, "Available", values=AVAILABILITY, persistent=False),
         V("EVSE", "Available", B, RO, True, constant=True),
+        V("EVSE", "PhaseRotation", OL, RW, "", values=phase_rotations(layout.phases)),
         V("EVSE", "Power", D, RO, 0, unit="W", min=0, max=max_w, persistent=False,
           more=((AttributeType.MaxSet, RO, max_w, True, True),)),
         V("EVSE", "SupplyPhases", INT, RO, layout.phases, min=0, max=3, constant=True),

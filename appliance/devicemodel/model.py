@@ -2,6 +2,9 @@
 
 Who writes what:
 
+* the config's `[limits]` narrow a numeric variable's minLimit/maxLimit below what the firmware allows (the
+  limits the station was certified with, e.g. a TxUpdatedInterval of at least 10 s): reports show them, a
+  SetVariables outside them is Rejected (ValueOutOfRange), a persisted value outside them is reset;
 * the catalog's defaults and the config's `[variables]` ("factory" values) create the rows — a row is
   created once, the first time this firmware sees that variable attribute (first boot, or the first boot of
   a firmware that added the variable), from the factory value if the config names it, else the default;
@@ -19,6 +22,7 @@ Listeners hear of every change of a value, by whichever writer, once it is durab
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sqlite3
@@ -33,12 +37,14 @@ from appliance.devicemodel.store import VariableStore, Write
 from appliance.devicemodel.types import (
     AttributeKey,
     AttributeType,
+    DataType,
     Mutability,
     SetBy,
     UnknownAttribute,
     UnknownComponent,
     UnknownVariable,
     VariableDef,
+    VariableKey,
 )
 from appliance.hardware.base import EvseLayout
 
@@ -51,13 +57,19 @@ Validator = Callable[[object], str | None]
 _ComponentIndex = tuple[str, str, int, int]
 
 
-class FactoryValueError(ValueError):
-    """A `[variables]` key the device model cannot take; the caller reports it as a config error (exit 2)."""
+#: A `[limits]` entry: {"min": number, "max": number}, either optional (the config has checked the shape).
+FactoryLimits = Mapping[str, Mapping[str, int | float]]
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
+
+class FactoryValueError(ValueError):
+    """A `[variables]` (or `[limits]`) key the device model cannot take; the caller reports it as a config error
+    (exit 2) naming `section.key`."""
+
+    def __init__(self, key: str, message: str, section: str = "variables") -> None:
+        super().__init__(f"{section}.{key}: {message}")
         self.key = key
         self.message = message
+        self.section = section
 
 
 def component_index(name: str, instance: str | None, evse: int | None, connector: int | None) -> _ComponentIndex:
@@ -95,13 +107,15 @@ class DeviceModel:
 
     @classmethod
     def open(cls, conn: sqlite3.Connection, layouts: list[EvseLayout],
-             factory: Mapping[str, object]) -> DeviceModel:
-        """Load the persisted model, creating missing rows from `factory` over the defaults.
+             factory: Mapping[str, object], limits: FactoryLimits | None = None) -> DeviceModel:
+        """Load the persisted model, creating missing rows from `factory` over the defaults, under `limits`.
 
         Every factory key is checked on every open, so a bad config fails the same way on the hundredth boot
         as on the first; raises FactoryValueError naming the key.
         """
         catalog = build_catalog(layouts)
+        if limits:
+            catalog = cls(conn, catalog, {})._limited(limits, factory)
         model = cls(conn, catalog, {})
         wanted = model._check_factory(factory)
         persisted = model._store.load()
@@ -129,6 +143,56 @@ class DeviceModel:
         # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.
         model.bind_live("ClockCtrlr.DateTime", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         return model
+
+    def _limited(self, limits: FactoryLimits, factory: Mapping[str, object]) -> list[VariableDef]:
+        """The catalog with the station maker's narrower minLimit/maxLimit applied (FactoryValueError naming the
+        `[limits]` key if it names no numeric variable, widens the firmware's own limits, or leaves a default
+        without a `[variables]` value outside them)."""
+        narrowed: dict[VariableKey, VariableDef] = {}
+        factory_variables = set()
+        for key in factory:
+            with contextlib.suppress(PathError, KeyError):
+                factory_variables.add(self.resolve(key)[0].key)
+        for key, bounds in limits.items():
+            def refuse(message: str, key: str = key) -> FactoryValueError:
+                return FactoryValueError(key, message, section="limits")
+
+            try:
+                definition, attribute = self.resolve(key)
+            except PathError as exc:
+                raise refuse(str(exc)) from exc
+            except KeyError as exc:
+                raise refuse(exc.args[0]) from exc
+            if attribute is not AttributeType.Actual:
+                raise refuse("limits belong to the variable: name it without an attribute")
+            if definition.key in narrowed:
+                raise refuse("names a variable already limited by another key")
+            chars = definition.characteristics
+            if chars.data_type not in (DataType.integer, DataType.decimal):
+                raise refuse(f"only integer and decimal variables take limits, this one is {chars.data_type.value}")
+            low, high = bounds.get("min", chars.min_limit), bounds.get("max", chars.max_limit)
+            for name, number in (("min", bounds.get("min")), ("max", bounds.get("max"))):
+                if number is None:
+                    continue
+                if chars.data_type is DataType.integer and not float(number).is_integer():
+                    raise refuse(f"{name} must be a whole number for an integer variable")
+                if chars.min_limit is not None and number < chars.min_limit:
+                    raise refuse(f"{name} {number} is below the firmware's minLimit {chars.min_limit}")
+                if chars.max_limit is not None and number > chars.max_limit:
+                    raise refuse(f"{name} {number} is above the firmware's maxLimit {chars.max_limit}")
+            if low is not None and high is not None and low > high:
+                raise refuse(f"min {low} is above max {high}")
+            if chars.data_type is DataType.integer:
+                low, high = (None if n is None else int(n) for n in (low, high))
+            limited = dataclasses.replace(definition, characteristics=dataclasses.replace(
+                chars, min_limit=low, max_limit=high))
+            if definition.key not in factory_variables:
+                for attr in limited.attributes:
+                    if not _still_valid(limited, attr.default):
+                        raise refuse(f"the default {attr.default} is outside these limits; set "
+                                     f"variables.{format_path(definition.key)} to a value within them")
+            narrowed[definition.key] = limited
+        return [narrowed.get(definition.key, definition) for definition in self._catalog]
 
     def _check_factory(self, factory: Mapping[str, object]) -> dict[AttributeKey, tuple[str, str]]:
         """Factory key → (key, canonical text), or FactoryValueError for the first bad key."""
@@ -205,6 +269,20 @@ class DeviceModel:
             except Exception:
                 log.exception("live value of %s failed; using the stored one", format_path(*key))
         return self._values.get(key)
+
+    def clamp(self, path: str, number: int | float) -> int | float:
+        """`number` moved into the variable's minLimit..maxLimit, for a value the station must take from the CSMS
+        (BootNotification's interval) but has declared limits for."""
+        definition, _ = self._key(path)
+        chars = definition.characteristics
+        clamped = number
+        if chars.min_limit is not None and clamped < chars.min_limit:
+            clamped = chars.min_limit
+        if chars.max_limit is not None and clamped > chars.max_limit:
+            clamped = chars.max_limit
+        if clamped != number:
+            log.warning("%s: %s is outside the declared limits; using %s", path, number, clamped)
+        return clamped
 
     def limit(self, path: str) -> int:
         """An integer setting, for limits that must be numbers even if a provider misbehaves."""

@@ -44,6 +44,7 @@ class EvseRunner:
         online: Callable[[], bool],
         connectors: Connectors,
         desired_operative: Callable[[], bool] = lambda: True,
+        station_in_transaction: Callable[[], bool] | None = None,
     ) -> None:
         self.layout = layout
         self.evse_id = layout.evse_id
@@ -55,6 +56,8 @@ class EvseRunner:
         self._online = online
         self._connectors = connectors
         self._desired_operative = desired_operative
+        #: Is a transaction ongoing on any EVSE of the station (AlignedDataCtrlr.SendDuringIdle)?
+        self._station_in_transaction = station_in_transaction or (lambda: self.state.tx is not None)
         self.state = EvseState(self.evse_id)
         self._lock = trio.Lock()
         self.changed: Watched[int] = Watched(0)
@@ -264,10 +267,17 @@ class EvseRunner:
                 await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx.transaction_id, mv)
 
     async def _aligned_sample(self, stamp: str) -> None:
-        in_tx = self.state.tx is not None
-        if in_tx and not bool(self._setting("AlignedDataCtrlr.SendDuringIdle")):
+        """A clock-aligned reading: in the EVSE's transaction as an Updated event, else a MeterValuesRequest.
+
+        With AlignedDataCtrlr.SendDuringIdle true the station "SHALL NOT send clock aligned meter values when a
+        transaction is ongoing" (Part 2 appendix): a station-wide condition, so an idle EVSE stays silent too
+        while another EVSE has a transaction (TC_J_06).
+        """
+        if bool(self._setting("AlignedDataCtrlr.SendDuringIdle")) and self._station_in_transaction():
+            return
+        if self.state.tx is not None:
             await self.apply(lambda s: s.periodic("MeterValueClock"), stamp)
-        elif not in_tx:
+        else:
             reading = self._hw.read_meter(self.evse_id)
             mv = meter_value(stamp, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")
             if mv is not None:

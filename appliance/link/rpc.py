@@ -64,10 +64,13 @@ class Reply:
 
     OCPP often wants something sent *after* the response (the message a TriggerMessage asks for, the
     NotifyReports of a GetBaseReport); `then` runs after the CALLRESULT is sent, in the session's nursery.
+    `abandon` runs instead when the CALLRESULT could not be sent (the connection went), so what was set aside
+    for `then` (a place in a JobQueue) is given back.
     """
 
     payload: dict
     then: Callable[[], Awaitable[None]] | None = None
+    abandon: Callable[[], None] | None = None
 
 
 Handler = Callable[[dict], Awaitable["dict | Reply"]]
@@ -90,7 +93,7 @@ class Dispatcher:
             raise ValueError(f"{action} already has a handler")
         self._handlers[action] = handler
 
-    async def handle(self, call: Call) -> tuple[CallResult | CallError, Callable[[], Awaitable[None]] | None]:
+    async def handle(self, call: Call) -> tuple[CallResult | CallError, Reply | None]:
         try:
             refusal = self.gate(call.action)
             if refusal is not None:
@@ -105,8 +108,10 @@ class Dispatcher:
                 self._registry.validate_response(call.action, reply.payload)
             except OcppError as exc:
                 log.error("BUG: our %s response fails its schema: %s", call.action, exc.description)
+                if reply.abandon is not None:
+                    reply.abandon()
                 raise OcppError(ErrorCode.InternalError, "station produced an invalid response") from exc
-            return CallResult(call.message_id, reply.payload), reply.then
+            return CallResult(call.message_id, reply.payload), reply
         except OcppError as exc:
             log.warning("answering %s %s with CALLERROR %s: %s", call.action, call.message_id,
                         exc.code.value, exc.description)
@@ -175,10 +180,15 @@ class RpcSession:
     async def _dispatch_loop(self, inbound: trio.MemoryReceiveChannel[Call], nursery: trio.Nursery) -> None:
         async with inbound:
             async for call in inbound:
-                answer, then = await self._dispatcher.handle(call)
-                await self._send(encode(answer))
-                if then is not None:
-                    nursery.start_soon(self._run_followup, call.action, then)
+                answer, reply = await self._dispatcher.handle(call)
+                try:
+                    await self._send(encode(answer))
+                except BaseException:
+                    if reply is not None and reply.abandon is not None:
+                        reply.abandon()
+                    raise
+                if reply is not None and reply.then is not None:
+                    nursery.start_soon(self._run_followup, call.action, reply.then)
 
     async def _run_followup(self, action: str, then: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.csms import LoopbackCsms
+from appliance.lab.csms import Delayed, LoopbackCsms
 from appliance.lab.process import PASSWORD
 from tests.conformance.remote_helpers import (
     assert_still_running,
@@ -199,8 +199,9 @@ def check_items(items: list[dict[str, Any]]) -> None:
             if attr.get("mutability") == "WriteOnly":
                 assert "value" not in attr, f"WriteOnly value reported: {item}"
         if chars["dataType"] in LIST_TYPES:
-            allowed = [v.strip() for v in chars.get("valuesList", "").split(",") if v.strip()]
-            assert allowed, f"{key(item)}: {chars['dataType']} without valuesList"
+            # An empty member is a value too: PhaseRotation's "" (not known) leads its valuesList (",RST,…").
+            allowed = [v.strip() for v in chars.get("valuesList", "").split(",")]
+            assert any(allowed), f"{key(item)}: {chars['dataType']} without valuesList"
             for attr in item["variableAttribute"]:
                 if "value" in attr:
                     assert value_allowed(chars["dataType"], attr["value"], allowed), (key(item), attr, allowed)
@@ -564,3 +565,60 @@ async def test_malformed_report_requests(csms: LoopbackCsms, data_dir: Path, act
         assert await call_error(csms, action, payload) in codes
         await assert_still_running(csms)
         assert csms.actions("CS001", "NotifyReport", mark) == []
+
+
+# --- bounded: one report at a time, two waiting, the rest Rejected ------------------------------------------
+
+
+async def test_report_requests_while_busy(csms: LoopbackCsms, data_dir: Path) -> None:
+    """B07/B08 with a report in progress (the CSMS answers each NotifyReport only after 0.5 s): the same requestId
+    again → Rejected, reasonCode DuplicateRequestId (the appendix's code for report requests); two more reports
+    are Accepted and wait; a fourth → Rejected (busy, with additionalInfo). Once the CSMS answers promptly again
+    the three reports are sent one after the other, in the order they were accepted, each complete."""
+    ocpp = {"componentVariable": [{"component": {"name": "OCPPCommCtrlr"}}]}
+    async with station_up(csms, data_dir):
+        csms.set_response("NotifyReport", Delayed(0.5, {}))
+        mark = csms.mark()
+        assert (await call(csms, "GetReport", {"requestId": 1, **ocpp}))["status"] == "Accepted"
+        again = await call(csms, "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"})
+        assert again["status"] == "Rejected" and again["statusInfo"]["reasonCode"] == "DuplicateRequestId", again
+        assert (await call(csms, "GetBaseReport", {"requestId": 2, "reportBase": "SummaryInventory"}))[
+            "status"] == "Accepted"
+        assert (await call(csms, "GetReport", {"requestId": 3, **ocpp}))["status"] == "Accepted"
+        busy = await call(csms, "GetBaseReport", {"requestId": 4, "reportBase": "FullInventory"})
+        assert busy["status"] == "Rejected" and busy["statusInfo"]["reasonCode"] == "Unspecified", busy
+        assert "busy" in busy["statusInfo"]["additionalInfo"], busy
+        csms.set_response("NotifyReport", None)
+
+        def all_sent() -> list[dict[str, Any]] | None:
+            pages = csms.actions("CS001", "NotifyReport", mark)
+            done = {p["requestId"] for p in pages if not p.get("tbc", False)}
+            return pages if {1, 2, 3} <= done else None
+
+        pages = await csms.trio.wait_for(all_sent, 30, what="the three accepted reports")
+        assert 4 not in {p["requestId"] for p in pages}
+        order = [p["requestId"] for p in pages]
+        assert order == sorted(order), "one report at a time, in the order accepted"
+        for request_id in (1, 2, 3):
+            check_pages([p for p in pages if p["requestId"] == request_id], *CERTIFIED)
+        answer, _ = await report(csms, "GetBaseReport", {"reportBase": "SummaryInventory"})
+        assert answer["status"] == "Accepted", answer
+
+
+async def test_reports_cut_by_a_lost_connection_free_their_places(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Three reports admitted (one sending, slowly; two waiting), then the CSMS drops the connection: after the
+    station reconnects, a new report is Accepted and sent — the cut reports left no place taken."""
+    ocpp = {"componentVariable": [{"component": {"name": "OCPPCommCtrlr"}}]}
+    async with station_up(csms, data_dir):
+        csms.set_response("NotifyReport", Delayed(0.5, {}))
+        for request_id in (1, 2, 3):
+            assert (await call(csms, "GetReport", {"requestId": request_id, **ocpp}))["status"] == "Accepted"
+        assert (await call(csms, "GetReport", {"requestId": 4, **ocpp}))["status"] == "Rejected"
+        before = len(csms.connections_snapshot("CS001"))
+        await csms.trio.disconnect("CS001")
+        await csms.trio.wait_for(lambda: len(csms.connections_snapshot("CS001")) > before
+                                 and csms.is_connected("CS001"), 15, what="the reconnection")
+        csms.set_response("NotifyReport", None)
+        answer, pages = await report(csms, "GetBaseReport", {"reportBase": "SummaryInventory"})
+        assert answer["status"] == "Accepted", answer
+        check_pages(pages, *CERTIFIED)

@@ -1,7 +1,8 @@
 """Part 6 B provisioning, device model: GetVariables (TC_B_06, B_07, B_32, B_33, B_34) and SetVariables (TC_B_09,
 B_10, B_11, B_35, B_36, B_37, B_39), plus the whole-request limits of B06.FR.16/17 and B05 (ItemsPerMessage →
 OccurrenceConstraintViolation, BytesPerMessage → FormatViolation) with the certified defaults and with larger
-limits a station maker sets through the config's `[variables]`.
+limits a station maker sets through the config's `[variables]`; the certified minLimit/maxLimit a station maker
+declares in `[limits]` (reported, enforced, applied to the boot interval) and PhaseRotation.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.conformance.helpers import (
     set_item,
     set_variables,
 )
+from tests.harness import PASSWORD
 
 
 def compact_size(payload: dict[str, Any]) -> int:
@@ -349,3 +351,79 @@ async def test_get_and_set_variables_larger_configured_limits(csms: LoopbackCsms
         too_big_set = {"setVariableData": [over_1000, over_1000]}
         assert compact_size(too_big_set) > 2000
         assert await call_error(csms, "SetVariables", too_big_set) == "FormatViolation"
+
+
+# --- what the station maker declares: [limits] and PhaseRotation ---------------------------------------------
+
+LIMITS = """[limits]
+"SampledDataCtrlr.TxUpdatedInterval" = { min = 10 }
+"OCPPCommCtrlr.HeartbeatInterval" = { min = 30, max = 86400 }
+"OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]" = { min = 10 }
+"""
+
+
+async def reported_characteristics(csms: LoopbackCsms, component: str, name: str,
+                                   instance: str | None = None) -> dict[str, Any]:
+    """variableCharacteristics of one variable, from a GetReport's NotifyReport."""
+    mark = csms.mark()
+    variable = {"name": name} if instance is None else {"name": name, "instance": instance}
+    answer = await csms.trio.call(STATION_ID, "GetReport", {"requestId": 42, "componentVariable": [
+        {"component": {"name": component}, "variable": variable}]})
+    assert answer["status"] == "Accepted", answer
+    [page] = await csms.trio.wait_action(STATION_ID, "NotifyReport", 10, since=mark)
+    [item] = page["reportData"]
+    return item["variableCharacteristics"]
+
+
+async def test_declared_limits_reported_and_enforced(csms: LoopbackCsms, data_dir: Path) -> None:
+    """B05.FR.07 under the limits the station maker declares in `[limits]` (the certified minimum TxUpdatedInterval,
+    HeartbeatInterval and MessageAttemptInterval): reports carry them as minLimit/maxLimit; SetVariables outside
+    → Rejected, reasonCode ValueOutOfRange, value unchanged; at the limit → Accepted."""
+    async with booted_station(csms, data_dir, extra=LIMITS):
+        chars = await reported_characteristics(csms, "SampledDataCtrlr", "TxUpdatedInterval")
+        assert chars["minLimit"] == 10 and "maxLimit" not in chars, chars
+        chars = await reported_characteristics(csms, "OCPPCommCtrlr", "HeartbeatInterval")
+        assert (chars["minLimit"], chars["maxLimit"]) == (30, 86400), chars
+        for component, name, instance, low, high in (
+            ("SampledDataCtrlr", "TxUpdatedInterval", None, "9", "10"),
+            ("OCPPCommCtrlr", "HeartbeatInterval", None, "29", "30"),
+            ("OCPPCommCtrlr", "HeartbeatInterval", None, "86401", "86400"),
+            ("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent", "0", "10"),
+        ):
+            before = await get_value(csms, component, name, instance=instance)
+            [result] = await set_variables(csms, set_item(component, name, low, instance=instance))
+            assert result["attributeStatus"] == "Rejected", result
+            assert result["attributeStatusInfo"]["reasonCode"] == "ValueOutOfRange", result
+            assert await get_value(csms, component, name, instance=instance) == before
+            [result] = await set_variables(csms, set_item(component, name, high, instance=instance))
+            assert result["attributeStatus"] == "Accepted" and no_error_info(result), result
+            assert await get_value(csms, component, name, instance=instance) == high
+
+
+async def test_boot_interval_outside_the_declared_limits(data_dir: Path) -> None:
+    """B01: an accepted BootNotification's interval sets HeartbeatInterval; one below the declared minLimit
+    (30 s) is moved to it instead of failing the boot."""
+    with LoopbackCsms(passwords={STATION_ID: PASSWORD}, heartbeat_interval=5) as csms:
+        async with booted_station(csms, data_dir, extra=LIMITS):
+            assert await get_value(csms, "OCPPCommCtrlr", "HeartbeatInterval") == "30"
+        assert csms.violations == []
+
+
+async def test_phase_rotation_factory_value_set_and_persisted(csms: LoopbackCsms, data_dir: Path) -> None:
+    """ChargingStation.PhaseRotation and EVSE[n].PhaseRotation: the factory value from `[variables]`; the CSMS
+    changes it (RTS accepted, a code with a phase twice or one that does not fit the EVSE's phases → Rejected
+    InvalidValue); the CSMS's value survives a restart with the same config."""
+    variables = {"ChargingStation.PhaseRotation": "RST", "EVSE[2].PhaseRotation": "Sxx"}
+    async with booted_station(csms, data_dir, variables=variables):
+        assert await get_value(csms, "ChargingStation", "PhaseRotation") == "RST"
+        assert await get_value(csms, "EVSE", "PhaseRotation", evse=2) == "Sxx"
+        assert await get_value(csms, "EVSE", "PhaseRotation", evse=1) == ""  # not known
+        [result] = await set_variables(csms, set_item("ChargingStation", "PhaseRotation", "RTS"))
+        assert result["attributeStatus"] == "Accepted", result
+        for component, value, evse in (("ChargingStation", "RRT", None), ("EVSE", "RST", 2), ("EVSE", "Rx", 1)):
+            [result] = await set_variables(csms, set_item(component, "PhaseRotation", value, evse=evse))
+            assert result["attributeStatus"] == "Rejected", result
+            assert result["attributeStatusInfo"]["reasonCode"] == "InvalidValue", result
+    async with booted_station(csms, data_dir, variables=variables):
+        assert await get_value(csms, "ChargingStation", "PhaseRotation") == "RTS"
+        assert await get_value(csms, "EVSE", "PhaseRotation", evse=2) == "Sxx"

@@ -6,7 +6,8 @@ The cache is filled as Part 6's memory state IdTokenCached does it: the card is 
 answers (`auth_helpers.seed_cache`, on EVSE 2 so the case's EVSE 1 starts clean). The station's factory settings
 are those the cases ask for (AuthCacheCtrlr.Enabled, AuthCtrlr.LocalPreAuthorize and LocalAuthorizeOffline true,
 AuthCacheCtrlr.DisablePostAuthorize false); a case that needs another value sets it in `[variables]`.
-TC_C_15, C_18 (MaxEnergyOnInvalidId > 0) and TC_C_57 (DisablePostAuthorize) are not part of this set.
+TC_C_15, C_18 (MaxEnergyOnInvalidId > 0: the station does not implement MaxEnergyOnInvalidId) and TC_C_57
+(DisablePostAuthorize) are not part of this set.
 """
 
 from __future__ import annotations
@@ -194,13 +195,14 @@ async def test_TC_C_16_cache_stop_tx_on_invalid_id_true(csms: LoopbackCsms, data
 
 
 async def test_TC_C_17_cache_stop_tx_on_invalid_id_false(csms: LoopbackCsms, data_dir: Path) -> None:
-    """TC_C_17_CS: StopTxOnInvalidId false, MaxEnergyOnInvalidId 0; as TC_C_16 up to the CSMS's Invalid.
+    """TC_C_17_CS: StopTxOnInvalidId false, MaxEnergyOnInvalidId 0 (not implemented: no energy after Invalid); as
+    TC_C_16 up to the CSMS's Invalid.
 
     Step 2: a message Authorized with the idToken and offline true; a message with chargingState SuspendedEVSE (the
     transaction goes on without energy); no message with triggerReason "SuspendedEVSE" (no such reason). The
     transaction is not ended. Post scenario: the energy flow stops.
     """
-    variables = {"TxCtrlr.StopTxOnInvalidId": False, "TxCtrlr.MaxEnergyOnInvalidId": 0}
+    variables = {"TxCtrlr.StopTxOnInvalidId": False}
     async with auth_station(csms, data_dir, variables=variables) as station:
         mark = await _offline_start_then_invalid(csms, station)
         suspended = await wait_event(

@@ -4,10 +4,11 @@ listed tokens (TC_C_40, C_43).
 
 Memory state IdTokenLocalAuthList is a Full SendLocalList from the CSMS (`auth_helpers.install_list`). The station's
 factory settings are what the cases configure: LocalAuthListCtrlr.Enabled, AuthCtrlr.LocalPreAuthorize and
-LocalAuthorizeOffline true, LocalAuthListCtrlr.DisablePostAuthorize false. OfflineTxForUnknownIdEnabled is
-implemented read-only false here (the station never starts offline for an unknown idToken), which is what TC_C_21…C_24
-ask for; TC_C_25 asks for true, see there. The station has no parking bay sensor, so the "Drive EV into parking bay"
-steps and the EVDetected messages that depend on TxStartPoint ParkingBayOccupancy do not occur.
+LocalAuthorizeOffline true, LocalAuthListCtrlr.DisablePostAuthorize false. OfflineTxForUnknownIdEnabled is not
+implemented (the station never starts offline for an unknown idToken), which is what TC_C_21…C_24 ask for ("false
+(If implemented)"); TC_C_25 asks for true "(If implemented)", see there. The station has no parking bay sensor, so
+the "Drive EV into parking bay" steps and the EVDetected messages that depend on TxStartPoint ParkingBayOccupancy do
+not occur.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tests.conformance.auth_helpers import (
     refused_silently,
     seed_cache,
 )
-from tests.conformance.helpers import get_value
+from tests.conformance.helpers import get_item, get_variables
 from tests.conformance.tx_helpers import (
     energy_transfer_started,
     ev_connected_pre_session,
@@ -115,14 +116,15 @@ async def test_TC_C_25_local_list_over_cache_offline(csms: LoopbackCsms, data_di
     as Invalid; StopTxOnInvalidId false; EVConnectedPreSession; offline, the card is presented; reconnection.
 
     Step 3: the station does NOT start a transaction for the card (the list outranks the cache): no Authorized /
-    idToken event, no energy. The case configures OfflineTxForUnknownIdEnabled true; here it is read-only false
-    (the station's documented choice), which cannot turn a listed Invalid token into an accepted one either, so
-    the case runs with it.
+    idToken event, no energy. The case configures OfflineTxForUnknownIdEnabled true "(If implemented)"; the
+    station does not implement it (the variable is absent, GetVariables says UnknownVariable), which cannot turn a
+    listed Invalid token into an accepted one either, so the case runs without it.
     """
     async with auth_station(csms, data_dir, variables={"TxCtrlr.StopTxOnInvalidId": False}) as station:
         await seed_cache(csms, station, VALID)
         await install_list(csms, 1, entry(VALID, "Invalid"))
-        assert await get_value(csms, "AuthCtrlr", "OfflineTxForUnknownIdEnabled") == "false"
+        [absent] = await get_variables(csms, get_item("AuthCtrlr", "OfflineTxForUnknownIdEnabled"))
+        assert absent["attributeStatus"] == "UnknownVariable", absent
         await ev_connected_pre_session(csms, station)
         await go_offline(csms, station)
         mark = await refused_silently(csms, station, VALID)

@@ -227,7 +227,7 @@ async def test_TC_E_16_stop_point_deauthorized_invalid_id(csms: LoopbackCsms, da
     }
     async with booted_station(csms, data_dir, variables=variables) as station:
         # Memory state IdTokenCached: one accepted online session puts the token in the authorization cache
-        # (OfflineTxForUnknownIdEnabled is read-only false here: an unknown token would not start offline).
+        # (no OfflineTxForUnknownIdEnabled here: an unknown token would not start offline).
         tx_id = tx_id_of(await authorized_local(csms, station))
         await stop_by_card(csms, station, tx_id)
         await wait_queue_empty(station)

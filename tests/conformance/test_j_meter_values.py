@@ -1,4 +1,4 @@
-"""Part 6 J (meter values): clock-aligned (TC_J_01, J_02, J_03) and sampled (TC_J_07, J_09, J_10).
+"""Part 6 J (meter values): clock-aligned (TC_J_01, J_02, J_03, J_06) and sampled (TC_J_07, J_09, J_10).
 
 Every case configures all six measurands this station supports, so each check covers measurand, context, unit
 and phase of everything it reports: EVSE 1 is three-phase (Current.Import per L1…L3, Voltage per L1-N…L3-N),
@@ -134,6 +134,51 @@ async def test_TC_J_03_clock_aligned_tx_ended(csms: LoopbackCsms, data_dir: Path
         assert_measurands(mv, ALL_MEASURANDS, "Sample.Clock", 3)
         assert off_boundary(mv["timestamp"], ALIGNED) <= ON_TIME, mv["timestamp"]
     assert_spacing(distinct_times(clock), ALIGNED, ON_TIME)
+
+
+def aligned_by_evse(requests: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    by_evse: dict[int, list[dict[str, Any]]] = {}
+    for request in requests:
+        by_evse.setdefault(request["evseId"], []).extend(request["meterValue"])
+    return by_evse
+
+
+async def test_TC_J_06_no_clock_aligned_values_during_transaction(csms: LoopbackCsms, data_dir: Path) -> None:
+    """TC_J_06_CS: AlignedDataCtrlr.Interval 2 s, SendDuringIdle true (all measurands). Steps 1-2: idle, each EVSE
+    reports in MeterValuesRequests (Sample.Clock, every measurand). Step 3: EnergyTransferStarted on EVSE 1. Step
+    4: while the transaction runs, no clock-aligned values at all — not as TransactionEvents (MeterValueClock) on
+    EVSE 1 and not as MeterValuesRequests from the idle EVSE 2 ("SHALL NOT send clock aligned meter values when a
+    transaction is ongoing" is the station's condition). Step 6: after more than an interval + 5 s, the session
+    ends (card, unplug). Step 7: idle again, MeterValuesRequests with Sample.Clock come back from both EVSEs."""
+    variables = {**AUTH_ONLINE, "AlignedDataCtrlr.Interval": ALIGNED, "AlignedDataCtrlr.Measurands": ALL_MEASURANDS,
+                 "AlignedDataCtrlr.SendDuringIdle": True}
+
+    def both_report(since: int) -> list[dict[str, Any]] | None:
+        requests = csms.actions(STATION_ID, "MeterValues", since)
+        return requests if set(aligned_by_evse(requests)) == {1, 2} else None
+
+    async with booted_station(csms, data_dir, variables=variables) as station:
+        start = csms.mark()
+        idle = await csms.trio.wait_for(lambda: both_report(start), 2 * ALIGNED + 5,
+                                        what="step 1: aligned MeterValues from both idle EVSEs")
+        tx_id = await charging_session(csms, station)
+        during = csms.mark()
+        await trio.sleep(ALIGNED + 5)
+        quiet_meter_values = csms.actions(STATION_ID, "MeterValues", during)
+        quiet_clock_events = [e for e in tx_events(csms, during) if e["triggerReason"] == "MeterValueClock"]
+        await station.hardware.tap(TOKEN, evse_id=EVSE)
+        ended = await wait_trigger(csms, "StopAuthorized", since=during)
+        await station.hardware.unplug(EVSE)
+        after = csms.mark()
+        back = await csms.trio.wait_for(lambda: both_report(after), 2 * ALIGNED + 5,
+                                        what="step 7: aligned MeterValues from both EVSEs once idle")
+    for requests in (idle, back):
+        for evse_id, mvs in aligned_by_evse(requests).items():
+            for mv in mvs:
+                assert_measurands(mv, ALL_MEASURANDS, "Sample.Clock", PHASES[evse_id])
+    assert quiet_meter_values == [], "clock-aligned MeterValuesRequests while a transaction was ongoing"
+    assert quiet_clock_events == [], "clock-aligned TransactionEvents although SendDuringIdle is true"
+    assert tx_id_of(ended) == tx_id and ended["eventType"] == "Ended"
 
 
 async def test_TC_J_07_sampled_transaction_begin(csms: LoopbackCsms, data_dir: Path) -> None:

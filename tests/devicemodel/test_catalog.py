@@ -111,7 +111,6 @@ def test_certified_station_defaults(paths: dict) -> None:
         "ClockCtrlr.TimeSource": "Heartbeat",
         "SampledDataCtrlr.TxUpdatedInterval": "60",
         "AlignedDataCtrlr.Interval": "900",
-        "AuthCtrlr.OfflineTxForUnknownIdEnabled": "false",
         "AuthCtrlr.MasterPassGroupId": "",
         "LocalAuthListCtrlr.ItemsPerMessage": "10",
         "LocalAuthListCtrlr.BytesPerMessage": "1000",

@@ -163,13 +163,14 @@ async def test_clear_cache(csms: LoopbackCsms, data_dir: Path) -> None:
 
 
 async def test_unknown_token_refused_offline(csms: LoopbackCsms, data_dir: Path) -> None:
-    """Offline, a card neither in the list nor in the cache is refused (OfflineTxForUnknownIdEnabled is read-only
-    false): no energy, and nothing about it reaches the CSMS after reconnecting, although the CSMS would have
-    accepted it. A SetVariables to allow unknown idTokens offline is refused as read-only."""
+    """Offline, a card neither in the list nor in the cache is refused (the station has no
+    AuthCtrlr.OfflineTxForUnknownIdEnabled, so no Unknown Offline Authorization): no energy, and nothing about it
+    reaches the CSMS after reconnecting, although the CSMS would have accepted it. A SetVariables to allow unknown
+    idTokens offline finds no such variable."""
     async with auth_station(csms, data_dir) as station:
         [result] = (await csms.trio.call(STATION_ID, "SetVariables", {"setVariableData": [
             {**get_item("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), "attributeValue": "true"}]}))["setVariableResult"]
-        assert result["attributeStatus"] == "Rejected", result
+        assert result["attributeStatus"] == "UnknownVariable", result
         await ev_connected_pre_session(csms, station)
         await go_offline(csms, station)
         mark = await refused_silently(csms, station, UNKNOWN)
