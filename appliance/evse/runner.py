@@ -130,7 +130,8 @@ class EvseRunner:
         new_tx = None
         if event.first:
             new_tx = NewTransaction(event.transaction_id, self.evse_id, 1, event.id_token, event.remote_start_id)
-        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx))
+        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx,
+                                                   group_id_token=event.group_id_token))
         log.info("EVSE %d: TransactionEvent %s %s (%s) tx %s seqNo %d%s", self.evse_id, event.event_type,
                  event.trigger_reason, event.charging_state, event.transaction_id, stored["seqNo"],
                  " offline" if stored.get("offline") else "")
