@@ -216,6 +216,31 @@ async def test_send_local_list_version_mismatch(csms: LoopbackCsms, data_dir: Pa
         assert await list_version(csms) == 1
 
 
+#: SendLocalList requests that pass the schema but break the message's rules: (case, version, entries, updateType).
+BROKEN_LISTS: list[tuple[str, int, list[dict[str, Any]], str]] = [
+    ("full-entry-without-info", 2, [entry(VALID2), entry(OTHER, None)], "Full"),
+    ("full-same-token-twice", 2, [entry(VALID2), entry(VALID2, "Blocked")], "Full"),
+    ("differential-same-token-twice", 2, [entry(VALID2), entry(VALID2, None)], "Differential"),
+    ("full-version-0", 0, [entry(VALID2)], "Full"),
+    ("full-version-negative", -1, [entry(VALID2)], "Full"),
+    ("differential-version-0", 0, [entry(VALID2)], "Differential"),
+]
+
+
+async def test_send_local_list_breaking_its_rules_fails(csms: LoopbackCsms, data_dir: Path) -> None:
+    """D01/D02: a SendLocalList with a Full entry without idTokenInfo, the same idToken twice, or versionNumber ≤ 0
+    answers Failed (with a reasonCode) and leaves the list and its version exactly as they were — nothing merged."""
+    async with auth_station(csms, data_dir) as station:
+        await install_list(csms, 1, entry(VALID))
+        for case, version, entries, update_type in BROKEN_LISTS:
+            answer = await send_local_list(csms, version, entries, update_type)
+            assert answer["status"] == "Failed" and answer.get("statusInfo", {}).get("reasonCode"), (case, answer)
+            assert await list_version(csms) == 1, case
+            assert await get_value(csms, "LocalAuthListCtrlr", "Entries") == "1", case
+            assert station.authorizer.local_list.get(id_token(VALID)) == {"status": "Accepted"}, case
+            assert station.authorizer.local_list.get(id_token(VALID2)) is None, case
+
+
 def _long_entry(i: int) -> dict[str, Any]:
     """An entry of about 150 bytes: a 36-character token with a 36-character group."""
     return entry(f"{i:02d}" + "A" * 34, group="G" * 36)
