@@ -91,12 +91,13 @@ async def test_TC_F_12_meter_values_all_evse(csms: LoopbackCsms, data_dir: Path)
 
 
 def check_triggered_event(event: dict[str, Any], evse_id: int) -> None:
-    """Step 3 of TC_F_13/F_14: triggerReason Trigger, chargingState Charging, evse.id omitted or the EVSE's,
-    meterValue present with sampledValue[0].context Trigger."""
+    """Step 3 of TC_F_13/F_14: triggerReason Trigger, chargingState Charging, evse.id the EVSE's (TC_F_13 allows it
+    omitted, TC_F_14 does not: this station always sends it, with the connectorId), meterValue present with
+    sampledValue[0].context Trigger."""
     assert event["eventType"] == "Updated", event
     assert event["triggerReason"] == "Trigger", event
     assert event["transactionInfo"].get("chargingState") == "Charging", event
-    assert event.get("evse", {"id": evse_id})["id"] == evse_id, event
+    assert event.get("evse") == {"id": evse_id, "connectorId": 1}, event
     assert event.get("meterValue"), f"no meterValue in {event}"
     assert first_sample(event["meterValue"]).get("context") == "Trigger", event
 
