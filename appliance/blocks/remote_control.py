@@ -139,6 +139,10 @@ class RemoteControl:
         evse_id = evse["id"] if evse else None
         if evse_id is not None and evse_id != 0 and evse_id not in self._runners:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        connector_id = evse.get("connectorId") if evse else None
+        if connector_id is not None and not self._status.has_connector(evse_id or 0, connector_id):
+            # A connector the station does not have (EVSE 0, the station itself, has none): nothing to report.
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownConnectorId"}}
         targets = [self._runners[evse_id]] if evse_id else list(self._runners.values())
         accepted = {"status": "Accepted"}
         if what == "BootNotification":
@@ -146,7 +150,6 @@ class RemoteControl:
         if what == "Heartbeat":
             return Reply(accepted, then=self._send_heartbeat)
         if what == "StatusNotification":
-            connector_id = evse.get("connectorId") if evse else None
             return Reply(accepted, then=lambda: self._trigger_status(evse_id, connector_id))
         if what == "MeterValues":
             return Reply(accepted, then=lambda: self._trigger_meter_values(targets))

@@ -344,6 +344,21 @@ async def test_trigger_unknown_evse_rejected(csms: LoopbackCsms, data_dir: Path)
         assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
 
 
+@pytest.mark.parametrize("message", ["StatusNotification", "MeterValues"])
+@pytest.mark.parametrize("evse", [{"id": 1, "connectorId": 2}, {"id": 0, "connectorId": 1}],
+                         ids=["connector-2-of-evse-1", "connector-of-evse-0"])
+async def test_trigger_unknown_connector_rejected(csms: LoopbackCsms, data_dir: Path, message: str,
+                                                  evse: dict[str, int]) -> None:
+    """A trigger naming a connector the station does not have (each EVSE has connector 1 only; EVSE 0, the station
+    itself, has none) → Rejected, and nothing is sent (not an Accepted followed by silence)."""
+    async with station_up(csms, data_dir):
+        mark = csms.mark()
+        answer = await trigger(csms, message, evse)
+        assert answer["status"] == "Rejected", answer
+        await assert_still_running(csms)
+        assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
+
+
 MALFORMED: list[tuple[str, Any, set[str]]] = [
     ("unknown-message", {"requestedMessage": "Coffee"}, {"PropertyConstraintViolation"}),
     ("missing-message", {"evse": {"id": 1}}, {"OccurrenceConstraintViolation"}),
