@@ -152,6 +152,11 @@ class RemoteControl:
         if what == "StatusNotification":
             return Reply(accepted, then=lambda: self._trigger_status(evse_id, connector_id))
         if what == "MeterValues":
+            if not self._setting("AlignedDataCtrlr.Measurands"):
+                # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
+                # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
+                return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
+                                                             "additionalInfo": "AlignedDataCtrlr.Measurands is empty"}}
             return Reply(accepted, then=lambda: self._trigger_meter_values(targets))
         if what == "TransactionEvent":
             if not any(r.state.tx is not None for r in targets):

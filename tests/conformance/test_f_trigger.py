@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from appliance.csms import Delayed, LoopbackCsms
-from tests.conformance.helpers import CONNECTORS, STATION_ID
+from tests.conformance.helpers import CONNECTORS, STATION_ID, set_item, set_variables
 from tests.conformance.remote_helpers import (
     AUTH_ONLINE,
     TOKEN,
@@ -85,6 +85,20 @@ async def test_TC_F_12_meter_values_all_evse(csms: LoopbackCsms, data_dir: Path)
         assert sorted(m["evseId"] for m in mvs) == [1, 2], mvs
         for mv in mvs:
             assert first_sample(mv["meterValue"]).get("context") == "Trigger", mv
+
+
+async def test_trigger_meter_values_without_measurands_rejected(csms: LoopbackCsms, data_dir: Path) -> None:
+    """F06.FR.06: a triggered MeterValues carries AlignedDataCtrlr.Measurands; with that list emptied by the CSMS
+    there is nothing to report, so the trigger is Rejected (with a reason) rather than Accepted and followed by
+    nothing."""
+    async with station_up(csms, data_dir):
+        [result] = await set_variables(csms, set_item("AlignedDataCtrlr", "Measurands", ""))
+        assert result["attributeStatus"] == "Accepted", result
+        mark = csms.mark()
+        answer = await trigger(csms, "MeterValues", {"id": 1})
+        assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"], answer
+        await assert_still_running(csms)
+        assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
 
 
 # --- TransactionEvent ------------------------------------------------------------------------------------------
