@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, parse
-from tests.harness import REPO, config_text
+from appliance.lab.process import config_text
+from tests.harness import REPO
 
 LIMITS = '''
 [limits]

@@ -145,8 +145,13 @@ class Authorizer:
             return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled"}}
         version = int(payload["versionNumber"])
         updates = [(e["idToken"], e.get("idTokenInfo")) for e in entries]
+        broken = _broken_rule(payload["updateType"], version, updates)
+        if broken is not None:
+            reason, detail = broken
+            log.warning("SendLocalList version %d refused: %s; list and version unchanged", version, detail)
+            return {"status": "Failed", "statusInfo": {"reasonCode": reason, "additionalInfo": detail}}
         if payload["updateType"] == "Full":
-            full = [(t, i) for t, i in updates if i is not None]
+            full = [(t, i) for t, i in updates if i is not None]  # all of them: checked above
             if len(full) > LOCAL_LIST_CAPACITY:
                 return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
             self.local_list.replace(version, full)
@@ -159,6 +164,25 @@ class Authorizer:
         log.info("local list %s update to version %d: %d entries now", payload["updateType"], version,
                  self.local_list.count())
         return {"status": "Accepted"}
+
+
+def _broken_rule(update_type: str, version: int, updates: list[tuple[dict, dict | None]]) -> tuple[str, str] | None:
+    """The SendLocalList rule a schema-valid request still breaks (D01/D02), as (reasonCode, detail), or None.
+
+    Such a list is refused whole (Failed) rather than applied in part: what the CSMS meant is unclear, and a
+    partly applied list under a new version number would make the CSMS believe the station holds what it sent.
+    """
+    if version <= 0:
+        return "ValuePositiveOnly", f"versionNumber must be > 0 (0 means no list), got {version}"
+    seen: set[tuple[str, str]] = set()
+    for id_token, info in updates:
+        key = (id_token["idToken"], id_token["type"])
+        if key in seen:
+            return "InvalidValue", f"idToken {mask(key[0])} ({key[1]}) appears more than once"
+        seen.add(key)
+        if update_type == "Full" and info is None:
+            return "MissingParam", f"Full update: idToken {mask(key[0])} ({key[1]}) has no idTokenInfo"
+    return None
 
 
 def _compact(payload: dict) -> str:

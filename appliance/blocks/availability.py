@@ -58,6 +58,9 @@ class StatusReporter:
                 if self._connectors.changed.value == version:
                     await self._connectors.changed.wait_change()
 
+    def has_connector(self, evse_id: int, connector_id: int) -> bool:
+        return (evse_id, connector_id) in self._connectors.by_key
+
     def trigger(self, evse_id: int | None = None, connector_id: int | None = None) -> None:
         """TriggerMessage(StatusNotification): forget what the CSMS acknowledged so it is sent again."""
         for key in self._connectors.by_key:

@@ -1,9 +1,11 @@
 """Functional block B (provisioning): BootNotification, Heartbeat, GetVariables, SetVariables.
 
-Boot rules (Part 2 B01–B03, Part 6 TC_B_01/02/03/30): the first message on every connection after a
+Boot rules (Part 2 B01–B03, Part 6 TC_B_01/02/03/30/31): the first message on every connection after a
 (re)boot is BootNotification; nothing of our own goes out until it is Accepted. Pending means "wait
 `interval` and ask again, but answer the CSMS" (it may configure us meanwhile); Rejected means "wait
-`interval`, answer every CSMS request with SecurityError". A reconnect without a reboot does not boot again.
+`interval`, answer every CSMS request with SecurityError" — except TriggerMessage(BootNotification), which in
+either state is Accepted and sends a BootNotification (reason Triggered) at once. A reconnect without a reboot
+does not boot again.
 """
 
 from __future__ import annotations
@@ -81,18 +83,16 @@ class Provisioning:
                                           self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
                 return
             link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
-            triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY,
-                                                   triggerable=status == "Pending")
+            # Pending or Rejected, a TriggerMessage(BootNotification) ends the wait (B02, B03 / TC_B_31).
+            triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY)
             reason = "Triggered" if triggered else reason
 
-    async def _wait_for_retry(self, seconds: float, *, triggerable: bool = False) -> bool:
+    async def _wait_for_retry(self, seconds: float) -> bool:
         """Sleep until the retry is due; True if a TriggerMessage cut it short."""
         self._boot_triggered = trio.Event()
         with trio.move_on_after(seconds):
-            if triggerable:
-                await self._boot_triggered.wait()
-                return True
-            await trio.sleep_forever()
+            await self._boot_triggered.wait()
+            return True
         return False
 
     # --- heartbeat -----------------------------------------------------------------------------------

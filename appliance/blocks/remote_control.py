@@ -139,6 +139,10 @@ class RemoteControl:
         evse_id = evse["id"] if evse else None
         if evse_id is not None and evse_id != 0 and evse_id not in self._runners:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        connector_id = evse.get("connectorId") if evse else None
+        if connector_id is not None and not self._status.has_connector(evse_id or 0, connector_id):
+            # A connector the station does not have (EVSE 0, the station itself, has none): nothing to report.
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownConnectorId"}}
         targets = [self._runners[evse_id]] if evse_id else list(self._runners.values())
         accepted = {"status": "Accepted"}
         if what == "BootNotification":
@@ -146,9 +150,13 @@ class RemoteControl:
         if what == "Heartbeat":
             return Reply(accepted, then=self._send_heartbeat)
         if what == "StatusNotification":
-            connector_id = evse.get("connectorId") if evse else None
             return Reply(accepted, then=lambda: self._trigger_status(evse_id, connector_id))
         if what == "MeterValues":
+            if not self._setting("AlignedDataCtrlr.Measurands"):
+                # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
+                # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
+                return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
+                                                             "additionalInfo": "AlignedDataCtrlr.Measurands is empty"}}
             return Reply(accepted, then=lambda: self._trigger_meter_values(targets))
         if what == "TransactionEvent":
             if not any(r.state.tx is not None for r in targets):

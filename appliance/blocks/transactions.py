@@ -55,15 +55,19 @@ class Transactions:
     # --- the CSMS's word on a token, in a TransactionEvent answer ---------------------------------------
 
     async def on_transaction_event_answer(self, item: Queued, answer: dict) -> None:
-        """Cache the idTokenInfo (C02) and end or suspend the session if the token is not valid (C10, E05)."""
+        """Cache the idTokenInfo (C02), keep the GroupId it names for the transaction (C09.FR.03), and end or
+        suspend the session if the token is not valid (C10, E05)."""
         info = answer.get("idTokenInfo")
         id_token = item.payload.get("idToken")
         if info is None or id_token is None:
             return
         self._authorizer.learn(id_token, info)
-        if info["status"] == "Accepted":
-            return
         tx_id = item.payload["transactionInfo"]["transactionId"]
+        if info["status"] == "Accepted":
+            group = info.get("groupIdToken")
+            if group is not None:
+                await self._keep_group(tx_id, id_token, group)
+            return
         for runner in self._runners.values():
             if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
                 stop = bool(self._setting("TxCtrlr.StopTxOnInvalidId"))
@@ -72,6 +76,16 @@ class Transactions:
                 await runner.apply(
                     lambda s, stop=stop: s.invalid_id(stop) if s.tx and s.tx.transaction_id == tx_id else []
                 )
+
+    async def _keep_group(self, tx_id: str, id_token: dict, group: dict) -> None:
+        """Durably first (the journal's transaction row, like the rest of what a restart recovers), then for the
+        running session."""
+        await self._journal.run_sync(self._journal.store.set_group_id_token, tx_id, group)
+        for runner in self._runners.values():
+            if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
+                log.info("EVSE %d: transaction %s belongs to GroupId %s (CSMS)", runner.evse_id, tx_id,
+                         mask(group["idToken"]))
+                await runner.apply(lambda s: s.learn_group(tx_id, id_token, group))
 
     # --- after a power cut ---------------------------------------------------------------------------------
 
@@ -119,7 +133,10 @@ class Transactions:
             if await self._may_stop(current, id_token):
                 log.info("EVSE %d: stop by card %s", runner.evse_id, mask(token))
                 self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
-                await runner.apply(lambda s: s.deauthorize("StopAuthorized", "Local", id_token))
+                # Only the session the card was checked against: it may have ended while the CSMS was asked.
+                await runner.apply(
+                    lambda s: s.deauthorize("StopAuthorized", "Local", id_token) if s.authorization is current else []
+                )
             else:
                 log.info("EVSE %d: card %s may not stop this session", runner.evse_id, mask(token))
                 self._hw.indicate(runner.evse_id, Indication.REJECTED)
@@ -132,7 +149,7 @@ class Transactions:
             self._hw.indicate(runner.evse_id, Indication.REJECTED)
             return
         self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
-        auth = Authorization(id_token, group_id=_group(info))
+        auth = Authorization(id_token, group_id_token=info.get("groupIdToken"))
         await runner.apply(lambda s: s.authorize(auth, "Authorized"))
 
     def _runner_for_card(self, token: str, evse_id: int | None) -> EvseRunner | None:
@@ -145,13 +162,21 @@ class Transactions:
         return next(iter(self._runners.values())) if len(self._runners) == 1 else None
 
     async def _may_stop(self, current: Authorization, id_token: dict) -> bool:
-        """The same token, or one of the same group (TC_C_39/C_42), may stop a session."""
+        """The same token stops its session at once. Any other is authorized first, as for a start — by the local
+        list or cache where they know it, otherwise by the CSMS (TC_C_04 waits for that AuthorizeRequest) — and
+        stops the session only if Accepted and of the session's GroupId (C09, TC_C_39/C_42); a session without a
+        GroupId is stopped by its own token only."""
         if current.id_token is not None and current.id_token.get("idToken") == id_token["idToken"]:
             return True
-        if current.group_id is None:
-            return False
         info = await self._authorizer.authorize(id_token)
-        return info["status"] == "Accepted" and _group(info) == current.group_id
+        if info["status"] != "Accepted":
+            return False
+        session_group = current.group_id_token["idToken"] if current.group_id_token else None
+        if session_group is None or _group(info) != session_group:
+            log.info("card %s is Accepted but shares no GroupId with the session: it may not stop it",
+                     mask(id_token["idToken"]))
+            return False
+        return True
 
     # --- remote start/stop -----------------------------------------------------------------------------
 
@@ -181,7 +206,7 @@ class Transactions:
                     log.info("remote start %d refused: token %s is %s", payload["remoteStartId"],
                              mask(id_token["idToken"]), info["status"])
                     return
-                auth.group_id = _group(info)
+                auth.group_id_token = info.get("groupIdToken")
             await runner.apply(lambda st: st.authorize(auth, "RemoteStart") if st.authorization is None else [])
 
         return Reply(answer, then=start)

@@ -119,12 +119,15 @@ class EvseRunner:
             info["stoppedReason"] = event.stopped_reason
         if event.remote_start_id is not None:
             info["remoteStartId"] = event.remote_start_id
-        if event.first:
+        if event.first or event.trigger_reason == "Trigger":
+            # The Started event names its EVSE; so does a triggered one (TC_F_13/F_14 check evse.id), since the
+            # CSMS asked for this EVSE's state and may not have seen the Started yet.
             payload["evse"] = {"id": self.evse_id, "connectorId": 1}
         if event.id_token is not None:
             payload["idToken"] = event.id_token
-        if not self._online():
-            payload["offline"] = True
+        # Explicit either way: false is the schema's default, but CSMSs exist that match on the field. The value is
+        # journaled with the event, so a replay after an outage still says offline=true for what was made offline.
+        payload["offline"] = not self._online()
         if event.trigger_reason in ("ChargingStateChanged", "Authorized", "CablePluggedIn") or event.first:
             payload["numberOfPhasesUsed"] = self.layout.phases
         meter = []
@@ -136,7 +139,8 @@ class EvseRunner:
         new_tx = None
         if event.first:
             new_tx = NewTransaction(event.transaction_id, self.evse_id, 1, event.id_token, event.remote_start_id)
-        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx))
+        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx,
+                                                   group_id_token=event.group_id_token))
         log.info("EVSE %d: TransactionEvent %s %s (%s) tx %s seqNo %d%s", self.evse_id, event.event_type,
                  event.trigger_reason, event.charging_state, event.transaction_id, stored["seqNo"],
                  " offline" if stored.get("offline") else "")

@@ -28,7 +28,7 @@ START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTrans
 @dataclass
 class Authorization:
     id_token: dict | None  # IdTokenType of the card or remote start that authorized the session
-    group_id: str | None = None
+    group_id_token: dict | None = None  # its GroupId (IdTokenType), from Authorize or a TransactionEvent answer
     remote_start_id: int | None = None
     reported: bool = False  # has a TransactionEvent carried this idToken yet?
 
@@ -43,6 +43,7 @@ class TxEvent:
     charging_state: str
     evse_id: int
     id_token: dict | None = None
+    group_id_token: dict | None = None  # the GroupId of `id_token`, journaled with the transaction
     remote_start_id: int | None = None
     stopped_reason: str | None = None
     first: bool = False  # carries `evse` and opens the journal's transaction row
@@ -145,6 +146,15 @@ class EvseState:
             return self.deauthorize("Deauthorized", "DeAuthorized")
         return self._change(lambda: setattr(self, "blocked", True), "Deauthorized")
 
+    def learn_group(self, transaction_id: str, id_token: dict, group_id_token: dict) -> list[TxEvent]:
+        """C09.FR.03: a TransactionEvent answer named the GroupId of this session's idToken (an Authorize may not
+        have been asked, e.g. a remote start); from now on another card of that group may stop the session."""
+        auth = self.authorization
+        if self.tx is not None and self.tx.transaction_id == transaction_id and auth is not None and \
+                auth.id_token is not None and _same_token(auth.id_token, id_token):
+            auth.group_id_token = group_id_token
+        return []
+
     def connection_timeout(self) -> list[TxEvent]:
         """EVConnectionTimeOut passed with an authorization but no EV: drop it (TC_E_39 / TC_F_04)."""
         if self.plugged or self.authorization is None:
@@ -239,10 +249,10 @@ class EvseState:
     def _event(self, event_type: str, trigger: str, *, stop_reason: str | None = None,
                first: bool = False, state: str | None = None) -> TxEvent:
         assert self.tx is not None
-        id_token = None
+        id_token = group = None
         if self._unreported_token() and event_type != "Ended":
             assert self.authorization is not None
-            id_token = self.authorization.id_token
+            id_token, group = self.authorization.id_token, self.authorization.group_id_token
             self.authorization.reported = True
         elif trigger == "StopAuthorized" and self.tx.stop_token is not None:
             id_token = self.tx.stop_token
@@ -255,6 +265,10 @@ class EvseState:
         state = state or self.charging_state
         self.tx.reported_state = state
         event = TxEvent(event_type, trigger, self.tx.transaction_id, state, self.evse_id, id_token=id_token,
-                        remote_start_id=remote_start_id, stopped_reason=stop_reason if event_type == "Ended" else None,
-                        first=first)
+                        group_id_token=group, remote_start_id=remote_start_id,
+                        stopped_reason=stop_reason if event_type == "Ended" else None, first=first)
         return event
+
+
+def _same_token(a: dict, b: dict) -> bool:
+    return a.get("idToken") == b.get("idToken") and a.get("type") == b.get("type")

@@ -8,6 +8,9 @@ Power-cut analysis of each write (a cut between any two statements rolls the ope
   after the restart — the only way a duplicate can happen, and only for a message whose answer we never
   recorded (at-least-once; the CSMS de-duplicates by transactionId + seqNo).
 * failed attempt / dropped: one UPDATE each; attempts survive a restart.
+* a transaction's GroupId: with the event that carries its idToken (inside the append), or, when the CSMS names it
+  in a TransactionEventResponse (C09.FR.03), one UPDATE after that answer — a cut just before it loses the GroupId
+  of a transaction the restart ends anyway (PowerLoss).
 * prune: one DELETE of delivered rows of ended transactions, oldest first.
 """
 
@@ -48,6 +51,8 @@ class Append:
     payload: dict
     new_transaction: NewTransaction | None = None
     transaction_id: str | None = None
+    #: A TransactionEvent's transaction belongs to this GroupId (C09), kept with it in the same commit.
+    group_id_token: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class JournalStore:
                     "UPDATE transactions SET id_token = coalesce(id_token, ?) WHERE transaction_id = ?",
                     (json.dumps(payload["idToken"]), tx_id),
                 )
+            if item.group_id_token is not None:
+                self.set_group_id_token(tx_id, item.group_id_token)
             if event_type == "Ended":
                 conn.execute(
                     "UPDATE transactions SET state = 'ended', ended_at = ?, stopped_reason = ?"
@@ -170,6 +177,13 @@ class JournalStore:
 
     def mark_dropped(self, row_id: int) -> None:
         self.conn.execute("UPDATE outbox SET outcome = 'dropped' WHERE id = ? AND outcome IS NULL", (row_id,))
+
+    def set_group_id_token(self, transaction_id: str, group_id_token: dict) -> None:
+        """The GroupId of an open transaction (one UPDATE; an ended transaction keeps the one it had)."""
+        self.conn.execute(
+            "UPDATE transactions SET group_id_token = ? WHERE transaction_id = ? AND state = 'open'",
+            (json.dumps(group_id_token, separators=(",", ":")), transaction_id),
+        )
 
     def add_tx_meter_value(self, transaction_id: str, meter_value: dict) -> None:
         self.conn.execute(
@@ -237,14 +251,15 @@ class JournalStore:
     def open_transactions(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT transaction_id, evse_id, connector_id, id_token, remote_start_id, started_at, meter_start_wh,"
-            " meter_last_wh, next_seq_no FROM transactions WHERE state = 'open' ORDER BY started_at"
+            " meter_last_wh, next_seq_no, group_id_token FROM transactions WHERE state = 'open' ORDER BY started_at"
         ).fetchall()
         keys = ("transaction_id", "evse_id", "connector_id", "id_token", "remote_start_id", "started_at",
-                "meter_start_wh", "meter_last_wh", "next_seq_no")
+                "meter_start_wh", "meter_last_wh", "next_seq_no", "group_id_token")
         result = []
         for row in rows:
             item = dict(zip(keys, row, strict=True))
-            item["id_token"] = json.loads(item["id_token"]) if item["id_token"] else None
+            for key in ("id_token", "group_id_token"):
+                item[key] = json.loads(item[key]) if item[key] else None
             result.append(item)
         return result
 

@@ -19,7 +19,7 @@ import trio_websocket
 from appliance.link.backoff import Backoff, BackoffSettings
 from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
 from appliance.link.transport import Endpoint, HandshakeFailed, open_websocket
-from appliance.protocol import ErrorCode, OcppError, SchemaRegistry
+from appliance.protocol import Call, ErrorCode, OcppError, SchemaRegistry
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.link")
@@ -146,11 +146,15 @@ class Link:
     def _message_timeout(self) -> float:
         return float(self._int("OCPPCommCtrlr.MessageTimeout[Default]"))
 
-    def _gate(self, action: str) -> OcppError | None:
-        """TC_B_30: while the boot is Rejected, every CSMS request gets SecurityError."""
-        if self.state.value is LinkState.REJECTED:
-            return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
-        return None
+    def _gate(self, call: Call) -> OcppError | None:
+        """TC_B_30 (B03.FR.08): while the boot is Rejected, every CSMS request gets SecurityError — except the one
+        that asks for a new BootNotification (B03, TC_B_31): that is how a CSMS ends the wait early."""
+        if self.state.value is not LinkState.REJECTED:
+            return None
+        if call.action == "TriggerMessage" and isinstance(call.payload, dict) and \
+                call.payload.get("requestedMessage") == "BootNotification":
+            return None
+        return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
 
     async def run(self) -> None:
         """Connect and reconnect until cancelled or shut down."""

@@ -74,8 +74,9 @@ class Reply:
 
 
 Handler = Callable[[dict], Awaitable["dict | Reply"]]
-#: Decides, before any handler runs, whether a CSMS CALL may be handled now (boot state); None = yes.
-Gate = Callable[[str], OcppError | None]
+#: Decides, before any handler runs, whether a CSMS CALL may be handled now (boot state); None = yes. It sees the
+#: CALL before schema validation, so it must not trust the payload's shape.
+Gate = Callable[[Call], OcppError | None]
 
 
 class Dispatcher:
@@ -84,7 +85,7 @@ class Dispatcher:
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
-        self.gate: Gate = lambda action: None
+        self.gate: Gate = lambda call: None
 
     def register(self, action: str, handler: Handler) -> None:
         if action not in self._registry.actions:
@@ -95,7 +96,7 @@ class Dispatcher:
 
     async def handle(self, call: Call) -> tuple[CallResult | CallError, Reply | None]:
         try:
-            refusal = self.gate(call.action)
+            refusal = self.gate(call)
             if refusal is not None:
                 raise refusal
             self._registry.validate_request(call.action, call.payload)

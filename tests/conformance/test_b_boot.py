@@ -1,4 +1,5 @@
-"""Part 6 B provisioning, boot: TC_B_01 (Accepted), TC_B_02 (Pending), TC_B_03 (Rejected), TC_B_30 (SecurityError).
+"""Part 6 B provisioning, boot: TC_B_01 (Accepted), TC_B_02 (Pending), TC_B_03 (Rejected), TC_B_30 (SecurityError),
+and the station's side of TC_B_31 (TriggerMessage(BootNotification) while Rejected).
 
 Each case powers up a fresh station (a new in-process station on a new data directory is a cold boot) against
 the loopback CSMS scripted with the BootNotification answers the case needs. Timing checks use the CSMS's own
@@ -219,3 +220,28 @@ async def test_TC_B_30_rejected_boot_security_error(
             await csms.trio.call(STATION_ID, action, payload)
         assert error.value.code == "SecurityError"
         assert [f.action for f in station_calls(csms)] == ["BootNotification"]
+
+
+async def test_TC_B_31_trigger_boot_while_rejected(csms: LoopbackCsms, data_dir: Path) -> None:
+    """B03 / TC_B_31 (the CSMS-side case; this is the station's part): while the boot is Rejected (interval 30 s),
+    TriggerMessage(BootNotification) is the one request not refused with SecurityError: it is Accepted and a
+    BootNotification with reason Triggered follows at once, not after the interval. Before it, every other request
+    (a TriggerMessage for another message included) still gets SecurityError; once Accepted, the connectors are
+    reported."""
+    csms.set_boot_responses([("Rejected", 30), ("Accepted", 300)])
+    async with running_station(make_config(data_dir, csms)):
+        await csms.trio.wait_for(lambda: boot_answers(csms), 10, what="the Rejected answer")
+        refused = [("TriggerMessage", {"requestedMessage": "Heartbeat"}),
+                   ("GetVariables", {"getVariableData": [get_item("OCPPCommCtrlr", "HeartbeatInterval")]})]
+        for action, payload in refused:
+            with pytest.raises(StationCallError) as error:
+                await csms.trio.call(STATION_ID, action, payload)
+            assert error.value.code == "SecurityError", action
+        answer = await csms.trio.call(STATION_ID, "TriggerMessage", {"requestedMessage": "BootNotification"})
+        assert answer["status"] == "Accepted", answer
+        await wait_all_connectors_reported(csms, timeout=5)  # far less than the 30 s interval
+        rejected, accepted = boot_answers(csms)[:2]
+        assert rejected.payload["status"] == "Rejected" and accepted.payload["status"] == "Accepted"
+        requests = boot_requests(csms)
+        assert [r.payload["reason"] for r in requests] == ["PowerUp", "Triggered"], requests
+        assert calls_between(csms, rejected, requests[1]) == [], "the station sent a CALL while Rejected"

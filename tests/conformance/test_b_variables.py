@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from appliance.lab.csms import LoopbackCsms, StationCallError
+from appliance.lab.process import PASSWORD
 from tests.conformance.helpers import (
     STATION_ID,
     booted_station,
@@ -25,7 +26,6 @@ from tests.conformance.helpers import (
     set_item,
     set_variables,
 )
-from tests.harness import PASSWORD
 
 
 def compact_size(payload: dict[str, Any]) -> int:

@@ -27,10 +27,13 @@ from tests.conformance.auth_helpers import (
     VALID2,
     auth_station,
     authorizes,
+    entry,
     id_token,
+    install_list,
     offered,
     present,
     refused_silently,
+    seed_cache,
 )
 from tests.conformance.tx_helpers import (
     energy_transfer_started,
@@ -75,13 +78,15 @@ async def test_TC_C_02_06_07_56_local_start_not_accepted(
 
 
 async def test_TC_C_04_local_stop_different_id_token(csms: LoopbackCsms, data_dir: Path) -> None:
-    """TC_C_04_CS: EnergyTransferStarted with the valid idToken; a different idToken (accepted by the CSMS, not
-    cached, no GroupId matching the starting one) is presented.
+    """TC_C_04_CS: EnergyTransferStarted with the valid idToken (no GroupId); a different idToken, neither cached
+    nor in the local list and of no matching GroupId, is presented.
 
-    The scenario has the station send an AuthorizeRequest that the OCTT accepts; Tool validations: N/a, so a
-    station that refuses the different card without asking is accepted too. Note: no TransactionEventRequest with
-    an idToken after the different card. Post scenario: no TransactionEventRequest(Ended); energy still flows.
+    Step 1: the station sends an AuthorizeRequest for the different idToken; step 2: the OCTT answers Accepted. The
+    station still refuses it locally: it shares no GroupId with the session. Note: no TransactionEventRequest with
+    an idToken after the different card (the OCTT waits). Post scenario: no TransactionEventRequest(Ended); energy
+    still flows.
     """
+    csms.set_token(OTHER, "Accepted")
     async with auth_station(csms, data_dir) as station:
         started = await ev_connected_pre_session(csms, station)
         assert await present(station, VALID) == "accepted"
@@ -93,9 +98,31 @@ async def test_TC_C_04_local_stop_different_id_token(csms: LoopbackCsms, data_di
         await trio.sleep(QUIET)
         events = tx_events(csms, mark)
         assert offered(station) > 0, "the energy transfer goes on"
-    assert all(a["idToken"] == id_token(OTHER) for a in authorizes(csms, mark))
+    assert [a["idToken"] for a in authorizes(csms, mark)] == [id_token(OTHER)], "step 1: an AuthorizeRequest for it"
     assert not [e for e in events if "idToken" in e], events
     assert not [e for e in tx_events(csms) if e["eventType"] == "Ended" and tx_id_of(e) == tx_id_of(started)]
+
+
+@pytest.mark.parametrize("memory", ["local_list", "cache"])
+async def test_TC_C_04_different_id_token_known_locally(csms: LoopbackCsms, data_dir: Path, memory: str) -> None:
+    """TC_C_04 with the different idToken already known Accepted (no GroupId) to the local list or the cache
+    (LocalPreAuthorize true, the factory value): the station's own memory answers for it, so no AuthorizeRequest
+    goes out, and it is refused as in TC_C_04: no TransactionEvent, the energy transfer goes on."""
+    async with auth_station(csms, data_dir) as station:
+        if memory == "local_list":
+            await install_list(csms, 1, entry(OTHER))
+        else:
+            await seed_cache(csms, station, OTHER)
+        await ev_connected_pre_session(csms, station)
+        assert await present(station, VALID) == "accepted"
+        await wait_trigger(csms, "Authorized")
+        await energy_transfer_started(csms, station)
+
+        mark = csms.mark()
+        assert await present(station, OTHER) == "rejected"
+        await trio.sleep(QUIET)
+        assert authorizes(csms, mark) == [] and tx_events(csms, mark) == []
+        assert offered(station) > 0
 
 
 # --- GroupId --------------------------------------------------------------------------------------------------------

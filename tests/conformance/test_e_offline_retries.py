@@ -174,18 +174,21 @@ async def test_TC_E_40_connection_loss_during_transaction(csms: LoopbackCsms, da
     """TC_E_40_CS: TxUpdatedInterval 1 s < RetryBackOffWaitMinimum 3 s; EnergyTransferStarted; the CSMS closes
     the connection and accepts a reconnection only after WaitMinimum. After reconnecting the queue is emptied:
     every message produced offline is TransactionEvent Updated with meterValue and offline true, in seqNo order,
-    none lost."""
+    none lost; those produced online, before and after, say offline false explicitly."""
     wait_minimum = 3
     variables = {**OFFLINE, "SampledDataCtrlr.TxUpdatedInterval": 1,
                  "OCPPCommCtrlr.RetryBackOffWaitMinimum": wait_minimum}
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         await wait_queue_empty(station)
+        online_before = tx_events(csms, tx_id=tx_id)
         offline_at = await go_offline(csms, station)
         await trio.sleep_until(first_attempt(offline_at, wait_minimum))
         queued = await pending(station, tx_id)
         mark = csms.mark()
         await go_online(csms, station)
+        await wait_queue_empty(station)
+        await trio.sleep(1.5)  # a periodic Updated produced online again
         await wait_queue_empty(station)
         events = new_events(csms, mark)
     assert queued >= 2, "TxUpdatedInterval 1 s: periodic meter values were produced while offline"
@@ -193,6 +196,14 @@ async def test_TC_E_40_connection_loss_during_transaction(csms: LoopbackCsms, da
     assert all(e["eventType"] == "Updated" for e in offline), offline
     assert all(e.get("meterValue") for e in offline), offline
     assert all(e.get("offline") is True for e in offline), offline
+    # Produced online: offline false, sent explicitly (the schema's default, but some CSMSs match on the field).
+    # After the replay (offline true, including any produced after `queued` was counted) come the online ones.
+    assert online_before and all(e.get("offline") is False for e in online_before), online_before
+    flags = [e.get("offline") for e in events]
+    assert False in flags, flags
+    first_online = flags.index(False)
+    assert first_online >= queued and all(f is True for f in flags[:first_online]), flags
+    assert all(f is False for f in flags[first_online:]), flags
     assert_seq_contiguous(tx_events(csms, tx_id=tx_id))
 
 

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from appliance.lab.csms import Delayed, LoopbackCsms
-from tests.conformance.helpers import CONNECTORS, STATION_ID
+from tests.conformance.helpers import CONNECTORS, STATION_ID, set_item, set_variables
 from tests.conformance.remote_helpers import (
     AUTH_ONLINE,
     TOKEN,
@@ -87,16 +87,31 @@ async def test_TC_F_12_meter_values_all_evse(csms: LoopbackCsms, data_dir: Path)
             assert first_sample(mv["meterValue"]).get("context") == "Trigger", mv
 
 
+async def test_trigger_meter_values_without_measurands_rejected(csms: LoopbackCsms, data_dir: Path) -> None:
+    """F06.FR.06: a triggered MeterValues carries AlignedDataCtrlr.Measurands; with that list emptied by the CSMS
+    there is nothing to report, so the trigger is Rejected (with a reason) rather than Accepted and followed by
+    nothing."""
+    async with station_up(csms, data_dir):
+        [result] = await set_variables(csms, set_item("AlignedDataCtrlr", "Measurands", ""))
+        assert result["attributeStatus"] == "Accepted", result
+        mark = csms.mark()
+        answer = await trigger(csms, "MeterValues", {"id": 1})
+        assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"], answer
+        await assert_still_running(csms)
+        assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
+
+
 # --- TransactionEvent ------------------------------------------------------------------------------------------
 
 
 def check_triggered_event(event: dict[str, Any], evse_id: int) -> None:
-    """Step 3 of TC_F_13/F_14: triggerReason Trigger, chargingState Charging, evse.id omitted or the EVSE's,
-    meterValue present with sampledValue[0].context Trigger."""
+    """Step 3 of TC_F_13/F_14: triggerReason Trigger, chargingState Charging, evse.id the EVSE's (TC_F_13 allows it
+    omitted, TC_F_14 does not: this station always sends it, with the connectorId), meterValue present with
+    sampledValue[0].context Trigger."""
     assert event["eventType"] == "Updated", event
     assert event["triggerReason"] == "Trigger", event
     assert event["transactionInfo"].get("chargingState") == "Charging", event
-    assert event.get("evse", {"id": evse_id})["id"] == evse_id, event
+    assert event.get("evse") == {"id": evse_id, "connectorId": 1}, event
     assert event.get("meterValue"), f"no meterValue in {event}"
     assert first_sample(event["meterValue"]).get("context") == "Trigger", event
 
@@ -339,6 +354,21 @@ async def test_trigger_unknown_evse_rejected(csms: LoopbackCsms, data_dir: Path)
             answer = await trigger(csms, message, {"id": 9, "connectorId": 1})
             assert answer["status"] == "Rejected", (message, answer)
             assert no_error(answer, "UnknownEvse", "UnknownConnector"), answer
+        await assert_still_running(csms)
+        assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
+
+
+@pytest.mark.parametrize("message", ["StatusNotification", "MeterValues"])
+@pytest.mark.parametrize("evse", [{"id": 1, "connectorId": 2}, {"id": 0, "connectorId": 1}],
+                         ids=["connector-2-of-evse-1", "connector-of-evse-0"])
+async def test_trigger_unknown_connector_rejected(csms: LoopbackCsms, data_dir: Path, message: str,
+                                                  evse: dict[str, int]) -> None:
+    """A trigger naming a connector the station does not have (each EVSE has connector 1 only; EVSE 0, the station
+    itself, has none) → Rejected, and nothing is sent (not an Accepted followed by silence)."""
+    async with station_up(csms, data_dir):
+        mark = csms.mark()
+        answer = await trigger(csms, message, evse)
+        assert answer["status"] == "Rejected", answer
         await assert_still_running(csms)
         assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
 

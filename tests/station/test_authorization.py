@@ -17,8 +17,11 @@ import pytest
 import trio
 
 from appliance.hardware.sim.sim_cli import send_request
+from appliance.journal.db import open_station_db
+from appliance.journal.store import JournalStore
 from appliance.lab.csms import LoopbackCsms, StationCallError
 from appliance.lab.process import config_text, station_process
+from appliance.station import Station
 from tests.conformance.auth_helpers import (
     BLOCKED,
     EVSE,
@@ -214,6 +217,31 @@ async def test_send_local_list_version_mismatch(csms: LoopbackCsms, data_dir: Pa
         assert await list_version(csms) == 1
 
 
+#: SendLocalList requests that pass the schema but break the message's rules: (case, version, entries, updateType).
+BROKEN_LISTS: list[tuple[str, int, list[dict[str, Any]], str]] = [
+    ("full-entry-without-info", 2, [entry(VALID2), entry(OTHER, None)], "Full"),
+    ("full-same-token-twice", 2, [entry(VALID2), entry(VALID2, "Blocked")], "Full"),
+    ("differential-same-token-twice", 2, [entry(VALID2), entry(VALID2, None)], "Differential"),
+    ("full-version-0", 0, [entry(VALID2)], "Full"),
+    ("full-version-negative", -1, [entry(VALID2)], "Full"),
+    ("differential-version-0", 0, [entry(VALID2)], "Differential"),
+]
+
+
+async def test_send_local_list_breaking_its_rules_fails(csms: LoopbackCsms, data_dir: Path) -> None:
+    """D01/D02: a SendLocalList with a Full entry without idTokenInfo, the same idToken twice, or versionNumber ≤ 0
+    answers Failed (with a reasonCode) and leaves the list and its version exactly as they were — nothing merged."""
+    async with auth_station(csms, data_dir) as station:
+        await install_list(csms, 1, entry(VALID))
+        for case, version, entries, update_type in BROKEN_LISTS:
+            answer = await send_local_list(csms, version, entries, update_type)
+            assert answer["status"] == "Failed" and answer.get("statusInfo", {}).get("reasonCode"), (case, answer)
+            assert await list_version(csms) == 1, case
+            assert await get_value(csms, "LocalAuthListCtrlr", "Entries") == "1", case
+            assert station.authorizer.local_list.get(id_token(VALID)) == {"status": "Accepted"}, case
+            assert station.authorizer.local_list.get(id_token(VALID2)) is None, case
+
+
 def _long_entry(i: int) -> dict[str, Any]:
     """An entry of about 150 bytes: a 36-character token with a 36-character group."""
     return entry(f"{i:02d}" + "A" * 34, group="G" * 36)
@@ -316,6 +344,75 @@ async def test_remote_start(csms: LoopbackCsms, data_dir: Path, authorize_remote
     else:
         assert "transactionId" not in answer
         assert event["eventType"] == "Started"
+
+
+# --- GroupId from a TransactionEvent answer (C09.FR.03) ---------------------------------------------------------------
+
+
+async def _remote_start_without_authorize(csms: LoopbackCsms, station: Station) -> dict[str, Any]:
+    """EVConnectedPreSession, then a remote start for VALID with AuthorizeRemoteStart false: no AuthorizeRequest, so
+    the CSMS's answer to the RemoteStart TransactionEvent is the only place the station hears VALID's GroupId.
+    Returns once the station has taken that answer in (the session knows a GroupId)."""
+    started = await ev_connected_pre_session(csms, station)
+    mark = csms.mark()
+    assert (await _request_start(csms, VALID, 91))["status"] == "Accepted"
+    event = await wait_trigger(csms, "RemoteStart", since=mark)
+    assert has_token(event, VALID) and authorizes(csms, mark) == [], event
+    with trio.fail_after(10):
+        while (auth := station.runners[EVSE].state.authorization) is None or auth.group_id_token is None:  # noqa: ASYNC110
+            await trio.sleep(0.02)  # the answer hook has no signal of its own
+    return started
+
+
+@pytest.mark.parametrize(("stopper_group", "stops"), [(GROUP, True), ("GROUP-0099", False)],
+                         ids=["same_group", "other_group"])
+async def test_group_from_transaction_event_answer(csms: LoopbackCsms, data_dir: Path, stopper_group: str,
+                                                   stops: bool) -> None:
+    """C09.FR.03: the groupIdToken the CSMS returns in a TransactionEventResponse is the session's GroupId. A second
+    card is authorized at the CSMS; of that group it stops the session (StopAuthorized carrying it, stoppedReason
+    Local, energy off), of another group it is refused and the session goes on with no TransactionEvent."""
+    csms.set_token(VALID, "Accepted", group_id=GROUP)
+    csms.set_token(VALID2, "Accepted", group_id=stopper_group)
+    async with auth_station(csms, data_dir, variables={"AuthCtrlr.AuthorizeRemoteStart": False}) as station:
+        started = await _remote_start_without_authorize(csms, station)
+        await energy_transfer_started(csms, station)
+        mark = csms.mark()
+        verdict = await present(station, VALID2)
+        if stops:
+            assert verdict == "accepted"
+            stop = await wait_trigger(csms, "StopAuthorized", since=mark)
+            assert tx_id_of(stop) == tx_id_of(started) and has_token(stop, VALID2), stop
+            assert stop["transactionInfo"].get("stoppedReason", "Local") == "Local", stop
+            assert offered(station) == 0
+        else:
+            assert verdict == "rejected"
+            await trio.sleep(QUIET)
+            assert tx_events(csms, mark) == []
+            assert offered(station) > 0
+    assert [a["idToken"] for a in authorizes(csms, mark)] == [id_token(VALID2)]
+
+
+@pytest.mark.parametrize("source", ["transaction_event_answer", "authorize"])
+async def test_transaction_group_is_journaled(csms: LoopbackCsms, data_dir: Path, source: str) -> None:
+    """The session's GroupId is kept in the journal's transaction row, with the rest of what a restart recovers,
+    whether it came from a TransactionEventResponse (C09.FR.03) or from the AuthorizeResponse that started the
+    session: the station stops mid-transaction and the row read back from the file still names it."""
+    csms.set_token(VALID, "Accepted", group_id=GROUP)
+    async with auth_station(csms, data_dir, variables={"AuthCtrlr.AuthorizeRemoteStart": False}) as station:
+        if source == "authorize":
+            csms.set_response("TransactionEvent", {})  # no idTokenInfo: the AuthorizeResponse is the only source
+            started = await ev_connected_pre_session(csms, station)
+            assert await present(station, VALID) == "accepted"
+            await wait_trigger(csms, "Authorized")
+        else:
+            started = await _remote_start_without_authorize(csms, station)
+    conn = open_station_db(data_dir)
+    try:
+        [tx] = JournalStore(conn).open_transactions()
+    finally:
+        conn.close()
+    assert tx["transaction_id"] == tx_id_of(started)
+    assert tx["group_id_token"] == {"idToken": GROUP, "type": "Central"}, tx
 
 
 async def test_remote_start_refused_by_authorize(csms: LoopbackCsms, data_dir: Path) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from appliance.lab.csms import LoopbackCsms
+from appliance.lab.process import config_text, station_process
 from tests.conformance.helpers import STATION_ID
-from tests.harness import config_text, station_process
 from tests.station.test_persistence import wait_booted
 
 FLOOD = 1000
