@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from appliance.blocks.base import Block
 from appliance.clock import StationClock
 from appliance.devicemodel.report import Entry
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Dispatcher, Reply
+from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.protocol import ErrorCode, OcppError
 
 log = logging.getLogger("appliance.reports")
@@ -52,16 +53,15 @@ def pages(items: list[dict], max_items: int, max_bytes: int, envelope: dict) -> 
     return result
 
 
-class Reports:
+class Reports(Block):
     def __init__(self, *, device_model: Any, link: Link, clock: StationClock, setting: Callable[[str], Any]) -> None:
         self._dm = device_model
         self._link = link
         self._clock = clock
         self._setting = setting
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("GetBaseReport", self._get_base_report)
-        dispatcher.register("GetReport", self._get_report)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"GetBaseReport": self._get_base_report, "GetReport": self._get_report}
 
     async def _get_base_report(self, payload: dict) -> dict | Reply:
         base = payload["reportBase"]
