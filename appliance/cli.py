@@ -125,6 +125,7 @@ async def serve(config: Config) -> tuple[int, bool]:
     from appliance.station import Station
 
     station = Station(config, make_hardware(config))
+    await station.open()  # a config or journal problem surfaces here, before anything runs
     failed = signalled = False
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:

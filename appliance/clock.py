@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 log = logging.getLogger("appliance.clock")
@@ -30,7 +30,7 @@ def format_iso(moment: datetime) -> str:
 
 
 class StationClock:
-    def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], None] | None = None) -> None:
+    def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.offset = offset  # seconds to add to the host clock (restored at boot from the last known one)
         self.synchronized = False
         self._on_adjust = on_adjust
@@ -44,8 +44,11 @@ class StationClock:
     def iso(self) -> str:
         return format_iso(self.now())
 
-    def adjust(self, csms_time: str) -> float:
-        """Adopt the CSMS's time; return the jump in seconds (for SettingSystemTime reporting)."""
+    async def adjust(self, csms_time: str) -> float:
+        """Adopt the CSMS's time; return the jump in seconds (for SettingSystemTime reporting).
+
+        A jump of a second or more is persisted (awaited) so the next boot starts from the corrected time.
+        """
         try:
             target = parse_iso(csms_time).timestamp()
         except ValueError:
@@ -57,5 +60,5 @@ class StationClock:
         if abs(jump) >= 1:
             log.info("station clock moved by %+.3f s to follow the CSMS", jump)
             if self._on_adjust is not None:
-                self._on_adjust(self.offset)
+                await self._on_adjust(self.offset)
         return jump

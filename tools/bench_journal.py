@@ -29,10 +29,11 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance.journal.db import open_read_only, open_station_db  # noqa: E402
+from appliance.journal.db import DB_NAME, open_read_only, open_station_db  # noqa: E402
 from appliance.journal.journal import Journal  # noqa: E402
 from appliance.journal.store import Append, JournalStore, NewTransaction  # noqa: E402
 from appliance.lab.csms import LoopbackCsms  # noqa: E402
+from appliance.storage import Storage  # noqa: E402
 
 STATION = "BENCH02"
 PASSWORD = "bench-password-0123"
@@ -64,7 +65,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def bench_appends(directory: Path, total: int, producers: int) -> float:
-    journal = Journal(open_station_db(directory))
+    storage = Storage(open_station_db(directory), directory / DB_NAME)
+    storage.start()
+    journal = Journal(storage)
     tx = str(uuid.uuid4())
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)

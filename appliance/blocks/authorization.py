@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from appliance.blocks.auth_store import AuthCache, LocalList
+from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel.model import Provider
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Dispatcher
+from appliance.link.rpc import CallFailed, Handler
 from appliance.protocol import ErrorCode, OcppError
 from appliance.util.redact import mask
 
@@ -33,7 +35,9 @@ log = logging.getLogger("appliance.authorization")
 LOCAL_LIST_CAPACITY = 10
 
 
-class Authorizer:
+class Authorizer(Block):
+    migrations = ("0004_authorization.sql",)
+
     def __init__(
         self,
         link: Link,
@@ -49,10 +53,19 @@ class Authorizer:
         self._clock = clock
         self._setting = setting
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("ClearCache", self._clear_cache)
-        dispatcher.register("SendLocalList", self._send_local_list)
-        dispatcher.register("GetLocalListVersion", self._get_local_list_version)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "ClearCache": self._clear_cache,
+            "SendLocalList": self._send_local_list,
+            "GetLocalListVersion": self._get_local_list_version,
+        }
+
+    def live_variables(self) -> Mapping[str, Provider]:
+        return {
+            "AuthCacheCtrlr.Storage": self.cache.used_bytes,
+            "LocalAuthListCtrlr.Entries": self.local_list.count,
+            "LocalAuthListCtrlr.Storage": self.local_list.used_bytes,
+        }
 
     # --- the decision --------------------------------------------------------------------------------------
 
@@ -77,7 +90,7 @@ class Authorizer:
                 source, info = known
                 if info["status"] == "Accepted" and self._setting("AuthCtrlr.LocalPreAuthorize"):
                     log.info("token %s: Accepted from the %s (local pre-authorization)", token, source)
-                    self._used(id_token, source)
+                    await self._used(id_token, source)
                     return info
                 if info["status"] != "Accepted" and self._disable_post_authorize(source):
                     log.info("token %s: %s in the %s; not asking the CSMS", token, info["status"], source)
@@ -89,28 +102,28 @@ class Authorizer:
             else:
                 info = answer["idTokenInfo"]
                 log.info("token %s: %s (CSMS)", token, info["status"])
-                self.learn(id_token, info)
+                await self.learn(id_token, info)
                 return info
         if known is not None and self._setting("AuthCtrlr.LocalAuthorizeOffline"):
             source, info = known
             log.info("token %s: %s from the %s (offline)", token, info["status"], source)
             if info["status"] == "Accepted":
-                self._used(id_token, source)
+                await self._used(id_token, source)
             return info
         log.info("token %s: offline and not known locally; refused", token)
         return {"status": "Unknown"}
 
-    def learn(self, id_token: dict, info: dict) -> None:
+    async def learn(self, id_token: dict, info: dict) -> None:
         """Remember what the CSMS said about a token (Authorize or TransactionEvent answers, C02/C10)."""
         if not self._setting("AuthCacheCtrlr.Enabled"):
             return
         if self._setting("LocalAuthListCtrlr.Enabled") and self.local_list.get(id_token) is not None:
             return  # the local list is the operator's word for this token; the cache must not shadow it
-        self.cache.put(id_token, info, self._clock.now())
+        await self.cache.put(id_token, info, self._clock.now())
 
-    def _used(self, id_token: dict, source: str) -> None:
+    async def _used(self, id_token: dict, source: str) -> None:
         if source == "cache":
-            self.cache.touch(id_token, self._clock.now())
+            await self.cache.touch(id_token, self._clock.now())
 
     def _disable_post_authorize(self, source: str) -> bool:
         path = "AuthCacheCtrlr.DisablePostAuthorize" if source == "cache" else "LocalAuthListCtrlr.DisablePostAuthorize"
@@ -121,7 +134,7 @@ class Authorizer:
     async def _clear_cache(self, payload: dict) -> dict:
         if not self._setting("AuthCacheCtrlr.Enabled"):
             return {"status": "Rejected"}  # TC_C_38
-        self.cache.clear()
+        await self.cache.clear()
         log.info("authorization cache cleared by the CSMS")
         return {"status": "Accepted"}
 
@@ -154,13 +167,13 @@ class Authorizer:
             full = [(t, i) for t, i in updates if i is not None]  # all of them: checked above
             if len(full) > LOCAL_LIST_CAPACITY:
                 return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
-            self.local_list.replace(version, full)
+            await self.local_list.replace(version, full)
         else:
             if version <= self.local_list.version():
                 return {"status": "VersionMismatch"}  # TC_D_06
             if self.local_list.size_after_patch(updates) > LOCAL_LIST_CAPACITY:
                 return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
-            self.local_list.patch(version, updates)
+            await self.local_list.patch(version, updates)
         log.info("local list %s update to version %d: %d entries now", payload["updateType"], version,
                  self.local_list.count())
         return {"status": "Accepted"}

@@ -9,20 +9,26 @@ reported again (TC_B_51/B_52); after a shorter outage only the changed ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import trio
 
+from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
+from appliance.devicemodel.model import Provider
 from appliance.evse.connectors import Connectors
-from appliance.link.link import Link
-from appliance.link.rpc import CallErrorReply, CallTimeout
+from appliance.link.link import Link, OnlineService
+from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
+from appliance.storage import StateStore
 
 log = logging.getLogger("appliance.availability")
 
 
-class StatusReporter:
+class StatusReporter(Block):
+    """Connector status (G01–G04): StatusNotification for every change the CSMS has not acknowledged yet."""
+
     def __init__(self, connectors: Connectors, offline_threshold: Callable[[], int]) -> None:
         self._connectors = connectors
         self._offline_threshold = offline_threshold
@@ -58,8 +64,25 @@ class StatusReporter:
                 if self._connectors.changed.value == version:
                     await self._connectors.changed.wait_change()
 
-    def has_connector(self, evse_id: int, connector_id: int) -> bool:
-        return (evse_id, connector_id) in self._connectors.by_key
+    def online_services(self) -> Mapping[str, OnlineService]:
+        return {"status": self.service}
+
+    def triggers(self) -> Mapping[str, TriggerHandler]:
+        return {"StatusNotification": self._trigger}
+
+    def live_variables(self) -> Mapping[str, Provider]:
+        live: dict[str, Provider] = {"ChargingStation.AvailabilityState": self._connectors.station_status}
+        for evse_id, connector_id in self._connectors.by_key:
+            status = functools.partial(self._connectors.evse_status, evse_id)
+            live[f"EVSE[{evse_id}].AvailabilityState"] = status
+            live[f"Connector[{evse_id},{connector_id}].AvailabilityState"] = status
+        return live
+
+    async def _trigger(self, request: TriggerRequest) -> Reply:
+        async def send() -> None:
+            self.trigger(request.evse_id, request.connector_id)
+
+        return Reply({"status": "Accepted"}, then=send)
 
     def trigger(self, evse_id: int | None = None, connector_id: int | None = None) -> None:
         """TriggerMessage(StatusNotification): forget what the CSMS acknowledged so it is sent again."""
@@ -69,7 +92,7 @@ class StatusReporter:
         self._connectors.changed.set(self._connectors.changed.value + 1)
 
 
-class Availability:
+class Availability(Block):
     """ChangeAvailability (G03–G05): Operative / Inoperative for the station, an EVSE or a connector.
 
     The setting is persisted at once (an Inoperative EVSE stays Unavailable after a power cut, TC_G_18/19/21),
@@ -79,11 +102,10 @@ class Availability:
 
     KEY = "availability"
 
-    def __init__(self, load: Callable[[str], str | None], save: Callable[[str, str], None], evse_ids: list[int],
-                 runners: dict) -> None:
-        self._save = save
+    def __init__(self, state: StateStore, evse_ids: list[int], runners: dict) -> None:
+        self._state = state
         self._runners = runners
-        raw = load(self.KEY)
+        raw = state.get(self.KEY)
         stored = json.loads(raw) if raw else {}
         self.station = bool(stored.get("station", True))
         self.evse = {e: bool(stored.get("evse", {}).get(str(e), True)) for e in evse_ids}
@@ -92,12 +114,15 @@ class Availability:
     def operative(self, evse_id: int) -> bool:
         return self.station and self.evse[evse_id] and self.connector[evse_id]
 
-    def _persist(self) -> None:
-        self._save(self.KEY, json.dumps({
+    async def _persist(self) -> None:
+        await self._state.put(self.KEY, json.dumps({
             "station": self.station,
             "evse": {str(e): v for e, v in self.evse.items()},
             "connector": {str(e): v for e, v in self.connector.items()},
         }))
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"ChangeAvailability": self.change}
 
     async def change(self, payload: dict) -> dict:
         operative = payload["operationalStatus"] == "Operative"
@@ -114,7 +139,7 @@ class Availability:
             else:
                 self.connector[evse_id] = operative
             affected = [evse_id]
-        self._persist()
+        await self._persist()
         scheduled = False
         for evse_id in affected:
             runner = self._runners[evse_id]

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from appliance.blocks.base import Block
 from appliance.config import CsmsConfig
-from appliance.link.rpc import Dispatcher
+from appliance.devicemodel.model import Provider, Validator
+from appliance.link.rpc import Handler
 from appliance.link.transport import Endpoint
+from appliance.storage import StateStore
 
 log = logging.getLogger("appliance.network")
 
@@ -27,30 +30,35 @@ SLOTS = (1, 2, 3)
 KEY = "network_profiles"
 
 
-class NetworkProfiles:
+class NetworkProfiles(Block):
     def __init__(
         self,
         *,
         station_id: str,
         factory: CsmsConfig,
-        load: Callable[[str], str | None],
-        save: Callable[[str, str], None],
+        state: StateStore,
         setting: Callable[[str], Any],
         failures: Callable[[], int],
         password: Callable[[], str | None],
     ) -> None:
         self._station_id = station_id
         self._factory = factory
-        self._save = save
+        self._state = state
         self._setting = setting
         self._failures = failures
         self._password = password
-        raw = load(KEY)
+        raw = state.get(KEY)
         self.profiles: dict[int, dict] = {int(k): v for k, v in (json.loads(raw) if raw else {}).items()}
         self.active_slot = 1
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("SetNetworkProfile", self._set_network_profile)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"SetNetworkProfile": self._set_network_profile}
+
+    def live_variables(self) -> Mapping[str, Provider]:
+        return {"OCPPCommCtrlr.ActiveNetworkProfile": lambda: self.active_slot}
+
+    def validators(self) -> Mapping[str, Validator]:
+        return {"OCPPCommCtrlr.NetworkConfigurationPriority": self.validate_priority}  # type: ignore[dict-item]
 
     def priority(self) -> list[int]:
         slots = [int(s) for s in str(self._setting("OCPPCommCtrlr.NetworkConfigurationPriority")).split(",") if s]
@@ -102,7 +110,7 @@ class NetworkProfiles:
             return rejected("the URL scheme does not fit the security profile")
         stored = {**self.profiles, slot: data}
         try:
-            self._save(KEY, json.dumps({str(k): v for k, v in stored.items()}))
+            await self._state.put(KEY, json.dumps({str(k): v for k, v in stored.items()}))
         except (sqlite3.Error, OSError) as exc:
             log.error("SetNetworkProfile slot %d could not be stored: %s", slot, exc)
             return {"status": "Failed", "statusInfo": {"reasonCode": "WriteFailed"}}

@@ -11,14 +11,16 @@ does not boot again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import trio
 
+from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
-from appliance.link.link import Link, LinkState
-from appliance.link.rpc import CallErrorReply, CallTimeout, Dispatcher, Reply
+from appliance.link.link import Link, LinkState, OnlineService
+from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
+from appliance.storage import StateStore
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.provisioning")
@@ -27,29 +29,49 @@ log = logging.getLogger("appliance.provisioning")
 DEFAULT_BOOT_RETRY = 30
 
 
-class Provisioning:
+#: station_state key: the reason the next BootNotification gives (set before a restart the station chose).
+NEXT_BOOT_REASON = "next_boot_reason"
+
+
+class Provisioning(Block):
+    """Boot (B01–B04), heartbeat and the device model's Get/SetVariables (B05–B07).
+
+    Owns the boot-reason bookkeeping: a restart the station performs (Reset, later a firmware install) stores the
+    reason the next boot must report; it is consumed only once the CSMS has accepted that boot.
+    """
+
     def __init__(
         self,
         *,
         device_model: Any,
+        link: Link,
+        state: StateStore,
         clock: StationClock,
         charging_station: dict,
-        boot_reason: str,
         settings_changed: Watched[int],
-        on_password_change: Callable[[], None] | None = None,
     ) -> None:
         self._dm = device_model
+        self._link = link
+        self._state = state
         self._clock = clock
         self._charging_station = charging_station
-        self.boot_reason = boot_reason
+        self.boot_reason = state.get(NEXT_BOOT_REASON) or "PowerUp"
         self._settings_changed = settings_changed
-        self._on_password_change = on_password_change
         self._boot_triggered = trio.Event()
         self.boot_status: str | None = None
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("GetVariables", self._get_variables)
-        dispatcher.register("SetVariables", self._set_variables)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"GetVariables": self._get_variables, "SetVariables": self._set_variables}
+
+    def online_services(self) -> Mapping[str, OnlineService]:
+        return {"heartbeat": self.heartbeat_service}
+
+    def triggers(self) -> Mapping[str, TriggerHandler]:
+        return {"BootNotification": self._trigger_boot, "Heartbeat": self._trigger_heartbeat}
+
+    async def restart_with_reason(self, reason: str) -> None:
+        """Make `reason` durable as the next boot's reason, before the station restarts."""
+        await self._state.put(NEXT_BOOT_REASON, reason)
 
     # --- boot ----------------------------------------------------------------------------------------
 
@@ -73,14 +95,15 @@ class Provisioning:
                 log.warning("BootNotification failed (%s); retrying in %d s", exc, DEFAULT_BOOT_RETRY)
                 await self._wait_for_retry(DEFAULT_BOOT_RETRY)
                 continue
-            self._clock.adjust(answer["currentTime"])
+            await self._clock.adjust(answer["currentTime"])
             status, interval = answer["status"], int(answer["interval"])
             self.boot_status = status
             log.info("BootNotification (%s) answered %s, interval %d s", reason, status, interval)
             if status == "Accepted":
                 if interval > 0:
-                    self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
-                                          self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
+                    await self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
+                                                self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
+                await self._state.put(NEXT_BOOT_REASON, None)  # consumed only once the CSMS has heard it
                 return
             link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
             # Pending or Rejected, a TriggerMessage(BootNotification) ends the wait (B02, B03 / TC_B_31).
@@ -94,6 +117,16 @@ class Provisioning:
             await self._boot_triggered.wait()
             return True
         return False
+
+    async def _trigger_boot(self, request: TriggerRequest) -> dict:
+        return {"status": "Accepted"} if self.trigger_boot() else {"status": "Rejected"}
+
+    async def _trigger_heartbeat(self, request: TriggerRequest) -> Reply:
+        async def send() -> None:
+            answer = await self._link.call("Heartbeat", {})
+            await self._clock.adjust(answer["currentTime"])
+
+        return Reply({"status": "Accepted"}, then=send)
 
     # --- heartbeat -----------------------------------------------------------------------------------
 
@@ -115,7 +148,7 @@ class Provisioning:
             except (CallTimeout, CallErrorReply) as exc:
                 log.warning("Heartbeat failed: %s", exc)
                 continue
-            self._clock.adjust(answer["currentTime"])
+            await self._clock.adjust(answer["currentTime"])
 
     # --- device model requests -----------------------------------------------------------------------
 
@@ -123,19 +156,17 @@ class Provisioning:
         return self._dm.handle_get_variables(payload)
 
     async def _set_variables(self, payload: dict) -> dict | Reply:
-        answer = self._dm.handle_set_variables(payload)
+        answer = await self._dm.handle_set_variables(payload)
         password_changed = any(
             result["attributeStatus"] in ("Accepted", "RebootRequired")
             and result["component"]["name"].lower() == "securityctrlr"
             and result["variable"]["name"].lower() == "basicauthpassword"
             for result in answer["setVariableResult"]
         )
-        if password_changed and self._on_password_change is not None:
+        if password_changed:
             # A01: answer first, then drop the connection and come back with the new password.
-            callback = self._on_password_change
-
             async def reconnect() -> None:
-                callback()
+                self._link.reconnect("BasicAuthPassword changed")
 
             return Reply(answer, then=reconnect)
         return answer

@@ -1,4 +1,4 @@
-"""Functional blocks B and F (remote control): Reset, TriggerMessage, UnlockConnector, DataTransfer.
+"""Functional blocks B and F (remote control): Reset, UnlockConnector, DataTransfer.
 
 Reset (B11/B12): a station reset is a real restart of the process. Running transactions end first
 (Immediate: triggerReason ResetCommand, stoppedReason ImmediateReset) or are waited for (OnIdle: answer
@@ -12,21 +12,19 @@ connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
-from appliance.blocks.availability import StatusReporter
-from appliance.blocks.provisioning import Provisioning
+from appliance.blocks.base import Block
 from appliance.clock import StationClock
-from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import Hardware
 from appliance.journal.journal import Journal
-from appliance.journal.store import Append
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Dispatcher, Reply
+from appliance.link.rpc import Handler, Reply
+from appliance.util.supervise import supervise
 
 log = logging.getLogger("appliance.remote")
 
@@ -39,7 +37,7 @@ async def _ping(data: Any) -> tuple[str, Any]:
     return "Accepted", {"pong": data}
 
 
-class RemoteControl:
+class RemoteControl(Block):
     def __init__(
         self,
         *,
@@ -48,8 +46,6 @@ class RemoteControl:
         link: Link,
         hardware: Hardware,
         clock: StationClock,
-        provisioning: Provisioning,
-        status: StatusReporter,
         setting: Callable[[str], Any],
         restart: Callable[[str], Awaitable[None]],
     ) -> None:
@@ -58,19 +54,23 @@ class RemoteControl:
         self._link = link
         self._hw = hardware
         self._clock = clock
-        self._provisioning = provisioning
-        self._status = status
         self._setting = setting
         self._restart = restart
         self.vendors: dict[str, dict[str, VendorHandler]] = {"org.appliance": {"Ping": _ping}}
         self._pending_reset: str | None = None  # station reset waiting for idle (OnIdle, Scheduled)
         self._pending_evse_resets: set[int] = set()
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("Reset", self._reset)
-        dispatcher.register("TriggerMessage", self._trigger)
-        dispatcher.register("UnlockConnector", self._unlock)
-        dispatcher.register("DataTransfer", self._data_transfer)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "Reset": self._reset,
+            "UnlockConnector": self._unlock,
+            "DataTransfer": self._data_transfer,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Scheduled (OnIdle) resets: restart once the last transaction they wait for has ended."""
+        task_status.started()
+        await supervise("scheduled resets", self.watch_idle)
 
     # --- Reset ---------------------------------------------------------------------------------------
 
@@ -132,64 +132,6 @@ class RemoteControl:
                 nursery.start_soon(wait)
 
     # --- TriggerMessage ----------------------------------------------------------------------------------
-
-    async def _trigger(self, payload: dict) -> dict | Reply:
-        what = payload["requestedMessage"]
-        evse = payload.get("evse")
-        evse_id = evse["id"] if evse else None
-        if evse_id is not None and evse_id != 0 and evse_id not in self._runners:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
-        connector_id = evse.get("connectorId") if evse else None
-        if connector_id is not None and not self._status.has_connector(evse_id or 0, connector_id):
-            # A connector the station does not have (EVSE 0, the station itself, has none): nothing to report.
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownConnectorId"}}
-        targets = [self._runners[evse_id]] if evse_id else list(self._runners.values())
-        accepted = {"status": "Accepted"}
-        if what == "BootNotification":
-            return accepted if self._provisioning.trigger_boot() else {"status": "Rejected"}
-        if what == "Heartbeat":
-            return Reply(accepted, then=self._send_heartbeat)
-        if what == "StatusNotification":
-            return Reply(accepted, then=lambda: self._trigger_status(evse_id, connector_id))
-        if what == "MeterValues":
-            if not self._setting("AlignedDataCtrlr.Measurands"):
-                # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
-                # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
-                return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
-                                                             "additionalInfo": "AlignedDataCtrlr.Measurands is empty"}}
-            return Reply(accepted, then=lambda: self._trigger_meter_values(targets))
-        if what == "TransactionEvent":
-            if not any(r.state.tx is not None for r in targets):
-                return {"status": "Rejected", "statusInfo": {"reasonCode": "NoTransaction"}}
-            return Reply(accepted, then=lambda: self._trigger_transaction_events(targets))
-        if what in ("FirmwareStatusNotification", "LogStatusNotification"):
-            # No firmware update or log upload is in progress in this build: the status is Idle.
-            return Reply(accepted, then=lambda: self._send_idle(what))
-        return {"status": "NotImplemented"}
-
-    async def _send_heartbeat(self) -> None:
-        answer = await self._link.call("Heartbeat", {})
-        self._clock.adjust(answer["currentTime"])
-
-    async def _trigger_status(self, evse_id: int | None, connector_id: int | None) -> None:
-        self._status.trigger(evse_id or None, connector_id)
-
-    async def _trigger_meter_values(self, runners: list[EvseRunner]) -> None:
-        for runner in runners:
-            reading = self._hw.read_meter(runner.evse_id)
-            mv = meter_value(self._clock.iso(), reading, self._setting("AlignedDataCtrlr.Measurands"), "Trigger")
-            if mv is not None:
-                await self._journal.append(Append("MeterValues", {"evseId": runner.evse_id, "meterValue": [mv]}))
-
-    async def _trigger_transaction_events(self, runners: list[EvseRunner]) -> None:
-        for runner in runners:
-            await runner.apply(lambda s: s.trigger())
-
-    async def _send_idle(self, action: str) -> None:
-        try:
-            await self._link.call(action, {"status": "Idle"})
-        except CallFailed as exc:
-            log.warning("%s not delivered: %s", action, exc)
 
     # --- UnlockConnector, DataTransfer ---------------------------------------------------------------------
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from appliance.blocks.base import Block
 from appliance.clock import StationClock
 from appliance.devicemodel.report import Entry
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Dispatcher, Reply
+from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.protocol import ErrorCode, OcppError
 from appliance.util.jobs import JobQueue
 
@@ -66,7 +67,7 @@ def pages(items: Iterable[dict], max_items: int, max_bytes: int, envelope: dict)
         yield page
 
 
-class Reports:
+class Reports(Block):
     def __init__(self, *, device_model: Any, link: Link, clock: StationClock, setting: Callable[[str], Any]) -> None:
         self._dm = device_model
         self._link = link
@@ -74,9 +75,8 @@ class Reports:
         self._setting = setting
         self.queue = JobQueue("reports", waiting=REPORTS_WAITING)
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("GetBaseReport", self._get_base_report)
-        dispatcher.register("GetReport", self._get_report)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"GetBaseReport": self._get_base_report, "GetReport": self._get_report}
 
     async def _get_base_report(self, payload: dict) -> dict | Reply:
         base = payload["reportBase"]

@@ -9,10 +9,13 @@ the journal, not memory, is the truth about what is still queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import trio
+
 from appliance.blocks.authorization import Authorizer
+from appliance.blocks.base import Block, ResponseHook, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
 from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
@@ -21,13 +24,13 @@ from appliance.hardware.base import Hardware, Indication
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, Queued
 from appliance.link.link import Link, LinkState
-from appliance.link.rpc import Dispatcher, Reply
+from appliance.link.rpc import Handler, Reply
 from appliance.util.redact import mask
 
 log = logging.getLogger("appliance.transactions")
 
 
-class Transactions:
+class Transactions(Block):
     def __init__(
         self,
         *,
@@ -47,10 +50,53 @@ class Transactions:
         self._clock = clock
         self._setting = setting
 
-    def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("RequestStartTransaction", self._request_start)
-        dispatcher.register("RequestStopTransaction", self._request_stop)
-        dispatcher.register("GetTransactionStatus", self._get_status)
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "RequestStartTransaction": self._request_start,
+            "RequestStopTransaction": self._request_stop,
+            "GetTransactionStatus": self._get_status,
+        }
+
+    def response_hooks(self) -> Mapping[str, ResponseHook]:
+        return {"TransactionEvent": self.on_transaction_event_answer}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Before any EVSE runs: end what a power cut left open (the runners must start from a clean journal)."""
+        await self.recover()
+        task_status.started()
+
+    def triggers(self) -> Mapping[str, TriggerHandler]:
+        return {"MeterValues": self._trigger_meter_values, "TransactionEvent": self._trigger_transaction_event}
+
+    def _targets(self, evse_id: int | None) -> list[EvseRunner]:
+        return [self._runners[evse_id]] if evse_id else list(self._runners.values())
+
+    async def _trigger_meter_values(self, request: TriggerRequest) -> dict | Reply:
+        if not self._setting("AlignedDataCtrlr.Measurands"):
+            # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
+            # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
+                                                         "additionalInfo": "AlignedDataCtrlr.Measurands is empty"}}
+
+        async def send() -> None:
+            for runner in self._targets(request.evse_id):
+                reading = self._hw.read_meter(runner.evse_id)
+                mv = meter_value(self._clock.iso(), reading, self._setting("AlignedDataCtrlr.Measurands"), "Trigger")
+                if mv is not None:
+                    await self._journal.append(Append("MeterValues", {"evseId": runner.evse_id, "meterValue": [mv]}))
+
+        return Reply({"status": "Accepted"}, then=send)
+
+    async def _trigger_transaction_event(self, request: TriggerRequest) -> dict | Reply:
+        targets = self._targets(request.evse_id)
+        if not any(r.state.tx is not None for r in targets):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NoTransaction"}}
+
+        async def send() -> None:
+            for runner in targets:
+                await runner.apply(lambda s: s.trigger())
+
+        return Reply({"status": "Accepted"}, then=send)
 
     # --- the CSMS's word on a token, in a TransactionEvent answer ---------------------------------------
 
@@ -61,7 +107,7 @@ class Transactions:
         id_token = item.payload.get("idToken")
         if info is None or id_token is None:
             return
-        self._authorizer.learn(id_token, info)
+        await self._authorizer.learn(id_token, info)
         tx_id = item.payload["transactionInfo"]["transactionId"]
         if info["status"] == "Accepted":
             group = info.get("groupIdToken")

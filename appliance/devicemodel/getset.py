@@ -88,7 +88,8 @@ def get_variables(dm: DeviceModel, payload: dict) -> dict:
     return {"getVariableResult": results}
 
 
-def set_variables(dm: DeviceModel, payload: dict) -> dict:
+def set_variables(dm: DeviceModel, payload: dict) -> tuple[dict, list[Write]]:
+    """The answer and the writes to persist before sending it (the caller commits them)."""
     items = payload["setVariableData"]
     check_limits(dm, payload, items, "SetVariables")
     max_value = dm.configuration_value_size()
@@ -123,8 +124,7 @@ def set_variables(dm: DeviceModel, payload: dict) -> dict:
                 continue
         writes.append(Write(key, text, SetBy.csms))
         result["attributeStatus"] = "RebootRequired" if definition.reboot_required else "Accepted"
-    dm.commit(writes)
-    return {"setVariableResult": results}
+    return {"setVariableResult": results}, writes
 
 
 def _echo(item: dict, attribute: AttributeType) -> dict:

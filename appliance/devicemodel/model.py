@@ -18,6 +18,10 @@ Live variables (clock, availability states …) are read from a provider at read
 stored row only serves when no provider is bound or it fails.
 
 Listeners hear of every change of a value, by whichever writer, once it is durable.
+
+Persistence goes through the storage worker (`appliance.storage`): every write is awaited, so nothing fsyncs on
+the event loop, and a value is on disk before the CSMS hears Accepted or a listener acts on it. The decisions
+themselves (`plan_set_variables`) are plain functions of the request and the model, testable without a disk.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
@@ -47,6 +50,7 @@ from appliance.devicemodel.types import (
     VariableKey,
 )
 from appliance.hardware.base import EvseLayout
+from appliance.storage import Storage
 
 log = logging.getLogger("appliance.devicemodel")
 
@@ -89,9 +93,10 @@ def _still_valid(definition: VariableDef, text: str | None) -> bool:
 class DeviceModel:
     """Use `DeviceModel.open`; the constructor only indexes a catalog and its values."""
 
-    def __init__(self, conn: sqlite3.Connection, catalog: list[VariableDef],
+    def __init__(self, storage: Storage, catalog: list[VariableDef],
                  stored: Mapping[AttributeKey, str | None]) -> None:
-        self._store = VariableStore(conn)
+        self._storage = storage
+        self._store = VariableStore(storage.writer)
         self._catalog = catalog
         self._components: dict[_ComponentIndex, dict[tuple[str, str], VariableDef]] = {}
         for definition in catalog:
@@ -106,8 +111,8 @@ class DeviceModel:
     # --- opening -------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, conn: sqlite3.Connection, layouts: list[EvseLayout],
-             factory: Mapping[str, object], limits: FactoryLimits | None = None) -> DeviceModel:
+    async def open(cls, storage: Storage, layouts: list[EvseLayout],
+                   factory: Mapping[str, object], limits: FactoryLimits | None = None) -> DeviceModel:
         """Load the persisted model, creating missing rows from `factory` over the defaults, under `limits`.
 
         Every factory key is checked on every open, so a bad config fails the same way on the hundredth boot
@@ -115,10 +120,10 @@ class DeviceModel:
         """
         catalog = build_catalog(layouts)
         if limits:
-            catalog = cls(conn, catalog, {})._limited(limits, factory)
-        model = cls(conn, catalog, {})
+            catalog = cls(storage, catalog, {})._limited(limits, factory)
+        model = cls(storage, catalog, {})
         wanted = model._check_factory(factory)
-        persisted = model._store.load()
+        persisted = await storage.run(model._store.load)
         new_rows, replaced_rows = [], []
         for definition in catalog:
             for attribute in definition.attributes:
@@ -136,8 +141,8 @@ class DeviceModel:
                     if key in wanted and wanted[key][1] != persisted[key].value:
                         log.info("[variables] %s not applied: the value set by %s at %s wins", wanted[key][0],
                                  persisted[key].set_by.value, persisted[key].set_at)
-        model._store.create(new_rows)
-        model._store.write(replaced_rows)
+        await storage.write(model._store.create, new_rows)
+        await storage.write(model._store.write, replaced_rows)
         for write in (*new_rows, *replaced_rows):
             model._values[write.key] = write.value
         # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.
@@ -290,7 +295,7 @@ class DeviceModel:
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def set_internal(self, path: str, value: object) -> None:
+    async def set_internal(self, path: str, value: object) -> None:
         """The station updates a value it owns, ReadOnly or not; checked against the characteristics.
 
         Raises KeyError for an unknown path and values.ValueRefused (a ValueError) for a value the
@@ -301,13 +306,13 @@ class DeviceModel:
         text = values.canonical(definition.characteristics, value)
         if key in self._values and self._values[key] == text:
             return
-        self.commit([Write(key, text, SetBy.station)])
+        await self.commit([Write(key, text, SetBy.station)])
 
-    def commit(self, writes: list[Write]) -> None:
+    async def commit(self, writes: list[Write]) -> None:
         """Persist several values in one transaction, then update memory and tell listeners."""
         if not writes:
             return
-        self._store.write(writes)
+        await self._storage.write(self._store.write, writes)
         changed = []
         for write in writes:
             if self._values.get(write.key) != write.value:
@@ -352,9 +357,15 @@ class DeviceModel:
         """GetVariablesRequest payload → GetVariablesResponse payload (OcppError over the limits)."""
         return getset.get_variables(self, payload)
 
-    def handle_set_variables(self, payload: dict) -> dict:
-        """SetVariablesRequest payload → SetVariablesResponse payload, every accepted value persisted."""
+    def plan_set_variables(self, payload: dict) -> tuple[dict, list[Write]]:
+        """The SetVariablesResponse payload and the writes it stands for, nothing persisted yet."""
         return getset.set_variables(self, payload)
+
+    async def handle_set_variables(self, payload: dict) -> dict:
+        """SetVariablesRequest payload → SetVariablesResponse payload, every accepted value persisted."""
+        answer, writes = self.plan_set_variables(payload)
+        await self.commit(writes)
+        return answer
 
     def reporting_value_size(self) -> int:
         return min(self.limit("DeviceDataCtrlr.ReportingValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))

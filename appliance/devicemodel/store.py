@@ -1,23 +1,23 @@
 """SQLite persistence of the device model's values (table `device_variable`, migrations/0001).
 
-Transactions: the connection is in autocommit mode (`isolation_level=None`, as `open_station_db` makes it)
-and every write here is one explicit ``BEGIN IMMEDIATE … COMMIT`` (the style of the journal code), so one
-SetVariables request is one transaction: a power cut leaves all of its values or none of them. If the caller
-already has a transaction open, the write becomes a SAVEPOINT inside it and is durable when the caller
-commits. With the journal's `synchronous=FULL` in WAL mode, a COMMIT that returned is on disk, so "persisted
-before the answer" holds as soon as `write` returns.
+Transactions: these functions run as jobs of the storage worker, on its writer connection (autocommit mode),
+and every write here is one `storage.transaction` (``BEGIN IMMEDIATE … COMMIT``), so one SetVariables request
+is one transaction: a power cut leaves all of its values or none of them. If the caller already has a
+transaction open, the write becomes a SAVEPOINT inside it and is durable when the caller commits. With
+`synchronous=FULL` in WAL mode, a COMMIT that returned is on disk, so "persisted before the answer" holds as
+soon as the awaited write returns.
 
 Reads happen once, at open: the model keeps the values in memory and writes through.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.devicemodel.types import AttributeKey, AttributeType, ComponentKey, SetBy, VariableKey
+from appliance.storage.writer import transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _COLUMNS = "component, component_instance, evse_id, connector_id, variable, variable_instance, attribute"
@@ -95,30 +95,5 @@ class VariableStore:
             return
         sql = (f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) "
                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})")
-        with transaction(self._conn):
+        with transaction(self._conn, "device_model"):
             self._conn.executemany(sql, params)
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT, or a savepoint when the caller's transaction is already open."""
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT device_model")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK TO device_model")
-            conn.execute("RELEASE device_model")
-            raise
-        conn.execute("RELEASE device_model")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        # A failed COMMIT (e.g. SQLITE_BUSY, an I/O error) may leave the transaction open: never leave it
-        # half-done for the next writer to commit by accident.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise

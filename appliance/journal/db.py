@@ -13,7 +13,6 @@ Durability choices (see ../shared/research/resilience.md §1, measured on this h
 
 from __future__ import annotations
 
-import contextlib
 import importlib.resources
 import logging
 import os
@@ -21,6 +20,8 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+
+from appliance.storage.writer import transaction
 
 log = logging.getLogger("appliance.journal")
 
@@ -196,19 +197,6 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         log.info("journal migration applied: %s", name)
         applied.append(name)
     return applied
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One explicit write transaction: committed if the block ends normally, rolled back otherwise."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _statements(sql: str) -> Iterator[str]:

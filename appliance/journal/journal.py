@@ -6,20 +6,20 @@ task; the writer takes whatever has queued up and commits it in one SQLite trans
 (SQLite is blocking I/O). Under load many appends share one fsync (group commit); alone, an append costs one
 commit. Nothing is acknowledged before its commit, so durability of acknowledged data is never weakened.
 
-All SQL runs on the journal's own connection, one call at a time (a Trio lock), so the device model's
-connection and the journal never interleave transactions.
+All SQL runs as jobs of the storage worker (`appliance.storage`), the one owner of the writer connection, so
+the journal's transactions never interleave with the device model's and no commit ever blocks the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
 from appliance.journal.store import Append, JournalStore
+from appliance.storage import Storage, is_disk_full
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.journal")
@@ -47,9 +47,9 @@ class _Pending:
 
 
 class Journal:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.store = JournalStore(conn)
-        self._lock = trio.Lock()
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.store = JournalStore(storage.writer)
         self._send, self._receive = trio.open_memory_channel[_Pending](APPEND_QUEUE)
         #: Bumped after every commit that added messages; the delivery task waits on it.
         self.appended: Watched[int] = Watched(0)
@@ -87,7 +87,7 @@ class Journal:
             stored = await self.run_sync(self.store.append_batch, [p.item for p in batch])
         except Exception as exc:
             error: BaseException = exc
-            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+            if is_disk_full(exc):
                 log.critical("journal: disk full; %d message(s) NOT journaled", len(batch))
                 error = JournalFull(str(exc))
             else:
@@ -116,9 +116,8 @@ class Journal:
         return pending.result
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run journal SQL in a worker thread, one call at a time; not abandoned on cancellation."""
-        async with self._lock:
-            return await trio.to_thread.run_sync(fn, *args)
+        """Run journal SQL (a `store` method) on the storage worker; not abandoned on cancellation."""
+        return await self.storage.run(fn, *args)
 
     # --- delivery bookkeeping -----------------------------------------------------------------------------
 

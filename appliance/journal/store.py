@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.journal.db import transaction
 from appliance.protocol import new_message_id
+from appliance.storage.writer import transaction
 
 
 def utc_now() -> str:

@@ -55,19 +55,15 @@ class Link:
     def __init__(
         self,
         *,
-        endpoint: Callable[[], Endpoint],
         dispatcher: Dispatcher,
         registry: SchemaRegistry,
         setting: Callable[[str], object],
         settings_changed: Watched[int],
-        boot: BootProcedure,
     ) -> None:
-        self._endpoint = endpoint
         self._dispatcher = dispatcher
         self._registry = registry
         self._setting = setting
         self._settings_changed = settings_changed
-        self._boot = boot
         self._session: RpcSession | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._stopping = False
@@ -156,11 +152,14 @@ class Link:
             return None
         return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
 
-    async def run(self) -> None:
-        """Connect and reconnect until cancelled or shut down."""
+    async def run(self, endpoint: Callable[[], Endpoint], boot: BootProcedure) -> None:
+        """Connect and reconnect until cancelled or shut down.
+
+        `endpoint()` says where to connect on each attempt (network profiles, fall-back); `boot(link)` runs on
+        every new connection and returns once the CSMS has accepted the station.
+        """
         while not self._stopping:
-            endpoint = self._endpoint()
-            lost_reason = await self._one_connection(endpoint)
+            lost_reason = await self._one_connection(endpoint(), boot)
             if self._stopping:
                 break
             if self.offline_since is None:
@@ -174,7 +173,7 @@ class Link:
             with trio.move_on_after(delay):
                 await self._reconnect_now.wait()
 
-    async def _one_connection(self, endpoint: Endpoint) -> str:
+    async def _one_connection(self, endpoint: Endpoint, boot: BootProcedure) -> str:
         """One connection attempt and, if it works, the whole session. Returns why it ended."""
         ping_interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
         timeout = self._message_timeout()
@@ -188,7 +187,7 @@ class Link:
                 self._ws = ws
                 log.info("connected to %s", endpoint.full_url)
                 try:
-                    await self._session_body(ws)
+                    await self._session_body(ws, boot)
                 finally:
                     # Offline from this instant, not after the close handshake below (up to its timeout on a
                     # dead link): events produced meanwhile must carry offline=true.
@@ -218,7 +217,7 @@ class Link:
             self.offline_since = trio.current_time()
             self.state.set(LinkState.OFFLINE)
 
-    async def _session_body(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _session_body(self, ws: trio_websocket.WebSocketConnection, boot: BootProcedure) -> None:
         session = RpcSession(ws, self._dispatcher, self._registry, self._message_timeout)
         async with trio.open_nursery() as nursery:
             await nursery.start(session.run)
@@ -228,7 +227,7 @@ class Link:
             if self.offline_since is not None:
                 self.last_offline_duration = trio.current_time() - self.offline_since
             self.offline_since = None
-            await self._boot(self)
+            await boot(self)
             self.accepted_once = True
             self.state.set(LinkState.ACCEPTED)
             for name, service in self._online_services:

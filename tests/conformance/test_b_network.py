@@ -132,11 +132,11 @@ async def test_TC_B_44_set_network_profile_failed(csms: LoopbackCsms, data_dir: 
     moment: PRAGMA query_only) → SetNetworkProfileResponse Failed, and nothing is half-stored: once storage
     works again the slot is still empty."""
     async with station_up(csms, data_dir) as station:
-        station.db.execute("PRAGMA query_only = ON")
+        await station.storage.run(station.storage.writer.execute, "PRAGMA query_only = ON")
         try:
             answer = await set_profile(csms, 2, connection_data("ws://127.0.0.1:9/ocpp"))
         finally:
-            station.db.execute("PRAGMA query_only = OFF")
+            await station.storage.run(station.storage.writer.execute, "PRAGMA query_only = OFF")
         assert answer["status"] == "Failed", answer
         assert await set_priority(csms, "1,2") == "Rejected"
 

@@ -23,8 +23,8 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 # --- factory values ------------------------------------------------------------------------------------
 
 
-def test_factory_values_of_every_toml_type(db: sqlite3.Connection) -> None:
-    dm = open_model(db, {
+async def test_factory_values_of_every_toml_type(db: sqlite3.Connection) -> None:
+    dm = await open_model(db, {
         "OCPPCommCtrlr.HeartbeatInterval": 120,
         "TxCtrlr.TxStartPoint": ["Authorized"],
         "TxCtrlr.TxStopPoint": "EVConnected",
@@ -48,9 +48,9 @@ def test_factory_values_of_every_toml_type(db: sqlite3.Connection) -> None:
     assert rows["HeartbeatInterval"] == "factory" and rows["OfflineThreshold"] == "default"
 
 
-def test_factory_list_and_string_forms_are_the_same(tmp_path: Path) -> None:
-    a = open_model(new_db(tmp_path / "a.db"), {"TxCtrlr.TxStartPoint": ["EVConnected", "Authorized"]})
-    b = open_model(new_db(tmp_path / "b.db"), {"TxCtrlr.TxStartPoint": "EVConnected,Authorized"})
+async def test_factory_list_and_string_forms_are_the_same(tmp_path: Path) -> None:
+    a = await open_model(new_db(tmp_path / "a.db"), {"TxCtrlr.TxStartPoint": ["EVConnected", "Authorized"]})
+    b = await open_model(new_db(tmp_path / "b.db"), {"TxCtrlr.TxStartPoint": "EVConnected,Authorized"})
     assert a.get("TxCtrlr.TxStartPoint") == b.get("TxCtrlr.TxStartPoint") == ["EVConnected", "Authorized"]
 
 
@@ -72,73 +72,73 @@ def test_factory_list_and_string_forms_are_the_same(tmp_path: Path) -> None:
     ("EVSE[2].Power.MaxSet", 7361, "maxLimit"),
     ("OCPPCommCtrlr.HeartbeatInterval", ["60"], "only allowed for MemberList"),
 ])
-def test_bad_factory_key_names_the_key(db: sqlite3.Connection, key: str, value: object, fragment: str) -> None:
+async def test_bad_factory_key_names_the_key(db: sqlite3.Connection, key: str, value: object, fragment: str) -> None:
     with pytest.raises(FactoryValueError) as info:
-        open_model(db, {"OCPPCommCtrlr.OfflineThreshold": 30, key: value})
+        await open_model(db, {"OCPPCommCtrlr.OfflineThreshold": 30, key: value})
     assert info.value.key == key
     assert fragment in info.value.message
     assert db.execute("SELECT count(*) FROM device_variable").fetchone()[0] == 0  # nothing written
 
 
-def test_two_keys_for_one_variable_refused(db: sqlite3.Connection) -> None:
+async def test_two_keys_for_one_variable_refused(db: sqlite3.Connection) -> None:
     with pytest.raises(FactoryValueError) as info:
-        open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 1, "ocppcommctrlr.heartbeatinterval.actual": 2})
+        await open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 1, "ocppcommctrlr.heartbeatinterval.actual": 2})
     assert info.value.key == "ocppcommctrlr.heartbeatinterval.actual"
 
 
-def test_factory_validated_on_every_open_applied_only_on_first(db: sqlite3.Connection) -> None:
-    open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 120})
-    dm = open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 300})
+async def test_factory_validated_on_every_open_applied_only_on_first(db: sqlite3.Connection) -> None:
+    await open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 120})
+    dm = await open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": 300})
     assert dm.get("OCPPCommCtrlr.HeartbeatInterval") == 120  # first boot only
     with pytest.raises(FactoryValueError):
-        open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": "bad"})
+        await open_model(db, {"OCPPCommCtrlr.HeartbeatInterval": "bad"})
 
 
-def test_csms_value_survives_reopen_and_factory(tmp_path: Path) -> None:
+async def test_csms_value_survives_reopen_and_factory(tmp_path: Path) -> None:
     path = tmp_path / "dm.db"
     conn = new_db(path)
-    dm = open_model(conn, {"OCPPCommCtrlr.OfflineThreshold": 100})
-    assert set_(dm, COMM, {"name": "OfflineThreshold"}, "300")["attributeStatus"] == "Accepted"
+    dm = await open_model(conn, {"OCPPCommCtrlr.OfflineThreshold": 100})
+    assert (await set_(dm, COMM, {"name": "OfflineThreshold"}, "300"))["attributeStatus"] == "Accepted"
     conn.close()
-    reopened = open_model(open_db(path), {"OCPPCommCtrlr.OfflineThreshold": 100})
+    reopened = await open_model(open_db(path), {"OCPPCommCtrlr.OfflineThreshold": 100})
     assert reopened.get("OCPPCommCtrlr.OfflineThreshold") == 300
     assert get(reopened, COMM, {"name": "OfflineThreshold"})["attributeValue"] == "300"
 
 
-def test_variable_new_in_later_firmware_gets_factory_or_default(db: sqlite3.Connection) -> None:
-    open_model(db, {"OCPPCommCtrlr.OfflineThreshold": 100})
-    set_(open_model(db), COMM, {"name": "HeartbeatInterval"}, "77")
+async def test_variable_new_in_later_firmware_gets_factory_or_default(db: sqlite3.Connection) -> None:
+    await open_model(db, {"OCPPCommCtrlr.OfflineThreshold": 100})
+    await set_(await open_model(db), COMM, {"name": "HeartbeatInterval"}, "77")
     # The rows an older firmware would not have had:
     db.execute("DELETE FROM device_variable WHERE variable IN ('WebSocketPingInterval', 'ResetRetries')")
-    dm = open_model(db, {"OCPPCommCtrlr.WebSocketPingInterval": 10, "OCPPCommCtrlr.HeartbeatInterval": 5})
+    dm = await open_model(db, {"OCPPCommCtrlr.WebSocketPingInterval": 10, "OCPPCommCtrlr.HeartbeatInterval": 5})
     assert dm.get("OCPPCommCtrlr.WebSocketPingInterval") == 10  # new row: factory value
     assert dm.get("OCPPCommCtrlr.ResetRetries") == 2  # new row: default
     assert dm.get("OCPPCommCtrlr.HeartbeatInterval") == 77  # existing row: persisted wins
 
 
-def test_a_persisted_value_the_catalog_now_refuses_is_reset(db: sqlite3.Connection) -> None:
-    open_model(db)
+async def test_a_persisted_value_the_catalog_now_refuses_is_reset(db: sqlite3.Connection) -> None:
+    await open_model(db)
     db.execute("UPDATE device_variable SET value = 'ParkingBayOccupancy', set_by = 'csms' "
                "WHERE variable = 'TxStartPoint'")
     db.execute("UPDATE device_variable SET value = 'soon' WHERE variable = 'OfflineThreshold'")
-    dm = open_model(db, {"TxCtrlr.TxStartPoint": "Authorized"})
+    dm = await open_model(db, {"TxCtrlr.TxStartPoint": "Authorized"})
     assert dm.get("TxCtrlr.TxStartPoint") == ["Authorized"]  # factory value
     assert dm.get("OCPPCommCtrlr.OfflineThreshold") == 60  # default
-    assert open_model(db).get("OCPPCommCtrlr.OfflineThreshold") == 60
+    assert (await open_model(db)).get("OCPPCommCtrlr.OfflineThreshold") == 60
 
 
-def test_rows_of_unknown_variables_are_kept(db: sqlite3.Connection) -> None:
-    open_model(db)
+async def test_rows_of_unknown_variables_are_kept(db: sqlite3.Connection) -> None:
+    await open_model(db)
     db.execute("INSERT INTO device_variable (component, variable, attribute, value, set_by, set_at) "
                "VALUES ('OldCtrlr', 'Gone', 'Actual', 'x', 'csms', 'then')")
-    dm = open_model(db)
+    dm = await open_model(db)
     with pytest.raises(KeyError):
         dm.get("OldCtrlr.Gone")
     assert db.execute("SELECT count(*) FROM device_variable WHERE component = 'OldCtrlr'").fetchone()[0] == 1
 
 
-def test_layout_changes_reach_the_model(db: sqlite3.Connection) -> None:
-    dm = open_model(db, layouts=[EvseLayout(1, phases=1, max_current_a=16)])
+async def test_layout_changes_reach_the_model(db: sqlite3.Connection) -> None:
+    dm = await open_model(db, layouts=[EvseLayout(1, phases=1, max_current_a=16)])
     assert dm.get("EVSE[1].Power.MaxSet") == 3680.0
     with pytest.raises(KeyError):
         dm.get("EVSE[2].Power")
@@ -147,8 +147,8 @@ def test_layout_changes_reach_the_model(db: sqlite3.Connection) -> None:
 # --- reading, set_internal, live values -----------------------------------------------------------------
 
 
-def test_get_typed_values_and_unknown_paths(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_get_typed_values_and_unknown_paths(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     assert dm.get("OCPPCommCtrlr.MessageAttempts[TransactionEvent]") == 3
     assert dm.get("ocppcommctrlr.messageattempts[transactionevent]") == 3
     assert dm.get("TxCtrlr.StopTxOnInvalidId") is True
@@ -161,31 +161,31 @@ def test_get_typed_values_and_unknown_paths(db: sqlite3.Connection) -> None:
             dm.get(path)
 
 
-def test_set_internal_bypasses_mutability_and_persists(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
-    dm.set_internal("LocalAuthListCtrlr.Entries", 7)
-    dm.set_internal("SecurityCtrlr.SecurityProfile", 2)
-    assert open_model(db).get("LocalAuthListCtrlr.Entries") == 7
+async def test_set_internal_bypasses_mutability_and_persists(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
+    await dm.set_internal("LocalAuthListCtrlr.Entries", 7)
+    await dm.set_internal("SecurityCtrlr.SecurityProfile", 2)
+    assert (await open_model(db)).get("LocalAuthListCtrlr.Entries") == 7
     row = db.execute("SELECT value, set_by FROM device_variable WHERE component = 'SecurityCtrlr' "
                      "AND variable = 'SecurityProfile'").fetchone()
     assert row == ("2", "station")
     with pytest.raises(ValueRefused):
-        dm.set_internal("LocalAuthListCtrlr.Entries", 11)  # maxLimit 10
+        await dm.set_internal("LocalAuthListCtrlr.Entries", 11)  # maxLimit 10
     with pytest.raises(KeyError):
-        dm.set_internal("LocalAuthListCtrlr.Nope", 1)
+        await dm.set_internal("LocalAuthListCtrlr.Nope", 1)
     assert dm.get("LocalAuthListCtrlr.Entries") == 7
 
 
-def test_set_internal_inside_a_callers_transaction(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_set_internal_inside_a_callers_transaction(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     db.execute("BEGIN IMMEDIATE")
-    dm.set_internal("SecurityCtrlr.CertificateEntries", 2)
+    await dm.set_internal("SecurityCtrlr.CertificateEntries", 2)
     db.execute("COMMIT")
-    assert open_model(db).get("SecurityCtrlr.CertificateEntries") == 2
+    assert (await open_model(db)).get("SecurityCtrlr.CertificateEntries") == 2
 
 
-def test_live_provider(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_live_provider(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     state = {"value": "Available"}
     dm.bind_live("Connector[2,1].AvailabilityState", lambda: state["value"])
     state["value"] = "Faulted"
@@ -209,21 +209,21 @@ def test_live_provider(db: sqlite3.Connection) -> None:
 # --- listeners -----------------------------------------------------------------------------------------
 
 
-def test_listeners_hear_csms_and_station_changes(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_listeners_hear_csms_and_station_changes(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     heard: list[tuple[str, object]] = []
     dm.add_listener(lambda path, value: heard.append((path, value)))
-    set_(dm, {"name": "ocppcommctrlr"}, {"name": "heartbeatinterval"}, "90")
-    dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", 45)
-    dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", 45)  # unchanged: no second call
-    set_(dm, {"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "Authorized")
-    set_(dm, COMM, {"name": "OfflineThreshold"}, "abc")  # refused: nothing to hear
+    await set_(dm, {"name": "ocppcommctrlr"}, {"name": "heartbeatinterval"}, "90")
+    await dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", 45)
+    await dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", 45)  # unchanged: no second call
+    await set_(dm, {"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "Authorized")
+    await set_(dm, COMM, {"name": "OfflineThreshold"}, "abc")  # refused: nothing to hear
     assert heard == [("OCPPCommCtrlr.HeartbeatInterval", 90), ("OCPPCommCtrlr.HeartbeatInterval", 45),
                      ("TxCtrlr.TxStartPoint", ["Authorized"])]
 
 
-def test_a_failing_listener_does_not_break_the_answer(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_a_failing_listener_does_not_break_the_answer(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     heard: list[str] = []
 
     def bad(path: str, value: object) -> None:
@@ -231,36 +231,36 @@ def test_a_failing_listener_does_not_break_the_answer(db: sqlite3.Connection) ->
 
     dm.add_listener(bad)
     dm.add_listener(lambda path, value: heard.append(path))
-    assert set_(dm, COMM, {"name": "WebSocketPingInterval"}, "10")["attributeStatus"] == "Accepted"
+    assert (await set_(dm, COMM, {"name": "WebSocketPingInterval"}, "10"))["attributeStatus"] == "Accepted"
     assert heard == ["OCPPCommCtrlr.WebSocketPingInterval"]
 
 
 # --- atomicity ----------------------------------------------------------------------------------------
 
 
-def test_a_failed_write_applies_nothing(db: sqlite3.Connection) -> None:
-    dm = open_model(db, {"DeviceDataCtrlr.ItemsPerMessage[SetVariables]": 2})
+async def test_a_failed_write_applies_nothing(db: sqlite3.Connection) -> None:
+    dm = await open_model(db, {"DeviceDataCtrlr.ItemsPerMessage[SetVariables]": 2})
     heard: list[str] = []
     dm.add_listener(lambda path, value: heard.append(path))
     # A write failing half-way (as a full disk or power cut would): the second row's insert aborts.
     db.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON device_variable WHEN NEW.variable = 'OfflineThreshold' "
                "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     with pytest.raises(sqlite3.DatabaseError):
-        dm.handle_set_variables({"setVariableData": [
+        await dm.handle_set_variables({"setVariableData": [
             {"component": COMM, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "90"},
             {"component": COMM, "variable": {"name": "OfflineThreshold"}, "attributeValue": "90"},
         ]})
     assert not db.in_transaction
     assert dm.get("OCPPCommCtrlr.HeartbeatInterval") == 60 and heard == []
     db.execute("DROP TRIGGER fail")
-    assert open_model(db).get("OCPPCommCtrlr.HeartbeatInterval") == 60
+    assert (await open_model(db)).get("OCPPCommCtrlr.HeartbeatInterval") == 60
 
 
 # --- report entries ------------------------------------------------------------------------------------
 
 
-def test_entries_make_a_valid_notify_report(db: sqlite3.Connection) -> None:
-    dm = open_model(db, {"SecurityCtrlr.BasicAuthPassword": "factory-password-0001"})
+async def test_entries_make_a_valid_notify_report(db: sqlite3.Connection) -> None:
+    dm = await open_model(db, {"SecurityCtrlr.BasicAuthPassword": "factory-password-0001"})
     entries = list(dm.entries())
     report = [entry.report_data() for entry in entries]
     assert_valid("NotifyReportRequest", {"requestId": 1, "generatedAt": "2024-05-06T10:00:00Z", "seqNo": 0,
@@ -280,8 +280,8 @@ def test_entries_make_a_valid_notify_report(db: sqlite3.Connection) -> None:
             assert all(member in allowed for member in (value.split(",") if value else [])), data
 
 
-def test_entry_matching_and_configuration_inventory(db: sqlite3.Connection) -> None:
-    entries = list(open_model(db).entries())
+async def test_entry_matching_and_configuration_inventory(db: sqlite3.Connection) -> None:
+    entries = list((await open_model(db)).entries())
 
     def selected(component: dict, variable: dict | None = None) -> list[str]:
         return sorted({f"{e.component.name}/{e.component.evse}/{e.variable.name}"
@@ -297,13 +297,13 @@ def test_entry_matching_and_configuration_inventory(db: sqlite3.Connection) -> N
     assert "MessageTimeout" not in writable
 
 
-def test_entries_follow_live_values_and_value_size(tmp_path: Path) -> None:
-    dm = open_model(new_db(tmp_path / "dm.db"), {"DeviceDataCtrlr.ValueSize": 5})
+async def test_entries_follow_live_values_and_value_size(tmp_path: Path) -> None:
+    dm = await open_model(new_db(tmp_path / "dm.db"), {"DeviceDataCtrlr.ValueSize": 5})
     dm.bind_live("EVSE[2].AvailabilityState", lambda: "Unavailable")
     entry = next(e for e in dm.entries() if e.component.evse == 2 and e.variable.name == "AvailabilityState")
     assert entry.value() == "Unava"
     assert entry.report_data()["variableAttribute"][0]["value"] == "Unava"
 
 
-def test_open_is_a_classmethod_returning_a_device_model(db: sqlite3.Connection) -> None:
-    assert isinstance(DeviceModel.open(db, [EvseLayout(1)], {}), DeviceModel)
+async def test_open_is_a_classmethod_returning_a_device_model(db: sqlite3.Connection) -> None:
+    assert isinstance(await open_model(db, layouts=[EvseLayout(1)]), DeviceModel)

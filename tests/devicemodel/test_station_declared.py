@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.devicemodel import DEFAULT_LAYOUTS, DeviceModel, FactoryValueError
-from tests.devicemodel.test_support import assert_valid, get, new_db, open_model, set_
+from tests.devicemodel.test_support import assert_valid, get, new_db, open_model, set_, storage_for
 
 STATION = {"name": "ChargingStation"}
 EVSE1 = {"name": "EVSE", "evse": {"id": 1}}  # three-phase
@@ -24,8 +24,8 @@ def db(tmp_path: Path) -> sqlite3.Connection:
     return new_db(tmp_path / "dm.db")
 
 
-def limited(conn: sqlite3.Connection, limits: dict, factory: dict | None = None) -> DeviceModel:
-    return DeviceModel.open(conn, list(DEFAULT_LAYOUTS), dict(factory or {}), limits)
+async def limited(conn: sqlite3.Connection, limits: dict, factory: dict | None = None) -> DeviceModel:
+    return await DeviceModel.open(storage_for(conn), list(DEFAULT_LAYOUTS), dict(factory or {}), limits)
 
 
 # --- the optional variables a station without the feature must not have ------------------------------------
@@ -33,23 +33,23 @@ def limited(conn: sqlite3.Connection, limits: dict, factory: dict | None = None)
 
 @pytest.mark.parametrize(("component", "variable"), [("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
                                                      ("TxCtrlr", "MaxEnergyOnInvalidId")])
-def test_unsupported_features_have_no_variable(db: sqlite3.Connection, component: str, variable: str) -> None:
+async def test_unsupported_features_have_no_variable(db: sqlite3.Connection, component: str, variable: str) -> None:
     """"If this key exists, the Charging Station supports Unknown Offline Authorization": the station supports
     neither it nor MaxEnergyOnInvalidId, so both are unknown — to GetVariables, to SetVariables, to reports, and
     as factory keys."""
-    dm = open_model(db)
+    dm = await open_model(db)
     assert get(dm, {"name": component}, {"name": variable})["attributeStatus"] == "UnknownVariable"
-    assert set_(dm, {"name": component}, {"name": variable}, "true")["attributeStatus"] == "UnknownVariable"
+    assert (await set_(dm, {"name": component}, {"name": variable}, "true"))["attributeStatus"] == "UnknownVariable"
     assert not [e for e in dm.entries() if e.variable.name == variable]
     with pytest.raises(FactoryValueError, match=variable):
-        open_model(db, {f"{component}.{variable}": 0})
+        await open_model(db, {f"{component}.{variable}": 0})
 
 
 # --- PhaseRotation --------------------------------------------------------------------------------------------
 
 
-def test_phase_rotation_defaults_to_not_known_and_reports_its_values(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
+async def test_phase_rotation_defaults_to_not_known_and_reports_its_values(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
     for component in (STATION, EVSE1, EVSE2):
         result = get(dm, component, ROTATION)
         assert (result["attributeStatus"], result["attributeValue"]) == ("Accepted", ""), component
@@ -82,35 +82,35 @@ def test_phase_rotation_defaults_to_not_known_and_reports_its_values(db: sqlite3
     (EVSE2, "RST", "Rejected", None),  # a single-phase EVSE has one
     (EVSE2, "xRx", "Rejected", None),  # … on its L1
 ])
-def test_phase_rotation_set_variables(tmp_path: Path, component: dict, value: str, status: str,
+async def test_phase_rotation_set_variables(tmp_path: Path, component: dict, value: str, status: str,
                                       stored: str | None) -> None:
     db = new_db(tmp_path / "dm.db")
-    dm = open_model(db, {"EVSE[1].PhaseRotation": "RST", "EVSE[2].PhaseRotation": "Rxx",
+    dm = await open_model(db, {"EVSE[1].PhaseRotation": "RST", "EVSE[2].PhaseRotation": "Rxx",
                          "ChargingStation.PhaseRotation": "RST"})
     before = get(dm, component, ROTATION)["attributeValue"]
-    result = set_(dm, component, ROTATION, value)
+    result = await set_(dm, component, ROTATION, value)
     assert result["attributeStatus"] == status, result
     expected = stored if status == "Accepted" else before
     if status == "Rejected":
         assert result["attributeStatusInfo"]["reasonCode"] == "InvalidValue", result
-    assert get(open_model(db), component, ROTATION)["attributeValue"] == expected  # persisted (or untouched)
+    assert get(await open_model(db), component, ROTATION)["attributeValue"] == expected  # persisted (or untouched)
 
 
-def test_phase_rotation_factory_value(db: sqlite3.Connection) -> None:
-    dm = open_model(db, {"ChargingStation.PhaseRotation": "TSR", "EVSE[2].PhaseRotation": "Txx"})
+async def test_phase_rotation_factory_value(db: sqlite3.Connection) -> None:
+    dm = await open_model(db, {"ChargingStation.PhaseRotation": "TSR", "EVSE[2].PhaseRotation": "Txx"})
     assert dm.get("ChargingStation.PhaseRotation") == "TSR"
     assert dm.get("EVSE[2].PhaseRotation") == "Txx"
     with pytest.raises(FactoryValueError, match=r"EVSE\[1\]\.PhaseRotation"):
-        open_model(db, {"EVSE[1].PhaseRotation": "Rxx"})
+        await open_model(db, {"EVSE[1].PhaseRotation": "Rxx"})
 
 
 # --- [limits] ---------------------------------------------------------------------------------------------------
 
 
-def test_limits_are_reported_and_enforced(db: sqlite3.Connection) -> None:
+async def test_limits_are_reported_and_enforced(db: sqlite3.Connection) -> None:
     """A certified minimum TxUpdatedInterval of 10 s and a HeartbeatInterval of 30 s … 86400 s: reported as
     minLimit/maxLimit, SetVariables outside → Rejected ValueOutOfRange (nothing written), inside → Accepted."""
-    dm = limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10},
+    dm = await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10},
                       "OCPPCommCtrlr.HeartbeatInterval": {"min": 30, "max": 86400}})
     chars = {e.variable.name: e.report_data()["variableCharacteristics"] for e in dm.entries()
              if e.variable.name in ("TxUpdatedInterval", "HeartbeatInterval", "OfflineThreshold")}
@@ -118,37 +118,39 @@ def test_limits_are_reported_and_enforced(db: sqlite3.Connection) -> None:
     assert (chars["HeartbeatInterval"]["minLimit"], chars["HeartbeatInterval"]["maxLimit"]) == (30, 86400)
     assert chars["OfflineThreshold"]["minLimit"] == 0  # unlimited variables keep the firmware's own limits
     for value in ("9", "0", "-1"):
-        result = set_(dm, SAMPLED, INTERVAL, value)
+        result = await set_(dm, SAMPLED, INTERVAL, value)
         assert result["attributeStatus"] == "Rejected", result
         assert result["attributeStatusInfo"]["reasonCode"] == "ValueOutOfRange", result
     assert dm.get("SampledDataCtrlr.TxUpdatedInterval") == 60
-    assert set_(dm, SAMPLED, INTERVAL, "10")["attributeStatus"] == "Accepted"
+    assert (await set_(dm, SAMPLED, INTERVAL, "10"))["attributeStatus"] == "Accepted"
     comm = {"name": "OCPPCommCtrlr"}
-    assert set_(dm, comm, {"name": "HeartbeatInterval"}, "86401")["attributeStatus"] == "Rejected"
-    assert set_(dm, comm, {"name": "HeartbeatInterval"}, "86400")["attributeStatus"] == "Accepted"
+    assert (await set_(dm, comm, {"name": "HeartbeatInterval"}, "86401"))["attributeStatus"] == "Rejected"
+    assert (await set_(dm, comm, {"name": "HeartbeatInterval"}, "86400"))["attributeStatus"] == "Accepted"
     assert dm.clamp("OCPPCommCtrlr.HeartbeatInterval", 5) == 30
     assert dm.clamp("OCPPCommCtrlr.HeartbeatInterval", 100000) == 86400
     assert dm.clamp("OCPPCommCtrlr.HeartbeatInterval", 300) == 300
 
 
-def test_without_limits_the_model_is_permissive(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
-    assert set_(dm, SAMPLED, INTERVAL, "1")["attributeStatus"] == "Accepted"
+async def test_without_limits_the_model_is_permissive(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
+    assert (await set_(dm, SAMPLED, INTERVAL, "1"))["attributeStatus"] == "Accepted"
     assert dm.clamp("OCPPCommCtrlr.HeartbeatInterval", 1) == 1
 
 
-def test_a_persisted_value_outside_new_limits_is_reset(db: sqlite3.Connection) -> None:
-    dm = open_model(db)
-    assert set_(dm, SAMPLED, INTERVAL, "5")["attributeStatus"] == "Accepted"
-    assert limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}}).get(
+async def test_a_persisted_value_outside_new_limits_is_reset(db: sqlite3.Connection) -> None:
+    dm = await open_model(db)
+    assert (await set_(dm, SAMPLED, INTERVAL, "5"))["attributeStatus"] == "Accepted"
+    assert (await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}})).get(
         "SampledDataCtrlr.TxUpdatedInterval") == 60
 
 
-def test_a_factory_value_must_fit_the_limits(db: sqlite3.Connection) -> None:
+async def test_a_factory_value_must_fit_the_limits(db: sqlite3.Connection) -> None:
     with pytest.raises(FactoryValueError) as error:
-        limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}}, {"SampledDataCtrlr.TxUpdatedInterval": 5})
+        await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}},
+                      {"SampledDataCtrlr.TxUpdatedInterval": 5})
     assert (error.value.section, error.value.key) == ("variables", "SampledDataCtrlr.TxUpdatedInterval")
-    dm = limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 120}}, {"SampledDataCtrlr.TxUpdatedInterval": 300})
+    dm = await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 120}},
+                       {"SampledDataCtrlr.TxUpdatedInterval": 300})
     assert dm.get("SampledDataCtrlr.TxUpdatedInterval") == 300
 
 
@@ -163,8 +165,8 @@ def test_a_factory_value_must_fit_the_limits(db: sqlite3.Connection) -> None:
     ("OCPPCommCtrlr.HeartbeatInterval", {"max": 30}, "the default 60 is outside"),
     ("EVSE[1].Power.MaxSet", {"max": 1000}, "without an attribute"),
 ])
-def test_bad_limits_name_the_key(db: sqlite3.Connection, key: str, bounds: dict, fragment: str) -> None:
+async def test_bad_limits_name_the_key(db: sqlite3.Connection, key: str, bounds: dict, fragment: str) -> None:
     with pytest.raises(FactoryValueError) as error:
-        limited(db, {key: bounds})
+        await limited(db, {key: bounds})
     assert (error.value.section, error.value.key) == ("limits", key)
     assert fragment in error.value.message, error.value.message

@@ -15,6 +15,7 @@ import jsonschema
 
 from appliance.devicemodel import DEFAULT_LAYOUTS, DeviceModel
 from appliance.hardware.base import EvseLayout
+from appliance.storage import Storage
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0001_device_model.sql"
 
@@ -30,7 +31,7 @@ def new_db(path: Path) -> sqlite3.Connection:
 
 
 def open_db(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
@@ -46,9 +47,30 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-def open_model(conn: sqlite3.Connection, factory: Mapping[str, object] | None = None,
-               layouts: list[EvseLayout] | None = None) -> DeviceModel:
-    return DeviceModel.open(conn, list(layouts or DEFAULT_LAYOUTS), dict(factory or {}))
+#: One storage worker per test connection (kept alive with it, so an id is never reused).
+_STORAGES: dict[int, Storage] = {}
+
+
+def storage_for(conn: sqlite3.Connection) -> Storage:
+    """The storage worker that owns `conn` as its writer connection, started on first use."""
+    storage = _STORAGES.get(id(conn))
+    if storage is None:
+        storage = Storage(conn, Path(conn.execute("PRAGMA database_list").fetchone()[2]))
+        storage.start()
+        _STORAGES[id(conn)] = storage
+    return storage
+
+
+def close_storage(conn: sqlite3.Connection) -> None:
+    """Stop the worker of `conn` and close it (and its reader)."""
+    storage = _STORAGES.pop(id(conn), None)
+    if storage is not None:
+        storage.close()
+
+
+async def open_model(conn: sqlite3.Connection, factory: Mapping[str, object] | None = None,
+                     layouts: list[EvseLayout] | None = None) -> DeviceModel:
+    return await DeviceModel.open(storage_for(conn), list(layouts or DEFAULT_LAYOUTS), dict(factory or {}))
 
 
 def _validator(name: str) -> jsonschema.protocols.Validator:
@@ -74,12 +96,12 @@ def get(dm: DeviceModel, component: dict, variable: dict, attribute: str | None 
     return result
 
 
-def set_(dm: DeviceModel, component: dict, variable: dict, value: str, attribute: str | None = None) -> dict:
+async def set_(dm: DeviceModel, component: dict, variable: dict, value: str, attribute: str | None = None) -> dict:
     """One SetVariables item through the handler; the response is schema-checked on the way."""
     item: dict = {"component": component, "variable": variable, "attributeValue": value}
     if attribute is not None:
         item["attributeType"] = attribute
-    response = dm.handle_set_variables({"setVariableData": [item]})
+    response = await dm.handle_set_variables({"setVariableData": [item]})
     assert_valid("SetVariablesResponse", response)
     [result] = response["setVariableResult"]
     return result
@@ -96,13 +118,12 @@ def test_migration_creates_the_table(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_the_station_migration_runner_applies_it(tmp_path: Path) -> None:
+async def test_the_station_migration_runner_applies_it(tmp_path: Path) -> None:
     from appliance.journal.db import open_station_db
 
     conn = open_station_db(tmp_path)
-    dm = open_model(conn)
+    dm = await open_model(conn)
     assert dm.get("OCPPCommCtrlr.OfflineThreshold") == 60
-    conn.close()
 
 
 def test_schema_validator_rejects_bad_payloads() -> None:

@@ -102,10 +102,14 @@ async def test_full_disk_is_reported_and_leaves_the_file_intact(tmp_path: Path) 
     """SQLITE_FULL (here: max_page_count reached) surfaces as JournalFull; acknowledged data stays."""
     import trio
 
+    from appliance.journal.db import DB_NAME
     from appliance.journal.journal import Journal, JournalFull
+    from appliance.storage import Storage
 
     conn = open_station_db(tmp_path)
-    journal = Journal(conn)
+    storage = Storage(conn, tmp_path / DB_NAME)
+    storage.start()
+    journal = Journal(storage)
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         first = await journal.append(Append("TransactionEvent", tx_event("t1", "Started", "2026-01-01T00:00:00.000Z"),

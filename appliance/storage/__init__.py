@@ -1,0 +1,6 @@
+"""Durable storage: one writer connection owned by one worker thread, and the small key/value state table."""
+
+from appliance.storage.state import StateStore
+from appliance.storage.writer import Storage, StorageClosed, is_disk_full, transaction
+
+__all__ = ["StateStore", "Storage", "StorageClosed", "is_disk_full", "transaction"]

@@ -1,0 +1,158 @@
+"""The one storage discipline: every durable write is a job on one worker thread that owns the writer connection.
+
+Why a dedicated thread and not `trio.to_thread` on the event loop's side: a SQLite COMMIT with
+synchronous=FULL is an fsync (milliseconds, seconds on a sick SD card), and a write that meets another writer's
+lock waits up to `busy_timeout` (5 s). Either would freeze every EVSE, the ping loop and the CSMS link if it ran
+on the Trio thread. Here the Trio side only queues a job and sleeps on an event the worker sets through the Trio
+token when it is done, so the event loop is never blocked by the disk. One thread with one connection also
+serialises every writer (journal group commits, device model, authorization data, station state) without a
+lock: jobs run one after another in the order they were queued, and no two transactions can interleave.
+
+Reads that must be fast are served from memory by their owners, or from `reader`, a second connection on the
+Trio thread (WAL readers never wait for the writer).
+
+Cancellation: a queued job is never abandoned. The caller's wait is shielded, because the job may already be
+committing; returning before it finished would report a write as failed that is in fact on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+log = logging.getLogger("appliance.storage")
+
+T = TypeVar("T")
+_STOP = None
+
+
+class StorageClosed(Exception):
+    """A write after `close()`: a bug in the caller's shutdown order, never a silent hang."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL, judged by SQLite's own error code (message texts differ between versions and locales)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) == sqlite3.SQLITE_FULL
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, name: str = "nested") -> Iterator[None]:
+    """One explicit write transaction: `BEGIN IMMEDIATE … COMMIT`, or a SAVEPOINT inside the caller's.
+
+    Committed when the block ends normally, rolled back otherwise. A failed COMMIT (disk full, I/O error) may
+    already have rolled back; it is never left open for the next writer to commit by accident.
+    """
+    if conn.in_transaction:
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class Storage:
+    """The writer connection, its worker thread, and a read connection for the Trio thread.
+
+    Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn = conn
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="storage-writer", daemon=True)
+        self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self.reader.execute("PRAGMA query_only = ON")
+        self.jobs_done = 0
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Storage:
+        """Open (creating and migrating if needed) the station database, off the event loop."""
+        from appliance.journal.db import DB_NAME, open_station_db
+
+        conn = await trio.to_thread.run_sync(open_station_db, data_dir)
+        storage = cls(conn, data_dir / DB_NAME)
+        storage.start()
+        return storage
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Finish the queued jobs, then close both connections. Safe to call twice."""
+        if self._thread.is_alive():
+            self._jobs.put(_STOP)
+            self._thread.join()
+        self.reader.close()
+        self._conn.close()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not _STOP:
+            job()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the worker thread (it may use `writer`); its result or exception."""
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        box: list[tuple[bool, Any]] = []  # (ok, result or exception)
+
+        def finished() -> None:
+            done.set()
+
+        def job() -> None:
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # handed to the caller, re-raised there
+                box.append((False, exc))
+            self.jobs_done += 1
+            with contextlib.suppress(trio.RunFinishedError):  # the caller's run is gone; nobody waits any more
+                token.run_sync_soon(finished)
+
+        if not self._thread.is_alive():
+            raise StorageClosed(f"{self.path}: the storage worker has stopped")
+        self._jobs.put(job)
+        with trio.CancelScope(shield=True):
+            await done.wait()
+        ok, result = box[0]
+        if not ok:
+            raise result
+        return result
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` inside one write transaction on the worker thread: all of it is durable, or none."""
+
+        def in_transaction() -> T:
+            with transaction(self._conn):
+                return fn(*args)
+
+        return await self.run(in_transaction)
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (a job: run it with `run`)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # read to the end: no statement left open
+
+    @property
+    def writer(self) -> sqlite3.Connection:
+        """The writer connection. Only for functions that run as jobs (`run`/`write`), never on the Trio thread."""
+        return self._conn
