@@ -49,10 +49,12 @@ async def wait_all_connectors_reported(
 @contextlib.asynccontextmanager
 async def booted_station(csms: LoopbackCsms, data_dir: Path, **config: Any) -> AsyncIterator[Station]:
     """A station running in-process (config from the harness, FAST timings, `config` overrides) that has been
-    Accepted and has reported every connector: the Part 6 general precondition "Booted, Idle"."""
+    Accepted and has reported every connector: the Part 6 general precondition "Booted, Idle". Only frames
+    after this call count, so a second station on the same CSMS waits for its own boot."""
+    mark = csms.mark()
     async with running_station(make_config(data_dir, csms, **config)) as station:
-        await csms.trio.wait_action(STATION_ID, "BootNotification", 10)
-        await wait_all_connectors_reported(csms)
+        await csms.trio.wait_action(STATION_ID, "BootNotification", 10, since=mark)
+        await wait_all_connectors_reported(csms, since=mark)
         yield station
 
 

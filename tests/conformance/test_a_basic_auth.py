@@ -14,9 +14,9 @@ from urllib.parse import quote
 import pytest
 import trio
 
-from appliance.config import ConfigError
+from appliance.config import ConfigError, parse
 from appliance.lab.csms import ConnectionRecord, LoopbackCsms
-from appliance.lab.process import PASSWORD
+from appliance.lab.process import PASSWORD, config_text
 from tests.conformance.helpers import (
     SLACK,
     STATION_ID,
@@ -59,7 +59,7 @@ def test_TC_A_01_factory_password_length_enforced(data_dir: Path, password: str)
     """TC_A_01_CS: "BasicAuthPassword must consist of minimum 16 and maximum 40 characters" — a factory password
     outside that range is a config error naming the key (CONTRACT: exit 2), so the station never sends one."""
     with pytest.raises(ConfigError) as error:
-        make_config(data_dir, LoopbackCsms(), password=password)
+        parse(config_text(data_dir, "ws://127.0.0.1:9000/ocpp", password=password), source="test")
     assert "csms.basic_auth_password" in str(error.value)
 
 
