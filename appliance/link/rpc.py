@@ -29,6 +29,7 @@ from appliance.protocol import (
     encode,
     new_message_id,
 )
+from appliance.protocol.tolerance import ACCEPTED_AS, Deviation, Found
 
 log = logging.getLogger("appliance.link.rpc")
 
@@ -137,6 +138,7 @@ class RpcSession:
         self._answered = trio.Event()
         self._closed = trio.Event()
         self._holding = False  # closing on purpose: no new CALL may start
+        self._deviations_warned: set[Deviation] = set()  # one warning per kind per connection
         self.frames_in = 0
         self.frames_out = 0
 
@@ -234,8 +236,20 @@ class RpcSession:
         if isinstance(answer, CallError):
             raise CallErrorReply(answer.code, answer.description, answer.details)
         try:
-            self._registry.validate_response(action, answer.payload)
+            payload, deviations = self._registry.validate_response_lenient(action, answer.payload)
         except OcppError as exc:
             log.warning("CSMS answered %s with an invalid payload: %s", action, exc.description)
             raise CallErrorReply(exc.code.value, f"invalid response: {exc.description}", {}) from exc
-        return answer.payload
+        self._warn_deviations(action, deviations)
+        return payload
+
+    def _warn_deviations(self, action: str, deviations: list[Found]) -> None:
+        """Say once per connection and kind what the CSMS does differently, so the log stays readable while
+        an integrator still learns every habit of their CSMS."""
+        for found in deviations:
+            if found.kind in self._deviations_warned:
+                continue
+            self._deviations_warned.add(found.kind)
+            log.warning("CSMS answer deviates from OCPP 2.0.1 (%s) in %s at %s: %s; further ones on this "
+                        "connection are accepted silently", found.kind.value, action, found.path or "payload",
+                        ACCEPTED_AS[found.kind])
