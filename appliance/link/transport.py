@@ -31,6 +31,65 @@ class HandshakeFailed(Exception):
     """The CSMS accepted TCP but not our OCPP-J connection (wrong subprotocol, auth refused …)."""
 
 
+class _PeerWatch(trio.abc.Stream):
+    """The connection's stream, noticing when the peer closes or breaks it.
+
+    trio-websocket's client handshake waits for an answer that a closed stream can never bring: its reader
+    task ends, but `wrap_client_stream` keeps waiting until our connect timeout (30 s by default) fires. This
+    wrapper lets the handshake fail the moment the CSMS hangs up, so the back-off starts at once.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self.peer_gone = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._stream.send_all(data)
+        except trio.BrokenResourceError:
+            self.peer_gone.set()
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except trio.BrokenResourceError:
+            self.peer_gone.set()
+            raise
+        if not data:
+            self.peer_gone.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _handshake(
+    nursery: trio.Nursery, stream: trio.abc.Stream, host: str, resource: str, headers: list[tuple[bytes, bytes]]
+) -> WebSocketConnection:
+    """The OCPP-J opening handshake, failing with HandshakeFailed as soon as the CSMS closes the connection."""
+    watched = _PeerWatch(stream)
+    ws: WebSocketConnection | None = None
+    async with trio.open_nursery() as guard:
+
+        async def hang_up() -> None:
+            await watched.peer_gone.wait()
+            guard.cancel_scope.cancel()
+
+        guard.start_soon(hang_up)
+        ws = await wrap_client_stream(
+            nursery, watched, host, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+            message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
+        )
+        guard.cancel_scope.cancel()
+    if ws is None or (watched.peer_gone.is_set() and ws.closed):
+        raise HandshakeFailed("CSMS closed the connection during the WebSocket handshake")
+    return ws
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect: derived from the config and the device model at each attempt."""
@@ -103,10 +162,7 @@ async def open_websocket(
                     stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
                                             https_compatible=True)
                     await stream.do_handshake()
-                ws = await wrap_client_stream(
-                    nursery, stream, parts.netloc, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-                    message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
-                )
+                ws = await _handshake(nursery, stream, parts.netloc, resource, headers)
             if ws.subprotocol != SUBPROTOCOL:
                 with trio.move_on_after(close_timeout):
                     await ws.aclose(1002, "ocpp2.0.1 subprotocol required")
