@@ -30,8 +30,12 @@ from appliance.protocol import (
     new_message_id,
 )
 from appliance.protocol.tolerance import ACCEPTED_AS, Deviation, Found
+from appliance.util.redact import redact_frame
 
 log = logging.getLogger("appliance.link.rpc")
+#: Every frame in and out at DEBUG, secrets hidden (`appliance.util.redact`); its own logger so it can be
+#: switched on alone.
+frame_log = logging.getLogger("appliance.link.frames")
 
 #: CSMS CALLs waiting for the dispatcher; the CSMS sends one at a time, so a few is plenty.
 INBOUND_QUEUE = 16
@@ -159,6 +163,8 @@ class RpcSession:
         while True:
             text = await self._ws.get_message()
             self.frames_in += 1
+            if frame_log.isEnabledFor(logging.DEBUG):
+                frame_log.debug("frame in: %s", redact_frame(text))
             try:
                 frame = decode(text)
             except FrameError as exc:
@@ -190,6 +196,8 @@ class RpcSession:
 
     async def _send(self, text: str) -> None:
         self.frames_out += 1
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("frame out: %s", redact_frame(text))
         await self._ws.send_message(text)
 
     async def hold_calls(self) -> None:
