@@ -17,7 +17,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from appliance.link.link import Link
+from appliance.link.link import BYTES_PER_MESSAGE, Link
 from appliance.link.rpc import Dispatcher
 from appliance.link.transport import Endpoint, HandshakeFailed, open_websocket
 from appliance.protocol import default_registry
@@ -30,6 +30,7 @@ SETTINGS: dict[str, object] = {
     "OCPPCommCtrlr.RetryBackOffRepeatTimes": 2,
     "OCPPCommCtrlr.WebSocketPingInterval": 0,
     "OCPPCommCtrlr.MessageTimeout[Default]": int(CONNECT_TIMEOUT),
+    **dict.fromkeys(BYTES_PER_MESSAGE, 1000),
 }
 
 
