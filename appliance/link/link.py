@@ -51,6 +51,14 @@ BYTES_PER_MESSAGE = (
 )
 
 
+def _only_link_down(exc: BaseException) -> bool:
+    """LinkDown, or a group of nothing else: a service with its own nursery (journal delivery) gets the link's
+    loss wrapped in an exception group, which is still the session ending, not the service failing."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_link_down(inner) for inner in exc.exceptions)
+    return isinstance(exc, LinkDown)
+
+
 class LinkDead(Exception):
     """The link stopped answering pings: treat it like a pulled cable."""
 
@@ -255,9 +263,9 @@ class Link:
             try:
                 await service(self)
                 return
-            except LinkDown:
-                return  # the session is ending; the next one starts the service again
-            except Exception:
+            except Exception as exc:
+                if _only_link_down(exc):
+                    return  # the session is ending; the next one starts the service again
                 log.exception("online service %s failed; restarting in %.0f s", name, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 60.0)

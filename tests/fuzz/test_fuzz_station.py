@@ -1,0 +1,38 @@
+"""The fuzzer's quick mode (issue 15 item 7): schema-derived CALLs and answers against one live station.
+
+`tools/fuzz.py --minutes N` runs the same campaign for longer. Here: a few hundred CSMS CALLs (valid and
+mutated, every action) and a few dozen CSMS answers, then the station must still answer over the WebSocket,
+take a hardware event, stay within a memory bound, and its journal must verify.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+from tests.fuzz.campaign import Tally, journal_verifies, run_answers, run_calls, still_answering
+from tests.fuzz.driver import fuzzed_station, rss_bytes
+
+QUICK_CALLS = 400
+QUICK_ANSWERS = 30
+#: RSS growth allowed over a quick campaign: the station's caches and reports are bounded far below this,
+#: while a leak per input (a task, a report kept in memory) would exceed it.
+MEMORY_BOUND = 40 * 1024 * 1024
+
+
+def test_quick_fuzz_campaign(data_dir: Path) -> None:
+    tally = Tally()
+    with fuzzed_station(data_dir) as fuzz:
+        run_calls(fuzz, tally, 20)  # warm-up: schemas compiled, caches filled
+        gc.collect()
+        before = rss_bytes()
+        run_calls(fuzz, tally, QUICK_CALLS)
+        run_answers(fuzz, tally, QUICK_ANSWERS)
+        still_answering(fuzz)
+        gc.collect()
+        grown = rss_bytes() - before
+    assert fuzz.problems == [], fuzz.problems
+    assert grown < MEMORY_BOUND, f"RSS grew by {grown / 1e6:.1f} MB over {tally.inputs} inputs"
+    journal_verifies(fuzz)
+    print(f"fuzz quick: {tally.inputs} inputs ({tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated, "
+          f"{tally.answers} answers), {fuzz.restarts} restarts, answers {dict(tally.codes)}")
