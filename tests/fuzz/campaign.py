@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.hardware.control import CommandRefused
 from appliance.protocol import CallError, CallResult, ErrorCode, default_registry
 from appliance.station import Station
 from tests.fuzz.driver import STATION_ID, FuzzedStation
@@ -175,18 +177,31 @@ def still_answering(fuzz: FuzzedStation) -> None:
             if chance == 2:
                 raise
     assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted", answer
-    # The EVSE's runner still takes hardware events (a fuzzed ChangeAvailability may have left it Inoperative).
-    operative = fuzz.csms.call(STATION_ID, "ChangeAvailability", {"operationalStatus": "Operative"})
-    assert operative["status"] in ("Accepted", "Scheduled"), operative
+    # The EVSEs' runners still take hardware events. Fuzzed ChangeAvailability requests may have left the
+    # station or an EVSE Inoperative, and a fuzzed RequestStartTransaction a session waiting: undo both first.
+    for target in ({}, {"evse": {"id": 1}}, {"evse": {"id": 2}}):
+        answer = fuzz.csms.call(STATION_ID, "ChangeAvailability", {"operationalStatus": "Operative", **target})
+        assert answer["status"] in ("Accepted", "Scheduled"), (target, answer)
+
+    async def unplug_all(station: Station) -> None:
+        for evse_id in (1, 2):
+            with contextlib.suppress(CommandRefused):  # nothing plugged in there
+                await station.hardware.unplug(evse_id)
+
+    fuzz.run_in_station(unplug_all)
+
+    def evse2(status: str, since: int) -> bool:
+        return any(p["evseId"] == 2 and p["connectorStatus"] == status
+                   for p in fuzz.csms.actions(STATION_ID, "StatusNotification", since))
+
+    async def evse2_status(station: Station) -> str:
+        return station.connectors.evse_status(2)
+
+    fuzz.csms.wait_for(lambda: fuzz.run_in_station(evse2_status) == "Available", 30, what="EVSE 2 Available")
     mark = fuzz.csms.mark()
     fuzz.run_in_station(lambda station: station.hardware.plug(2))
-
-    def evse2_reported() -> bool:
-        return any(p["evseId"] == 2 and p["connectorStatus"] == "Occupied"
-                   for p in fuzz.csms.actions(STATION_ID, "StatusNotification", mark))
-
     try:
-        fuzz.csms.wait_for(evse2_reported, 30, what="EVSE 2 reported Occupied after the plug")
+        fuzz.csms.wait_for(lambda: evse2("Occupied", mark), 30, what="EVSE 2 reported Occupied after the plug")
     except TimeoutError as exc:
         raise AssertionError(f"{exc}; station sent {[f.action for f in fuzz.csms.frames_snapshot(STATION_ID, mark)]}"
                              f"; snapshots {fuzz.run_in_station(_snapshots)}") from None
@@ -194,6 +209,19 @@ def still_answering(fuzz: FuzzedStation) -> None:
 
 async def _snapshots(station: Station) -> Any:
     return station.snapshots()
+
+
+def tasks_settle(fuzz: FuzzedStation, baseline: int, slack: int = 8, timeout: float = 60) -> int:
+    """Wait for the follow-ups still running (a report being sent) to finish; the station's task count must come
+    back to within `slack` of what it was before the campaign. Returns the final count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = fuzz.task_count()
+        if count <= baseline + slack:
+            return count
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} tasks alive after the campaign, {baseline} before")
+        time.sleep(0.5)
 
 
 def journal_verifies(fuzz: FuzzedStation) -> str:
@@ -206,4 +234,4 @@ def journal_verifies(fuzz: FuzzedStation) -> str:
 
 
 __all__ = ["Tally", "check_answer", "check_call", "journal_verifies", "run_answers", "run_calls",
-           "still_answering"]
+           "still_answering", "tasks_settle"]

@@ -88,6 +88,18 @@ class FuzzedStation:
 
         return trio.from_thread.run(call, trio_token=self._token)
 
+    def task_count(self) -> int:
+        """Trio tasks alive in the station's run: with the campaign's follow-ups done, a number that must not
+        grow with the inputs (a task per input left behind is a leak, one gone missing a service lost)."""
+
+        async def count(station: Station) -> int:
+            def walk(task: trio.lowlevel.Task) -> int:
+                return 1 + sum(walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+            return walk(trio.lowlevel.current_root_task())
+
+        return int(self.run_in_station(count))
+
     async def _current(self) -> tuple[Station, trio.Nursery]:
         """The running station, waiting out a restart: a station that is resetting takes no more CALLs (its
         WebSocket is closing), so the next one goes to the restarted station, as the CSMS's next CALL would."""
