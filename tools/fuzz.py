@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if grown > MEMORY_BOUND:
             raise AssertionError(f"RSS grew by {grown / 1e6:.1f} MB")
         journal_verifies(fuzz)
-    except AssertionError as exc:
+    except Exception as exc:  # a failed check or a hung station: report it with the counts, then exit 1
         failed = True
-        print(f"FAILED: {exc}", flush=True)
+        print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
     print(f"TOTAL {tally.inputs} inputs: {tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated CALLs, "
           f"{tally.answers} CSMS answers; answer codes {dict(tally.codes)}", flush=True)
     if args.keep or failed:

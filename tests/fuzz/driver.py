@@ -38,6 +38,8 @@ from tests.harness import make_config
 STATION_ID = "CS001"
 #: A CSMS CALL that is not answered within this many seconds counts as hung.
 CALL_BOUND = 20.0
+#: Frames the loopback CSMS keeps (it drops the older half when full).
+RECORDED_FRAMES = 4000
 #: Loggers of the test's peer, not of the station under test.
 PEER_LOGGERS = ("appliance.csms", "websockets", "ocpp")
 
@@ -197,7 +199,9 @@ def fuzzed_station(data_dir: Path, variables: dict[str, Any] | None = None) -> I
     not lock the station out (that path has its own tests)."""
     problems = _Problems()
     logging.getLogger().addHandler(problems)
-    with LoopbackCsms(heartbeat_interval=300) as csms:
+    # A bounded recording: the CSMS lives in this process, and its frames would otherwise count as the
+    # station's memory (the final checks only look at frames after a mark).
+    with LoopbackCsms(heartbeat_interval=300, max_frames=RECORDED_FRAMES) as csms:
         fuzz = FuzzedStation(data_dir, csms, variables or {})
         started = threading.Event()
         thread = threading.Thread(target=lambda: trio.run(fuzz._main, started), name="fuzzed-station")
