@@ -18,7 +18,7 @@ import trio_websocket
 
 from appliance.link.backoff import Backoff, BackoffSettings
 from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
-from appliance.link.transport import Endpoint, HandshakeFailed, open_websocket
+from appliance.link.transport import MAX_MESSAGE_SIZE, Endpoint, HandshakeFailed, open_websocket
 from appliance.protocol import Call, ErrorCode, OcppError, SchemaRegistry
 from appliance.util.watched import Watched
 
@@ -39,6 +39,24 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+#: What one CSMS request may hold by the device model's own limits. ItemsPerMessage needs no entry of its own:
+#: a request within ItemsPerMessage but over BytesPerMessage is not permitted either.
+BYTES_PER_MESSAGE = (
+    "DeviceDataCtrlr.BytesPerMessage[GetReport]",
+    "DeviceDataCtrlr.BytesPerMessage[GetVariables]",
+    "DeviceDataCtrlr.BytesPerMessage[SetVariables]",
+    "LocalAuthListCtrlr.BytesPerMessage",
+)
+
+
+def _only_link_down(exc: BaseException) -> bool:
+    """LinkDown, or a group of nothing else: a service with its own nursery (journal delivery) gets the link's
+    loss wrapped in an exception group, which is still the session ending, not the service failing."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_link_down(inner) for inner in exc.exceptions)
+    return isinstance(exc, LinkDown)
 
 
 class LinkDead(Exception):
@@ -139,6 +157,11 @@ class Link:
     def _int(self, path: str) -> int:
         return int(self._setting(path))  # type: ignore[call-overload]
 
+    def frame_limit(self) -> int:
+        """The WebSocket message limit for the next connection: at least MAX_MESSAGE_SIZE, and never below the
+        largest request the configured BytesPerMessage values permit (so it is answered, not cut off)."""
+        return max(MAX_MESSAGE_SIZE, *(self._int(path) for path in BYTES_PER_MESSAGE))
+
     def _message_timeout(self) -> float:
         return float(self._int("OCPPCommCtrlr.MessageTimeout[Default]"))
 
@@ -181,7 +204,8 @@ class Link:
         log.info("connecting to %s", endpoint.redacted())
         reason = "reconnect requested"
         try:
-            async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after) as ws:
+            async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after,
+                                      max_message_size=self.frame_limit()) as ws:
                 self.connections += 1
                 self.backoff.reset()
                 self._ws = ws
@@ -242,9 +266,9 @@ class Link:
             try:
                 await service(self)
                 return
-            except LinkDown:
-                return  # the session is ending; the next one starts the service again
-            except Exception:
+            except Exception as exc:
+                if _only_link_down(exc):
+                    return  # the session is ending; the next one starts the service again
                 log.exception("online service %s failed; restarting in %.0f s", name, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 60.0)

@@ -29,8 +29,13 @@ from appliance.protocol import (
     encode,
     new_message_id,
 )
+from appliance.protocol.tolerance import ACCEPTED_AS, Deviation, Found
+from appliance.util.redact import redact_frame
 
 log = logging.getLogger("appliance.link.rpc")
+#: Every frame in and out at DEBUG, secrets hidden (`appliance.util.redact`); its own logger so it can be
+#: switched on alone.
+frame_log = logging.getLogger("appliance.link.frames")
 
 #: CSMS CALLs waiting for the dispatcher; the CSMS sends one at a time, so a few is plenty.
 INBOUND_QUEUE = 16
@@ -143,6 +148,7 @@ class RpcSession:
         self._answered = trio.Event()
         self._closed = trio.Event()
         self._holding = False  # closing on purpose: no new CALL may start
+        self._deviations_warned: set[Deviation] = set()  # one warning per kind per connection
         self.frames_in = 0
         self.frames_out = 0
 
@@ -163,6 +169,8 @@ class RpcSession:
         while True:
             text = await self._ws.get_message()
             self.frames_in += 1
+            if frame_log.isEnabledFor(logging.DEBUG):
+                frame_log.debug("frame in: %s", redact_frame(text))
             try:
                 frame = decode(text)
             except FrameError as exc:
@@ -199,6 +207,8 @@ class RpcSession:
 
     async def _send(self, text: str) -> None:
         self.frames_out += 1
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("frame out: %s", redact_frame(text))
         await self._ws.send_message(text)
 
     async def hold_calls(self) -> None:
@@ -245,8 +255,20 @@ class RpcSession:
         if isinstance(answer, CallError):
             raise CallErrorReply(answer.code, answer.description, answer.details)
         try:
-            self._registry.validate_response(action, answer.payload)
+            payload, deviations = self._registry.validate_response_lenient(action, answer.payload)
         except OcppError as exc:
             log.warning("CSMS answered %s with an invalid payload: %s", action, exc.description)
             raise CallErrorReply(exc.code.value, f"invalid response: {exc.description}", {}) from exc
-        return answer.payload
+        self._warn_deviations(action, deviations)
+        return payload
+
+    def _warn_deviations(self, action: str, deviations: list[Found]) -> None:
+        """Say once per connection and kind what the CSMS does differently, so the log stays readable while
+        an integrator still learns every habit of their CSMS."""
+        for found in deviations:
+            if found.kind in self._deviations_warned:
+                continue
+            self._deviations_warned.add(found.kind)
+            log.warning("CSMS answer deviates from OCPP 2.0.1 (%s) in %s at %s: %s; further ones on this "
+                        "connection are accepted silently", found.kind.value, action, found.path or "payload",
+                        ACCEPTED_AS[found.kind])

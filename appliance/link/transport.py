@@ -20,15 +20,81 @@ from urllib.parse import quote, urlsplit
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
+from appliance.link.framesize import MessageSizes
+
 log = logging.getLogger("appliance.link")
 
 SUBPROTOCOL = "ocpp2.0.1"
-#: OCPP messages are small; a CSMS sending more than this in one frame is broken or hostile.
+#: The smallest limit on one message from the CSMS: OCPP messages are small, and a CSMS sending more than this
+#: in one frame is broken or hostile. The link raises it to the largest request the device model permits
+#: (`frame_limit`); a message over the limit closes the connection with 1009, logged with the message's size.
 MAX_MESSAGE_SIZE = 256 * 1024
 
 
 class HandshakeFailed(Exception):
     """The CSMS accepted TCP but not our OCPP-J connection (wrong subprotocol, auth refused …)."""
+
+
+class _WatchedStream(trio.abc.Stream):
+    """The connection's stream, noticing when the peer closes or breaks it, and how big its messages are.
+
+    trio-websocket's client handshake waits for an answer that a closed stream can never bring: its reader
+    task ends, but `wrap_client_stream` keeps waiting until our connect timeout (30 s by default) fires. This
+    wrapper lets the handshake fail the moment the CSMS hangs up, so the back-off starts at once. It also
+    follows the frame headers (`MessageSizes`), because trio-websocket does not say how big a message it
+    refused was.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, max_message_size: int) -> None:
+        self._stream = stream
+        self.peer_gone = trio.Event()
+        self.sizes = MessageSizes(max_message_size)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._stream.send_all(data)
+        except trio.BrokenResourceError:
+            self.peer_gone.set()
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except trio.BrokenResourceError:
+            self.peer_gone.set()
+            raise
+        if not data:
+            self.peer_gone.set()
+        self.sizes.feed(data)
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _handshake(
+    nursery: trio.Nursery, watched: _WatchedStream, host: str, resource: str, headers: list[tuple[bytes, bytes]]
+) -> WebSocketConnection:
+    """The OCPP-J opening handshake, failing with HandshakeFailed as soon as the CSMS closes the connection."""
+    ws: WebSocketConnection | None = None
+    async with trio.open_nursery() as guard:
+
+        async def hang_up() -> None:
+            await watched.peer_gone.wait()
+            guard.cancel_scope.cancel()
+
+        guard.start_soon(hang_up)
+        ws = await wrap_client_stream(
+            nursery, watched, host, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+            message_queue_size=4, max_message_size=watched.sizes.limit,
+        )
+        guard.cancel_scope.cancel()
+    if ws is None or (watched.peer_gone.is_set() and ws.closed):
+        raise HandshakeFailed("CSMS closed the connection during the WebSocket handshake")
+    return ws
 
 
 @dataclass(frozen=True)
@@ -78,7 +144,12 @@ def _tune_socket(stream: trio.SocketStream, dead_after: float) -> None:
 
 @contextlib.asynccontextmanager
 async def open_websocket(
-    endpoint: Endpoint, *, connect_timeout: float, dead_after: float, close_timeout: float = 2.0
+    endpoint: Endpoint,
+    *,
+    connect_timeout: float,
+    dead_after: float,
+    close_timeout: float = 2.0,
+    max_message_size: int = MAX_MESSAGE_SIZE,
 ) -> AsyncIterator[WebSocketConnection]:
     """Connect, and close with a close frame (bounded by `close_timeout`) when the body ends.
 
@@ -103,10 +174,8 @@ async def open_websocket(
                     stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
                                             https_compatible=True)
                     await stream.do_handshake()
-                ws = await wrap_client_stream(
-                    nursery, stream, parts.netloc, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-                    message_queue_size=4, max_message_size=MAX_MESSAGE_SIZE,
-                )
+                watched = _WatchedStream(stream, max_message_size)
+                ws = await _handshake(nursery, watched, parts.netloc, resource, headers)
             if ws.subprotocol != SUBPROTOCOL:
                 with trio.move_on_after(close_timeout):
                     await ws.aclose(1002, "ocpp2.0.1 subprotocol required")
@@ -114,6 +183,9 @@ async def open_websocket(
             try:
                 yield ws
             finally:
+                if watched.sizes.oversized is not None:
+                    log.error("CSMS sent a message of %d bytes, over the %d-byte limit: connection closed with 1009 "
+                              "(Message Too Big)", watched.sizes.oversized, watched.sizes.limit)
                 with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
                     await ws.aclose()
         finally:

@@ -55,6 +55,7 @@ from typing import Any
 import fastjsonschema
 
 from appliance.protocol.errors import ErrorCode, OcppError, clip_description
+from appliance.protocol.tolerance import Found, Normaliser
 
 Validator = Callable[[Any], Any]
 
@@ -156,6 +157,7 @@ class SchemaRegistry:
         # Enum key would add a Python-level __hash__ call to it.
         self._requests: dict[str, Validator] = {}
         self._responses: dict[str, Validator] = {}
+        self._normalisers: dict[str, Normaliser] = {}
 
     @property
     def actions(self) -> frozenset[str]:
@@ -171,6 +173,21 @@ class SchemaRegistry:
         """Check a CALLRESULT payload for ``action``; raises like :meth:`validate_request`."""
         validate = self._responses.get(action) or self._validator(action, Direction.RESPONSE)
         _run(validate, payload)
+
+    def validate_response_lenient(self, action: str, payload: Any) -> tuple[Any, list[Found]]:
+        """Check a CSMS's CALLRESULT payload, tolerating the harmless deviations of `appliance.protocol.tolerance`.
+
+        Returns the payload in the schema's canonical spelling and the deviations that were normalised;
+        anything else still raises like :meth:`validate_response`. Only for answers *from* a CSMS: requests
+        get the exact CALLERROR, and what we send is checked strictly.
+        """
+        normaliser = self._normalisers.get(action)
+        if normaliser is None:
+            normaliser = Normaliser(self.schema(action, Direction.RESPONSE))
+            self._normalisers[action] = normaliser
+        normalised, found = normaliser.normalise(payload)
+        self.validate_response(action, normalised)
+        return normalised, found
 
     def schema(self, action: str, direction: Direction) -> dict[str, Any]:
         """The raw schema document, for tools and tests (re-read on every call; not on the hot path)."""
