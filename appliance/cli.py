@@ -17,7 +17,7 @@ import trio
 
 from appliance import __version__, logsetup, preflight
 from appliance.config import Config, ConfigError, load
-from appliance.journal.db import JournalError
+from appliance.storage.db import JournalError
 
 log = logging.getLogger("appliance")
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from appliance.config import Config, ConfigError
-from appliance.journal.db import DB_NAME
+from appliance.storage.db import DB_NAME
 
 #: What the station needs on the journal's files while they exist (SQLite writes the -wal and -shm too).
 JOURNAL_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm")

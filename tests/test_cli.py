@@ -11,13 +11,13 @@ import pytest
 import trustme
 from sqlite_utils import Database
 
-from appliance.journal.db import DB_NAME, migration_files, open_station_db
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.process import config_text, station_process
+from appliance.storage.db import DB_NAME, migration_files, open_station_db
 from tests.harness import REPO, wait_until
-from tests.journal.test_db import corrupt_outbox
 from tests.journal.test_verify import build_journal
 from tests.permissions import as_other_user, read_only_mount, run_python, shared_dir
+from tests.storage.test_db import corrupt_outbox
 
 
 def run_appliance(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

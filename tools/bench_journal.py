@@ -29,11 +29,11 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance.journal.db import DB_NAME, open_read_only, open_station_db  # noqa: E402
 from appliance.journal.journal import Journal  # noqa: E402
 from appliance.journal.store import Append, JournalStore, NewTransaction  # noqa: E402
 from appliance.lab.csms import LoopbackCsms  # noqa: E402
 from appliance.storage import Storage  # noqa: E402
+from appliance.storage.db import DB_NAME, open_read_only, open_station_db  # noqa: E402
 
 STATION = "BENCH02"
 PASSWORD = "bench-password-0123"

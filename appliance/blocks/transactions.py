@@ -20,7 +20,7 @@ from appliance.clock import StationClock
 from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
 from appliance.evse.state import Authorization
-from appliance.hardware.base import Hardware, Indication
+from appliance.hardware.base import EVState, Hardware, Indication
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, Queued
 from appliance.link.link import Link, LinkState
@@ -31,6 +31,8 @@ log = logging.getLogger("appliance.transactions")
 
 
 class Transactions(Block):
+    migrations = ("0005_transaction_group.sql",)  # the session's GroupId, kept with the journal's transaction row
+
     def __init__(
         self,
         *,
@@ -143,12 +145,16 @@ class Transactions(Block):
             evse_id = tx["evse_id"]
             now = self._clock.iso()
             samples = await self._journal.run_sync(self._journal.store.tx_meter_values, tx["transaction_id"])
+            # The car may well still be plugged in (the hardware kept its state through the outage): then the
+            # transaction ends with the EV connected, not idle.
+            plugged = evse_id in self._runners and self._hw.ev_state(evse_id) is not EVState.A
             payload: dict[str, Any] = {
                 "eventType": "Ended",
                 "timestamp": now,
                 "triggerReason": "AbnormalCondition",
                 "seqNo": 0,
-                "transactionInfo": {"transactionId": tx["transaction_id"], "chargingState": "Idle",
+                "transactionInfo": {"transactionId": tx["transaction_id"],
+                                    "chargingState": "EVConnected" if plugged else "Idle",
                                     "stoppedReason": "PowerLoss"},
                 "offline": True,
             }

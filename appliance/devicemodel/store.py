@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.devicemodel.types import AttributeKey, AttributeType, ComponentKey, SetBy, VariableKey
-from appliance.storage.writer import transaction
+from appliance.storage.db import transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _COLUMNS = "component, component_instance, evse_id, connector_id, variable, variable_instance, attribute"

@@ -26,8 +26,8 @@ from sqlite_utils import Database
 
 from appliance.config import ConfigError, load
 from appliance.journal import queries
-from appliance.journal.db import DB_NAME, JournalError, open_read_only
 from appliance.journal.verify import verify_report
+from appliance.storage.db import DB_NAME, JournalError, open_read_only
 
 PROG = "appliance-journal"
 #: Table cells longer than this are cut with an ellipsis; columns given as unlimited are never cut.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.protocol import new_message_id
-from appliance.storage.writer import transaction
+from appliance.storage.db import transaction
 
 
 def utc_now() -> str:

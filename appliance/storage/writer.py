@@ -22,11 +22,13 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
+
+from appliance.storage.db import DB_NAME, open_station_db, transaction
 
 log = logging.getLogger("appliance.storage")
 
@@ -42,33 +44,6 @@ def is_disk_full(exc: BaseException) -> bool:
     """SQLITE_FULL, judged by SQLite's own error code (message texts differ between versions and locales)."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) == sqlite3.SQLITE_FULL
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, name: str = "nested") -> Iterator[None]:
-    """One explicit write transaction: `BEGIN IMMEDIATE … COMMIT`, or a SAVEPOINT inside the caller's.
-
-    Committed when the block ends normally, rolled back otherwise. A failed COMMIT (disk full, I/O error) may
-    already have rolled back; it is never left open for the next writer to commit by accident.
-    """
-    if conn.in_transaction:
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            conn.execute(f"ROLLBACK TO {name}")
-            conn.execute(f"RELEASE {name}")
-            raise
-        conn.execute(f"RELEASE {name}")
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 class Storage:
@@ -89,8 +64,6 @@ class Storage:
     @classmethod
     async def open(cls, data_dir: Path) -> Storage:
         """Open (creating and migrating if needed) the station database, off the event loop."""
-        from appliance.journal.db import DB_NAME, open_station_db
-
         conn = await trio.to_thread.run_sync(open_station_db, data_dir)
         storage = cls(conn, data_dir / DB_NAME)
         storage.start()

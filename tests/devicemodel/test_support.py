@@ -119,7 +119,7 @@ def test_migration_creates_the_table(tmp_path: Path) -> None:
 
 
 async def test_the_station_migration_runner_applies_it(tmp_path: Path) -> None:
-    from appliance.journal.db import open_station_db
+    from appliance.storage.db import open_station_db
 
     conn = open_station_db(tmp_path)
     dm = await open_model(conn)

@@ -20,7 +20,7 @@ from sqlite_utils import Database
 
 import appliance
 from appliance.journal.cli import main, render_table
-from appliance.journal.db import DB_NAME, migration_files
+from appliance.storage.db import DB_NAME, migration_files
 from tests.journal.test_verify import TOKEN, build_journal, edit_payload, ts
 
 EVENT_FIELDS = {"action", "messageId", "transactionId", "seqNo", "eventType", "triggerReason", "offline",
@@ -191,7 +191,7 @@ def test_json_flag_before_command(journal: sqlite3.Connection, tmp_path: Path,
 
 
 def test_empty_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from appliance.journal.db import open_station_db
+    from appliance.storage.db import open_station_db
 
     open_station_db(tmp_path).close()
     assert run(capsys, tmp_path, "transactions") == (0, "no transactions\n", "")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.journal.cli import main
-from appliance.journal.db import DB_NAME
+from appliance.storage.db import DB_NAME
 from tests.journal.test_verify import build_journal
 from tests.permissions import as_other_user, read_only_mount, run_python, shared_dir
 

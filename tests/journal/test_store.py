@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.journal.db import open_station_db
 from appliance.journal.store import Append, JournalStore, NewTransaction
+from appliance.storage.db import open_station_db
 
 
 def tx_event(tx: str, event_type: str, ts: str, wh: float | None = None, **extra: object) -> dict:
@@ -102,9 +102,9 @@ async def test_full_disk_is_reported_and_leaves_the_file_intact(tmp_path: Path) 
     """SQLITE_FULL (here: max_page_count reached) surfaces as JournalFull; acknowledged data stays."""
     import trio
 
-    from appliance.journal.db import DB_NAME
     from appliance.journal.journal import Journal, JournalFull
     from appliance.storage import Storage
+    from appliance.storage.db import DB_NAME
 
     conn = open_station_db(tmp_path)
     storage = Storage(conn, tmp_path / DB_NAME)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.journal.db import DB_NAME, open_read_only, open_station_db
 from appliance.journal.store import Append, JournalStore, NewTransaction
 from appliance.journal.verify import Violation, check_events, register_samples, verify
+from appliance.storage.db import DB_NAME, open_read_only, open_station_db
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 REGISTER = "Energy.Active.Import.Register"

@@ -24,7 +24,6 @@ from pathlib import Path
 import apsw
 import pytest
 
-from appliance.journal.db import DB_NAME, migrate
 from appliance.journal.store import Append, JournalStore
 from appliance.journal.verify import verify, verify_report
 from appliance.lab.powercut.experiment import (
@@ -40,6 +39,7 @@ from appliance.lab.powercut.experiment import (
     run_trials,
 )
 from appliance.lab.powercut.lossyvfs import Disk, LossyVFS
+from appliance.storage.db import DB_NAME, migrate
 
 TRIALS = int(os.environ.get("POWERCUT_TRIALS", "50"))
 FIRST_SEED = int(os.environ.get("POWERCUT_SEED", "0"))

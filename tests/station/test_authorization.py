@@ -17,11 +17,11 @@ import pytest
 import trio
 
 from appliance.hardware.sim.sim_cli import send_request
-from appliance.journal.db import open_station_db
 from appliance.journal.store import JournalStore
 from appliance.lab.csms import LoopbackCsms, StationCallError
 from appliance.lab.process import config_text, station_process
 from appliance.station import Station
+from appliance.storage.db import open_station_db
 from tests.conformance.auth_helpers import (
     BLOCKED,
     EVSE,

@@ -147,3 +147,34 @@ def test_report_flood_is_answered_and_bounded(csms: LoopbackCsms, data_dir: Path
         run_report(csms, action, 9)  # nothing left behind: the queue is free again
         print(f"{action} flood: {len(accepted)} accepted, {FLOOD - len(accepted)} rejected; RSS {baseline:.1f} MB "
               f"→ peak {rss.peak:.1f} MB (+{growth:.1f})")
+
+
+@pytest.mark.parametrize("message", ["Heartbeat", "MeterValues"])
+def test_trigger_flood_is_answered_and_coalesced(csms: LoopbackCsms, data_dir: Path, message: str) -> None:
+    """1,000 TriggerMessage(`message`) back to back: every one answered Accepted (the message is coming), but
+    one follow-up at a time is on its way — the station sends the message far fewer than 1,000 times, keeps no
+    task per request, and its RSS stays within a few MB. It still answers a trigger afterwards."""
+    config = data_dir / "station.toml"
+    config.write_text(config_text(data_dir, csms.url))
+    with station_process(config, data_dir / "station.log") as station:
+        assert station.proc is not None
+        wait_booted(csms, 0)
+        csms.wait_action(STATION_ID, "SecurityEventNotification", 10)
+        baseline = rss_mb(station.proc.pid)
+        mark = csms.mark()
+        ids = {f"trigger-{n}" for n in range(FLOOD)}
+        with PeakRss(station.proc.pid) as rss:
+            for message_id in sorted(ids):
+                csms.send_raw(STATION_ID, json.dumps([2, message_id, "TriggerMessage", {"requestedMessage": message}]))
+            got = csms.wait_for(lambda: (a := answers(csms, mark, ids)) and len(a) == FLOOD and a, 60,
+                                what=f"answers to all {FLOOD} triggers")
+        assert {p["status"] for p in got.values()} == {"Accepted"}
+        sent = csms.wait_for(lambda: csms.actions(STATION_ID, message, mark), 10, what=f"a triggered {message}")
+        assert 1 <= len(sent) < FLOOD // 2, f"{len(sent)} {message} for {FLOOD} triggers"
+        assert rss.peak - baseline <= RSS_GROWTH_MB, f"RSS {baseline:.1f} MB → peak {rss.peak:.1f} MB"
+        after = csms.mark()
+        csms.send_raw(STATION_ID, json.dumps([2, "trigger-after", "TriggerMessage", {"requestedMessage": message}]))
+        csms.wait_for(lambda: csms.actions(STATION_ID, message, after), 10, what=f"{message} after the flood")
+        assert station.proc.poll() is None, station.log()
+        print(f"TriggerMessage({message}) flood: {len(sent)} sent for {FLOOD}; RSS {baseline:.1f} MB "
+              f"→ peak {rss.peak:.1f} MB")

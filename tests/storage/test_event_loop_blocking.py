@@ -18,10 +18,10 @@ from pathlib import Path
 
 import trio
 
-from appliance.journal.db import DB_NAME, open_station_db
 from appliance.journal.store import Append, JournalStore
 from appliance.lab.csms import LoopbackCsms
 from appliance.link.link import LinkState
+from appliance.storage.db import DB_NAME, open_station_db
 from tests.conformance.helpers import STATION_ID
 from tests.harness import make_config, running_station
 

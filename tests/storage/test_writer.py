@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.journal.db import DB_NAME, open_station_db
 from appliance.storage import StateStore, Storage, StorageClosed, is_disk_full, transaction
+from appliance.storage.db import DB_NAME, open_station_db
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Shared by tests/powercut/test_power_cut.py (CI) and tools/powercut.py (humans, longer runs).
 
 One trial: open a fresh journal through `LossyVFS` with the station's pragmas (the `synchronous` level is the
-experiment's variable), apply the real migrations (`appliance.journal.db.migrate`), and run a realistic
+experiment's variable), apply the real migrations (`appliance.storage.db.migrate`), and run a realistic
 stream through the real `JournalStore` — transactions Started → Updated (energy register) → Ended, single
 appends and group commits, TxEnded samples, deliveries, failed attempts and drops, and now and then the
 station's housekeeping (prune, then `wal_checkpoint(TRUNCATE)`). An operation is *acked* when its
@@ -36,10 +36,10 @@ from typing import Any
 import apsw
 
 import appliance.journal.store as store_module
-from appliance.journal.db import DB_NAME, JournalError, migrate, open_station_db
 from appliance.journal.store import Append, JournalStore, NewTransaction
 from appliance.journal.verify import verify
 from appliance.lab.powercut.lossyvfs import Disk, LossyVFS, write_image
+from appliance.storage.db import DB_NAME, JournalError, migrate, open_station_db
 
 MODES = ("full", "normal", "off")
 #: The cut lands this many mutating I/O operations (at most) after the last chosen acked operation.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from appliance.journal.db import APPLICATION_ID, JournalError, migration_files, open_read_only, open_station_db
 from appliance.journal.verify import verify
+from appliance.storage.db import APPLICATION_ID, JournalError, migration_files, open_read_only, open_station_db
 from tests.journal.test_verify import build_journal
 
 
@@ -59,7 +59,7 @@ def test_read_only_open(tmp_path: Path) -> None:
 
 
 def test_failed_migration_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from appliance.journal import db
+    from appliance.storage import db
 
     good = db.migration_files()
     broken = [*good, (len(good) + 1, f"{len(good) + 1:04d}_broken.sql",

@@ -13,6 +13,7 @@ Durability choices (see ../shared/research/resilience.md §1, measured on this h
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -21,9 +22,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance.storage.writer import transaction
-
-log = logging.getLogger("appliance.journal")
+log = logging.getLogger("appliance.storage")
 
 DB_NAME = "journal.db"
 #: `PRAGMA application_id` of our journals ("OCPJ"), set when the file is created: `open_station_db` and
@@ -292,3 +291,30 @@ def _read_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
                     f"may not create one (no write permission on {path.parent}); read it as the station's user")
         return f"{path}: cannot open it read-only ({exc})"
     return f"{path}: not a journal ({exc})"
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, name: str = "nested") -> Iterator[None]:
+    """One explicit write transaction: `BEGIN IMMEDIATE … COMMIT`, or a SAVEPOINT inside the caller's.
+
+    Committed when the block ends normally, rolled back otherwise. A failed COMMIT (disk full, I/O error) may
+    already have rolled back; it is never left open for the next writer to commit by accident.
+    """
+    if conn.in_transaction:
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
