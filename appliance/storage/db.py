@@ -265,6 +265,11 @@ def _code(exc: sqlite3.Error) -> int:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL, judged by SQLite's own error code (message texts differ between versions and locales)."""
+    return isinstance(exc, sqlite3.Error) and _code(exc) == sqlite3.SQLITE_FULL
+
+
 def _missing_permission(path: Path) -> str | None:
     """The permission this user lacks to read the journal at `path`, as one sentence; None if it has them all."""
     absolute = path.absolute()

@@ -40,12 +40,6 @@ class StorageClosed(Exception):
     """A write after `close()`: a bug in the caller's shutdown order, never a silent hang."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """SQLITE_FULL, judged by SQLite's own error code (message texts differ between versions and locales)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) == sqlite3.SQLITE_FULL
-
-
 class Storage:
     """The writer connection, its worker thread, and a read connection for the Trio thread.
 
