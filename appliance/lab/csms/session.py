@@ -43,6 +43,8 @@ from .replies import (
 )
 
 log = logging.getLogger("appliance.lab.csms")
+#: How long an answer received just before the connection closed may take to reach its caller.
+ANSWER_AFTER_CLOSE = 1.0
 
 
 class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -267,11 +269,18 @@ class StationSession(ChargePoint):
         return response.payload
 
     async def _response_or_close(self, action: str, message_id: str, timeout: float) -> Any:
-        """The library's response correlation, but giving up as soon as the connection closes."""
+        """The library's response correlation, but giving up as soon as the connection closes.
+
+        A station may answer and close right after (a new password: answer first, then reconnect); the close can
+        be seen before the library has routed the answer received just ahead of it, so a closed connection gets a
+        short grace for an answer already on its way.
+        """
         response = asyncio.ensure_future(self._get_specific_response(message_id, timeout))
         closed = asyncio.ensure_future(self.wire.ws.wait_closed())
         try:
             await asyncio.wait({response, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not response.done():
+                await asyncio.wait({response}, timeout=ANSWER_AFTER_CLOSE)
         finally:
             closed.cancel()
             if not response.done():
