@@ -20,6 +20,7 @@ Nothing here does I/O or knows about time other than what it is told.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
@@ -201,7 +202,7 @@ class EvseState:
 
     # --- the rules -----------------------------------------------------------------------------------------
 
-    def _change(self, apply, trigger: str, *, stop_reason: str | None = None,  # type: ignore[no-untyped-def]
+    def _change(self, apply: Callable[[], object], trigger: str, *, stop_reason: str | None = None,
                 force_stop: bool = False) -> list[TxEvent]:
         before = self._conditions()
         apply()

@@ -63,7 +63,7 @@ class Delivery:
             seen = self._journal.appended.value
             page = await self._journal.run_sync(self._journal.store.pending_page, after, PAGE)
             if not page:
-                await self._journal.appended.wait_until(lambda v, seen=seen: v != seen)
+                await self._journal.appended.wait_change_from(seen)
                 continue
             for item in page:
                 if not await self._deliver(link, item, marks):

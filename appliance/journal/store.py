@@ -242,6 +242,7 @@ class JournalStore:
         return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def pending_count(self, transaction_id: str | None = None) -> int:
+        args: tuple[str, ...]
         if transaction_id is None:
             sql, args = "SELECT count(*) FROM outbox WHERE outcome IS NULL", ()
         else:

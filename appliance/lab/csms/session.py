@@ -45,7 +45,7 @@ from .replies import (
 log = logging.getLogger("appliance.lab.csms")
 
 
-class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _LibraryLog(logging.LoggerAdapter):
     """The library logs every frame at INFO; we record frames ourselves, so that is DEBUG noise for us (and
     would flood `appliance demo`, which logs at INFO)."""
 

@@ -373,7 +373,7 @@ def read_recovered(db: ApswConnection) -> Recovered:
     for row_id, *rest in db.execute(
         "SELECT id, message_id, action, transaction_id, seq_no, payload, outcome, attempts FROM outbox"
     ):
-        result.outbox[row_id] = tuple(rest)  # type: ignore[assignment]
+        result.outbox[row_id] = tuple(rest)
     meter = db.execute("SELECT id, transaction_id, meter_value FROM tx_meter_values")
     result.meter = {r[0]: (r[1], r[2]) for r in meter}
     result.transactions = {r[0] for r in db.execute("SELECT transaction_id FROM transactions")}
@@ -456,6 +456,7 @@ class Judge:
         Torn: a removed row is gone while a row written at the same time or later is still there — a rollback
         to an earlier point cannot explain that, only a half-applied prune (or a torn earlier commit).
         """
+        removed: list[tuple[tuple[str, object], bool]]
         removed = [(("outbox", i), i in self.r.outbox) for i in op.removed_outbox]
         removed += [(("transactions", t), t in self.r.transactions) for t in op.removed_tx]
         removed += [(("tx_meter_values", i), i in self.r.meter) for i in op.removed_meter]
