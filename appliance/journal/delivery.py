@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -28,7 +29,7 @@ from appliance.link.rpc import CallErrorReply, CallTimeout
 
 log = logging.getLogger("appliance.delivery")
 
-ResponseHook = Callable[[Queued, dict], Awaitable[None]]
+ResponseHook = Callable[[Queued, dict[str, Any]], Awaitable[None]]
 PAGE = 200
 
 
@@ -45,7 +46,9 @@ class Delivery:
         self._hooks[action] = hook
 
     def _max_attempts(self) -> int:
-        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload]
+        # A device-model value is an `object` (int() has no overload for it, so its result is Any) until settings
+        # are read through typed accessors (issue 9, "typed settings").
+        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload, no-any-return]
 
     def _interval(self) -> float:
         return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]

@@ -55,7 +55,7 @@ class _Event:
     seq_no: int
     event_type: str | None
     timestamp: str | None
-    payload: dict
+    payload: dict[str, Any]
 
 
 def _fmt_wh(value: float) -> str:
