@@ -432,9 +432,10 @@ class Judge:
         return got is not None
 
     def _mark(self, op: Op, outcome: str) -> bool | None:
+        assert op.target is not None  # every delivered/dropped op names its row
         if op.target in self.pruned_outbox:
             return None
-        row = self.r.outbox.get(op.target)  # type: ignore[arg-type]
+        row = self.r.outbox.get(op.target)
         return row is not None and row[5] == outcome
 
     def _delivered(self, op: Op) -> bool | None:
@@ -444,9 +445,10 @@ class Judge:
         return self._mark(op, "dropped")
 
     def _failure(self, op: Op) -> bool | None:
+        assert op.target is not None  # every failure op names its row
         if op.target in self.pruned_outbox:
             return None
-        row = self.r.outbox.get(op.target)  # type: ignore[arg-type]
+        row = self.r.outbox.get(op.target)
         return row is not None and row[6] >= op.attempts
 
     def _prune(self, op: Op) -> bool | None:
