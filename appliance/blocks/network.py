@@ -58,14 +58,14 @@ class NetworkProfiles(Block):
         return {"OCPPCommCtrlr.ActiveNetworkProfile": lambda: self.active_slot}
 
     def validators(self) -> Mapping[str, Validator]:
-        return {"OCPPCommCtrlr.NetworkConfigurationPriority": self.validate_priority}  # type: ignore[dict-item]
+        return {"OCPPCommCtrlr.NetworkConfigurationPriority": self.validate_priority}
 
     def priority(self) -> list[int]:
         slots = [int(s) for s in str(self._setting("OCPPCommCtrlr.NetworkConfigurationPriority")).split(",") if s]
         usable = [s for s in slots if s == 1 or s in self.profiles]
         return usable or [1]
 
-    def validate_priority(self, value: str) -> str | None:
+    def validate_priority(self, value: object) -> str | None:
         """SetVariables check for NetworkConfigurationPriority: only slots that hold a profile."""
         for slot in (s for s in str(value).split(",") if s):
             if int(slot) not in SLOTS or (int(slot) != 1 and int(slot) not in self.profiles):

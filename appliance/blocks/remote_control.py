@@ -106,7 +106,7 @@ class RemoteControl(Block):
     async def _drain_journal(self, limit: float) -> None:
         """Give the delivery task a moment to hand the last events to the CSMS before we go (bounded)."""
         with trio.move_on_after(limit):
-            while self._link.online and await self._journal.run_sync(self._journal.store.pending_count):  # noqa: ASYNC110
+            while self._link.online and await self._journal.run_sync(self._journal.store.pending_count) > 0:  # noqa: ASYNC110
                 await trio.sleep(0.05)  # a short, bounded poll of the journal's own count
 
     async def watch_idle(self) -> None:

@@ -116,14 +116,12 @@ class Transactions(Block):
             if group is not None:
                 await self._keep_group(tx_id, id_token, group)
             return
+        stop = bool(self._setting("TxCtrlr.StopTxOnInvalidId"))
         for runner in self._runners.values():
             if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
-                stop = bool(self._setting("TxCtrlr.StopTxOnInvalidId"))
                 log.warning("EVSE %d: the CSMS says token %s is %s; %s", runner.evse_id, mask(id_token["idToken"]),
                             info["status"], "stopping the transaction" if stop else "suspending energy")
-                await runner.apply(
-                    lambda s, stop=stop: s.invalid_id(stop) if s.tx and s.tx.transaction_id == tx_id else []
-                )
+                await runner.apply(lambda s: s.invalid_id(stop) if s.tx and s.tx.transaction_id == tx_id else [])
 
     async def _keep_group(self, tx_id: str, id_token: dict, group: dict) -> None:
         """Durably first (the journal's transaction row, like the rest of what a restart recovers), then for the

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from appliance.devicemodel import values
 from appliance.devicemodel.store import Write
 from appliance.devicemodel.types import (
+    AttributeDef,
     AttributeType,
     Mutability,
     SetBy,
@@ -76,14 +77,14 @@ def get_variables(dm: DeviceModel, payload: dict) -> dict:
     for item in items:
         attribute = AttributeType(item.get("attributeType", "Actual"))
         result = _echo(item, attribute)
-        definition, status = _locate(dm, item, attribute)
-        if definition is None:
-            result["attributeStatus"] = status
-        elif definition.attribute(attribute).mutability is Mutability.WriteOnly:  # type: ignore[union-attr]
+        located = _locate(dm, item, attribute)
+        if isinstance(located, str):
+            result["attributeStatus"] = located
+        elif located[1].mutability is Mutability.WriteOnly:
             _reject(result, "WriteOnly", "the attribute is write-only")
         else:
             result["attributeStatus"] = "Accepted"
-            result["attributeValue"] = (dm.current_text(definition, attribute) or "")[:size]
+            result["attributeValue"] = (dm.current_text(located[0], attribute) or "")[:size]
         results.append(result)
     return {"getVariableResult": results}
 
@@ -99,11 +100,12 @@ def set_variables(dm: DeviceModel, payload: dict) -> tuple[dict, list[Write]]:
         attribute = AttributeType(item.get("attributeType", "Actual"))
         result = _echo(item, attribute)
         results.append(result)
-        definition, status = _locate(dm, item, attribute)
-        if definition is None:
-            result["attributeStatus"] = status
+        located = _locate(dm, item, attribute)
+        if isinstance(located, str):
+            result["attributeStatus"] = located
             continue
-        if definition.attribute(attribute).mutability is Mutability.ReadOnly:  # type: ignore[union-attr]
+        definition, declared = located
+        if declared.mutability is Mutability.ReadOnly:
             _reject(result, "ReadOnly", "the attribute is read-only")
             continue
         raw = item["attributeValue"]
@@ -136,20 +138,21 @@ def _echo(item: dict, attribute: AttributeType) -> dict:
     }
 
 
-def _locate(dm: DeviceModel, item: dict, attribute: AttributeType) -> tuple[VariableDef | None, str]:
-    """The addressed variable with the attribute present, or None and the status that says why not."""
+def _locate(dm: DeviceModel, item: dict, attribute: AttributeType) -> tuple[VariableDef, AttributeDef] | str:
+    """The addressed variable and its declared attribute, or the status that says why there is none."""
     component, variable = item["component"], item["variable"]
     evse = component.get("evse") or {}
     try:
         definition = dm.find(component["name"], component.get("instance"), evse.get("id"),
                              evse.get("connectorId"), variable["name"], variable.get("instance"))
     except UnknownComponent:
-        return None, "UnknownComponent"
+        return "UnknownComponent"
     except UnknownVariable:
-        return None, "UnknownVariable"
-    if definition.attribute(attribute) is None:
-        return None, "NotSupportedAttributeType"
-    return definition, ""
+        return "UnknownVariable"
+    declared = definition.attribute(attribute)
+    if declared is None:
+        return "NotSupportedAttributeType"
+    return definition, declared
 
 
 def _reject(result: dict, reason: str, info: str) -> None:

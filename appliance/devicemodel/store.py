@@ -75,7 +75,7 @@ class VariableStore:
         out: dict[AttributeKey, Stored] = {}
         for row in rows:
             try:
-                key = attribute_key(tuple(row[:7]))  # type: ignore[arg-type]
+                key = attribute_key(tuple(row[:7]))
             except ValueError:
                 continue  # an attribute name this firmware does not know: leave the row alone
             out[key] = Stored(row[7], SetBy(row[8]), row[9])

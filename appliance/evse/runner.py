@@ -239,7 +239,7 @@ class EvseRunner:
                 await self._settings_changed.wait_change()
                 continue
             now = self._clock.timestamp()
-            boundary = math.floor(now / interval + 1) * interval
+            boundary: float = math.floor(now / interval + 1) * interval
             if boundary <= last:
                 boundary = last + interval
             with trio.move_on_after(min(boundary - now, ALIGNED_RECHECK)):

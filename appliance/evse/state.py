@@ -20,15 +20,17 @@ Nothing here does I/O or knows about time other than what it is told.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 
 
 @dataclass
 class Authorization:
-    id_token: dict | None  # IdTokenType of the card or remote start that authorized the session
-    group_id_token: dict | None = None  # its GroupId (IdTokenType), from Authorize or a TransactionEvent answer
+    id_token: dict[str, Any] | None  # IdTokenType of the card or remote start that authorized the session
+    group_id_token: dict[str, Any] | None = None  # its GroupId (IdTokenType): Authorize or TransactionEvent answer
     remote_start_id: int | None = None
     reported: bool = False  # has a TransactionEvent carried this idToken yet?
 
@@ -42,8 +44,8 @@ class TxEvent:
     transaction_id: str
     charging_state: str
     evse_id: int
-    id_token: dict | None = None
-    group_id_token: dict | None = None  # the GroupId of `id_token`, journaled with the transaction
+    id_token: dict[str, Any] | None = None
+    group_id_token: dict[str, Any] | None = None  # the GroupId of `id_token`, journaled with the transaction
     remote_start_id: int | None = None
     stopped_reason: str | None = None
     first: bool = False  # carries `evse` and opens the journal's transaction row
@@ -55,7 +57,7 @@ class Transaction:
     remote_start_id: int | None = None
     reported_state: str = ""
     pending_stop_reason: str | None = None
-    stop_token: dict | None = None  # the card that stopped it, reported with the StopAuthorized event
+    stop_token: dict[str, Any] | None = None  # the card that stopped it, reported with the StopAuthorized event
 
 
 @dataclass
@@ -124,7 +126,7 @@ class EvseState:
         """A token (trigger Authorized) or a remote start (trigger RemoteStart) authorizes this EVSE."""
         return self._change(lambda: setattr(self, "authorization", auth), trigger)
 
-    def deauthorize(self, trigger: str, stop_reason: str, id_token: dict | None = None) -> list[TxEvent]:
+    def deauthorize(self, trigger: str, stop_reason: str, id_token: dict[str, Any] | None = None) -> list[TxEvent]:
         """Local stop (StopAuthorized/Local), remote stop (RemoteStop/Remote), invalid id (Deauthorized/…).
 
         `id_token` is the card that stopped the session; the event reporting the stop carries it (C_39–C_41).
@@ -146,7 +148,9 @@ class EvseState:
             return self.deauthorize("Deauthorized", "DeAuthorized")
         return self._change(lambda: setattr(self, "blocked", True), "Deauthorized")
 
-    def learn_group(self, transaction_id: str, id_token: dict, group_id_token: dict) -> list[TxEvent]:
+    def learn_group(
+        self, transaction_id: str, id_token: dict[str, Any], group_id_token: dict[str, Any]
+    ) -> list[TxEvent]:
         """C09.FR.03: a TransactionEvent answer named the GroupId of this session's idToken (an Authorize may not
         have been asked, e.g. a remote start); from now on another card of that group may stop the session."""
         auth = self.authorization
@@ -201,7 +205,7 @@ class EvseState:
 
     # --- the rules -----------------------------------------------------------------------------------------
 
-    def _change(self, apply, trigger: str, *, stop_reason: str | None = None,  # type: ignore[no-untyped-def]
+    def _change(self, apply: Callable[[], object], trigger: str, *, stop_reason: str | None = None,
                 force_stop: bool = False) -> list[TxEvent]:
         before = self._conditions()
         apply()
@@ -270,5 +274,5 @@ class EvseState:
         return event
 
 
-def _same_token(a: dict, b: dict) -> bool:
+def _same_token(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("idToken") == b.get("idToken") and a.get("type") == b.get("type")

@@ -108,7 +108,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     return "\n".join(fmt(line, bool(cells)) for line in [list(headers), *cells])
 
 
-def _print_json_lines(items: Iterable[dict], out: TextIO) -> None:
+def _print_json_lines(items: Iterable[dict[str, Any]], out: TextIO) -> None:
     for item in items:
         out.write(json.dumps(item) + "\n")
 

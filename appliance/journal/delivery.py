@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -28,7 +29,7 @@ from appliance.link.rpc import CallErrorReply, CallTimeout
 
 log = logging.getLogger("appliance.delivery")
 
-ResponseHook = Callable[[Queued, dict], Awaitable[None]]
+ResponseHook = Callable[[Queued, dict[str, Any]], Awaitable[None]]
 PAGE = 200
 
 
@@ -45,7 +46,9 @@ class Delivery:
         self._hooks[action] = hook
 
     def _max_attempts(self) -> int:
-        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload]
+        # A device-model value is an `object` (int() has no overload for it, so its result is Any) until settings
+        # are read through typed accessors (issue 9, "typed settings").
+        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload, no-any-return]
 
     def _interval(self) -> float:
         return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]
@@ -63,7 +66,7 @@ class Delivery:
             seen = self._journal.appended.value
             page = await self._journal.run_sync(self._journal.store.pending_page, after, PAGE)
             if not page:
-                await self._journal.appended.wait_until(lambda v, seen=seen: v != seen)
+                await self._journal.appended.wait_change_from(seen)
                 continue
             for item in page:
                 if not await self._deliver(link, item, marks):

@@ -42,7 +42,7 @@ class _Pending:
     def __init__(self, item: Append) -> None:
         self.item = item
         self.done = trio.Event()
-        self.result: dict | None = None
+        self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
 
 
@@ -103,7 +103,7 @@ class Journal:
             pending.done.set()
         self.appended.set(self.appended.value + 1)
 
-    async def append(self, item: Append) -> dict:
+    async def append(self, item: Append) -> dict[str, Any]:
         """Journal one message durably; return the payload as stored (with its seqNo)."""
         pending = _Pending(item)
         await self._send.send(pending)

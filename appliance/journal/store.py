@@ -39,7 +39,7 @@ class NewTransaction:
     transaction_id: str
     evse_id: int
     connector_id: int = 1
-    id_token: dict | None = None
+    id_token: dict[str, Any] | None = None
     remote_start_id: int | None = None
 
 
@@ -48,11 +48,11 @@ class Append:
     """One message to journal. For TransactionEvent the journal fills in `seqNo`."""
 
     action: str
-    payload: dict
+    payload: dict[str, Any]
     new_transaction: NewTransaction | None = None
     transaction_id: str | None = None
     #: A TransactionEvent's transaction belongs to this GroupId (C09), kept with it in the same commit.
-    group_id_token: dict | None = None
+    group_id_token: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,13 @@ class Queued:
     id: int
     message_id: str
     action: str
-    payload: dict
+    payload: dict[str, Any]
     transaction_id: str | None
     seq_no: int | None
     attempts: int
 
 
-def _register_wh(payload: dict) -> float | None:
+def _register_wh(payload: dict[str, Any]) -> float | None:
     """The last Energy.Active.Import.Register (total, in Wh) in a payload's meter values, if any."""
     found = None
     for meter_value in payload.get("meterValue", ()):
@@ -88,12 +88,12 @@ class JournalStore:
 
     # --- writes -----------------------------------------------------------------------------------------
 
-    def append_batch(self, items: Sequence[Append]) -> list[dict]:
+    def append_batch(self, items: Sequence[Append]) -> list[dict[str, Any]]:
         """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
         with transaction(self.conn):
             return [self._append_one(item) for item in items]
 
-    def _append_one(self, item: Append) -> dict:
+    def _append_one(self, item: Append) -> dict[str, Any]:
         conn = self.conn
         payload = dict(item.payload)
         tx_id = item.transaction_id
@@ -178,14 +178,14 @@ class JournalStore:
     def mark_dropped(self, row_id: int) -> None:
         self.conn.execute("UPDATE outbox SET outcome = 'dropped' WHERE id = ? AND outcome IS NULL", (row_id,))
 
-    def set_group_id_token(self, transaction_id: str, group_id_token: dict) -> None:
+    def set_group_id_token(self, transaction_id: str, group_id_token: dict[str, Any]) -> None:
         """The GroupId of an open transaction (one UPDATE; an ended transaction keeps the one it had)."""
         self.conn.execute(
             "UPDATE transactions SET group_id_token = ? WHERE transaction_id = ? AND state = 'open'",
             (json.dumps(group_id_token, separators=(",", ":")), transaction_id),
         )
 
-    def add_tx_meter_value(self, transaction_id: str, meter_value: dict) -> None:
+    def add_tx_meter_value(self, transaction_id: str, meter_value: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT INTO tx_meter_values (transaction_id, meter_value) VALUES (?, ?)",
             (transaction_id, json.dumps(meter_value, separators=(",", ":"))),
@@ -242,6 +242,7 @@ class JournalStore:
         return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def pending_count(self, transaction_id: str | None = None) -> int:
+        args: tuple[str, ...]
         if transaction_id is None:
             sql, args = "SELECT count(*) FROM outbox WHERE outcome IS NULL", ()
         else:
@@ -269,7 +270,7 @@ class JournalStore:
         ).fetchone()
         return row[0] if row else None
 
-    def tx_meter_values(self, transaction_id: str) -> list[dict]:
+    def tx_meter_values(self, transaction_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT meter_value FROM tx_meter_values WHERE transaction_id = ? ORDER BY id", (transaction_id,)
         ).fetchall()

@@ -55,7 +55,7 @@ class _Event:
     seq_no: int
     event_type: str | None
     timestamp: str | None
-    payload: dict
+    payload: dict[str, Any]
 
 
 def _fmt_wh(value: float) -> str:
@@ -225,15 +225,17 @@ def check_events(
     """
     loose: list[Violation] = []
     groups: dict[str, list[_Event]] = {}
-    row_problems: dict[str | None, list[Violation]] = {}
+    row_problems: dict[str, list[Violation]] = {}
     for raw in events:
         found: list[Violation] = []
         ev = _normalise(raw, found)
         for violation in found:
-            row_problems.setdefault(violation.transaction_id, []).append(violation)
+            if violation.transaction_id is None:
+                loose.append(violation)
+            else:
+                row_problems.setdefault(violation.transaction_id, []).append(violation)
         if ev is not None:
             groups.setdefault(ev.tx_id, []).append(ev)
-    loose.extend(row_problems.pop(None, []))
 
     result = list(loose)
     for tx_id in dict.fromkeys([*groups, *row_problems]):

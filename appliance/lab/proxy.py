@@ -232,6 +232,7 @@ class ChaosProxy:
             while self._running:
                 self._update_interest()
                 for key, events in self._selector.select(timeout=1.0):
+                    # Only sockets are registered; the selector's stubs type `fileobj` as any file-like object.
                     self._dispatch(key.fileobj, key.data, events)  # type: ignore[arg-type]
                 self._run_commands()
                 self._progress()

@@ -35,7 +35,8 @@ class Backoff:
         s = self._settings()
         doublings = min(self._failures, max(s.repeat_times, 0))
         self._failures += 1
-        base = max(s.wait_minimum, 0) * (2**doublings)
+        factor: int = 2**doublings  # typeshed says Any: a negative exponent would give a float
+        base = max(s.wait_minimum, 0) * factor
         jitter = self._rng.uniform(0, s.random_range) if s.random_range > 0 else 0.0
         return base + jitter
 

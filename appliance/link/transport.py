@@ -87,8 +87,11 @@ async def _handshake(
             guard.cancel_scope.cancel()
 
         guard.start_soon(hang_up)
+        # trio-websocket annotates `stream` as a SocketStream or SSLStream, but only uses it as a trio Stream
+        # (its WebSocketConnection takes any `trio.abc.Stream`; the type decides only how the peer is named).
         ws = await wrap_client_stream(
-            nursery, watched, host, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+            nursery, watched,  # type: ignore[arg-type]
+            host, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
             message_queue_size=4, max_message_size=watched.sizes.limit,
         )
         guard.cancel_scope.cancel()

@@ -191,7 +191,8 @@ class SchemaRegistry:
 
     def schema(self, action: str, direction: Direction) -> dict[str, Any]:
         """The raw schema document, for tools and tests (re-read on every call; not on the hot path)."""
-        return json.loads(self._schema_file(action, direction).read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(self._schema_file(action, direction).read_text(encoding="utf-8"))
+        return document
 
     def compile_all(self) -> None:
         """Compile every schema now, e.g. at boot to keep first-message latency flat, or in tests."""

@@ -116,7 +116,7 @@ class Normaliser:
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self._schema = schema
-        self._definitions: Mapping[str, Any] = schema.get("definitions", {})
+        self._definitions: Mapping[str, Mapping[str, Any]] = schema.get("definitions", {})
 
     def normalise(self, payload: Any) -> tuple[Any, list[Found]]:
         """The payload with every harmless deviation rewritten (a new object; the input is not touched)."""
@@ -139,7 +139,7 @@ class Normaliser:
             return self._string(node, value, path, found)
         return value
 
-    def _object(self, node: Mapping[str, Any], value: dict, path: str, found: list[Found]) -> dict:
+    def _object(self, node: Mapping[str, Any], value: dict[str, Any], path: str, found: list[Found]) -> dict[str, Any]:
         properties: Mapping[str, Any] = node["properties"]
         closed = node.get("additionalProperties") is False
         result: dict[str, Any] = {}

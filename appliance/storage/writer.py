@@ -82,16 +82,17 @@ class Storage:
         """Run `fn(*args)` on the worker thread (it may use `writer`); its result or exception."""
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
-        box: list[tuple[bool, Any]] = []  # (ok, result or exception)
+        results: list[T] = []
+        errors: list[BaseException] = []  # handed to the caller, re-raised there
 
         def finished() -> None:
             done.set()
 
         def job() -> None:
             try:
-                box.append((True, fn(*args)))
-            except BaseException as exc:  # handed to the caller, re-raised there
-                box.append((False, exc))
+                results.append(fn(*args))
+            except BaseException as exc:
+                errors.append(exc)
             self.jobs_done += 1
             with contextlib.suppress(trio.RunFinishedError):  # the caller's run is gone; nobody waits any more
                 token.run_sync_soon(finished)
@@ -101,10 +102,9 @@ class Storage:
         self._jobs.put(job)
         with trio.CancelScope(shield=True):
             await done.wait()
-        ok, result = box[0]
-        if not ok:
-            raise result
-        return result
+        if errors:
+            raise errors[0]
+        return results[0]
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` inside one write transaction on the worker thread: all of it is durable, or none."""

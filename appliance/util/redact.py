@@ -59,7 +59,7 @@ def _hide_values(attribute: Any) -> Any:
     return {key: SECRET if key in _VALUE_KEYS else item for key, item in attribute.items()}
 
 
-def redact_frame(text: str) -> str:
+def redact_frame(text: str | bytes) -> str:
     """One OCPP-J frame for the DEBUG log: secrets hidden, idTokens masked, long frames cut."""
     try:
         shown = json.dumps(redact_payload(json.loads(text)), ensure_ascii=False, separators=(",", ":"))

@@ -39,3 +39,8 @@ class Watched(Generic[T]):
         while not predicate(self._value):
             await self._changed.wait()
         return self._value
+
+    async def wait_change_from(self, seen: T) -> T:
+        """Return as soon as the value differs from `seen`, read earlier (at once if it already does): unlike
+        `wait_change`, a change made between reading and waiting is not missed."""
+        return await self.wait_until(lambda value: value != seen)

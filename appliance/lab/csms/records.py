@@ -257,7 +257,7 @@ class Recorder:
         with self._cond:
             return [v for v in self._violations if station_id is None or v.station_id == station_id]
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float, what: str | None = None) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str | None = None) -> T:
         """Return the first truthy value of `predicate()`, re-evaluated whenever something is recorded.
 
         The predicate runs *without* the lock held, so it may call the snapshot readers and may be slow

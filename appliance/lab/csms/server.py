@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -38,6 +38,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from .behaviour import Behaviour
 from .records import ConnectionRecord, RecordedFrame, Recorder, WireViolation
@@ -53,7 +54,7 @@ log = logging.getLogger("appliance.lab.csms")
 
 #: Spelled here rather than imported from the firmware (`link.transport.SUBPROTOCOL`): an independent checker
 #: must not accept a typo in the station's offer just because it shares the station's constant.
-ACCEPTED_SUBPROTOCOL = "ocpp2.0.1"
+ACCEPTED_SUBPROTOCOL = Subprotocol("ocpp2.0.1")
 T = TypeVar("T")
 
 #: Extra time a blocking caller waits beyond the operation's own timeout, so the operation's own (more
@@ -317,7 +318,7 @@ class LoopbackCsms:
 
     # ---- waiting (blocking, thread-safe; never touch the event loop) ---------------------------------------
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 10, *, what: str | None = None) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10, *, what: str | None = None) -> T:
         """Return the first truthy `predicate()`, re-checked whenever a frame, connection or violation is
         recorded (and every 50 ms). Raises TimeoutError naming `what`."""
         return self._recorder.wait_for(predicate, timeout, what)
@@ -411,7 +412,7 @@ class LoopbackCsms:
         await asyncio.sleep(down_for)
         await self._listen()
 
-    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
+    def _select_subprotocol(self, connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
         # Part 4 §3.2: without an agreeable subprotocol the CSMS completes the handshake *without* the header
         # and then closes (done in _handle), rather than answering HTTP 400 as websockets would by default.
         return ACCEPTED_SUBPROTOCOL if ACCEPTED_SUBPROTOCOL in offered else None

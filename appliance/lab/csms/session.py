@@ -47,7 +47,7 @@ log = logging.getLogger("appliance.lab.csms")
 ANSWER_AFTER_CLOSE = 1.0
 
 
-class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _LibraryLog(logging.LoggerAdapter):
     """The library logs every frame at INFO; we record frames ourselves, so that is DEBUG noise for us (and
     would flood `appliance demo`, which logs at INFO)."""
 

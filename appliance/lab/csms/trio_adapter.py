@@ -49,7 +49,7 @@ class TrioCsms:
     async def restart(self, down_for: float = 0, **kw: Any) -> None:
         await self._run(self.csms.restart, down_for, **kw)
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10, **kw: Any) -> T:
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10, **kw: Any) -> T:
         return await self._run(self.csms.wait_for, predicate, timeout, **kw)
 
     async def wait_connected(self, station_id: str, timeout: float = 10) -> ConnectionRecord:

@@ -99,7 +99,9 @@ class FuzzedStation:
             def walk(task: trio.lowlevel.Task) -> int:
                 return 1 + sum(walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
 
-            return walk(trio.lowlevel.current_root_task())
+            root = trio.lowlevel.current_root_task()
+            assert root is not None  # None only outside a Trio run
+            return walk(root)
 
         return int(self.run_in_station(count))
 

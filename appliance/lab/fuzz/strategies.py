@@ -91,7 +91,7 @@ class SchemaStrategies:
             if node.get("format") == "date-time":
                 return _DATETIMES
             limit = node.get("maxLength", 64)
-            full = st.sampled_from(["x", "\u00e9", "\U0001f600", '"']).map(lambda c, n=limit: c * n)
+            full = st.sampled_from(["x", "\u00e9", "\U0001f600", '"']).map(lambda c: c * limit)
             return st.one_of(st.text(max_size=min(limit, 20)), full)
         if kind == "integer":
             if key in SMALL_INTEGER_NAMES:

@@ -373,7 +373,7 @@ def read_recovered(db: ApswConnection) -> Recovered:
     for row_id, *rest in db.execute(
         "SELECT id, message_id, action, transaction_id, seq_no, payload, outcome, attempts FROM outbox"
     ):
-        result.outbox[row_id] = tuple(rest)  # type: ignore[assignment]
+        result.outbox[row_id] = tuple(rest)
     meter = db.execute("SELECT id, transaction_id, meter_value FROM tx_meter_values")
     result.meter = {r[0]: (r[1], r[2]) for r in meter}
     result.transactions = {r[0] for r in db.execute("SELECT transaction_id FROM transactions")}
@@ -432,9 +432,10 @@ class Judge:
         return got is not None
 
     def _mark(self, op: Op, outcome: str) -> bool | None:
+        assert op.target is not None  # every delivered/dropped op names its row
         if op.target in self.pruned_outbox:
             return None
-        row = self.r.outbox.get(op.target)  # type: ignore[arg-type]
+        row = self.r.outbox.get(op.target)
         return row is not None and row[5] == outcome
 
     def _delivered(self, op: Op) -> bool | None:
@@ -444,9 +445,10 @@ class Judge:
         return self._mark(op, "dropped")
 
     def _failure(self, op: Op) -> bool | None:
+        assert op.target is not None  # every failure op names its row
         if op.target in self.pruned_outbox:
             return None
-        row = self.r.outbox.get(op.target)  # type: ignore[arg-type]
+        row = self.r.outbox.get(op.target)
         return row is not None and row[6] >= op.attempts
 
     def _prune(self, op: Op) -> bool | None:
@@ -456,6 +458,7 @@ class Judge:
         Torn: a removed row is gone while a row written at the same time or later is still there — a rollback
         to an earlier point cannot explain that, only a half-applied prune (or a torn earlier commit).
         """
+        removed: list[tuple[tuple[str, object], bool]]
         removed = [(("outbox", i), i in self.r.outbox) for i in op.removed_outbox]
         removed += [(("transactions", t), t in self.r.transactions) for t in op.removed_tx]
         removed += [(("tx_meter_values", i), i in self.r.meter) for i in op.removed_meter]
