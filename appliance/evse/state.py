@@ -20,9 +20,15 @@ Nothing here does I/O or knows about time other than what it is told.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+
+
+def new_transaction_id() -> str:
+    """A station-unique transactionId (the digest recommends a UUID; 36 characters, the schema's maximum)."""
+    return str(uuid.uuid4())
 
 
 @dataclass
@@ -72,6 +78,8 @@ class EvseState:
     blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
     tx: Transaction | None = None
     events: list[TxEvent] = field(default_factory=list)
+    #: Where transaction ids come from: injected, so a test (or a replay) can run the machine reproducibly.
+    transaction_ids: Callable[[], str] = field(default=new_transaction_id, repr=False)
 
     # --- derived -------------------------------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class EvseState:
         if self.tx is None:
             became_true = [c for c in self.start_points if after[c] and not before[c]]
             if became_true:
-                self.tx = Transaction(str(uuid.uuid4()), remote_start_id=self._remote_start_id())
+                self.tx = Transaction(self.transaction_ids(), remote_start_id=self._remote_start_id())
                 events.append(self._event("Started", trigger, first=True, state=self._plug_state(trigger)))
                 events += self._follow_plug_in(trigger)
             return events
