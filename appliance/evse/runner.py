@@ -58,7 +58,8 @@ class EvseRunner:
         self._desired_operative = desired_operative
         #: Is a transaction ongoing on any EVSE of the station (AlignedDataCtrlr.SendDuringIdle)?
         self._station_in_transaction = station_in_transaction or (lambda: self.state.tx is not None)
-        self.state = EvseState(self.evse_id)
+        # Born with the persisted availability: the EV an Inoperative EVSE finds at boot must not start a transaction.
+        self.state = EvseState(self.evse_id, operative=desired_operative())
         self._lock = trio.Lock()
         self.changed: Watched[int] = Watched(0)
         self._authorized_at: float | None = None

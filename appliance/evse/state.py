@@ -3,9 +3,12 @@
 The transaction rules (Part 2 E01–E07, the digest §3):
 
 * A transaction starts when the first of TxCtrlr.TxStartPoint's conditions becomes true and ends when any of
-  TxCtrlr.TxStopPoint's conditions stops being true. Conditions: EVConnected (cable plugged at the EV),
-  Authorized (a token or remote start authorized the session), PowerPathClosed (energy offered),
-  EnergyTransfer (energy flowing). StopTxOnEVSideDisconnect (true, fixed cable) also ends it on unplug.
+  TxCtrlr.TxStopPoint's conditions stops being true. None starts on an Unavailable or Faulted EVSE (it "does
+  not allow any charging", Part 6 TC_G_03/G_05), and energy never flows outside a transaction: an offer
+  that begins while a start condition already holds (the cable left in after a stop) starts one.
+  Conditions: EVConnected (cable plugged at the EV), Authorized (a token or remote start authorized the
+  session), PowerPathClosed (energy offered), EnergyTransfer (energy flowing). StopTxOnEVSideDisconnect
+  (true, fixed cable) also ends it on unplug.
 * Energy is offered only while authorized, plugged, operative and not faulted (a fault code from the hardware,
   or a device of the EVSE that stopped answering).
 * chargingState: Idle (not plugged), EVConnected, Charging, SuspendedEV (offered, EV not drawing),
@@ -25,6 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+
+
+def new_transaction_id() -> str:
+    """A station-unique transactionId (the digest recommends a UUID; 36 characters, the schema's maximum)."""
+    return str(uuid.uuid4())
 
 
 @dataclass
@@ -74,6 +82,8 @@ class EvseState:
     blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
     tx: Transaction | None = None
     events: list[TxEvent] = field(default_factory=list)
+    #: Where transaction ids come from: injected, so a test (or a replay) can run the machine reproducibly.
+    transaction_ids: Callable[[], str] = field(default=new_transaction_id, repr=False)
 
     # --- derived -------------------------------------------------------------------------------------------
 
@@ -213,8 +223,14 @@ class EvseState:
         events: list[TxEvent] = []
         if self.tx is None:
             became_true = [c for c in self.start_points if after[c] and not before[c]]
-            if became_true:
-                self.tx = Transaction(str(uuid.uuid4()), remote_start_id=self._remote_start_id())
+            # The offer begins while a start condition already holds (TxStartPoint EVConnected alone, the cable
+            # still in after a stop or a reset, then a new tap): energy never flows outside a transaction.
+            offer_begins = after["PowerPathClosed"] and not before["PowerPathClosed"] and any(
+                after[c] for c in self.start_points)
+            # No new transaction on an EVSE that is Unavailable or Faulted: it "does not allow any charging"
+            # (Part 6 TC_G_03/G_05), and a tap or a remote start is refused there too.
+            if (became_true or offer_begins) and self.operative and self.fault is None:
+                self.tx = Transaction(self.transaction_ids(), remote_start_id=self._remote_start_id())
                 events.append(self._event("Started", trigger, first=True, state=self._plug_state(trigger)))
                 events += self._follow_plug_in(trigger)
             return events

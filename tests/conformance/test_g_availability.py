@@ -319,6 +319,28 @@ async def test_TC_G_18_evse_state_persists_across_reboot(csms: LoopbackCsms, dat
         assert events[0]["type"] in ("StartupOfTheDevice", "ResetOrReboot"), events
 
 
+async def test_an_ev_plugged_into_an_inoperative_evse_starts_no_transaction_across_a_reboot(
+    csms: LoopbackCsms, data_dir: Path
+) -> None:
+    """TxStartPoint EVConnected (the default): an EV plugged into an Unavailable EVSE is no transaction (an
+    Inoperative EVSE "does not allow any charging", TC_G_03/G_05), neither when it is plugged in nor when the
+    station boots again with the EV still there; the EVSE stays Unavailable."""
+    config = make_config(data_dir, csms)
+    async with incarnation(csms, config) as station:
+        await make_unavailable(csms, EVSE)
+        mark = csms.mark()
+        await HardwareDriver(station).plug(1)
+        await trio.sleep(0.3)
+        assert tx_events(csms, mark) == []
+        assert station.runners[1].state.tx is None
+    mark = csms.mark()
+    async with incarnation(csms, config, since=mark) as station:
+        assert last_status(csms, mark) == {(1, 1): "Unavailable", (2, 1): "Available"}
+        await trio.sleep(0.3)
+        assert tx_events(csms, mark) == []
+        assert station.runners[1].state.tx is None and station.runners[1].state.plugged
+
+
 async def test_TC_G_19_connector_state_persists_across_reset(csms: LoopbackCsms, data_dir: Path) -> None:
     """TC_G_19_CS (G03.FR.08): connector 1 of EVSE 1 Unavailable; Reusable State Booting (Reset Immediate →
     Accepted; the in-process station ends its run as the process would before re-executing, and starts again
