@@ -27,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-START_CONDITIONS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
-
 
 def new_transaction_id() -> str:
     """A station-unique transactionId (the digest recommends a UUID; 36 characters, the schema's maximum)."""
@@ -81,7 +79,6 @@ class EvseState:
     authorization: Authorization | None = None
     blocked: bool = False  # the CSMS said the token is not valid and StopTxOnInvalidId is false: no energy
     tx: Transaction | None = None
-    events: list[TxEvent] = field(default_factory=list)
     #: Where transaction ids come from: injected, so a test (or a replay) can run the machine reproducibly.
     transaction_ids: Callable[[], str] = field(default=new_transaction_id, repr=False)
 
