@@ -179,7 +179,11 @@ async def test_unknown_token_refused_offline(csms: LoopbackCsms, data_dir: Path)
         mark = await refused_silently(csms, station, UNKNOWN)
         await go_online(csms, station)
         await trio.sleep(QUIET)
-        assert tx_events(csms, mark) == [] and authorizes(csms, mark) == []
+        # The EVConnected transaction may have its own Updated events replayed (a sample, under load); none of
+        # them is about the refused card, and the card is never sent for authorization.
+        about_card = [e for e in tx_events(csms, mark)
+                      if e.get("idToken", {}).get("idToken") == UNKNOWN or e["triggerReason"] == "Authorized"]
+        assert about_card == [] and authorizes(csms, mark) == [], (about_card, tx_events(csms, mark))
 
 
 # --- the local list ---------------------------------------------------------------------------------------------------
