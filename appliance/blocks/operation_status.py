@@ -1,9 +1,9 @@
 """The status of a long operation the CSMS can ask about: a firmware update (L01) or a log upload (N01).
 
 A triggered FirmwareStatusNotification / LogStatusNotification reports Idle unless such an operation is under
-way, in which case it repeats the last status with its requestId (L01.FR.25/26, N01.FR.17/18). The firmware and
-diagnostics blocks own one `OperationStatus` each and move it through their states. In this build neither
-update nor upload exists yet (they are their own issues), so the status is truthfully Idle.
+way, in which case it repeats the last status with its requestId (L01.FR.25/26, N01.FR.17/18). In this build
+neither update nor upload exists yet (they are their own issues), so nothing can be under way and the status is
+truthfully Idle; the firmware and diagnostics blocks will take these triggers over with their own state.
 """
 
 from __future__ import annotations
@@ -19,25 +19,17 @@ log = logging.getLogger("appliance.status")
 
 
 class OperationStatus(Block):
-    def __init__(self, link: Link, action: str, finished: tuple[str, ...]) -> None:
+    def __init__(self, link: Link, action: str) -> None:
         self._link = link
         self.action = action
-        self._finished = finished  # statuses after which the operation is over: reported as Idle
-        self.status = "Idle"
-        self.request_id: int | None = None
 
     def triggers(self) -> Mapping[str, TriggerHandler]:
         return {self.action: self._trigger}
 
-    def payload(self) -> dict:
-        if self.status == "Idle" or self.status in self._finished or self.request_id is None:
-            return {"status": "Idle"}
-        return {"status": self.status, "requestId": self.request_id}
-
     async def _trigger(self, request: TriggerRequest) -> Reply:
         async def send() -> None:
             try:
-                await self._link.call(self.action, self.payload())
+                await self._link.call(self.action, {"status": "Idle"})
             except CallFailed as exc:
                 log.warning("%s not delivered: %s", self.action, exc)
 
@@ -45,8 +37,8 @@ class OperationStatus(Block):
 
 
 def firmware_status(link: Link) -> OperationStatus:
-    return OperationStatus(link, "FirmwareStatusNotification", ("Installed",))
+    return OperationStatus(link, "FirmwareStatusNotification")
 
 
 def log_status(link: Link) -> OperationStatus:
-    return OperationStatus(link, "LogStatusNotification", ("Uploaded",))
+    return OperationStatus(link, "LogStatusNotification")

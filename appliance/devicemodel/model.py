@@ -141,8 +141,13 @@ class DeviceModel:
                     if key in wanted and wanted[key][1] != persisted[key].value:
                         log.info("[variables] %s not applied: the value set by %s at %s wins", wanted[key][0],
                                  persisted[key].set_by.value, persisted[key].set_at)
-        await storage.write(model._store.create, new_rows)
-        await storage.write(model._store.write, replaced_rows)
+        if new_rows or replaced_rows:  # one transaction for all of it; none at all on an ordinary boot
+
+            def store_rows() -> None:
+                model._store.create(new_rows)
+                model._store.write(replaced_rows)
+
+            await storage.write(store_rows)
         for write in (*new_rows, *replaced_rows):
             model._values[write.key] = write.value
         # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.

@@ -1,11 +1,10 @@
 """SQLite persistence of the device model's values (table `device_variable`, migrations/0001).
 
-Transactions: these functions run as jobs of the storage worker, on its writer connection (autocommit mode),
-and every write here is one `storage.transaction` (``BEGIN IMMEDIATE … COMMIT``), so one SetVariables request
-is one transaction: a power cut leaves all of its values or none of them. If the caller already has a
-transaction open, the write becomes a SAVEPOINT inside it and is durable when the caller commits. With
-`synchronous=FULL` in WAL mode, a COMMIT that returned is on disk, so "persisted before the answer" holds as
-soon as the awaited write returns.
+Transactions: the writes here run as `Storage.write` jobs, on the storage worker's writer connection, and that
+job is the transaction (``BEGIN IMMEDIATE … COMMIT``, a SAVEPOINT when one is already open): one SetVariables
+request is one transaction, so a power cut leaves all of its values or none of them. With `synchronous=FULL`
+in WAL mode, a COMMIT that returned is on disk, so "persisted before the answer" holds as soon as the awaited
+write returns.
 
 Reads happen once, at open: the model keeps the values in memory and writes through.
 """
@@ -17,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.devicemodel.types import AttributeKey, AttributeType, ComponentKey, SetBy, VariableKey
-from appliance.storage.db import transaction
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _COLUMNS = "component, component_instance, evse_id, connector_id, variable, variable_instance, attribute"
@@ -86,7 +84,7 @@ class VariableStore:
         self._apply(writes, "INSERT OR IGNORE")
 
     def write(self, writes: Iterable[Write]) -> None:
-        """Insert or replace the rows, all in one transaction."""
+        """Insert or replace the rows."""
         self._apply(writes, "INSERT OR REPLACE")
 
     def _apply(self, writes: Iterable[Write], verb: str) -> None:
@@ -95,5 +93,4 @@ class VariableStore:
             return
         sql = (f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) "
                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})")
-        with transaction(self._conn, "device_model"):
-            self._conn.executemany(sql, params)
+        self._conn.executemany(sql, params)

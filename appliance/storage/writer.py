@@ -53,7 +53,6 @@ class Storage:
         self._thread = threading.Thread(target=self._work, name="storage-writer", daemon=True)
         self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         self.reader.execute("PRAGMA query_only = ON")
-        self.jobs_done = 0
 
     @classmethod
     async def open(cls, data_dir: Path) -> Storage:
@@ -93,7 +92,6 @@ class Storage:
                 results.append(fn(*args))
             except BaseException as exc:
                 errors.append(exc)
-            self.jobs_done += 1
             with contextlib.suppress(trio.RunFinishedError):  # the caller's run is gone; nobody waits any more
                 token.run_sync_soon(finished)
 

@@ -29,7 +29,8 @@ HANDLED = {
 @pytest.fixture
 async def blocks(tmp_path: Path) -> AsyncIterator[list[Block]]:
     with LoopbackCsms() as csms:
-        station = Station(make_config(tmp_path, csms), make_hardware(make_config(tmp_path, csms)))
+        config = make_config(tmp_path, csms)
+        station = Station(config, make_hardware(config))
         await station.open()
         try:
             yield station._build_blocks()

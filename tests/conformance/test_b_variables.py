@@ -7,6 +7,7 @@ declares in `[limits]` (reported, enforced, applied to the boot interval) and Ph
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -362,12 +363,17 @@ LIMITS = """[limits]
 """
 
 
+#: A fresh requestId per report: the previous one's place is held until its last NotifyReport is answered, which
+#: the CSMS records before it answers, so reusing an id at once may rightly meet DuplicateRequestId.
+_REPORT_IDS = itertools.count(42)
+
+
 async def reported_characteristics(csms: LoopbackCsms, component: str, name: str,
                                    instance: str | None = None) -> dict[str, Any]:
     """variableCharacteristics of one variable, from a GetReport's NotifyReport."""
     mark = csms.mark()
     variable = {"name": name} if instance is None else {"name": name, "instance": instance}
-    answer = await csms.trio.call(STATION_ID, "GetReport", {"requestId": 42, "componentVariable": [
+    answer = await csms.trio.call(STATION_ID, "GetReport", {"requestId": next(_REPORT_IDS), "componentVariable": [
         {"component": {"name": component}, "variable": variable}]})
     assert answer["status"] == "Accepted", answer
     [page] = await csms.trio.wait_action(STATION_ID, "NotifyReport", 10, since=mark)

@@ -9,15 +9,17 @@ as a hostile or broken CSMS would send them (the CSMS side's own one-CALL-at-a-t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from appliance.lab.csms import LoopbackCsms
-from appliance.lab.process import config_text, station_process
+from appliance.lab.process import StationProcess, config_text, station_process
 from tests.conformance.helpers import STATION_ID
 from tests.station.test_persistence import wait_booted
 
@@ -98,6 +100,18 @@ def run_report(csms: LoopbackCsms, action: str, request_id: int) -> None:
     csms.wait_for(lambda: reports_done(csms, mark, {request_id}), 30, what=f"report {request_id}")
 
 
+@contextlib.contextmanager
+def booted_process(csms: LoopbackCsms, data_dir: Path) -> Iterator[StationProcess]:
+    """A real `appliance run` process, booted and past its startup security event (so nothing else is due)."""
+    config = data_dir / "station.toml"
+    config.write_text(config_text(data_dir, csms.url))
+    with station_process(config, data_dir / "station.log") as station:
+        assert station.proc is not None
+        wait_booted(csms, 0)
+        csms.wait_action(STATION_ID, "SecurityEventNotification", 10)
+        yield station
+
+
 @pytest.mark.parametrize("action", list(REQUESTS))
 def test_report_flood_is_answered_and_bounded(csms: LoopbackCsms, data_dir: Path, action: str) -> None:
     """1,000 `action` CALLs sent back to back: every one is answered (Accepted or Rejected with a reasonCode —
@@ -105,12 +119,8 @@ def test_report_flood_is_answered_and_bounded(csms: LoopbackCsms, data_dir: Path
     every Accepted report
     is sent completely (seqNo 0…n, the last without tbc), and the station's peak RSS during all of it stays
     within a few MB of its RSS after one warm-up report. Afterwards a new request is Accepted again."""
-    config = data_dir / "station.toml"
-    config.write_text(config_text(data_dir, csms.url))
-    with station_process(config, data_dir / "station.log") as station:
+    with booted_process(csms, data_dir) as station:
         assert station.proc is not None
-        wait_booted(csms, 0)
-        csms.wait_action(STATION_ID, "SecurityEventNotification", 10)
         run_report(csms, action, 1)  # warm-up: every code path of a report has run once
         baseline = rss_mb(station.proc.pid)
 
@@ -154,12 +164,8 @@ def test_trigger_flood_is_answered_and_coalesced(csms: LoopbackCsms, data_dir: P
     """1,000 TriggerMessage(`message`) back to back: every one answered Accepted (the message is coming), but
     one follow-up at a time is on its way — the station sends the message far fewer than 1,000 times, keeps no
     task per request, and its RSS stays within a few MB. It still answers a trigger afterwards."""
-    config = data_dir / "station.toml"
-    config.write_text(config_text(data_dir, csms.url))
-    with station_process(config, data_dir / "station.log") as station:
+    with booted_process(csms, data_dir) as station:
         assert station.proc is not None
-        wait_booted(csms, 0)
-        csms.wait_action(STATION_ID, "SecurityEventNotification", 10)
         baseline = rss_mb(station.proc.pid)
         mark = csms.mark()
         ids = {f"trigger-{n}" for n in range(FLOOD)}
