@@ -11,6 +11,10 @@ For each call two latencies are printed:
 * end-to-end: what a CSMS application calling through the `ocpp` library sees (its own validation and thread
   hand-offs included).
 
+The same calls are first answered by `EchoStation`, a peer that answers every CALL at once with a canned
+result: its wire figures are the floor (the CSMS stack plus loopback TCP), printed beside the station's so
+the station's own share is the difference.
+
 Then the station's RSS and its CPU use while idle (heartbeats and pings only).
 """
 
@@ -30,8 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from appliance.lab.csms import LoopbackCsms  # noqa: E402
+from appliance.lab.fastpeers import EchoStation  # noqa: E402
 
 STATION = "BENCH01"
+ECHO = "ECHO01"
 PASSWORD = "bench-password-0123"
 
 GET_10 = {
@@ -77,14 +83,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(csms: LoopbackCsms, payload: dict, calls: int) -> tuple[list[float], list[float]]:
+def measure(csms: LoopbackCsms, payload: dict, calls: int, station: str = STATION) -> tuple[list[float], list[float]]:
     wire, e2e = [], []
     for _ in range(calls):
         mark = csms.mark()
         start = time.perf_counter()
-        csms.call(STATION, "GetVariables", payload)
+        csms.call(station, "GetVariables", payload)
         e2e.append(time.perf_counter() - start)
-        frames = csms.frames_snapshot(STATION, since=mark)
+        frames = csms.frames_snapshot(station, since=mark)
         sent = next(f for f in frames if f.direction == "out" and f.is_call)
         answer = next(f for f in frames if f.direction == "in" and f.message_id == sent.message_id)
         wire.append(answer.monotonic - sent.monotonic)
@@ -101,7 +107,19 @@ def main() -> int:
         args.calls, args.idle = 300, 5.0
     work = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     config = work / "station.toml"
-    with LoopbackCsms(passwords={STATION: PASSWORD}, heartbeat_interval=60, max_frames=20 * args.calls) as csms:
+    with LoopbackCsms(passwords={STATION: PASSWORD, ECHO: PASSWORD}, heartbeat_interval=60,
+                      max_frames=40 * args.calls) as csms:
+        echo = EchoStation(csms.url, ECHO, PASSWORD)
+        echo.start()
+        try:
+            csms.wait_connected(ECHO)
+            measure(csms, GET_1, 50, ECHO)
+            floor_1 = measure(csms, GET_1, args.calls, ECHO)
+            floor_10 = measure(csms, GET_10, args.calls, ECHO)
+        finally:
+            echo.stop()
+        report("floor: EchoStation, 1 item", *floor_1)
+        report("floor: EchoStation, 10 items", *floor_10)
         config.write_text(
             f'[station]\nid = "{STATION}"\ndata_dir = "{work}/data"\n'
             f'[csms]\nurl = "{csms.url}"\nsecurity_profile = 1\nbasic_auth_password = "{PASSWORD}"\n'
@@ -112,8 +130,12 @@ def main() -> int:
         try:
             csms.wait_action(STATION, "StatusNotification", timeout=30, count=2)
             measure(csms, GET_1, 50)  # warm-up: schema compilation, caches
-            report("GetVariables 1 item", *measure(csms, GET_1, args.calls))
-            report("GetVariables 10 items", *measure(csms, GET_10, args.calls))
+            for name, payload, floor in (("1 item", GET_1, floor_1), ("10 items", GET_10, floor_10)):
+                wire, e2e = measure(csms, payload, args.calls)
+                report(f"GetVariables {name}", wire, e2e)
+                share = percentile(wire, 99) - percentile(floor[0], 99)
+                print(f"  station's share at p99: {1000 * share:.2f} ms "
+                      f"(p99 {percentile(wire, 99) / percentile(floor[0], 99):.1f}× the floor)")
             time.sleep(1)
             before = cpu_seconds(station.pid)
             time.sleep(args.idle)
