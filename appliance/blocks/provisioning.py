@@ -18,7 +18,7 @@ import trio
 
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
-from appliance.link.link import Link, LinkState, OnlineService
+from appliance.link.link import Link, OnlineService
 from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
 from appliance.storage import StateStore
 from appliance.util.watched import Watched
@@ -90,7 +90,7 @@ class Provisioning(Block):
         while True:
             payload = {"reason": reason, "chargingStation": self._charging_station}
             try:
-                answer = await link.boot_call(payload)
+                answer = await link.call("BootNotification", payload)
             except (CallTimeout, CallErrorReply) as exc:
                 log.warning("BootNotification failed (%s); retrying in %d s", exc, DEFAULT_BOOT_RETRY)
                 await self._wait_for_retry(DEFAULT_BOOT_RETRY)
@@ -104,8 +104,9 @@ class Provisioning(Block):
                     await self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
                                                 self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
                 await self._state.put(NEXT_BOOT_REASON, None)  # consumed only once the CSMS has heard it
+                link.boot_answered(status)
                 return
-            link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
+            link.boot_answered(status)
             # Pending or Rejected, a TriggerMessage(BootNotification) ends the wait (B02, B03 / TC_B_31).
             triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY)
             reason = "Triggered" if triggered else reason
