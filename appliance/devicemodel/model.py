@@ -36,6 +36,7 @@ from appliance.devicemodel import getset, values
 from appliance.devicemodel.catalog import build_catalog
 from appliance.devicemodel.paths import PathError, format_path, parse_path
 from appliance.devicemodel.report import Entry
+from appliance.devicemodel.settings import CONFIGURATION_VALUE_SIZE, REPORTING_VALUE_SIZE, VALUE_SIZE, Settings
 from appliance.devicemodel.store import VariableStore, Write
 from appliance.devicemodel.types import (
     AttributeKey,
@@ -107,6 +108,8 @@ class DeviceModel:
         self._providers: dict[AttributeKey, Provider] = {}
         self._validators: dict[AttributeKey, Validator] = {}
         self._listeners: list[Listener] = []
+        #: Typed reads of the settings the station acts on (`appliance.devicemodel.settings`).
+        self.settings = Settings(self.get)
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -294,10 +297,6 @@ class DeviceModel:
             log.warning("%s: %s is outside the declared limits; using %s", path, number, clamped)
         return clamped
 
-    def limit(self, path: str) -> int:
-        """An integer setting, for limits that must be numbers even if a provider misbehaves."""
-        return int(self.get(path))  # type: ignore[call-overload]
-
     # --- writing -------------------------------------------------------------------------------------
 
     async def set_internal(self, path: str, value: object) -> None:
@@ -373,10 +372,10 @@ class DeviceModel:
         return answer
 
     def reporting_value_size(self) -> int:
-        return min(self.limit("DeviceDataCtrlr.ReportingValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+        return min(self.settings.integer(REPORTING_VALUE_SIZE), self.settings.integer(VALUE_SIZE))
 
     def configuration_value_size(self) -> int:
-        return min(self.limit("DeviceDataCtrlr.ConfigurationValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+        return min(self.settings.integer(CONFIGURATION_VALUE_SIZE), self.settings.integer(VALUE_SIZE))
 
     def entries(self) -> Iterator[Entry]:
         """Every variable with its current values, in catalog order (station components, then per EVSE)."""

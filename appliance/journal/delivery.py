@@ -22,6 +22,8 @@ from typing import Any
 
 import trio
 
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.journal.journal import Journal
 from appliance.journal.store import Queued
 from appliance.link.link import Link
@@ -34,9 +36,9 @@ PAGE = 200
 
 
 class Delivery:
-    def __init__(self, journal: Journal, setting: Callable[[str], object]) -> None:
+    def __init__(self, journal: Journal, settings: Settings) -> None:
         self._journal = journal
-        self._setting = setting
+        self._settings = settings
         self._hooks: dict[str, ResponseHook] = {}
         self.delivered = 0
         self.dropped = 0
@@ -46,12 +48,10 @@ class Delivery:
         self._hooks[action] = hook
 
     def _max_attempts(self) -> int:
-        # A device-model value is an `object` (int() has no overload for it, so its result is Any) until settings
-        # are read through typed accessors (issue 9, "typed settings").
-        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload, no-any-return]
+        return max(1, self._settings.integer(keys.TX_MESSAGE_ATTEMPTS))
 
     def _interval(self) -> float:
-        return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]
+        return self._settings.seconds(keys.TX_MESSAGE_ATTEMPT_INTERVAL)
 
     async def service(self, link: Link) -> None:
         send_marks, receive_marks = trio.open_memory_channel[int](PAGE)

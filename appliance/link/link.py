@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio_websocket
 
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.link.backoff import Backoff, BackoffSettings
 from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
 from appliance.link.transport import MAX_MESSAGE_SIZE, Endpoint, HandshakeFailed, open_websocket
@@ -38,12 +40,8 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
 
 #: What one CSMS request may hold by the device model's own limits. ItemsPerMessage needs no entry of its own:
 #: a request within ItemsPerMessage but over BytesPerMessage is not permitted either.
-BYTES_PER_MESSAGE = (
-    "DeviceDataCtrlr.BytesPerMessage[GetReport]",
-    "DeviceDataCtrlr.BytesPerMessage[GetVariables]",
-    "DeviceDataCtrlr.BytesPerMessage[SetVariables]",
-    "LocalAuthListCtrlr.BytesPerMessage",
-)
+BYTES_PER_MESSAGE = (*(keys.bytes_per_message(request) for request in keys.DEVICE_DATA_REQUESTS),
+                     keys.LOCAL_LIST_BYTES_PER_MESSAGE)
 
 
 def _only_link_down(exc: BaseException) -> bool:
@@ -74,12 +72,12 @@ class Link:
         *,
         dispatcher: Dispatcher,
         registry: SchemaRegistry,
-        setting: Callable[[str], object],
+        settings: Settings,
         settings_changed: Watched[int],
     ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
-        self._setting = setting
+        self._settings = settings
         self._settings_changed = settings_changed
         self._session: RpcSession | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
@@ -144,21 +142,18 @@ class Link:
 
     def _backoff_settings(self) -> BackoffSettings:
         return BackoffSettings(
-            wait_minimum=float(self._int("OCPPCommCtrlr.RetryBackOffWaitMinimum")),
-            random_range=float(self._int("OCPPCommCtrlr.RetryBackOffRandomRange")),
-            repeat_times=self._int("OCPPCommCtrlr.RetryBackOffRepeatTimes"),
+            wait_minimum=self._settings.seconds(keys.RETRY_BACKOFF_WAIT_MINIMUM),
+            random_range=self._settings.seconds(keys.RETRY_BACKOFF_RANDOM_RANGE),
+            repeat_times=self._settings.integer(keys.RETRY_BACKOFF_REPEAT_TIMES),
         )
-
-    def _int(self, path: str) -> int:
-        return int(self._setting(path))  # type: ignore[call-overload]
 
     def frame_limit(self) -> int:
         """The WebSocket message limit for the next connection: at least MAX_MESSAGE_SIZE, and never below the
         largest request the configured BytesPerMessage values permit (so it is answered, not cut off)."""
-        return max(MAX_MESSAGE_SIZE, *(self._int(path) for path in BYTES_PER_MESSAGE))
+        return max(MAX_MESSAGE_SIZE, *(self._settings.integer(key) for key in BYTES_PER_MESSAGE))
 
     def _message_timeout(self) -> float:
-        return float(self._int("OCPPCommCtrlr.MessageTimeout[Default]"))
+        return self._settings.seconds(keys.MESSAGE_TIMEOUT)
 
     async def run(self, endpoint: Callable[[], Endpoint], boot: BootProcedure) -> None:
         """Connect and reconnect until cancelled or shut down.
@@ -183,7 +178,7 @@ class Link:
 
     async def _one_connection(self, endpoint: Endpoint, boot: BootProcedure) -> str:
         """One connection attempt and, if it works, the whole session. Returns why it ended."""
-        ping_interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+        ping_interval = self._settings.seconds(keys.WEBSOCKET_PING_INTERVAL)
         timeout = self._message_timeout()
         dead_after = min(timeout, ping_interval) if ping_interval > 0 else timeout
         log.info("connecting to %s", endpoint.redacted())
@@ -267,7 +262,7 @@ class Link:
         """
         last = trio.current_time()
         while True:
-            interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+            interval = self._settings.seconds(keys.WEBSOCKET_PING_INTERVAL)
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue
@@ -275,7 +270,7 @@ class Link:
                 await self._settings_changed.wait_change()
             if not wait.cancelled_caught:
                 continue
-            deadline = min(float(interval), self._message_timeout())
+            deadline = min(interval, self._message_timeout())
             with trio.move_on_after(deadline) as scope:
                 await ws.ping()
             if scope.cancelled_caught:
