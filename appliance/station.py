@@ -53,6 +53,7 @@ from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
 from appliance.storage import StateStore, Storage
+from appliance.timetext import format_timestamp
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
 
@@ -256,7 +257,7 @@ class Station:
         retention = self.config.journal
         while True:
             cutoff = time.time() - retention.retention_days * 86400
-            older_than = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cutoff)) + ".000Z"
+            older_than = format_timestamp(cutoff)
             removed = await self.journal.run_sync(
                 functools.partial(self.journal.store.prune, keep_rows=retention.retention_rows, older_than=older_than)
             )

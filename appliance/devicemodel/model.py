@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 
 from appliance.devicemodel import getset, values
 from appliance.devicemodel.catalog import build_catalog
@@ -52,6 +51,7 @@ from appliance.devicemodel.types import (
 )
 from appliance.hardware.base import EvseLayout
 from appliance.storage import Storage
+from appliance.timetext import now_text
 
 log = logging.getLogger("appliance.devicemodel")
 
@@ -154,7 +154,7 @@ class DeviceModel:
         for write in (*new_rows, *replaced_rows):
             model._values[write.key] = write.value
         # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.
-        model.bind_live("ClockCtrlr.DateTime", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        model.bind_live("ClockCtrlr.DateTime", now_text)
         return model
 
     def _limited(self, limits: FactoryLimits, factory: Mapping[str, object]) -> list[VariableDef]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
 
-from appliance.clock import StationClock, format_iso
+from appliance.clock import StationClock
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.settings import Seconds, Settings
 from appliance.evse.connectors import Connectors
@@ -25,6 +24,7 @@ from appliance.evse.state import EvseState, TxEvent
 from appliance.hardware.base import EvseHardware, EvseLayout
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, NewTransaction
+from appliance.timetext import format_timestamp
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.evse")
@@ -257,7 +257,7 @@ class EvseRunner:
         last = -math.inf
         while True:
             last = await self._next_boundary(keys.ALIGNED_INTERVAL, last)
-            await self._aligned_sample(format_iso_ts(last))
+            await self._aligned_sample(format_timestamp(last))
 
     async def _aligned_tx_ended_sampler(self) -> None:
         """AlignedDataCtrlr.TxEndedMeasurands on the boundaries of its TxEndedInterval, kept for the Ended event."""
@@ -268,7 +268,7 @@ class EvseRunner:
             if tx is None:
                 continue
             reading = self._hw.read_meter(self.evse_id)
-            mv = meter_value(format_iso_ts(last), reading, self._settings.members(keys.ALIGNED_TX_ENDED_MEASURANDS),
+            mv = meter_value(format_timestamp(last), reading, self._settings.members(keys.ALIGNED_TX_ENDED_MEASURANDS),
                              "Sample.Clock")
             if mv is not None:
                 await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx.transaction_id, mv)
@@ -304,5 +304,3 @@ class EvseRunner:
                 await self.apply(lambda s: s.connection_timeout())
 
 
-def format_iso_ts(timestamp: float) -> str:
-    return format_iso(datetime.fromtimestamp(timestamp, UTC))
