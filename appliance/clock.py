@@ -24,7 +24,6 @@ log = logging.getLogger("appliance.clock")
 class StationClock:
     def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.offset = offset  # seconds to add to the host clock (restored at boot from the last known one)
-        self.synchronized = False
         self._on_adjust = on_adjust
 
     def timestamp(self) -> float:
@@ -48,7 +47,6 @@ class StationClock:
             return 0.0
         jump = target - self.timestamp()
         self.offset = target - time.time()
-        self.synchronized = True
         if abs(jump) >= 1:
             log.info("station clock moved by %+.3f s to follow the CSMS", jump)
             if self._on_adjust is not None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import trio
 
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
+from appliance.devicemodel import DeviceModel
+from appliance.devicemodel import settings as keys
 from appliance.link.link import Link, OnlineService
 from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
 from appliance.storage import StateStore
@@ -43,7 +44,7 @@ class Provisioning(Block):
     def __init__(
         self,
         *,
-        device_model: Any,
+        device_model: DeviceModel,
         link: Link,
         state: StateStore,
         clock: StationClock,
@@ -135,7 +136,7 @@ class Provisioning(Block):
         """Heartbeat every HeartbeatInterval; the CSMS's currentTime keeps the station clock right."""
         last = trio.current_time()
         while True:
-            interval = int(self._dm.get("OCPPCommCtrlr.HeartbeatInterval"))
+            interval = self._dm.settings.seconds(keys.HEARTBEAT_INTERVAL)
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue

@@ -22,6 +22,7 @@ from typing import Any
 
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import DeviceModel
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.report import Entry
 from appliance.devicemodel.settings import Settings
@@ -70,7 +71,7 @@ def pages(items: Iterable[dict], max_items: int, max_bytes: int, envelope: dict)
 
 
 class Reports(Block):
-    def __init__(self, *, device_model: Any, link: Link, clock: StationClock, settings: Settings) -> None:
+    def __init__(self, *, device_model: DeviceModel, link: Link, clock: StationClock, settings: Settings) -> None:
         self._dm = device_model
         self._link = link
         self._clock = clock

@@ -40,8 +40,6 @@ class Delivery:
         self._journal = journal
         self._settings = settings
         self._hooks: dict[str, ResponseHook] = {}
-        self.delivered = 0
-        self.dropped = 0
 
     def on_response(self, action: str, hook: ResponseHook) -> None:
         """Let a functional block act on the CSMS's answer (e.g. idTokenInfo of a TransactionEvent)."""
@@ -83,7 +81,6 @@ class Delivery:
                 log.error("dropping %s %s (tx %s seqNo %s) after %d failed attempts: %s", item.action,
                           item.message_id, item.transaction_id, item.seq_no, attempts, exc)
                 await self._journal.mark_dropped(item.id)
-                self.dropped += 1
                 return True
             wait = self._interval() * attempts
             log.warning("%s %s failed (%s); attempt %d of %d in %.0f s", item.action, item.message_id, exc,
@@ -96,7 +93,6 @@ class Delivery:
         except trio.WouldBlock:
             with trio.CancelScope(shield=True):
                 await self._journal.run_sync(self._journal.store.mark_delivered_many, [item.id])
-        self.delivered += 1
         hook = self._hooks.get(item.action)
         if hook is not None:
             await hook(item, answer)

@@ -223,10 +223,6 @@ class JournalStore:
 
     # --- reads ------------------------------------------------------------------------------------------
 
-    def next_pending(self) -> Queued | None:
-        page = self.pending_page(0, 1)
-        return page[0] if page else None
-
     def pending_page(self, after_id: int, limit: int) -> list[Queued]:
         """Pending messages in journal order, starting after `after_id`."""
         rows = self.conn.execute(
