@@ -13,26 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+# Time as text lives in `appliance.timetext`; the two the station uses most are importable from here too.
+from appliance.timetext import format_iso, parse_iso
+
+__all__ = ["StationClock", "format_iso", "parse_iso"]
+
 log = logging.getLogger("appliance.clock")
-
-
-def parse_iso(value: str) -> datetime:
-    """An OCPP dateTime (RFC 3339) as an aware UTC datetime."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def format_iso(moment: datetime) -> str:
-    """UTC with millisecond precision and a Z suffix, the form every OCPP timestamp we send takes."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class StationClock:
     def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.offset = offset  # seconds to add to the host clock (restored at boot from the last known one)
-        self.synchronized = False
         self._on_adjust = on_adjust
 
     def timestamp(self) -> float:
@@ -56,7 +47,6 @@ class StationClock:
             return 0.0
         jump = target - self.timestamp()
         self.offset = target - time.time()
-        self.synchronized = True
         if abs(jump) >= 1:
             log.info("station clock moved by %+.3f s to follow the CSMS", jump)
             if self._on_adjust is not None:

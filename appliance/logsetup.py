@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
+
+from appliance.timetext import format_timestamp
 
 
 def _quote(value: str) -> str:
@@ -21,7 +22,7 @@ def _quote(value: str) -> str:
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        stamp = format_timestamp(record.created)
         parts = [
             f"ts={stamp}",
             f"level={record.levelname.lower()}",

@@ -41,6 +41,7 @@ from appliance.blocks.trigger import TriggerMessages
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
@@ -52,6 +53,7 @@ from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
 from appliance.storage import StateStore, Storage
+from appliance.timetext import format_timestamp
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
 
@@ -110,10 +112,10 @@ class Station:
         self.journal = Journal(self.storage)
         self.registry = default_registry()
         self.dispatcher = Dispatcher(self.registry)
-        self.link = Link(dispatcher=self.dispatcher, registry=self.registry, setting=self.dm.get,
+        self.link = Link(dispatcher=self.dispatcher, registry=self.registry, settings=self.dm.settings,
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
-        self.delivery = Delivery(self.journal, self.dm.get)
+        self.delivery = Delivery(self.journal, self.dm.settings)
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -123,22 +125,22 @@ class Station:
                                          charging_station=self._charging_station(),
                                          settings_changed=self.settings_changed)
         self.network = NetworkProfiles(station_id=config.station.id, factory=config.csms, state=self.state,
-                                       setting=dm.get, failures=lambda: link.backoff.failures,
+                                       settings=dm.settings, failures=lambda: link.backoff.failures,
                                        password=self._password)
-        status = StatusReporter(self.connectors, lambda: dm.limit("OCPPCommCtrlr.OfflineThreshold"))
+        status = StatusReporter(self.connectors, lambda: dm.settings.seconds(keys.OFFLINE_THRESHOLD))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
         for layout in config.evses:
             self.runners[layout.evse_id] = EvseRunner(
-                layout, hardware=hw, journal=journal, setting=dm.get, settings_changed=self.settings_changed,
+                layout, hardware=hw, journal=journal, settings=dm.settings, settings_changed=self.settings_changed,
                 clock=clock, online=lambda: link.online, connectors=self.connectors,
                 desired_operative=functools.partial(availability.operative, layout.evse_id),
                 station_in_transaction=self._in_transaction,
             )
         self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
-                                     local_list=LocalList(self.storage), clock=clock, setting=dm.get)
+                                     local_list=LocalList(self.storage), clock=clock, settings=dm.settings)
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
-                                         link=link, hardware=hw, clock=clock, setting=dm.get)
+                                         link=link, hardware=hw, clock=clock, settings=dm.settings)
         self.triggers = TriggerMessages(self.connectors)
         return [
             self.provisioning,
@@ -147,9 +149,9 @@ class Station:
             availability,
             self.authorizer,
             self.transactions,
-            Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
+            Reports(device_model=dm, link=link, clock=clock, settings=dm.settings),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
-                          setting=dm.get, restart=self.request_restart),
+                          settings=dm.settings, restart=self.request_restart),
             SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
             self.triggers,
             firmware_status(link),
@@ -192,8 +194,7 @@ class Station:
 
     def _password(self) -> str | None:
         """The basic-auth password: the one the CSMS set (SecurityCtrlr.BasicAuthPassword), else the factory one."""
-        stored = self.dm.get("SecurityCtrlr.BasicAuthPassword")
-        return str(stored) if stored else self.config.csms.basic_auth_password
+        return self.dm.settings.text(keys.BASIC_AUTH_PASSWORD) or self.config.csms.basic_auth_password
 
     def _bind_live_variables(self) -> None:
         """Variables whose truth lives in the config or the clock are read from there at request time."""
@@ -256,7 +257,7 @@ class Station:
         retention = self.config.journal
         while True:
             cutoff = time.time() - retention.retention_days * 86400
-            older_than = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cutoff)) + ".000Z"
+            older_than = format_timestamp(cutoff)
             removed = await self.journal.run_sync(
                 functools.partial(self.journal.store.prune, keep_rows=retention.retention_rows, older_than=older_than)
             )

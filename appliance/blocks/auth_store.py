@@ -30,7 +30,7 @@ class AuthCache:
         self._conn = storage.reader
         self.capacity_bytes = capacity_bytes
 
-    def get(self, id_token: dict, now: datetime, lifetime_s: int) -> dict | None:
+    def get(self, id_token: dict, now: datetime, lifetime_s: float) -> dict | None:
         """The cached idTokenInfo, with status Expired when its time is up (the entry stays for the CSMS to
         refresh), or None when the token is not cached."""
         row = self._conn.execute(

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.model import Provider
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link
 from appliance.link.rpc import CallFailed, Handler
 from appliance.protocol import ErrorCode, OcppError
@@ -45,13 +46,13 @@ class Authorizer(Block):
         cache: AuthCache,
         local_list: LocalList,
         clock: StationClock,
-        setting: Callable[[str], Any],
+        settings: Settings,
     ) -> None:
         self._link = link
         self.cache = cache
         self.local_list = local_list
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -71,12 +72,12 @@ class Authorizer(Block):
 
     def known(self, id_token: dict) -> tuple[str, dict] | None:
         """What the station itself knows about a token: ("list" | "cache", idTokenInfo), or None."""
-        if self._setting("LocalAuthListCtrlr.Enabled"):
+        if self._settings.flag(keys.LOCAL_LIST_ENABLED):
             info = self.local_list.get(id_token)
             if info is not None:
                 return "list", info
-        if self._setting("AuthCacheCtrlr.Enabled"):
-            info = self.cache.get(id_token, self._clock.now(), int(self._setting("AuthCacheCtrlr.LifeTime")))
+        if self._settings.flag(keys.AUTH_CACHE_ENABLED):
+            info = self.cache.get(id_token, self._clock.now(), self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME))
             if info is not None:
                 return "cache", info
         return None
@@ -88,7 +89,7 @@ class Authorizer(Block):
         if self._link.online:
             if known is not None:
                 source, info = known
-                if info["status"] == "Accepted" and self._setting("AuthCtrlr.LocalPreAuthorize"):
+                if info["status"] == "Accepted" and self._settings.flag(keys.LOCAL_PRE_AUTHORIZE):
                     log.info("token %s: Accepted from the %s (local pre-authorization)", token, source)
                     await self._used(id_token, source)
                     return info
@@ -104,7 +105,7 @@ class Authorizer(Block):
                 log.info("token %s: %s (CSMS)", token, info["status"])
                 await self.learn(id_token, info)
                 return info
-        if known is not None and self._setting("AuthCtrlr.LocalAuthorizeOffline"):
+        if known is not None and self._settings.flag(keys.LOCAL_AUTHORIZE_OFFLINE):
             source, info = known
             log.info("token %s: %s from the %s (offline)", token, info["status"], source)
             if info["status"] == "Accepted":
@@ -115,9 +116,9 @@ class Authorizer(Block):
 
     async def learn(self, id_token: dict, info: dict) -> None:
         """Remember what the CSMS said about a token (Authorize or TransactionEvent answers, C02/C10)."""
-        if not self._setting("AuthCacheCtrlr.Enabled"):
+        if not self._settings.flag(keys.AUTH_CACHE_ENABLED):
             return
-        if self._setting("LocalAuthListCtrlr.Enabled") and self.local_list.get(id_token) is not None:
+        if self._settings.flag(keys.LOCAL_LIST_ENABLED) and self.local_list.get(id_token) is not None:
             return  # the local list is the operator's word for this token; the cache must not shadow it
         await self.cache.put(id_token, info, self._clock.now())
 
@@ -126,35 +127,35 @@ class Authorizer(Block):
             await self.cache.touch(id_token, self._clock.now())
 
     def _disable_post_authorize(self, source: str) -> bool:
-        path = "AuthCacheCtrlr.DisablePostAuthorize" if source == "cache" else "LocalAuthListCtrlr.DisablePostAuthorize"
-        return bool(self._setting(path))
+        key = keys.AUTH_CACHE_DISABLE_POST_AUTHORIZE if source == "cache" else keys.LOCAL_LIST_DISABLE_POST_AUTHORIZE
+        return self._settings.flag(key)
 
     # --- CSMS requests ---------------------------------------------------------------------------------
 
     async def _clear_cache(self, payload: dict) -> dict:
-        if not self._setting("AuthCacheCtrlr.Enabled"):
+        if not self._settings.flag(keys.AUTH_CACHE_ENABLED):
             return {"status": "Rejected"}  # TC_C_38
         await self.cache.clear()
         log.info("authorization cache cleared by the CSMS")
         return {"status": "Accepted"}
 
     async def _get_local_list_version(self, payload: dict) -> dict:
-        if not self._setting("LocalAuthListCtrlr.Enabled"):
+        if not self._settings.flag(keys.LOCAL_LIST_ENABLED):
             return {"versionNumber": 0}  # TC_D_10
         return {"versionNumber": self.local_list.version()}
 
     async def _send_local_list(self, payload: dict) -> dict:
         entries = payload.get("localAuthorizationList", [])
-        items_limit = int(self._setting("LocalAuthListCtrlr.ItemsPerMessage"))
+        items_limit = self._settings.integer(keys.LOCAL_LIST_ITEMS_PER_MESSAGE)
         if len(entries) > items_limit:
             raise OcppError(ErrorCode.OccurrenceConstraintViolation,
                             f"{len(entries)} entries; LocalAuthListCtrlr.ItemsPerMessage is {items_limit}")
         size = len(_compact(payload).encode())
-        bytes_limit = int(self._setting("LocalAuthListCtrlr.BytesPerMessage"))
+        bytes_limit = self._settings.integer(keys.LOCAL_LIST_BYTES_PER_MESSAGE)
         if size > bytes_limit:
             raise OcppError(ErrorCode.FormatViolation,
                             f"{size} bytes; LocalAuthListCtrlr.BytesPerMessage is {bytes_limit}")
-        if not self._setting("LocalAuthListCtrlr.Enabled"):
+        if not self._settings.flag(keys.LOCAL_LIST_ENABLED):
             return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled"}}
         version = int(payload["versionNumber"])
         updates = [(e["idToken"], e.get("idTokenInfo")) for e in entries]

@@ -29,7 +29,7 @@ log = logging.getLogger("appliance.availability")
 class StatusReporter(Block):
     """Connector status (G01–G04): StatusNotification for every change the CSMS has not acknowledged yet."""
 
-    def __init__(self, connectors: Connectors, offline_threshold: Callable[[], int]) -> None:
+    def __init__(self, connectors: Connectors, offline_threshold: Callable[[], float]) -> None:
         self._connectors = connectors
         self._offline_threshold = offline_threshold
         self._acknowledged: dict[tuple[int, int], str] = {}

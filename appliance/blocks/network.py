@@ -14,12 +14,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.blocks.base import Block
 from appliance.config import CsmsConfig
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.model import Provider, Validator
+from appliance.devicemodel.settings import Settings
 from appliance.link.rpc import Handler
 from appliance.link.transport import Endpoint
 from appliance.storage import StateStore
@@ -37,14 +38,14 @@ class NetworkProfiles(Block):
         station_id: str,
         factory: CsmsConfig,
         state: StateStore,
-        setting: Callable[[str], Any],
+        settings: Settings,
         failures: Callable[[], int],
         password: Callable[[], str | None],
     ) -> None:
         self._station_id = station_id
         self._factory = factory
         self._state = state
-        self._setting = setting
+        self._settings = settings
         self._failures = failures
         self._password = password
         raw = state.get(KEY)
@@ -61,7 +62,7 @@ class NetworkProfiles(Block):
         return {"OCPPCommCtrlr.NetworkConfigurationPriority": self.validate_priority}
 
     def priority(self) -> list[int]:
-        slots = [int(s) for s in str(self._setting("OCPPCommCtrlr.NetworkConfigurationPriority")).split(",") if s]
+        slots = [int(s) for s in (self._settings.text(keys.NETWORK_CONFIGURATION_PRIORITY) or "").split(",") if s]
         usable = [s for s in slots if s == 1 or s in self.profiles]
         return usable or [1]
 
@@ -74,7 +75,7 @@ class NetworkProfiles(Block):
 
     def endpoint(self) -> Endpoint:
         order = self.priority()
-        attempts = max(1, int(self._setting("OCPPCommCtrlr.NetworkProfileConnectionAttempts")))
+        attempts = max(1, self._settings.integer(keys.NETWORK_PROFILE_CONNECTION_ATTEMPTS))
         slot = order[(self._failures() // attempts) % len(order)]
         if slot != self.active_slot:
             log.warning("network profile: switching from slot %d to slot %d", self.active_slot, slot)

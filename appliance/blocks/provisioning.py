@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import trio
 
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
-from appliance.link.link import Link, LinkState, OnlineService
+from appliance.devicemodel import DeviceModel
+from appliance.devicemodel import settings as keys
+from appliance.link.link import Link, OnlineService
 from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
 from appliance.storage import StateStore
 from appliance.util.watched import Watched
@@ -43,7 +44,7 @@ class Provisioning(Block):
     def __init__(
         self,
         *,
-        device_model: Any,
+        device_model: DeviceModel,
         link: Link,
         state: StateStore,
         clock: StationClock,
@@ -90,7 +91,7 @@ class Provisioning(Block):
         while True:
             payload = {"reason": reason, "chargingStation": self._charging_station}
             try:
-                answer = await link.boot_call(payload)
+                answer = await link.call("BootNotification", payload)
             except (CallTimeout, CallErrorReply) as exc:
                 log.warning("BootNotification failed (%s); retrying in %d s", exc, DEFAULT_BOOT_RETRY)
                 await self._wait_for_retry(DEFAULT_BOOT_RETRY)
@@ -104,8 +105,9 @@ class Provisioning(Block):
                     await self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
                                                 self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
                 await self._state.put(NEXT_BOOT_REASON, None)  # consumed only once the CSMS has heard it
+                link.boot_answered(status)
                 return
-            link.state.set(LinkState.PENDING if status == "Pending" else LinkState.REJECTED)
+            link.boot_answered(status)
             # Pending or Rejected, a TriggerMessage(BootNotification) ends the wait (B02, B03 / TC_B_31).
             triggered = await self._wait_for_retry(interval if interval > 0 else DEFAULT_BOOT_RETRY)
             reason = "Triggered" if triggered else reason
@@ -134,7 +136,7 @@ class Provisioning(Block):
         """Heartbeat every HeartbeatInterval; the CSMS's currentTime keeps the station clock right."""
         last = trio.current_time()
         while True:
-            interval = int(self._dm.get("OCPPCommCtrlr.HeartbeatInterval"))
+            interval = self._dm.settings.seconds(keys.HEARTBEAT_INTERVAL)
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue

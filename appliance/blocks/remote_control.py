@@ -19,6 +19,8 @@ import trio
 
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import Hardware
 from appliance.journal.journal import Journal
@@ -46,7 +48,7 @@ class RemoteControl(Block):
         link: Link,
         hardware: Hardware,
         clock: StationClock,
-        setting: Callable[[str], Any],
+        settings: Settings,
         restart: Callable[[str], Awaitable[None]],
     ) -> None:
         self._runners = runners
@@ -54,7 +56,7 @@ class RemoteControl(Block):
         self._link = link
         self._hw = hardware
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self._restart = restart
         self.vendors: dict[str, dict[str, VendorHandler]] = {"org.appliance": {"Ping": _ping}}
         self._pending_reset: str | None = None  # station reset waiting for idle (OnIdle, Scheduled)
@@ -100,7 +102,7 @@ class RemoteControl(Block):
     async def _reset_station(self, reason: str) -> None:
         for runner in self._runners.values():
             await runner.apply(lambda s: s.end_now("ResetCommand", "ImmediateReset"))
-        await self._drain_journal(float(self._setting("OCPPCommCtrlr.MessageTimeout[Default]")))
+        await self._drain_journal(self._settings.seconds(keys.MESSAGE_TIMEOUT))
         await self._restart(reason)
 
     async def _drain_journal(self, limit: float) -> None:

@@ -22,7 +22,10 @@ from typing import Any
 
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import DeviceModel
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.report import Entry
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link
 from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.protocol import ErrorCode, OcppError
@@ -68,11 +71,11 @@ def pages(items: Iterable[dict], max_items: int, max_bytes: int, envelope: dict)
 
 
 class Reports(Block):
-    def __init__(self, *, device_model: Any, link: Link, clock: StationClock, setting: Callable[[str], Any]) -> None:
+    def __init__(self, *, device_model: DeviceModel, link: Link, clock: StationClock, settings: Settings) -> None:
         self._dm = device_model
         self._link = link
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self.queue = JobQueue("reports", waiting=REPORTS_WAITING)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -95,12 +98,12 @@ class Reports(Block):
 
     async def _get_report(self, payload: dict) -> dict | Reply:
         wanted = payload.get("componentVariable", [])
-        limit = int(self._setting("DeviceDataCtrlr.ItemsPerMessage[GetReport]"))
+        limit = self._settings.integer(keys.items_per_message("GetReport"))
         if len(wanted) > limit:
             raise OcppError(ErrorCode.OccurrenceConstraintViolation,
                             f"{len(wanted)} componentVariable entries; ItemsPerMessage[GetReport] is {limit}")
         size = _size(payload)
-        byte_limit = int(self._setting("DeviceDataCtrlr.BytesPerMessage[GetReport]"))
+        byte_limit = self._settings.integer(keys.bytes_per_message("GetReport"))
         if size > byte_limit:
             raise OcppError(ErrorCode.FormatViolation, f"{size} bytes; BytesPerMessage[GetReport] is {byte_limit}")
         criteria = payload.get("componentCriteria", [])
@@ -133,8 +136,8 @@ class Reports(Block):
         generated = self._clock.iso()
         envelope = {"requestId": request_id, "generatedAt": generated}
         split = pages((e.report_data() for e in select()),
-                      int(self._setting("DeviceDataCtrlr.ItemsPerMessage[GetReport]")),
-                      int(self._setting("DeviceDataCtrlr.BytesPerMessage[GetReport]")), envelope)
+                      self._settings.integer(keys.items_per_message("GetReport")),
+                      self._settings.integer(keys.bytes_per_message("GetReport")), envelope)
         items = sent = 0
         page = next(split, None)
         while page is not None:

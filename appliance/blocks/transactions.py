@@ -9,7 +9,7 @@ the journal, not memory, is the truth about what is still queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -17,6 +17,8 @@ import trio
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.base import Block, ResponseHook, TriggerHandler, TriggerRequest
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
 from appliance.evse.state import Authorization
@@ -42,7 +44,7 @@ class Transactions(Block):
         link: Link,
         hardware: Hardware,
         clock: StationClock,
-        setting: Callable[[str], Any],
+        settings: Settings,
     ) -> None:
         self._runners = runners
         self._journal = journal
@@ -50,7 +52,7 @@ class Transactions(Block):
         self._link = link
         self._hw = hardware
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -74,7 +76,7 @@ class Transactions(Block):
         return [self._runners[evse_id]] if evse_id else list(self._runners.values())
 
     async def _trigger_meter_values(self, request: TriggerRequest) -> dict | Reply:
-        if not self._setting("AlignedDataCtrlr.Measurands"):
+        if not self._settings.members(keys.ALIGNED_MEASURANDS):
             # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
             # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
             return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
@@ -83,7 +85,7 @@ class Transactions(Block):
         async def send() -> None:
             for runner in self._targets(request.evse_id):
                 reading = self._hw.read_meter(runner.evse_id)
-                mv = meter_value(self._clock.iso(), reading, self._setting("AlignedDataCtrlr.Measurands"), "Trigger")
+                mv = meter_value(self._clock.iso(), reading, self._settings.members(keys.ALIGNED_MEASURANDS), "Trigger")
                 if mv is not None:
                     await self._journal.append(Append("MeterValues", {"evseId": runner.evse_id, "meterValue": [mv]}))
 
@@ -116,7 +118,7 @@ class Transactions(Block):
             if group is not None:
                 await self._keep_group(tx_id, id_token, group)
             return
-        stop = bool(self._setting("TxCtrlr.StopTxOnInvalidId"))
+        stop = self._settings.flag(keys.STOP_TX_ON_INVALID_ID)
         for runner in self._runners.values():
             if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
                 log.warning("EVSE %d: the CSMS says token %s is %s; %s", runner.evse_id, mask(id_token["idToken"]),
@@ -158,7 +160,7 @@ class Transactions(Block):
             }
             if evse_id in self._runners:
                 reading = self._hw.read_meter(evse_id)
-                mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"),
+                mv = meter_value(now, reading, self._settings.members(keys.TX_ENDED_MEASURANDS),
                                  "Transaction.End")
                 if mv is not None:
                     samples.append(mv)
@@ -250,7 +252,7 @@ class Transactions(Block):
             log.info("RequestStartTransaction carries a chargingProfile: ignored (no smart charging, TC_K_38)")
 
         async def start() -> None:
-            if bool(self._setting("AuthCtrlr.AuthorizeRemoteStart")):
+            if self._settings.flag(keys.AUTHORIZE_REMOTE_START):
                 info = await self._authorizer.authorize(id_token)
                 if info["status"] != "Accepted":
                     log.info("remote start %d refused: token %s is %s", payload["remoteStartId"],

@@ -33,6 +33,7 @@ import json
 from typing import TYPE_CHECKING
 
 from appliance.devicemodel import values
+from appliance.devicemodel.settings import bytes_per_message, items_per_message
 from appliance.devicemodel.store import Write
 from appliance.devicemodel.types import (
     AttributeDef,
@@ -59,11 +60,11 @@ def payload_size(payload: dict) -> int:
 
 def check_limits(dm: DeviceModel, payload: dict, items: list, action: str) -> None:
     """Raise the CALLERROR for a request over ItemsPerMessage / BytesPerMessage of `action`."""
-    max_items = dm.limit(f"DeviceDataCtrlr.ItemsPerMessage[{action}]")
+    max_items = dm.settings.integer(items_per_message(action))
     if len(items) > max_items:
         raise OcppError(ErrorCode.OccurrenceConstraintViolation,
                         f"{len(items)} items; ItemsPerMessage[{action}] is {max_items}")
-    max_bytes = dm.limit(f"DeviceDataCtrlr.BytesPerMessage[{action}]")
+    max_bytes = dm.settings.integer(bytes_per_message(action))
     size = payload_size(payload)
     if size > max_bytes:
         raise OcppError(ErrorCode.FormatViolation, f"{size} bytes; BytesPerMessage[{action}] is {max_bytes}")

@@ -30,12 +30,12 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 
 from appliance.devicemodel import getset, values
 from appliance.devicemodel.catalog import build_catalog
 from appliance.devicemodel.paths import PathError, format_path, parse_path
 from appliance.devicemodel.report import Entry
+from appliance.devicemodel.settings import CONFIGURATION_VALUE_SIZE, REPORTING_VALUE_SIZE, VALUE_SIZE, Settings
 from appliance.devicemodel.store import VariableStore, Write
 from appliance.devicemodel.types import (
     AttributeKey,
@@ -51,6 +51,7 @@ from appliance.devicemodel.types import (
 )
 from appliance.hardware.base import EvseLayout
 from appliance.storage import Storage
+from appliance.timetext import now_text
 
 log = logging.getLogger("appliance.devicemodel")
 
@@ -107,6 +108,8 @@ class DeviceModel:
         self._providers: dict[AttributeKey, Provider] = {}
         self._validators: dict[AttributeKey, Validator] = {}
         self._listeners: list[Listener] = []
+        #: Typed reads of the settings the station acts on (`appliance.devicemodel.settings`).
+        self.settings = Settings(self.get)
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class DeviceModel:
         for write in (*new_rows, *replaced_rows):
             model._values[write.key] = write.value
         # Until the station binds its own (corrected) clock, DateTime is the host's UTC time.
-        model.bind_live("ClockCtrlr.DateTime", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        model.bind_live("ClockCtrlr.DateTime", now_text)
         return model
 
     def _limited(self, limits: FactoryLimits, factory: Mapping[str, object]) -> list[VariableDef]:
@@ -294,10 +297,6 @@ class DeviceModel:
             log.warning("%s: %s is outside the declared limits; using %s", path, number, clamped)
         return clamped
 
-    def limit(self, path: str) -> int:
-        """An integer setting, for limits that must be numbers even if a provider misbehaves."""
-        return int(self.get(path))  # type: ignore[call-overload]
-
     # --- writing -------------------------------------------------------------------------------------
 
     async def set_internal(self, path: str, value: object) -> None:
@@ -373,10 +372,10 @@ class DeviceModel:
         return answer
 
     def reporting_value_size(self) -> int:
-        return min(self.limit("DeviceDataCtrlr.ReportingValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+        return min(self.settings.integer(REPORTING_VALUE_SIZE), self.settings.integer(VALUE_SIZE))
 
     def configuration_value_size(self) -> int:
-        return min(self.limit("DeviceDataCtrlr.ConfigurationValueSize"), self.limit("DeviceDataCtrlr.ValueSize"))
+        return min(self.settings.integer(CONFIGURATION_VALUE_SIZE), self.settings.integer(VALUE_SIZE))
 
     def entries(self) -> Iterator[Entry]:
         """Every variable with its current values, in catalog order (station components, then per EVSE)."""

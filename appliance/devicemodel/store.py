@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.devicemodel.types import AttributeKey, AttributeType, ComponentKey, SetBy, VariableKey
+from appliance.timetext import now_text
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _COLUMNS = "component, component_instance, evse_id, connector_id, variable, variable_instance, attribute"
 
 RowKey = tuple[str, str, int, int, str, str, str]
@@ -88,9 +88,10 @@ class VariableStore:
         self._apply(writes, "INSERT OR REPLACE")
 
     def _apply(self, writes: Iterable[Write], verb: str) -> None:
-        params = [(*row_key(w.key), w.value, w.set_by.value) for w in writes]
+        set_at = now_text()
+        params = [(*row_key(w.key), w.value, w.set_by.value, set_at) for w in writes]
         if not params:
             return
         sql = (f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) "
-               f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})")
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._conn.executemany(sql, params)

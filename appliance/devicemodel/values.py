@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from appliance.devicemodel.types import Characteristics, DataType
+from appliance.timetext import canonical_rfc3339
 
 #: OCPP integer is a 32-bit signed number (Part 2 §2.1.4, primitive datatypes).
 INT_MIN = -(2**31)
@@ -27,11 +27,6 @@ INT_MAX = 2**31 - 1
 
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
-# RFC 3339 date-time (section 5.6): full-date "T" full-time, with a mandatory offset.
-_DATETIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})",
-    re.ASCII,
-)
 
 
 class ValueRefused(ValueError):
@@ -140,15 +135,10 @@ def _check_boolean(chars: Characteristics, text: str) -> str:
 
 
 def _check_datetime(chars: Characteristics, text: str) -> str:
-    if not _DATETIME.fullmatch(text):
-        raise ValueRefused("InvalidValue", f"{_show(text)} is not an RFC 3339 date-time")
-    normalized = text[:10] + "T" + text[11:]
-    normalized = normalized[:-1] + "Z" if normalized.endswith(("Z", "z")) else normalized
     try:
-        datetime.fromisoformat(normalized.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueRefused("InvalidValue", f"{_show(text)} is not a valid date-time: {exc}") from exc
-    return normalized
+        return canonical_rfc3339(text)
+    except ValueError:
+        raise ValueRefused("InvalidValue", f"{_show(text)} is not an RFC 3339 date-time") from None
 
 
 def _check_string(chars: Characteristics, text: str) -> str:

@@ -11,14 +11,6 @@ from collections.abc import Iterable
 
 from appliance.hardware.base import MeterReading
 
-SUPPORTED = (
-    "Current.Import",
-    "Current.Offered",
-    "Energy.Active.Import.Register",
-    "Voltage",
-    "Power.Offered",
-    "Power.Active.Import",
-)
 _PHASES = ("L1", "L2", "L3")
 _VOLTAGE_PHASES = ("L1-N", "L2-N", "L3-N")
 

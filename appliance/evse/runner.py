@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
 
-from appliance.clock import StationClock, format_iso
+from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Seconds, Settings
 from appliance.evse.connectors import Connectors
 from appliance.evse.meter import meter_value
 from appliance.evse.state import EvseState, TxEvent
 from appliance.hardware.base import EvseHardware, EvseLayout
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, NewTransaction
+from appliance.timetext import format_timestamp
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.evse")
@@ -38,7 +40,7 @@ class EvseRunner:
         *,
         hardware: EvseHardware,
         journal: Journal,
-        setting: Callable[[str], Any],
+        settings: Settings,
         settings_changed: Watched[int],
         clock: StationClock,
         online: Callable[[], bool],
@@ -50,7 +52,7 @@ class EvseRunner:
         self.evse_id = layout.evse_id
         self._hw = hardware
         self._journal = journal
-        self._setting = setting
+        self._settings = settings
         self._settings_changed = settings_changed
         self._clock = clock
         self._online = online
@@ -90,8 +92,8 @@ class EvseRunner:
         return stored
 
     def _refresh_points(self) -> None:
-        self.state.start_points = tuple(self._setting("TxCtrlr.TxStartPoint"))
-        self.state.stop_points = tuple(self._setting("TxCtrlr.TxStopPoint"))
+        self.state.start_points = self._settings.members(keys.TX_START_POINT)
+        self.state.stop_points = self._settings.members(keys.TX_STOP_POINT)
 
     def _sync_outputs(self, now: str) -> None:
         s = self.state
@@ -151,15 +153,15 @@ class EvseRunner:
         reading = self._hw.read_meter(self.evse_id)
         values: list[dict] = []
         if event.event_type == "Started":
-            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxStartedMeasurands"), "Transaction.Begin")
+            mv = meter_value(now, reading, self._settings.members(keys.TX_STARTED_MEASURANDS), "Transaction.Begin")
         elif event.event_type == "Ended":
-            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"), "Transaction.End")
+            mv = meter_value(now, reading, self._settings.members(keys.TX_ENDED_MEASURANDS), "Transaction.End")
         elif event.trigger_reason == "MeterValuePeriodic":
-            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxUpdatedMeasurands"), "Sample.Periodic")
+            mv = meter_value(now, reading, self._settings.members(keys.TX_UPDATED_MEASURANDS), "Sample.Periodic")
         elif event.trigger_reason == "MeterValueClock":
-            mv = meter_value(now, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")
+            mv = meter_value(now, reading, self._settings.members(keys.ALIGNED_MEASURANDS), "Sample.Clock")
         elif event.trigger_reason == "Trigger":
-            mv = meter_value(now, reading, self._setting("SampledDataCtrlr.TxUpdatedMeasurands"), "Trigger")
+            mv = meter_value(now, reading, self._settings.members(keys.TX_UPDATED_MEASURANDS), "Trigger")
         else:
             mv = None
         if mv is not None:
@@ -182,10 +184,10 @@ class EvseRunner:
             await self.changed.wait_change()
         return self.state.tx.transaction_id
 
-    async def _sleep_during_tx(self, path: str, tx_id: str, since: float) -> bool:
+    async def _sleep_during_tx(self, key: Seconds, tx_id: str, since: float) -> bool:
         """Sleep until `since + interval` (interval re-read on changes); False if the transaction ended."""
         while True:
-            interval = float(self._setting(path))
+            interval = self._settings.seconds(key)
             if interval <= 0:
                 await self._either_change()
             else:
@@ -210,7 +212,7 @@ class EvseRunner:
         while True:
             tx_id = await self._wait_for_tx()
             since = trio.current_time()
-            while await self._sleep_during_tx("SampledDataCtrlr.TxUpdatedInterval", tx_id, since):
+            while await self._sleep_during_tx(keys.TX_UPDATED_INTERVAL, tx_id, since):
                 since = trio.current_time()
                 await self.apply(lambda s: s.periodic("MeterValuePeriodic"))
 
@@ -219,23 +221,23 @@ class EvseRunner:
         while True:
             tx_id = await self._wait_for_tx()
             since = trio.current_time()
-            while await self._sleep_during_tx("SampledDataCtrlr.TxEndedInterval", tx_id, since):
+            while await self._sleep_during_tx(keys.TX_ENDED_INTERVAL, tx_id, since):
                 since = trio.current_time()
                 reading = self._hw.read_meter(self.evse_id)
-                mv = meter_value(self._clock.iso(), reading, self._setting("SampledDataCtrlr.TxEndedMeasurands"),
+                mv = meter_value(self._clock.iso(), reading, self._settings.members(keys.TX_ENDED_MEASURANDS),
                                  "Sample.Periodic")
                 if mv is not None:
                     await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx_id, mv)
 
-    async def _next_boundary(self, path: str, last: float) -> float:
-        """Wait for the next wall-clock boundary of the interval in `path` after `last`; return it.
+    async def _next_boundary(self, key: Seconds, last: float) -> float:
+        """Wait for the next wall-clock boundary of the interval `key` after `last`; return it.
 
         The boundary is computed from the station clock but waited for on Trio's monotonic clock, re-checked
         at least every minute, so a clock correction moves the next sample to the right boundary instead of
         firing early, late or twice.
         """
         while True:
-            interval = int(self._setting(path))
+            interval = self._settings.seconds(key)
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue
@@ -254,19 +256,19 @@ class EvseRunner:
         """Clock-aligned samples on the wall-clock boundaries of AlignedDataCtrlr.Interval."""
         last = -math.inf
         while True:
-            last = await self._next_boundary("AlignedDataCtrlr.Interval", last)
-            await self._aligned_sample(format_iso_ts(last))
+            last = await self._next_boundary(keys.ALIGNED_INTERVAL, last)
+            await self._aligned_sample(format_timestamp(last))
 
     async def _aligned_tx_ended_sampler(self) -> None:
         """AlignedDataCtrlr.TxEndedMeasurands on the boundaries of its TxEndedInterval, kept for the Ended event."""
         last = -math.inf
         while True:
-            last = await self._next_boundary("AlignedDataCtrlr.TxEndedInterval", last)
+            last = await self._next_boundary(keys.ALIGNED_TX_ENDED_INTERVAL, last)
             tx = self.state.tx
             if tx is None:
                 continue
             reading = self._hw.read_meter(self.evse_id)
-            mv = meter_value(format_iso_ts(last), reading, self._setting("AlignedDataCtrlr.TxEndedMeasurands"),
+            mv = meter_value(format_timestamp(last), reading, self._settings.members(keys.ALIGNED_TX_ENDED_MEASURANDS),
                              "Sample.Clock")
             if mv is not None:
                 await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx.transaction_id, mv)
@@ -278,13 +280,13 @@ class EvseRunner:
         transaction is ongoing" (Part 2 appendix): a station-wide condition, so an idle EVSE stays silent too
         while another EVSE has a transaction (TC_J_06).
         """
-        if bool(self._setting("AlignedDataCtrlr.SendDuringIdle")) and self._station_in_transaction():
+        if self._settings.flag(keys.ALIGNED_SEND_DURING_IDLE) and self._station_in_transaction():
             return
         if self.state.tx is not None:
             await self.apply(lambda s: s.periodic("MeterValueClock"), stamp)
         else:
             reading = self._hw.read_meter(self.evse_id)
-            mv = meter_value(stamp, reading, self._setting("AlignedDataCtrlr.Measurands"), "Sample.Clock")
+            mv = meter_value(stamp, reading, self._settings.members(keys.ALIGNED_MEASURANDS), "Sample.Clock")
             if mv is not None:
                 await self._journal.append(Append("MeterValues", {"evseId": self.evse_id, "meterValue": [mv]}))
 
@@ -295,12 +297,10 @@ class EvseRunner:
             if s.authorization is None or s.plugged or self._authorized_at is None:
                 await self._either_change()
                 continue
-            deadline = self._authorized_at + float(self._setting("TxCtrlr.EVConnectionTimeOut"))
+            deadline = self._authorized_at + self._settings.seconds(keys.EV_CONNECTION_TIMEOUT)
             with trio.move_on_at(deadline) as expired:
                 await self._either_change()
             if expired.cancelled_caught:
                 await self.apply(lambda s: s.connection_timeout())
 
 
-def format_iso_ts(timestamp: float) -> str:
-    return format_iso(datetime.fromtimestamp(timestamp, UTC))

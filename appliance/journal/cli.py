@@ -28,6 +28,7 @@ from appliance.config import ConfigError, load
 from appliance.journal import queries
 from appliance.journal.verify import verify_report
 from appliance.storage.db import DB_NAME, JournalError, open_read_only
+from appliance.timetext import parse_iso
 
 PROG = "appliance-journal"
 #: Table cells longer than this are cut with an ellipsis; columns given as unlimited are never cut.
@@ -39,7 +40,7 @@ CSV_COLUMNS = ("id", "messageId", "action", "transactionId", "seqNo", "eventType
 def _since(text: str) -> datetime:
     """argparse type for `--since`: an ISO 8601 date or time (UTC when it has no offset)."""
     try:
-        return queries.parse_time(text)
+        return parse_iso(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not an ISO 8601 time: {text!r} (e.g. 2024-05-01T12:00:00Z or 2024-05-01)") from None

@@ -22,6 +22,8 @@ from typing import Any
 
 import trio
 
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.journal.journal import Journal
 from appliance.journal.store import Queued
 from appliance.link.link import Link
@@ -34,24 +36,20 @@ PAGE = 200
 
 
 class Delivery:
-    def __init__(self, journal: Journal, setting: Callable[[str], object]) -> None:
+    def __init__(self, journal: Journal, settings: Settings) -> None:
         self._journal = journal
-        self._setting = setting
+        self._settings = settings
         self._hooks: dict[str, ResponseHook] = {}
-        self.delivered = 0
-        self.dropped = 0
 
     def on_response(self, action: str, hook: ResponseHook) -> None:
         """Let a functional block act on the CSMS's answer (e.g. idTokenInfo of a TransactionEvent)."""
         self._hooks[action] = hook
 
     def _max_attempts(self) -> int:
-        # A device-model value is an `object` (int() has no overload for it, so its result is Any) until settings
-        # are read through typed accessors (issue 9, "typed settings").
-        return max(1, int(self._setting("OCPPCommCtrlr.MessageAttempts[TransactionEvent]")))  # type: ignore[call-overload, no-any-return]
+        return max(1, self._settings.integer(keys.TX_MESSAGE_ATTEMPTS))
 
     def _interval(self) -> float:
-        return float(self._setting("OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]"))  # type: ignore[arg-type]
+        return self._settings.seconds(keys.TX_MESSAGE_ATTEMPT_INTERVAL)
 
     async def service(self, link: Link) -> None:
         send_marks, receive_marks = trio.open_memory_channel[int](PAGE)
@@ -83,7 +81,6 @@ class Delivery:
                 log.error("dropping %s %s (tx %s seqNo %s) after %d failed attempts: %s", item.action,
                           item.message_id, item.transaction_id, item.seq_no, attempts, exc)
                 await self._journal.mark_dropped(item.id)
-                self.dropped += 1
                 return True
             wait = self._interval() * attempts
             log.warning("%s %s failed (%s); attempt %d of %d in %.0f s", item.action, item.message_id, exc,
@@ -96,7 +93,6 @@ class Delivery:
         except trio.WouldBlock:
             with trio.CancelScope(shield=True):
                 await self._journal.run_sync(self._journal.store.mark_delivered_many, [item.id])
-        self.delivered += 1
         hook = self._hooks.get(item.action)
         if hook is not None:
             await hook(item, answer)

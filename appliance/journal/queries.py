@@ -18,10 +18,12 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlite_utils import Database
+
+from appliance.timetext import parse_iso
 
 #: The columns these queries read, per table; `schema_problems` reports any a journal lacks.
 READ_COLUMNS = {
@@ -76,18 +78,6 @@ def snapshot(conn: Reader) -> Iterator[Database]:
         yield db
     finally:
         db.conn.execute("ROLLBACK")
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 instant as an aware UTC datetime; a time without an offset is taken as UTC.
-
-    Comparing parsed instants (not strings) keeps `--since` and the verifier right even if some writer stores
-    a different number of fractional digits or an offset instead of `Z`.
-    """
-    value = datetime.fromisoformat(text.strip())
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _load_json(text: str | None) -> Any:
@@ -148,7 +138,7 @@ def iter_events(
         event = _event(row)
         if since is not None:
             try:
-                if parse_time(event["createdAt"]) < since:
+                if parse_iso(event["createdAt"]) < since:
                     continue
             except (TypeError, ValueError):
                 pass

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.protocol import new_message_id
 from appliance.storage.db import transaction
-
-
-def utc_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+from appliance.timetext import now_text
 
 
 @dataclass(frozen=True)
@@ -149,19 +144,19 @@ class JournalStore:
             "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
             " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (new_message_id(), item.action, tx_id, seq_no, event_type, payload.get("triggerReason"),
-             1 if payload.get("offline") else 0, json.dumps(payload, separators=(",", ":")), utc_now()),
+             1 if payload.get("offline") else 0, json.dumps(payload, separators=(",", ":")), now_text()),
         )
         return payload
 
     def mark_delivered(self, row_id: int) -> None:
         self.conn.execute(
             "UPDATE outbox SET outcome = 'delivered', delivered_at = ? WHERE id = ? AND outcome IS NULL",
-            (utc_now(), row_id),
+            (now_text(), row_id),
         )
 
     def mark_delivered_many(self, row_ids: Sequence[int]) -> None:
         """Several delivered marks in one transaction (one fsync)."""
-        now = utc_now()
+        now = now_text()
         with transaction(self.conn):
             self.conn.executemany(
                 "UPDATE outbox SET outcome = 'delivered', delivered_at = ? WHERE id = ? AND outcome IS NULL",
@@ -227,10 +222,6 @@ class JournalStore:
         return removed
 
     # --- reads ------------------------------------------------------------------------------------------
-
-    def next_pending(self) -> Queued | None:
-        page = self.pending_page(0, 1)
-        return page[0] if page else None
 
     def pending_page(self, after_id: int, limit: int) -> list[Queued]:
         """Pending messages in journal order, starting after `after_id`."""

@@ -25,12 +25,12 @@ from typing import Any
 from appliance.journal.queries import (
     Reader,
     iter_events,
-    parse_time,
     quick_check,
     schema_problems,
     snapshot,
     transactions,
 )
+from appliance.timetext import parse_iso
 
 REGISTER = "Energy.Active.Import.Register"
 #: Float noise allowed when comparing register readings (Wh).
@@ -66,7 +66,7 @@ def _time(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return parse_time(text)
+        return parse_iso(text)
     except ValueError:
         return None
 

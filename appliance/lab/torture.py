@@ -42,7 +42,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +52,7 @@ from appliance.lab.csms import LoopbackCsms
 from appliance.lab.csms.records import ConnectionRecord, RecordedFrame
 from appliance.lab.process import PACKAGE_ROOT, PASSWORD, StationProcess, config_text
 from appliance.lab.proxy import ChaosProxy
+from appliance.timetext import parse_iso
 
 Mode = Literal["proxy", "kill", "netns"]
 MODES: tuple[Mode, ...] = ("proxy", "kill", "netns")
@@ -887,7 +887,7 @@ def _epoch(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_iso(text).timestamp()
     except ValueError:
         return None
 

@@ -8,7 +8,6 @@ nursery is cancelled as a whole, so no task outlives the connection it was using
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -16,21 +15,19 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio_websocket
 
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.link.backoff import Backoff, BackoffSettings
 from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
 from appliance.link.transport import MAX_MESSAGE_SIZE, Endpoint, HandshakeFailed, open_websocket
-from appliance.protocol import Call, ErrorCode, OcppError, SchemaRegistry
+from appliance.protocol import SchemaRegistry
+from appliance.protocol.session import LinkState, Session
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.link")
 
 
-class LinkState(enum.Enum):
-    OFFLINE = "offline"
-    CONNECTED = "connected"  # WebSocket up, boot not yet answered
-    PENDING = "pending"  # BootNotification answered Pending
-    REJECTED = "rejected"  # BootNotification answered Rejected
-    ACCEPTED = "accepted"
+__all__ = ["Link", "LinkDead", "LinkState", "OnlineService"]
 
 
 def _leaf(group: BaseExceptionGroup) -> BaseException:
@@ -43,12 +40,8 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
 
 #: What one CSMS request may hold by the device model's own limits. ItemsPerMessage needs no entry of its own:
 #: a request within ItemsPerMessage but over BytesPerMessage is not permitted either.
-BYTES_PER_MESSAGE = (
-    "DeviceDataCtrlr.BytesPerMessage[GetReport]",
-    "DeviceDataCtrlr.BytesPerMessage[GetVariables]",
-    "DeviceDataCtrlr.BytesPerMessage[SetVariables]",
-    "LocalAuthListCtrlr.BytesPerMessage",
-)
+BYTES_PER_MESSAGE = (*(keys.bytes_per_message(request) for request in keys.DEVICE_DATA_REQUESTS),
+                     keys.LOCAL_LIST_BYTES_PER_MESSAGE)
 
 
 def _only_link_down(exc: BaseException) -> bool:
@@ -68,31 +61,34 @@ BootProcedure = Callable[["Link"], Awaitable[None]]
 
 
 class Link:
-    """Owns the CSMS connection and exposes `call()` to the rest of the station."""
+    """Owns the CSMS connection and exposes `call()` to the rest of the station.
+
+    The rules (boot states, what may be sent, one outstanding CALL) are `appliance.protocol.session`'s; the link
+    feeds it the connection's events and mirrors its state into `state`, which tasks wait on.
+    """
 
     def __init__(
         self,
         *,
         dispatcher: Dispatcher,
         registry: SchemaRegistry,
-        setting: Callable[[str], object],
+        settings: Settings,
         settings_changed: Watched[int],
     ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
-        self._setting = setting
+        self._settings = settings
         self._settings_changed = settings_changed
         self._session: RpcSession | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._stopping = False
         self._online_services: list[tuple[str, OnlineService]] = []
         self._reconnect_now = trio.Event()
-        self.state: Watched[LinkState] = Watched(LinkState.OFFLINE)
-        self.accepted_once = False
+        self.protocol = Session()
+        self.state: Watched[LinkState] = Watched(self.protocol.state)
         self.offline_since: float | None = None  # trio time the link was lost; None while connected
         self.last_offline_duration: float = math.inf  # how long the previous outage lasted (inf: never online)
         self.connections = 0
-        dispatcher.gate = self._gate
         self.backoff = Backoff(self._backoff_settings)
 
     # --- for the rest of the station -------------------------------------------------------------------
@@ -105,26 +101,23 @@ class Link:
     def online(self) -> bool:
         return self.state.value is LinkState.ACCEPTED
 
+    @property
+    def accepted_once(self) -> bool:
+        """The CSMS accepted a boot of this process: a reconnect does not boot again."""
+        return self.protocol.accepted_once
+
     async def call(
         self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
     ) -> dict:
-        """Send a CALL on the current connection. BootNotification may go before acceptance, nothing else."""
+        """Send a CALL on the current connection, if the boot state allows it (`Session.send_refusal`)."""
         session = self._session
         if session is None:
             raise LinkDown("offline")
-        state = self.state.value
-        allowed = state is LinkState.ACCEPTED or action == "BootNotification" or (
-            state is LinkState.PENDING and action in ("NotifyReport", "NotifyMonitoringReport")  # B02: configure
-        )
-        if not allowed:
-            raise LinkDown(f"boot not accepted ({state.value})")
         return await session.call(action, payload, timeout=timeout, message_id=message_id)
 
-    async def boot_call(self, payload: dict) -> dict:
-        session = self._session
-        if session is None:
-            raise LinkDown("offline")
-        return await session.call("BootNotification", payload)
+    def boot_answered(self, status: str) -> None:
+        """The boot procedure's word: the CSMS answered BootNotification with `status`."""
+        self.state.set(self.protocol.boot_answered(status))
 
     async def shutdown(self, timeout: float = 2.0) -> None:
         """Close the current connection with a close handshake and stop reconnecting.
@@ -149,31 +142,18 @@ class Link:
 
     def _backoff_settings(self) -> BackoffSettings:
         return BackoffSettings(
-            wait_minimum=float(self._int("OCPPCommCtrlr.RetryBackOffWaitMinimum")),
-            random_range=float(self._int("OCPPCommCtrlr.RetryBackOffRandomRange")),
-            repeat_times=self._int("OCPPCommCtrlr.RetryBackOffRepeatTimes"),
+            wait_minimum=self._settings.seconds(keys.RETRY_BACKOFF_WAIT_MINIMUM),
+            random_range=self._settings.seconds(keys.RETRY_BACKOFF_RANDOM_RANGE),
+            repeat_times=self._settings.integer(keys.RETRY_BACKOFF_REPEAT_TIMES),
         )
-
-    def _int(self, path: str) -> int:
-        return int(self._setting(path))  # type: ignore[call-overload]
 
     def frame_limit(self) -> int:
         """The WebSocket message limit for the next connection: at least MAX_MESSAGE_SIZE, and never below the
         largest request the configured BytesPerMessage values permit (so it is answered, not cut off)."""
-        return max(MAX_MESSAGE_SIZE, *(self._int(path) for path in BYTES_PER_MESSAGE))
+        return max(MAX_MESSAGE_SIZE, *(self._settings.integer(key) for key in BYTES_PER_MESSAGE))
 
     def _message_timeout(self) -> float:
-        return float(self._int("OCPPCommCtrlr.MessageTimeout[Default]"))
-
-    def _gate(self, call: Call) -> OcppError | None:
-        """TC_B_30 (B03.FR.08): while the boot is Rejected, every CSMS request gets SecurityError — except the one
-        that asks for a new BootNotification (B03, TC_B_31): that is how a CSMS ends the wait early."""
-        if self.state.value is not LinkState.REJECTED:
-            return None
-        if call.action == "TriggerMessage" and isinstance(call.payload, dict) and \
-                call.payload.get("requestedMessage") == "BootNotification":
-            return None
-        return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
+        return self._settings.seconds(keys.MESSAGE_TIMEOUT)
 
     async def run(self, endpoint: Callable[[], Endpoint], boot: BootProcedure) -> None:
         """Connect and reconnect until cancelled or shut down.
@@ -198,7 +178,7 @@ class Link:
 
     async def _one_connection(self, endpoint: Endpoint, boot: BootProcedure) -> str:
         """One connection attempt and, if it works, the whole session. Returns why it ended."""
-        ping_interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+        ping_interval = self._settings.seconds(keys.WEBSOCKET_PING_INTERVAL)
         timeout = self._message_timeout()
         dead_after = min(timeout, ping_interval) if ping_interval > 0 else timeout
         log.info("connecting to %s", endpoint.redacted())
@@ -237,13 +217,15 @@ class Link:
     def _enter_offline(self) -> None:
         self._session = None
         self._ws = None
-        if self.state.value is not LinkState.OFFLINE:
+        if self.protocol.state is not LinkState.OFFLINE:
+            self.protocol.disconnected()
             self.offline_since = trio.current_time()
             self.state.set(LinkState.OFFLINE)
 
     async def _session_body(self, ws: trio_websocket.WebSocketConnection, boot: BootProcedure) -> None:
-        session = RpcSession(ws, self._dispatcher, self._registry, self._message_timeout)
+        session = RpcSession(ws, self._dispatcher, self._registry, self._message_timeout, self.protocol)
         async with trio.open_nursery() as nursery:
+            self.protocol.connected()
             await nursery.start(session.run)
             nursery.start_soon(self._ping_loop, ws)
             self._session = session
@@ -252,7 +234,7 @@ class Link:
                 self.last_offline_duration = trio.current_time() - self.offline_since
             self.offline_since = None
             await boot(self)
-            self.accepted_once = True
+            self.protocol.boot_done()
             self.state.set(LinkState.ACCEPTED)
             for name, service in self._online_services:
                 nursery.start_soon(self._run_service, name, service, name=f"online:{name}")
@@ -280,7 +262,7 @@ class Link:
         """
         last = trio.current_time()
         while True:
-            interval = self._int("OCPPCommCtrlr.WebSocketPingInterval")
+            interval = self._settings.seconds(keys.WEBSOCKET_PING_INTERVAL)
             if interval <= 0:
                 await self._settings_changed.wait_change()
                 continue
@@ -288,7 +270,7 @@ class Link:
                 await self._settings_changed.wait_change()
             if not wait.cancelled_caught:
                 continue
-            deadline = min(float(interval), self._message_timeout())
+            deadline = min(interval, self._message_timeout())
             with trio.move_on_after(deadline) as scope:
                 await ws.ping()
             if scope.cancelled_caught:

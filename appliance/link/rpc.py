@@ -1,9 +1,9 @@
-"""OCPP-J RPC over one live WebSocket: our CALLs (one at a time) and the CSMS's CALLs (answered in order).
+"""OCPP-J RPC over one live WebSocket: the Trio driver of `appliance.protocol.session`.
 
-One receive loop always drains the socket (trio-websocket only reads pongs while someone reads messages) and
-hands CSMS CALLs to a dispatcher task through a bounded channel. Responses are matched to our single
-outstanding CALL by message id; a response to any other id is logged and dropped (Part 4 §4.1.4: never
-answer a response).
+The session decides (which CALL may go, which answer matches, which CSMS request is refused for the boot
+state); this module does the waiting. One receive loop always drains the socket (trio-websocket only reads
+pongs while someone reads messages) and hands CSMS CALLs to a dispatcher task through a bounded channel; our
+CALLs go one at a time (a lock), each waiting for the answer the session matches to it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from appliance.protocol import (
     CallError,
     CallResult,
     ErrorCode,
-    FrameError,
     OcppError,
     SchemaRegistry,
     call_error_for,
-    decode,
     encode,
     new_message_id,
 )
+from appliance.protocol.session import Answer, Late, Malformed, NotAllowed, Request, Session, Stray
 from appliance.protocol.tolerance import ACCEPTED_AS, Deviation, Found
 from appliance.util.redact import redact_frame
 
@@ -79,9 +78,6 @@ class Reply:
 
 
 Handler = Callable[[dict], Awaitable["dict | Reply"]]
-#: Decides, before any handler runs, whether a CSMS CALL may be handled now (boot state); None = yes. It sees the
-#: CALL before schema validation, so it must not trust the payload's shape.
-Gate = Callable[[Call], OcppError | None]
 
 
 class Dispatcher:
@@ -90,7 +86,6 @@ class Dispatcher:
     def __init__(self, registry: SchemaRegistry) -> None:
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
-        self.gate: Gate = lambda call: None
 
     def register(self, action: str, handler: Handler) -> None:
         if action not in self._registry.actions:
@@ -101,9 +96,6 @@ class Dispatcher:
 
     async def handle(self, call: Call) -> tuple[CallResult | CallError, Reply | None]:
         try:
-            refusal = self.gate(call)
-            if refusal is not None:
-                raise refusal
             self._registry.validate_request(call.action, call.payload)
             handler = self._handlers.get(call.action)
             if handler is None:
@@ -128,7 +120,7 @@ class Dispatcher:
 
 
 class RpcSession:
-    """The RPC layer for one connection; lives exactly as long as the WebSocket."""
+    """The RPC driver for one connection; lives exactly as long as the WebSocket."""
 
     def __init__(
         self,
@@ -136,21 +128,18 @@ class RpcSession:
         dispatcher: Dispatcher,
         registry: SchemaRegistry,
         message_timeout: Callable[[], float],
+        session: Session,
     ) -> None:
         self._ws = ws
         self._dispatcher = dispatcher
         self._registry = registry
         self._message_timeout = message_timeout
+        self._session = session
         self._call_lock = trio.Lock()
-        self._pending_id: str | None = None
-        self._pending_action = ""
         self._answer: CallResult | CallError | None = None
         self._answered = trio.Event()
         self._closed = trio.Event()
-        self._holding = False  # closing on purpose: no new CALL may start
         self._deviations_warned: set[Deviation] = set()  # one warning per kind per connection
-        self.frames_in = 0
-        self.frames_out = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Receive and dispatch until the WebSocket closes; then raise ConnectionClosed."""
@@ -168,28 +157,36 @@ class RpcSession:
     async def _receive_loop(self, inbound: trio.MemorySendChannel[Call]) -> None:
         while True:
             text = await self._ws.get_message()
-            self.frames_in += 1
             if frame_log.isEnabledFor(logging.DEBUG):
                 frame_log.debug("frame in: %s", redact_frame(text))
-            try:
-                frame = decode(text)
-            except FrameError as exc:
-                log.warning("malformed frame from CSMS (%s): %s", exc.code.value, exc.description)
-                if exc.reply:
-                    await self._send(encode(call_error_for(exc.message_id, exc)))
-                continue
-            if isinstance(frame, Call):
-                await inbound.send(frame)
-            elif frame.message_id == self._pending_id and not self._answered.is_set():
-                self._answer = frame
+            event = self._session.receive(text)
+            if isinstance(event, Request):
+                await inbound.send(event.call)
+            elif isinstance(event, Answer):
+                self._answer = event.frame
                 self._answered.set()
-            else:
-                log.warning("dropping a response to unknown message id %r", frame.message_id)
+            elif isinstance(event, Malformed):
+                log.warning("malformed frame from CSMS (%s): %s", event.error.code.value, event.error.description)
+                if event.reply is not None:
+                    await self._send(event.reply)
+            elif isinstance(event, Late):
+                log.warning("dropping a late answer to %s %r (given up on already)", event.call.action,
+                            event.frame.message_id)
+            elif isinstance(event, Stray):
+                log.warning("dropping a response to unknown message id %r", event.frame.message_id)
 
     async def _dispatch_loop(self, inbound: trio.MemoryReceiveChannel[Call], nursery: trio.Nursery) -> None:
         async with inbound:
             async for call in inbound:
-                answer, reply = await self._dispatcher.handle(call)
+                refusal = self._session.inbound_refusal(call)
+                answer: CallResult | CallError
+                reply: Reply | None
+                if refusal is not None:
+                    log.warning("answering %s %s with CALLERROR %s: %s", call.action, call.message_id,
+                                refusal.code.value, refusal.description)
+                    answer, reply = call_error_for(call.message_id, refusal), None
+                else:
+                    answer, reply = await self._dispatcher.handle(call)
                 try:
                     await self._send(encode(answer))
                 except BaseException:
@@ -206,7 +203,6 @@ class RpcSession:
             log.warning("follow-up of %s not completed: %s", action, exc)
 
     async def _send(self, text: str) -> None:
-        self.frames_out += 1
         if frame_log.isEnabledFor(logging.DEBUG):
             frame_log.debug("frame out: %s", redact_frame(text))
         await self._ws.send_message(text)
@@ -218,7 +214,7 @@ class RpcSession:
         message gets marked delivered instead of being sent again after the restart).
         """
         async with self._call_lock:
-            self._holding = True
+            self._session.hold()
 
     async def call(
         self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
@@ -231,15 +227,18 @@ class RpcSession:
         """
         self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
         async with self._call_lock:
-            if self._closed.is_set() or self._holding:
+            if self._closed.is_set():
                 raise LinkDown("not connected")
             message_id = message_id or new_message_id()
-            self._pending_id, self._pending_action = message_id, action
+            try:
+                text = self._session.begin_call(message_id, action, payload)
+            except NotAllowed as exc:
+                raise LinkDown(str(exc)) from None
             self._answer = None
             self._answered = trio.Event()
             try:
                 try:
-                    await self._send(encode(Call(message_id, action, payload)))
+                    await self._send(text)
                 except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise LinkDown(f"link lost while sending {action}") from exc
                 limit = self._message_timeout() if timeout is None else timeout
@@ -247,7 +246,7 @@ class RpcSession:
                     await self._answered.wait()
                 answer = self._answer
             finally:
-                self._pending_id = None
+                self._session.give_up(message_id)
         if answer is None:
             if self._closed.is_set():
                 raise LinkDown(f"link lost while waiting for the answer to {action}")
@@ -261,7 +260,6 @@ class RpcSession:
             raise CallErrorReply(exc.code.value, f"invalid response: {exc.description}", {}) from exc
         self._warn_deviations(action, deviations)
         return payload
-
     def _warn_deviations(self, action: str, deviations: list[Found]) -> None:
         """Say once per connection and kind what the CSMS does differently, so the log stays readable while
         an integrator still learns every habit of their CSMS."""

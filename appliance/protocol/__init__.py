@@ -23,7 +23,6 @@ from appliance.protocol.schemas import (
     Direction,
     SchemaRegistry,
     default_registry,
-    is_rfc3339_datetime,
     validate_request,
     validate_response,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "decode",
     "default_registry",
     "encode",
-    "is_rfc3339_datetime",
     "new_message_id",
     "validate_request",
     "validate_response",

@@ -44,9 +44,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from importlib.resources.abc import Traversable
 from importlib.util import find_spec
 from pathlib import Path
@@ -56,6 +54,7 @@ import fastjsonschema
 
 from appliance.protocol.errors import ErrorCode, OcppError, clip_description
 from appliance.protocol.tolerance import Found, Normaliser
+from appliance.timetext import is_rfc3339
 
 Validator = Callable[[Any], Any]
 
@@ -92,36 +91,8 @@ _RULE_CODES: Mapping[str, ErrorCode] = {
 _FALLBACK_CODE = ErrorCode.FormatViolation
 
 
-# --- date-time ----------------------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-def is_rfc3339_datetime(text: str) -> bool:
-    """RFC 3339 ``date-time`` with a real calendar date.
-
-    Stricter than RFC 3339 in two ways, so that every accepted value also fits a Python ``datetime``:
-    year 0000 and leap second :60 are refused. Lower-case ``t``/``z`` are accepted as RFC 3339 allows;
-    note that ``datetime.fromisoformat`` (3.11) needs them upper-cased.
-    """
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        return False
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    offset_hour, offset_minute = match.group(7), match.group(8)
-    if offset_hour is not None and (int(offset_hour) > 23 or int(offset_minute) > 59):
-        return False
-    try:
-        datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return False
-    return True
-
-
-_FORMATS: Mapping[str, Callable[[str], bool]] = {"date-time": is_rfc3339_datetime}
+#: The one date-time rule (`appliance.timetext.is_rfc3339`), shared with the device model's dateTime values.
+_FORMATS: Mapping[str, Callable[[str], bool]] = {"date-time": is_rfc3339}
 
 
 # --- registry -----------------------------------------------------------------------------------------

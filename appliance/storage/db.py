@@ -22,6 +22,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from appliance.timetext import now_text
+
 log = logging.getLogger("appliance.storage")
 
 DB_NAME = "journal.db"
@@ -190,8 +192,8 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) "
-                "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-                (version, name),
+                "VALUES (?, ?, ?)",
+                (version, name, now_text()),
             )
         log.info("journal migration applied: %s", name)
         applied.append(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from appliance.storage.writer import Storage
+from appliance.timetext import now_text
 
 
 class StateStore:
@@ -41,7 +42,7 @@ def _put(conn: sqlite3.Connection, key: str, value: str | None) -> None:
     else:
         conn.execute(
             "INSERT INTO station_state (key, value, updated_at) "
-            "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+            "VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (key, value),
+            (key, value, now_text()),
         )

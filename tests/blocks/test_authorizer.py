@@ -19,6 +19,7 @@ from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.clock import StationClock, format_iso
 from appliance.devicemodel.catalog import STATION
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link
 from appliance.link.rpc import CallErrorReply, CallTimeout, LinkDown
 from appliance.storage import Storage
@@ -58,7 +59,7 @@ class Rig:
         self.local_list = LocalList(storage)
         # The Authorizer uses only `online` and `call` of its link: the scripted source stands in for it.
         self.authorizer = Authorizer(cast(Link, self.csms), cache=self.cache, local_list=self.local_list,
-                                     clock=self.clock, setting=self.settings.__getitem__)
+                                     clock=self.clock, settings=Settings(self.settings.__getitem__))
 
     def script(self, *answers: dict | Exception, online: bool = True) -> ScriptedCsms:
         self.csms.answers, self.csms.calls, self.csms.online = list(answers), [], online

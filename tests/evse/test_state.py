@@ -69,6 +69,17 @@ class EvseSession(RuleBasedStateMachine):
         self.next_seq: dict[str, int] = {}
         self.open_tx: str | None = None
         self.ended: set[str] = set()
+        # What held after the previous step, for the start/stop point rules.
+        self.last_conditions = self.conditions()
+        self.last_tx: str | None = None
+        self.last_count = 0
+
+    def conditions(self) -> dict[str, bool]:
+        """The TxStartPoint/TxStopPoint conditions as the model sees them (not read from the machine)."""
+        faulted = self.fault_code is not None or bool(self.silent)
+        allowed = self.authorized and self.plugged and self.operative and not faulted and not self.blocked
+        return {"EVConnected": self.plugged, "Authorized": self.authorized, "PowerPathClosed": allowed,
+                "EnergyTransfer": allowed and self.wants}
 
     # --- feeding the machine -----------------------------------------------------------------------------
 
@@ -230,6 +241,36 @@ class EvseSession(RuleBasedStateMachine):
                       "EnergyTransfer": allowed and self.wants}
         if allowed and self.s.tx is None:
             assert not any(conditions[c] for c in self.s.start_points), (self.s.start_points, conditions)
+
+
+    @invariant()
+    def start_and_stop_points_are_obeyed(self) -> None:
+        """A transaction ends in the step one of its stop conditions stops holding, and otherwise only when it is
+        ended whatever the stop points say (unplug, EV-connection timeout, reset, power loss); one starts in the
+        step a start condition begins to hold on an operative EVSE without fault, and otherwise only when the
+        energy offer begins while a start condition already holds."""
+        now = self.conditions()
+        fell = [c for c in self.s.stop_points if self.last_conditions[c] and not now[c]]
+        rose = [c for c in self.s.start_points if now[c] and not self.last_conditions[c]]
+        step = self.payloads[self.last_count:]
+        ended = [p for p in step if p["eventType"] == "Ended"]
+        started = [p for p in step if p["eventType"] == "Started"]
+        if self.last_tx is not None and fell:
+            assert self.last_tx in self.ended, f"{fell} stopped holding but {self.last_tx} did not end"
+        for event in ended:
+            assert fell or event["triggerReason"] in FORCED_ENDS, (event, self.s.stop_points)
+        healthy = self.operative and self.fault_code is None and not self.silent
+        if self.last_tx is None and rose and healthy:
+            assert started, f"{rose} began to hold on a healthy EVSE but no transaction started"
+        for event in started:
+            offer_began = now["PowerPathClosed"] and not self.last_conditions["PowerPathClosed"]
+            assert rose or (offer_began and any(now[c] for c in self.s.start_points)), (event, self.s.start_points)
+        self.last_conditions, self.last_tx, self.last_count = now, self.open_tx, len(self.payloads)
+
+
+#: Trigger reasons of the ends that do not wait for a stop point: the cable is out, the EV never came, the station
+#: resets or lost power.
+FORCED_ENDS = {"EVCommunicationLost", "EVConnectTimeout", "ResetCommand", "AbnormalCondition"}
 
 
 def _case(start: tuple[str, ...], stop: tuple[str, ...]) -> type[EvseSession]:

@@ -17,6 +17,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import BYTES_PER_MESSAGE, Link
 from appliance.link.rpc import Dispatcher
 from appliance.link.transport import Endpoint, HandshakeFailed, open_websocket
@@ -30,7 +31,7 @@ SETTINGS: dict[str, object] = {
     "OCPPCommCtrlr.RetryBackOffRepeatTimes": 2,
     "OCPPCommCtrlr.WebSocketPingInterval": 0,
     "OCPPCommCtrlr.MessageTimeout[Default]": int(CONNECT_TIMEOUT),
-    **dict.fromkeys(BYTES_PER_MESSAGE, 1000),
+    **{key.path: 1000 for key in BYTES_PER_MESSAGE},
 }
 
 
@@ -111,7 +112,7 @@ async def test_back_off_applies_between_attempts(server: HangingUpCsms, clock: M
         raise AssertionError("no session can start")
 
     link = Link(dispatcher=Dispatcher(default_registry()), registry=default_registry(),
-                setting=SETTINGS.__getitem__, settings_changed=Watched(0))
+                settings=Settings(SETTINGS.__getitem__), settings_changed=Watched(0))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link.run, lambda: endpoint(server), never_boots)
         with trio.fail_after(60):  # virtual seconds: four 30 s timeouts would not fit

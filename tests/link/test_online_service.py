@@ -8,18 +8,19 @@ import logging
 import pytest
 import trio
 
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import BYTES_PER_MESSAGE, Link
 from appliance.link.rpc import Dispatcher, LinkDown
 from appliance.protocol import default_registry
 from appliance.util.watched import Watched
 
-SETTINGS = {"OCPPCommCtrlr.MessageTimeout[Default]": 5, **dict.fromkeys(BYTES_PER_MESSAGE, 1000)}
+SETTINGS = {"OCPPCommCtrlr.MessageTimeout[Default]": 5, **{key.path: 1000 for key in BYTES_PER_MESSAGE}}
 
 
 def make_link() -> Link:
     """A link that never connects: these tests drive `_run_service` directly."""
     return Link(dispatcher=Dispatcher(default_registry()), registry=default_registry(),
-                setting=SETTINGS.__getitem__, settings_changed=Watched(0))
+                settings=Settings(SETTINGS.__getitem__), settings_changed=Watched(0))
 
 
 async def test_link_down_inside_a_group_ends_the_service_quietly(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,6 +12,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from appliance.link.rpc import Dispatcher, Reply, RpcSession
 from appliance.protocol import default_registry
+from appliance.protocol.session import Session
 from appliance.util.jobs import JobQueue
 
 REQUEST = [2, "m1", "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"}]
@@ -51,7 +52,9 @@ async def run_session(*, close_before_answer: bool) -> tuple[JobQueue, list[str]
         async with open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
             station["ws"] = ws
             with trio.fail_after(10), contextlib.suppress(ConnectionClosed, BaseExceptionGroup):
-                await RpcSession(ws, dispatcher, registry, lambda: 5).run()
+                session = Session()
+                session.connected()
+                await RpcSession(ws, dispatcher, registry, lambda: 5, session).run()
         nursery.cancel_scope.cancel()
     return queue, ran, received
 

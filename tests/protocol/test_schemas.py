@@ -15,11 +15,11 @@ from appliance.protocol import (
     OcppError,
     SchemaRegistry,
     default_registry,
-    is_rfc3339_datetime,
     validate_request,
     validate_response,
 )
 from appliance.protocol import schemas as schemas_module
+from appliance.timetext import is_rfc3339
 
 REQ, RES = Direction.REQUEST, Direction.RESPONSE
 NOW = "2024-05-06T10:20:30.123Z"
@@ -685,7 +685,7 @@ def test_type_error_says_what_was_expected_and_got() -> None:
 def _jsonschema_accepts(action: str, direction: Direction, payload: Any) -> bool:
     # Same date-time rule on both sides: jsonschema has no RFC 3339 checker without an optional package.
     formats = jsonschema.FormatChecker(formats=())
-    formats.checks("date-time")(is_rfc3339_datetime)
+    formats.checks("date-time")(is_rfc3339)
     schema = default_registry().schema(action, direction)
     return jsonschema.Draft6Validator(schema, format_checker=formats).is_valid(payload)
 
@@ -715,7 +715,7 @@ def test_fastjsonschema_agrees_with_jsonschema(
     ],
 )
 def test_rfc3339_accepts(text: str) -> None:
-    assert is_rfc3339_datetime(text)
+    assert is_rfc3339(text)
 
 
 @pytest.mark.parametrize(
@@ -742,4 +742,4 @@ def test_rfc3339_accepts(text: str) -> None:
     ],
 )
 def test_rfc3339_rejects(text: str) -> None:
-    assert not is_rfc3339_datetime(text)
+    assert not is_rfc3339(text)

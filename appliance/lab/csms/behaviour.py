@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from appliance.timetext import now_text
+
 from .replies import Responder
 
 DEFAULT_INTERVAL = 300
@@ -23,7 +25,7 @@ PENDING_ALLOWED = frozenset({"BootNotification", "NotifyReport", "NotifyMonitori
 
 def utc_now_iso() -> str:
     """currentTime as OCPP wants it: UTC, millisecond precision, with a 'Z' (never '+00:00')."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return now_text()
 
 
 def _iso(value: datetime | str | None) -> str | None:

@@ -40,6 +40,7 @@ from appliance.journal.store import Append, JournalStore, NewTransaction
 from appliance.journal.verify import verify
 from appliance.lab.powercut.lossyvfs import Disk, LossyVFS, write_image
 from appliance.storage.db import DB_NAME, JournalError, migrate, open_station_db
+from appliance.timetext import format_iso
 
 MODES = ("full", "normal", "off")
 #: The cut lands this many mutating I/O operations (at most) after the last chosen acked operation.
@@ -156,10 +157,6 @@ class Op:
 # --- the workload ----------------------------------------------------------------------------------------------
 
 
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
 class Workload:
     """A two-EVSE station's journal traffic, driven through the real JournalStore, recording every effect."""
 
@@ -188,7 +185,7 @@ class Workload:
                 self.register_wh[evse] += self.rng.uniform(3_500.0, 11_000.0) * seconds / 3600.0
         if self.rng.random() < 0.03:
             self.online = not self.online
-        return _iso(self.clock)
+        return format_iso(self.clock)
 
     def _sample(self, evse: int, now: str, context: str) -> dict:
         power = round(self.rng.uniform(3_500.0, 11_000.0), 1) if self.tx[evse] else 0.0
