@@ -198,14 +198,13 @@ class Link:
                 break
             if self.offline_since is None:
                 self.offline_since = trio.current_time()
-            if self._reconnect_now.is_set():
-                self._reconnect_now = trio.Event()
-                delay = 0.0
-            else:
-                delay = self.backoff.next_delay()
+            delay = 0.0 if self._reconnect_now.is_set() else self.backoff.next_delay()
             log.warning("CSMS link down (%s); next attempt in %.1f s", lost_reason, delay)
             with trio.move_on_after(delay):
                 await self._reconnect_now.wait()
+            # The attempt about to start answers every request so far, also one made during the wait (else the
+            # next session would end at once, answering it again).
+            self._reconnect_now = trio.Event()
 
     async def _one_connection(self, endpoint: Endpoint, boot: BootProcedure) -> str:
         """One connection attempt and, if it works, the whole session. Returns why it ended."""
