@@ -117,10 +117,9 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
-        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
-        profile3 = config.csms.security_profile >= 3
-        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
-                                             config.security.client_identity if profile3 else None)
+        # security block: what TLS trusts and presents (the client certificate only on profile-3 connections,
+        # also after an upgrade from 2); the certificate store rebinds these callables.
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
