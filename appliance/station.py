@@ -52,6 +52,7 @@ from appliance.journal.journal import Journal
 from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
+from appliance.security.tls import TlsTrust
 from appliance.storage import StateStore, Storage
 from appliance.timetext import format_timestamp
 from appliance.util.supervise import supervise
@@ -75,6 +76,8 @@ class Station:
     runners: dict[int, EvseRunner]
     provisioning: Provisioning
     network: NetworkProfiles
+    security: SecurityEvents
+    tls_trust: TlsTrust
     authorizer: Authorizer
     transactions: Transactions
     blocks: list[Block]
@@ -116,6 +119,9 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.settings)
+        # security block: what TLS trusts and presents (the client certificate only on profile-3 connections,
+        # also after an upgrade from 2); the certificate store rebinds these callables.
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -126,7 +132,12 @@ class Station:
                                          settings_changed=self.settings_changed)
         self.network = NetworkProfiles(station_id=config.station.id, factory=config.csms, state=self.state,
                                        settings=dm.settings, failures=lambda: link.backoff.failures,
-                                       password=self._password)
+                                       password=self._password, trust=self.tls_trust,
+                                       set_priority=functools.partial(
+                                           dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"))
+        self.security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason,
+                                       storage=self.storage, link=link)
+        dm.add_listener(self.security.setting_changed)
         status = StatusReporter(self.connectors, lambda: dm.settings.seconds(keys.OFFLINE_THRESHOLD))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
@@ -152,7 +163,7 @@ class Station:
             Reports(device_model=dm, link=link, clock=clock, settings=dm.settings),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           settings=dm.settings, restart=self.request_restart),
-            SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
+            self.security,
             self.triggers,
             firmware_status(link),
             log_status(link),
@@ -202,7 +213,6 @@ class Station:
         self.dm.bind_live("ChargingStation.Model", lambda: station.model)
         self.dm.bind_live("ChargingStation.VendorName", lambda: station.vendor_name)
         self.dm.bind_live("SecurityCtrlr.Identity", lambda: station.id)
-        self.dm.bind_live("SecurityCtrlr.SecurityProfile", lambda: self.config.csms.security_profile)
         self.dm.bind_live("ClockCtrlr.DateTime", self.clock.iso)
 
     # --- stopping ------------------------------------------------------------------------------------
