@@ -41,13 +41,17 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal",
+             "security", "firmware"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
 _LOGGING_KEYS = {"level"}
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
+# certificates (issue 10): the factory station certificate and manufacturer roots
+_SECURITY_KEYS = {"client_cert_file", "client_key_file"}
+_FIRMWARE_KEYS = {"manufacturer_root_file"}
 
 
 class ConfigError(Exception):
@@ -93,6 +97,15 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class CertificateFiles:
+    """Factory certificate files (certificates block): imported into the store, or used until renewed."""
+
+    client_cert_file: Path | None = None  # [security]: the ChargingStationCertificate chain (PEM)
+    client_key_file: Path | None = None  # [security]: its private key (PEM)
+    manufacturer_root_file: Path | None = None  # [firmware]: ManufacturerRootCertificate(s) (PEM)
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -102,6 +115,7 @@ class Config:
     log_level: str = "INFO"
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    certificate_files: CertificateFiles = field(default_factory=CertificateFiles)
     source: str = "<embedded default>"
 
 
@@ -212,6 +226,7 @@ def parse(text: str, *, source: str) -> Config:
 
     return Config(
         journal=JournalConfig(float(days), rows),
+        certificate_files=_certificate_files(raw),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
         hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
@@ -221,6 +236,23 @@ def parse(text: str, *, source: str) -> Config:
         log_level=level,
         source=source,
     )
+
+
+def _certificate_files(raw: dict[str, Any]) -> CertificateFiles:
+    """`[security]` client_cert_file/client_key_file (both or neither) and `[firmware]` manufacturer_root_file;
+    the files themselves are read when the station opens (a problem there is a config error naming the key)."""
+    security = _table(raw, "security", required=False)
+    firmware = _table(raw, "firmware", required=False)
+    _only(security, _SECURITY_KEYS, "security.")
+    _only(firmware, _FIRMWARE_KEYS, "firmware.")
+    cert = _str(security, "security.client_cert_file", "client_cert_file")
+    key = _str(security, "security.client_key_file", "client_key_file")
+    if (cert is None) != (key is None):
+        missing = "security.client_key_file" if key is None else "security.client_cert_file"
+        raise ConfigError(missing, "client_cert_file and client_key_file go together")
+    roots = _str(firmware, "firmware.manufacturer_root_file", "manufacturer_root_file")
+    return CertificateFiles(Path(cert) if cert else None, Path(key) if key else None,
+                            Path(roots) if roots else None)
 
 
 def _csms_url(url: str) -> SplitResult:

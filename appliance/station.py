@@ -30,6 +30,7 @@ from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
+from appliance.blocks.certificates import Certificates
 from appliance.blocks.network import NetworkProfiles
 from appliance.blocks.operation_status import firmware_status, log_status
 from appliance.blocks.provisioning import Provisioning
@@ -38,6 +39,8 @@ from appliance.blocks.reports import Reports
 from appliance.blocks.security import SecurityEvents
 from appliance.blocks.transactions import Transactions
 from appliance.blocks.trigger import TriggerMessages
+from appliance.certs.identity import StationIdentity
+from appliance.certs.store import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
@@ -75,6 +78,8 @@ class Station:
     network: NetworkProfiles
     authorizer: Authorizer
     transactions: Transactions
+    certificate_store: CertificateStore
+    identity: StationIdentity
     blocks: list[Block]
 
     def __init__(self, config: Config, hardware: Hardware) -> None:
@@ -103,6 +108,7 @@ class Station:
             self.storage.close()
             raise ConfigError(f"{exc.section}.{exc.key}", exc.message) from exc
         self.state = await StateStore.open(self.storage)
+        await self._open_certificates()
         self.clock = StationClock(float(self.state.get("clock_offset") or 0.0),
                                   on_adjust=lambda offset: self.state.put("clock_offset", repr(offset)))
         self.settings_changed: Watched[int] = Watched(0)
@@ -114,6 +120,32 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
+
+    async def _open_certificates(self) -> None:
+        """certificates block: the trusted roots and the station's own TLS identity, read before anything
+        connects; an unreadable factory file is a ConfigError naming its key."""
+        config, files = self.config, self.config.certificate_files
+        try:
+            self.certificate_store = await CertificateStore.open(self.storage, {
+                CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
+                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", files.manufacturer_root_file),
+            }, capacity=self._certificate_capacity)
+            self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
+                                                       files.client_cert_file, files.client_key_file)
+        except ConfigError:
+            self.storage.close()
+            raise
+
+    def _certificate_capacity(self) -> int | None:
+        limit = self.dm.resolve("SecurityCtrlr.CertificateEntries")[0].characteristics.max_limit
+        return None if limit is None else int(limit)
+
+    def _slot_profile(self, slot: int) -> int | None:
+        """The security profile of a network slot (certificates block: profile 3 needs a station certificate)."""
+        if slot == 1:
+            return self.config.csms.security_profile
+        data = self.network.profiles.get(slot)
+        return None if data is None else int(data["securityProfile"])
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -140,6 +172,7 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, setting=dm.get)
         self.triggers = TriggerMessages(self.connectors)
+        security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason)
         return [
             self.provisioning,
             self.network,
@@ -150,7 +183,11 @@ class Station:
             Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           setting=dm.get, restart=self.request_restart),
-            SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
+            security,
+            Certificates(store=self.certificate_store, identity=self.identity, link=link, clock=clock,
+                         setting=dm.get, security_events=security,
+                         common_name=config.station.serial_number or config.station.id,
+                         slot_profile=self._slot_profile),
             self.triggers,
             firmware_status(link),
             log_status(link),
