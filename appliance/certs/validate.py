@@ -53,7 +53,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -72,7 +72,7 @@ def root_problem(cert: x509.Certificate, now: datetime) -> str | None:
         return problem
     if not _is_ca(cert):
         return f"{subject_text(cert)} is not a CA certificate (basicConstraints cA is not true)"
-    if not _signed_by(cert, cert):
+    if not signed_by(cert, cert):
         return f"{subject_text(cert)} is not a self-signed root (issuer {cert.issuer.rfc4514_string()})"
     return None
 
@@ -93,14 +93,14 @@ def chain_problem(chain: list[x509.Certificate], roots: list[x509.Certificate], 
     rest = list(chain[1:])
     for _ in range(MAX_DEPTH):
         for root in roots:
-            if root.subject == current.issuer and _signed_by(current, root):
+            if root.subject == current.issuer and signed_by(current, root):
                 return None
         if not rest:
             return f"{subject_text(current)} is not issued by an installed CSMSRootCertificate"
         issuer = rest.pop(0)
         if not _is_ca(issuer):
             return f"{subject_text(issuer)} in the chain is not a CA certificate"
-        if not _signed_by(current, issuer):
+        if not signed_by(current, issuer):
             return f"{subject_text(current)} is not signed by the next certificate in the chain"
         current = issuer
     return f"the chain is longer than {MAX_DEPTH} certificates"
