@@ -41,17 +41,16 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal",
-             "security", "firmware"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security",
+             "firmware"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
 _LOGGING_KEYS = {"level"}
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
-# certificates (issue 10): the factory station certificate and manufacturer roots
-_SECURITY_KEYS = {"client_cert_file", "client_key_file"}
-_FIRMWARE_KEYS = {"manufacturer_root_file"}
+_SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
+_FIRMWARE_KEYS = {"manufacturer_root_file"}  # certificates block: factory ManufacturerRootCertificate(s)
 
 
 class ConfigError(Exception):
@@ -82,6 +81,20 @@ class CsmsConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """`[security]`: the factory ChargingStationCertificate (chain PEM) and its key, for Security Profile 3."""
+
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+    @property
+    def client_identity(self) -> tuple[Path, Path] | None:
+        if self.client_cert_file is None or self.client_key_file is None:
+            return None
+        return (self.client_cert_file, self.client_key_file)
+
+
+@dataclass(frozen=True)
 class HardwareConfig:
     backend: str
     sim_socket: Path
@@ -97,15 +110,6 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
-class CertificateFiles:
-    """Factory certificate files (certificates block): imported into the store, or used until renewed."""
-
-    client_cert_file: Path | None = None  # [security]: the ChargingStationCertificate chain (PEM)
-    client_key_file: Path | None = None  # [security]: its private key (PEM)
-    manufacturer_root_file: Path | None = None  # [firmware]: ManufacturerRootCertificate(s) (PEM)
-
-
-@dataclass(frozen=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -115,7 +119,8 @@ class Config:
     log_level: str = "INFO"
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
-    certificate_files: CertificateFiles = field(default_factory=CertificateFiles)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    manufacturer_root_file: Path | None = None  # `[firmware]`, imported into the certificate store
     source: str = "<embedded default>"
 
 
@@ -164,21 +169,22 @@ def parse(text: str, *, source: str) -> Config:
     url = _str(csms, "csms.url", "url", required=True) or ""
     parts = _csms_url(url)
     profile = csms.get("security_profile", 1)
-    if type(profile) is not int or profile not in (0, 1, 2):
-        raise ConfigError("csms.security_profile", f"must be 0, 1 or 2, got {profile!r}")
-    if profile == 2 and parts.scheme != "wss":
-        raise ConfigError("csms.url", "security_profile 2 needs a wss:// URL")
+    if type(profile) is not int or profile not in (0, 1, 2, 3):
+        raise ConfigError("csms.security_profile", f"must be 0, 1, 2 or 3, got {profile!r}")
+    if profile >= 2 and parts.scheme != "wss":
+        raise ConfigError("csms.url", f"security_profile {profile} needs a wss:// URL")
     if profile < 2 and parts.scheme == "wss":
-        raise ConfigError("csms.security_profile", "a wss:// URL needs security_profile 2")
+        raise ConfigError("csms.security_profile", "a wss:// URL needs security_profile 2 or 3")
     password = _str(csms, "csms.basic_auth_password", "basic_auth_password")
-    if profile >= 1 and password is None:
+    if profile in (1, 2) and password is None:
         raise ConfigError("csms.basic_auth_password", f"required for security_profile {profile}")
     if password is not None and not 16 <= len(password) <= 40:
         raise ConfigError("csms.basic_auth_password", "must be 16 to 40 characters (OCPP passwordString)")
     ca = _str(csms, "csms.ca_file", "ca_file")
     ca_file = Path(ca) if ca else None
-    if profile == 2 and ca_file is None:
-        raise ConfigError("csms.ca_file", "required for security_profile 2 (the CSMS root certificate)")
+    if profile >= 2 and ca_file is None:
+        raise ConfigError("csms.ca_file", f"required for security_profile {profile} (the CSMS root certificate)")
+    security = _security(_table(raw, "security", required=False), profile)
 
     backend = _str(hardware, "hardware.backend", "backend", default="sim")
     if backend not in ("sim", "serial"):
@@ -226,7 +232,7 @@ def parse(text: str, *, source: str) -> Config:
 
     return Config(
         journal=JournalConfig(float(days), rows),
-        certificate_files=_certificate_files(raw),
+        manufacturer_root_file=_manufacturer_root_file(raw),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
         hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
@@ -234,25 +240,31 @@ def parse(text: str, *, source: str) -> Config:
         variables=dict(variables),
         limits=_limits(raw.get("limits", {})),
         log_level=level,
+        security=security,
         source=source,
     )
 
 
-def _certificate_files(raw: dict[str, Any]) -> CertificateFiles:
-    """`[security]` client_cert_file/client_key_file (both or neither) and `[firmware]` manufacturer_root_file;
-    the files themselves are read when the station opens (a problem there is a config error naming the key)."""
-    security = _table(raw, "security", required=False)
+def _security(table: dict[str, Any], profile: int) -> SecurityConfig:
+    """`[security]` (security block): both files or neither; required for profile 3 (preflight checks them)."""
+    _only(table, _SECURITY_KEYS, "security.")
+    cert = _str(table, "security.client_cert_file", "client_cert_file")
+    key = _str(table, "security.client_key_file", "client_key_file")
+    for name, value, other in (("client_cert_file", cert, key), ("client_key_file", key, cert)):
+        if value is None and (other is not None or profile == 3):
+            why = "security_profile 3 authenticates with a client certificate" if profile == 3 else \
+                "the certificate and its key go together"
+            raise ConfigError(f"security.{name}", f"missing: {why}")
+    return SecurityConfig(Path(cert) if cert else None, Path(key) if key else None)
+
+
+def _manufacturer_root_file(raw: dict[str, Any]) -> Path | None:
+    """`[firmware] manufacturer_root_file` (certificates block); read when the station opens, where a problem
+    is a config error naming the key."""
     firmware = _table(raw, "firmware", required=False)
-    _only(security, _SECURITY_KEYS, "security.")
     _only(firmware, _FIRMWARE_KEYS, "firmware.")
-    cert = _str(security, "security.client_cert_file", "client_cert_file")
-    key = _str(security, "security.client_key_file", "client_key_file")
-    if (cert is None) != (key is None):
-        missing = "security.client_key_file" if key is None else "security.client_cert_file"
-        raise ConfigError(missing, "client_cert_file and client_key_file go together")
     roots = _str(firmware, "firmware.manufacturer_root_file", "manufacturer_root_file")
-    return CertificateFiles(Path(cert) if cert else None, Path(key) if key else None,
-                            Path(roots) if roots else None)
+    return Path(roots) if roots else None
 
 
 def _csms_url(url: str) -> SplitResult:

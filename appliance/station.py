@@ -54,6 +54,7 @@ from appliance.journal.journal import Journal
 from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
+from appliance.security.tls import TlsTrust
 from appliance.storage import StateStore, Storage
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
@@ -76,6 +77,8 @@ class Station:
     runners: dict[int, EvseRunner]
     provisioning: Provisioning
     network: NetworkProfiles
+    security: SecurityEvents
+    tls_trust: TlsTrust
     authorizer: Authorizer
     transactions: Transactions
     certificate_store: CertificateStore
@@ -120,18 +123,26 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
+        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
+        profile3 = config.csms.security_profile >= 3
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
+                                             config.security.client_identity if profile3 else None)
+        # certificates block: TLS trusts the store's CSMS roots and presents the station's current certificate
+        self.tls_trust.csms_roots = functools.partial(self.certificate_store.trusted, CSMS_ROOT)
+        self.tls_trust.client_identity = self.identity.client_identity
 
     async def _open_certificates(self) -> None:
         """certificates block: the trusted roots and the station's own TLS identity, read before anything
         connects; an unreadable factory file is a ConfigError naming its key."""
-        config, files = self.config, self.config.certificate_files
+        config = self.config
         try:
             self.certificate_store = await CertificateStore.open(self.storage, {
                 CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
-                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", files.manufacturer_root_file),
+                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.manufacturer_root_file),
             }, capacity=self._certificate_capacity)
             self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
-                                                       files.client_cert_file, files.client_key_file)
+                                                       config.security.client_cert_file,
+                                                       config.security.client_key_file)
         except ConfigError:
             self.storage.close()
             raise
@@ -156,7 +167,12 @@ class Station:
                                          settings_changed=self.settings_changed)
         self.network = NetworkProfiles(station_id=config.station.id, factory=config.csms, state=self.state,
                                        setting=dm.get, failures=lambda: link.backoff.failures,
-                                       password=self._password)
+                                       password=self._password, trust=self.tls_trust,
+                                       set_priority=functools.partial(
+                                           dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"))
+        self.security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason,
+                                       storage=self.storage, link=link)
+        dm.add_listener(self.security.setting_changed)
         status = StatusReporter(self.connectors, lambda: dm.limit("OCPPCommCtrlr.OfflineThreshold"))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
@@ -172,7 +188,6 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, setting=dm.get)
         self.triggers = TriggerMessages(self.connectors)
-        security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason)
         return [
             self.provisioning,
             self.network,
@@ -183,9 +198,9 @@ class Station:
             Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           setting=dm.get, restart=self.request_restart),
-            security,
+            self.security,
             Certificates(store=self.certificate_store, identity=self.identity, link=link, clock=clock,
-                         setting=dm.get, security_events=security,
+                         setting=dm.get, security_events=self.security,
                          common_name=config.station.serial_number or config.station.id,
                          slot_profile=self._slot_profile),
             self.triggers,
@@ -238,7 +253,6 @@ class Station:
         self.dm.bind_live("ChargingStation.Model", lambda: station.model)
         self.dm.bind_live("ChargingStation.VendorName", lambda: station.vendor_name)
         self.dm.bind_live("SecurityCtrlr.Identity", lambda: station.id)
-        self.dm.bind_live("SecurityCtrlr.SecurityProfile", lambda: self.config.csms.security_profile)
         self.dm.bind_live("ClockCtrlr.DateTime", self.clock.iso)
 
     # --- stopping ------------------------------------------------------------------------------------

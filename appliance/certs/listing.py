@@ -60,8 +60,8 @@ def collect(config: Config) -> list[dict[str, Any]]:
     chain_file, origin = None, "factory"
     if generation is not None:
         chain_file, origin = data_dir / "certs" / "station" / generation[0] / "cert.pem", "renewed"
-    elif config.certificate_files.client_cert_file is not None:
-        chain_file = config.certificate_files.client_cert_file
+    elif config.security.client_cert_file is not None:
+        chain_file = config.security.client_cert_file
     if chain_file is not None:
         chain = parse_pem(Path(chain_file).read_text(encoding="utf-8"))
         listed.append(_row("ChargingStationCertificate", chain[0], origin, _issuer_of(chain[0], chain[1:] + roots)))
