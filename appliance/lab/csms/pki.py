@@ -125,8 +125,10 @@ class Authority:
         """A leaf (chain PEM, key PEM) signed by this authority: a station's factory certificate, or a TLS
         server certificate when `hosts` is given."""
         key = new_key(key_kind)
+        not_after = datetime.now(UTC) + timedelta(days=days)  # a negative `days`: expired that long ago
         leaf = certificate(subject, key, issuer=self.signer, issuer_key=self.signer_key, ca=False,
-                           not_after=datetime.now(UTC) + timedelta(days=days), hosts=hosts)
+                           not_before=min(datetime.now(UTC), not_after) - timedelta(hours=1), not_after=not_after,
+                           hosts=hosts)
         return "".join(pem(c) for c in (leaf, *self.intermediates)), key_pem(key)
 
     def server_context(self, host: str = "127.0.0.1", *, client_roots: list[x509.Certificate] | None = None
