@@ -225,3 +225,40 @@ async def test_renewal_before_expiry(signing_csms: LoopbackCsms, data_dir: Path)
         current = station.identity.current
         assert current is not None and current.origin == "renewed"
         assert current.leaf.not_valid_after_utc > datetime.now(UTC) + timedelta(days=300)
+
+
+async def test_certificate_signed_after_restart_uses_the_pending_key(signing_csms: LoopbackCsms,
+                                                                     data_dir: Path) -> None:
+    """The CSR's key is on disk (0600) before the CSR goes out: a CertificateSigned that arrives after the
+    station restarted still fits it and is Accepted."""
+    csms = signing_csms
+    authority = Authority("Restart Root")
+    async with booted_station(csms, data_dir, variables=VARIABLES):
+        await trust(csms, authority)
+        csr = await trigger_sign(csms)
+        pending = data_dir / "certs" / "pending-key.pem"
+        assert stat.S_IMODE(pending.stat().st_mode) == 0o600
+    async with booted_station(csms, data_dir, variables=VARIABLES) as station:
+        assert await signed(csms, authority.sign_csr(csr)) == {"status": "Accepted"}
+        assert station.identity.current is not None and station.identity.current.origin == "renewed"
+
+
+async def test_certificate_signed_without_a_csr_or_too_large(signing_csms: LoopbackCsms, data_dir: Path) -> None:
+    """A CertificateSigned the station never asked for is Rejected with InvalidChargingStationCertificate; one
+    over SecurityCtrlr.MaxCertificateChainSize (narrowed to 1,500 characters here) is Rejected with
+    TooLargeElement before anything else is looked at."""
+    csms = signing_csms
+    authority = Authority("Unasked Root")
+    leaf_chain, _ = authority.issue("CN=SN-1")
+    variables = {**VARIABLES, "SecurityCtrlr.MaxCertificateChainSize": 1500}
+    async with booted_station(csms, data_dir, variables=variables) as station:
+        await trust(csms, authority)
+        mark = csms.mark()
+        big = await signed(csms, leaf_chain + " " * 1500)
+        assert big["status"] == "Rejected" and big["statusInfo"]["reasonCode"] == "TooLargeElement", big
+        answer = await signed(csms, leaf_chain)
+        assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"] == "InvalidCertificate"
+        [event] = await csms.trio.wait_action(STATION_ID, "SecurityEventNotification", 5, since=mark,
+                                              predicate=lambda p: p["type"] == "InvalidChargingStationCertificate")
+        assert "no certificate signing request is pending" in event["techInfo"]
+        assert station.identity.current is None
