@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the demo's data directory afterwards")
     demo.set_defaults(usage_parser=demo)
 
+    certs = commands.add_parser("certs", help="list the installed certificates (type, subject, expiry, hash data)")
+    certs.add_argument("--config", type=Path, help="TOML config (default: the embedded default config)")
+    certs.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    certs.set_defaults(usage_parser=certs)
+
     sim = commands.add_parser("sim", help="drive the simulated hardware of a running station")
     where = sim.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, help="control socket path")
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.lab.demo import run_demo
 
         return run_demo(keep=args.keep)
+    if args.command == "certs":
+        return certs_command(args.config, args.json)
     return sim_command(args)
 
 
@@ -90,6 +97,24 @@ def sim_command(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         socket_path = config.hardware.sim_socket
     return sim_cli.run(socket_path, args)
+
+
+def certs_command(config_path: Path | None, as_json: bool) -> int:
+    """`appliance certs`: exit 0 with the listing, 2 when the config, journal or a certificate file is unusable."""
+    from appliance.certs.listing import CertificateProblem, render
+
+    config = _load_config(config_path)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        print(render(config, as_json))
+    except JournalError as exc:
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OSError, CertificateProblem) as exc:
+        print(f"certificate error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 def run_command(config_path: Path | None) -> int:

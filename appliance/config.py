@@ -41,7 +41,8 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security",
+             "firmware"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
@@ -49,6 +50,7 @@ _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_t
 _LOGGING_KEYS = {"level"}
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
 _SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
+_FIRMWARE_KEYS = {"manufacturer_root_file"}  # certificates block: factory ManufacturerRootCertificate(s)
 
 
 class ConfigError(Exception):
@@ -118,6 +120,7 @@ class Config:
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    manufacturer_root_file: Path | None = None  # `[firmware]`, imported into the certificate store
     source: str = "<embedded default>"
 
 
@@ -229,6 +232,7 @@ def parse(text: str, *, source: str) -> Config:
 
     return Config(
         journal=JournalConfig(float(days), rows),
+        manufacturer_root_file=_manufacturer_root_file(raw),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
         hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
@@ -252,6 +256,15 @@ def _security(table: dict[str, Any], profile: int) -> SecurityConfig:
                 "the certificate and its key go together"
             raise ConfigError(f"security.{name}", f"missing: {why}")
     return SecurityConfig(Path(cert) if cert else None, Path(key) if key else None)
+
+
+def _manufacturer_root_file(raw: dict[str, Any]) -> Path | None:
+    """`[firmware] manufacturer_root_file` (certificates block); read when the station opens, where a problem
+    is a config error naming the key."""
+    firmware = _table(raw, "firmware", required=False)
+    _only(firmware, _FIRMWARE_KEYS, "firmware.")
+    roots = _str(firmware, "firmware.manufacturer_root_file", "manufacturer_root_file")
+    return Path(roots) if roots else None
 
 
 def _csms_url(url: str) -> SplitResult:

@@ -30,6 +30,7 @@ from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
+from appliance.blocks.certificates import Certificates
 from appliance.blocks.network import NetworkProfiles
 from appliance.blocks.operation_status import firmware_status, log_status
 from appliance.blocks.provisioning import Provisioning
@@ -38,6 +39,8 @@ from appliance.blocks.reports import Reports
 from appliance.blocks.security import SecurityEvents
 from appliance.blocks.transactions import Transactions
 from appliance.blocks.trigger import TriggerMessages
+from appliance.certs.identity import StationIdentity
+from appliance.certs.store import CSMS_ROOT, MANUFACTURER_ROOT, CertificateStore
 from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
@@ -80,6 +83,8 @@ class Station:
     tls_trust: TlsTrust
     authorizer: Authorizer
     transactions: Transactions
+    certificate_store: CertificateStore
+    identity: StationIdentity
     blocks: list[Block]
 
     def __init__(self, config: Config, hardware: Hardware) -> None:
@@ -108,6 +113,7 @@ class Station:
             self.storage.close()
             raise ConfigError(f"{exc.section}.{exc.key}", exc.message) from exc
         self.state = await StateStore.open(self.storage)
+        await self._open_certificates()
         self.clock = StationClock(float(self.state.get("clock_offset") or 0.0),
                                   on_adjust=lambda offset: self.state.put("clock_offset", repr(offset)))
         self.settings_changed: Watched[int] = Watched(0)
@@ -119,9 +125,40 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.settings)
-        # security block: what TLS trusts and presents (the client certificate only on profile-3 connections,
-        # also after an upgrade from 2); the certificate store rebinds these callables.
-        self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
+        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
+        profile3 = config.csms.security_profile >= 3
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
+                                             config.security.client_identity if profile3 else None)
+        # certificates block: TLS trusts the store's CSMS roots and presents the station's current certificate
+        self.tls_trust.csms_roots = functools.partial(self.certificate_store.trusted, CSMS_ROOT)
+        self.tls_trust.client_identity = self.identity.client_identity
+
+    async def _open_certificates(self) -> None:
+        """certificates block: the trusted roots and the station's own TLS identity, read before anything
+        connects; an unreadable factory file is a ConfigError naming its key."""
+        config = self.config
+        try:
+            self.certificate_store = await CertificateStore.open(self.storage, {
+                CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
+                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.manufacturer_root_file),
+            }, capacity=self._certificate_capacity)
+            self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
+                                                       config.security.client_cert_file,
+                                                       config.security.client_key_file)
+        except ConfigError:
+            self.storage.close()
+            raise
+
+    def _certificate_capacity(self) -> int | None:
+        limit = self.dm.resolve("SecurityCtrlr.CertificateEntries")[0].characteristics.max_limit
+        return None if limit is None else int(limit)
+
+    def _slot_profile(self, slot: int) -> int | None:
+        """The security profile of a network slot (certificates block: profile 3 needs a station certificate)."""
+        if slot == 1:
+            return self.config.csms.security_profile
+        data = self.network.profiles.get(slot)
+        return None if data is None else int(data["securityProfile"])
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -164,6 +201,10 @@ class Station:
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           settings=dm.settings, restart=self.request_restart),
             self.security,
+            Certificates(store=self.certificate_store, identity=self.identity, link=link, clock=clock,
+                         setting=dm.get, security_events=self.security,
+                         common_name=config.station.serial_number or config.station.id,
+                         slot_profile=self._slot_profile),
             self.triggers,
             firmware_status(link),
             log_status(link),

@@ -123,6 +123,9 @@ def phase_rotations(phases: int) -> tuple[str, ...]:
 
 V = Spec  # keeps the table rows short
 
+#: The certificate store's capacity (SecurityCtrlr.CertificateEntries maxLimit; `[limits]` may narrow it).
+CERTIFICATE_ENTRIES = 24
+
 STATION: tuple[Spec, ...] = (
     V("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", B, RW, False),
     V("ChargingStation", "AvailabilityState", OL, RO, "Available", values=AVAILABILITY, persistent=False),
@@ -149,10 +152,14 @@ STATION: tuple[Spec, ...] = (
     V("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", B, RO, False, constant=True),
     V("OCPPCommCtrlr", "WebSocketPingInterval", INT, RW, 30, unit="s", min=0),
     V("SecurityCtrlr", "BasicAuthPassword", S, WO, None, min=16, max=40),
-    V("SecurityCtrlr", "CertificateEntries", INT, RO, 0, min=0),
+    V("SecurityCtrlr", "CertificateEntries", INT, RO, 0, min=0, max=CERTIFICATE_ENTRIES),
     V("SecurityCtrlr", "Identity", S, RO, "", max=48),
     V("SecurityCtrlr", "OrganizationName", S, RW, "", max=64),
     V("SecurityCtrlr", "SecurityProfile", INT, RO, 1, min=0, max=3),
+    # certificates block (issue 10): CSR retries (A02.FR.17/18) and the CertificateSigned size limit
+    V("SecurityCtrlr", "CertSigningRepeatTimes", INT, RW, 3, min=0, max=10),
+    V("SecurityCtrlr", "CertSigningWaitMinimum", INT, RW, 60, unit="s", min=1),
+    V("SecurityCtrlr", "MaxCertificateChainSize", INT, RO, 10000, min=1, max=10000),
     V("DeviceDataCtrlr", "BytesPerMessage[GetReport]", INT, RO, 1000, min=1),
     V("DeviceDataCtrlr", "BytesPerMessage[GetVariables]", INT, RO, 1000, min=1),
     V("DeviceDataCtrlr", "BytesPerMessage[SetVariables]", INT, RO, 1000, min=1),

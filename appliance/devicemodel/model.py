@@ -348,9 +348,14 @@ class DeviceModel:
         self._listeners.append(fn)
 
     def add_validator(self, path: str, fn: Validator) -> None:
-        """An extra check for CSMS writes beyond the characteristics (e.g. a network slot must exist)."""
+        """An extra check for CSMS writes beyond the characteristics (e.g. a network slot must exist). Several
+        blocks may check one variable; the first objection wins."""
         _, key = self._key(path)
-        self._validators[key] = fn
+        earlier = self._validators.get(key)
+        if earlier is None:
+            self._validators[key] = fn
+        else:
+            self._validators[key] = lambda value: earlier(value) or fn(value)
 
     def validator(self, key: AttributeKey) -> Validator | None:
         return self._validators.get(key)

@@ -23,6 +23,8 @@ HANDLED = {
     "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
     "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
     "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+    # certificates block (issue 10)
+    "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
 }
 
 
@@ -60,9 +62,9 @@ async def test_each_action_and_trigger_has_exactly_one_block(blocks: list[Block]
             triggers[message] = type(block).__name__
     assert set(actions) == HANDLED
     assert set(actions) <= set(default_registry().actions)
-    # The messages the station produces; the others TriggerMessage may name (certificate signing, published
-    # firmware) are NotImplemented until their blocks exist.
+    # The messages the station produces; the others TriggerMessage may name (V2G and combined certificate
+    # signing, published firmware) are NotImplemented until their blocks exist.
     assert set(triggers) == {
         "BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
-        "FirmwareStatusNotification", "LogStatusNotification",
+        "FirmwareStatusNotification", "LogStatusNotification", "SignChargingStationCertificate",
     }

@@ -319,7 +319,7 @@ EVERY_VALUE: dict[str, tuple[str, str | None]] = {
     "FirmwareStatusNotification": ("Accepted", "FirmwareStatusNotification"),
     "Heartbeat": ("Accepted", "Heartbeat"),
     "MeterValues": ("Accepted", "MeterValues"),
-    "SignChargingStationCertificate": ("NotImplemented", None),
+    "SignChargingStationCertificate": ("Accepted", "SignCertificate"),
     "SignV2GCertificate": ("NotImplemented", None),
     "StatusNotification": ("Accepted", "StatusNotification"),
     "TransactionEvent": ("Rejected", None),
@@ -332,7 +332,7 @@ EVERY_VALUE: dict[str, tuple[str, str | None]] = {
 async def test_trigger_every_value(csms: LoopbackCsms, data_dir: Path, message: str) -> None:
     """Every MessageTriggerEnumType value on an idle, accepted station: the answer this station gives (Accepted
     for what it can send; Rejected for BootNotification after acceptance and TransactionEvent without a
-    transaction; NotImplemented for certificate signing and Local Controller messages), statusInfo absent or a
+    transaction; NotImplemented for ISO 15118 certificate signing and Local Controller messages), statusInfo absent or a
     reason; an Accepted trigger is followed by exactly that message, a refused one by nothing."""
     status, follows = EVERY_VALUE[message]
     async with station_up(csms, data_dir):

@@ -100,6 +100,7 @@ class ConnectionRecord:
     close_code: int | None = None  # the code the station sent, 1006 when the TCP connection just ended
     close_reason: str | None = None
     close_initiator: Literal["station", "csms", "none"] | None = None  # "none": no close frame either way
+    client_certificate: bytes | None = None  # DER of the TLS client certificate the station presented (profile 3)
 
     @property
     def is_open(self) -> bool:

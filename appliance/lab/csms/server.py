@@ -86,6 +86,12 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (username, password) if colon else None
 
 
+def _client_certificate(connection: ServerConnection) -> bytes | None:
+    """The DER certificate a TLS client presented (Security Profile 3), if any."""
+    ssl_object = connection.transport.get_extra_info("ssl_object")
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+
 def _offered_subprotocols(request: Request) -> tuple[str, ...]:
     offered: list[str] = []
     for value in request.headers.get_all("Sec-WebSocket-Protocol"):
@@ -439,6 +445,7 @@ class LoopbackCsms:
             offered_subprotocols=_offered_subprotocols(request),
             auth_username=credentials[0] if credentials else None,
             auth_ok=auth_ok,
+            client_certificate=_client_certificate(connection),
         )
         self._handshakes[connection] = connection_id
         refusal: tuple[int, str] | None = None

@@ -354,6 +354,12 @@ class StationSession(ChargePoint):
     def on_firmware_status_notification(self, **_: Any) -> call_result.FirmwareStatusNotification:
         return call_result.FirmwareStatusNotification()
 
+    @on("SignCertificate")
+    def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
+        # No certificate authority by default; a test that signs CSRs overrides this (lab/csms/pki.py).
+        return call_result.SignCertificate(status="Rejected", status_info={
+            "reasonCode": "Unspecified", "additionalInfo": "this loopback CSMS signs no CSRs by default"})
+
     @on("LogStatusNotification")
     def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:
         return call_result.LogStatusNotification()
