@@ -41,13 +41,17 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "firmware"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
 _LOGGING_KEYS = {"level"}
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
+# [firmware] (firmware update block): the CONTRACT's three keys, then timeouts and limits (README "Firmware update")
+_FIRMWARE_KEYS = {"manufacturer_root_file", "installer", "install_command", "install_timeout", "trial_boots",
+                  "connect_timeout", "stall_timeout", "transfer_timeout", "max_image_bytes", "reserve_bytes",
+                  "ca_file"}
 
 
 class ConfigError(Exception):
@@ -93,6 +97,23 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class FirmwareConfig:
+    """[firmware]: where the factory ManufacturerRootCertificates are, which installer, download bounds."""
+
+    manufacturer_root_file: Path | None = None
+    installer: str = "slots"
+    install_command: str | None = None
+    install_timeout: float = 1800.0
+    trial_boots: int = 3
+    connect_timeout: float = 15.0
+    stall_timeout: float = 30.0
+    transfer_timeout: float = 900.0
+    max_image_bytes: int = 512 * 1024 * 1024
+    reserve_bytes: int = 16 * 1024 * 1024
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -102,6 +123,7 @@ class Config:
     log_level: str = "INFO"
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
     source: str = "<embedded default>"
 
 
@@ -211,6 +233,7 @@ def parse(text: str, *, source: str) -> Config:
         raise ConfigError("journal.retention_rows", "must be an integer ≥ 0")
 
     return Config(
+        firmware=_firmware(_table(raw, "firmware", required=False)),
         journal=JournalConfig(float(days), rows),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
@@ -221,6 +244,38 @@ def parse(text: str, *, source: str) -> Config:
         log_level=level,
         source=source,
     )
+
+
+def _firmware(table: dict[str, Any]) -> FirmwareConfig:
+    """[firmware] (firmware update block). The installer name must be one the registry knows."""
+    from appliance.firmware.installers import INSTALLERS
+
+    _only(table, _FIRMWARE_KEYS, "firmware.")
+    installer = _str(table, "firmware.installer", "installer", default="slots") or "slots"
+    if installer not in INSTALLERS:
+        known = ", ".join(sorted(INSTALLERS))
+        raise ConfigError("firmware.installer", f"unknown installer {installer!r} (known: {known})")
+    command = _str(table, "firmware.install_command", "install_command")
+    if installer == "command" and command is None:
+        raise ConfigError("firmware.install_command", "required with installer = \"command\"")
+    defaults = FirmwareConfig()
+    numbers: dict[str, float] = {}
+    for key in ("install_timeout", "connect_timeout", "stall_timeout", "transfer_timeout"):
+        value = table.get(key, getattr(defaults, key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"firmware.{key}", "must be a number of seconds > 0")
+        numbers[key] = float(value)
+    counts: dict[str, int] = {}
+    for key, least in (("trial_boots", 1), ("max_image_bytes", 1), ("reserve_bytes", 0)):
+        value = table.get(key, getattr(defaults, key))
+        if type(value) is not int or value < least:
+            raise ConfigError(f"firmware.{key}", f"must be an integer ≥ {least}")
+        counts[key] = value
+    roots = _str(table, "firmware.manufacturer_root_file", "manufacturer_root_file")
+    ca = _str(table, "firmware.ca_file", "ca_file")
+    return FirmwareConfig(
+        manufacturer_root_file=Path(roots) if roots else None, installer=installer, install_command=command,
+        ca_file=Path(ca) if ca else None, **numbers, **counts)  # type: ignore[arg-type]
 
 
 def _csms_url(url: str) -> SplitResult:

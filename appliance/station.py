@@ -30,8 +30,9 @@ from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
+from appliance.blocks.firmware import FirmwareUpdates, InstallHold
 from appliance.blocks.network import NetworkProfiles
-from appliance.blocks.operation_status import firmware_status, log_status
+from appliance.blocks.operation_status import log_status
 from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
@@ -45,6 +46,8 @@ from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
 from appliance.evse.runner import EvseRunner
+from appliance.firmware import signing, slots
+from appliance.firmware.installers import INSTALLERS
 from appliance.hardware.base import Hardware, ShowsStationView
 from appliance.journal.delivery import Delivery
 from appliance.journal.journal import Journal
@@ -114,6 +117,19 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
+        # Firmware update block: the version of the active slot, the factory ManufacturerRootCertificates.
+        self.running_version = await trio.to_thread.run_sync(slots.running_version, config.station.data_dir)
+        self.manufacturer_roots = await trio.to_thread.run_sync(self._read_manufacturer_roots)
+
+    def _read_manufacturer_roots(self) -> list:
+        path = self.config.firmware.manufacturer_root_file
+        if path is None:
+            return []
+        try:
+            return signing.read_roots(path)
+        except (OSError, signing.CertificateProblem) as exc:
+            self.storage.close()
+            raise ConfigError("firmware.manufacturer_root_file", f"{path}: {exc}") from exc
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -128,11 +144,12 @@ class Station:
         status = StatusReporter(self.connectors, lambda: dm.limit("OCPPCommCtrlr.OfflineThreshold"))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
+        self.firmware_hold = InstallHold()  # firmware update: idle EVSEs Unavailable before an install
         for layout in config.evses:
             self.runners[layout.evse_id] = EvseRunner(
                 layout, hardware=hw, journal=journal, setting=dm.get, settings_changed=self.settings_changed,
                 clock=clock, online=lambda: link.online, connectors=self.connectors,
-                desired_operative=functools.partial(availability.operative, layout.evse_id),
+                desired_operative=functools.partial(self._operative, availability, layout.evse_id),
                 station_in_transaction=self._in_transaction,
             )
         self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
@@ -140,6 +157,7 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, setting=dm.get)
         self.triggers = TriggerMessages(self.connectors)
+        security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason)
         return [
             self.provisioning,
             self.network,
@@ -150,9 +168,13 @@ class Station:
             Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           setting=dm.get, restart=self.request_restart),
-            SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
+            security,
             self.triggers,
-            firmware_status(link),
+            FirmwareUpdates(storage=self.storage, journal=journal, link=link, clock=clock, setting=dm.get,
+                            runners=self.runners, hold=self.firmware_hold, security_events=security,
+                            manufacturer_roots=lambda: self.manufacturer_roots,
+                            installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),
+                            config=config.firmware, data_dir=config.station.data_dir, restart=self.request_restart),
             log_status(link),
         ]
 
@@ -177,6 +199,10 @@ class Station:
             self.hardware.set_status_provider(
                 lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online))
 
+    def _operative(self, availability: Availability, evse_id: int) -> bool:
+        """The availability an idle EVSE should have: ChangeAvailability's; Unavailable before a firmware install."""
+        return availability.operative(evse_id) and not self.firmware_hold.active
+
     def _in_transaction(self) -> bool:
         """A transaction runs on some EVSE (AlignedDataCtrlr.SendDuringIdle looks at the whole station)."""
         return any(r.state.tx is not None for r in self.runners.values())
@@ -186,8 +212,9 @@ class Station:
         info = {"model": s.model, "vendorName": s.vendor_name}
         if s.serial_number:
             info["serialNumber"] = s.serial_number
-        if s.firmware_version:
-            info["firmwareVersion"] = s.firmware_version
+        version = self.running_version or s.firmware_version  # an installed slot's version wins (firmware update)
+        if version:
+            info["firmwareVersion"] = version
         return info
 
     def _password(self) -> str | None:

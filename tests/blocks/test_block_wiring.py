@@ -23,6 +23,7 @@ HANDLED = {
     "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
     "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
     "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+    "UpdateFirmware",  # firmware update block
 }
 
 
