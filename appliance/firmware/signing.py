@@ -100,6 +100,14 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    """An intermediate may issue certificates only if it says it is a CA."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def check_chain(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], now: datetime) -> None:
     """Raise CertificateProblem unless chain[0] chains through chain[1:] to one of `roots`, all valid at `now`."""
     if not roots:
@@ -112,7 +120,7 @@ def check_chain(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certific
             if _issued_by(current, root) or current == root:
                 _valid_at(root, now)
                 return
-        parent = next((c for c in rest if _issued_by(current, c)), None)
+        parent = next((c for c in rest if _is_ca(c) and _issued_by(current, c)), None)
         if parent is None:
             break
         rest.remove(parent)

@@ -298,6 +298,32 @@ async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, dat
     await _after_reboot(csms, data_dir, config, reboot_mark)
 
 
+async def test_TC_L_14_new_sessions_allowed_pending_install(csms: LoopbackCsms, data_dir: Path,
+                                                            lab: FirmwareLab) -> None:
+    """AllowNewSessionsPendingFirmwareUpdate true: InstallScheduled while EVSE 1 charges, a second session may
+    start on EVSE 2; the install begins when both have ended."""
+    config = _config(csms, data_dir, lab, variables={**AUTH_ONLINE,
+                                                     "ChargingStation.AllowNewSessionsPendingFirmwareUpdate": True})
+    async with incarnation(csms, config) as station:
+        driver = HardwareDriver(station)
+        await energy_transfer_started(csms, driver, 1)
+        mark = csms.mark()
+        location = lab.publish("fw.img", lab.image())
+        assert (await _update(csms, lab.request(location, lab.image())))["status"] == "Accepted"
+        await wait_fw_status(csms, mark, "InstallScheduled")
+        await energy_transfer_started(csms, driver, 2)  # allowed while the update waits
+        assert "Unavailable" not in [s["connectorStatus"] for s in csms.actions(STATION_ID, "StatusNotification",
+                                                                                 mark)]
+        await driver.unplug(1)
+        await trio.sleep(0.5)
+        assert "Installing" not in fw_statuses(csms, mark)  # the second transaction still runs
+        await driver.unplug(2)
+        await wait_fw_status(csms, mark, "InstallRebooting")
+        await wait_restart(station)
+        reboot_mark = csms.mark()
+    await _after_reboot(csms, data_dir, config, reboot_mark)
+
+
 async def test_TC_L_18_unsigned_request(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
     async with station_up(csms, data_dir, extra=lab.config_extra()):
         mark = csms.mark()

@@ -44,6 +44,24 @@ def test_chain_to_the_manufacturer_root(tmp_path: Path) -> None:
         signing.load_chain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 
 
+def test_chain_through_an_intermediate(tmp_path: Path) -> None:
+    from tests.firmware.pki import _cert, _key
+
+    mfr = Manufacturer(tmp_path)
+    now = datetime.datetime.now(datetime.UTC)
+    for is_ca in (True, False):
+        key = _key("ec")
+        intermediate = _cert("Intermediate", key, mfr.root, mfr.root_key, ca=is_ca)
+        leaf_key = _key("rsa")
+        leaf = _cert("Leaf", leaf_key, intermediate, key, ca=False)
+        chain = signing.load_chain(pem(leaf) + pem(intermediate))
+        if is_ca:
+            signing.check_chain(chain, [mfr.root], now)
+        else:  # a leaf cannot vouch for another certificate
+            with pytest.raises(signing.CertificateProblem):
+                signing.check_chain(chain, [mfr.root], now)
+
+
 def _appliance(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "appliance", "firmware", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
