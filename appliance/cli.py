@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", type=Path, help="control socket path")
     where.add_argument("--config", type=Path, help="read the control socket path from this config")
     sim_cli.add_arguments(sim)
+
+    # Firmware update: images and signatures for station makers.
+    from appliance.firmware import cli as firmware_cli
+
+    firmware = commands.add_parser("firmware", help="firmware images: pack, sign, verify (offline)")
+    firmware_cli.add_arguments(firmware)
+    firmware.set_defaults(usage_parser=firmware)
     return parser
 
 
@@ -75,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(keep=args.keep)
     if args.command == "certs":
         return certs_command(args.config, args.json)
+    if args.command == "firmware":
+        from appliance.firmware import cli as firmware_cli
+
+        return firmware_cli.run(args)
     return sim_command(args)
 
 
@@ -127,6 +138,10 @@ def run_command(config_path: Path | None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     logsetup.configure(config.log_level)
+    # Firmware update: count a trial boot, roll back, or hand over to the active slot's own program.
+    from appliance.firmware import launch
+
+    launch.prepare(config.station.data_dir, sys.argv[1:])
     try:
         code, restart = trio.run(serve, config)
     except ConfigError as exc:

@@ -50,7 +50,10 @@ _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_t
 _LOGGING_KEYS = {"level"}
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
 _SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
-_FIRMWARE_KEYS = {"manufacturer_root_file"}  # certificates block: factory ManufacturerRootCertificate(s)
+# [firmware] (firmware update block): the CONTRACT's three keys, then timeouts and limits (README "Firmware update")
+_FIRMWARE_KEYS = {"manufacturer_root_file", "installer", "install_command", "install_timeout", "trial_boots",
+                  "connect_timeout", "stall_timeout", "transfer_timeout", "max_image_bytes", "reserve_bytes",
+                  "ca_file"}
 
 
 class ConfigError(Exception):
@@ -110,6 +113,23 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class FirmwareConfig:
+    """[firmware]: where the factory ManufacturerRootCertificates are, which installer, download bounds."""
+
+    manufacturer_root_file: Path | None = None
+    installer: str = "slots"
+    install_command: str | None = None
+    install_timeout: float = 1800.0
+    trial_boots: int = 3
+    connect_timeout: float = 15.0
+    stall_timeout: float = 30.0
+    transfer_timeout: float = 900.0
+    max_image_bytes: int = 512 * 1024 * 1024
+    reserve_bytes: int = 16 * 1024 * 1024
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationConfig
     csms: CsmsConfig
@@ -120,7 +140,7 @@ class Config:
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
-    manufacturer_root_file: Path | None = None  # `[firmware]`, imported into the certificate store
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
     source: str = "<embedded default>"
 
 
@@ -231,8 +251,8 @@ def parse(text: str, *, source: str) -> Config:
         raise ConfigError("journal.retention_rows", "must be an integer ≥ 0")
 
     return Config(
+        firmware=_firmware(_table(raw, "firmware", required=False)),
         journal=JournalConfig(float(days), rows),
-        manufacturer_root_file=_manufacturer_root_file(raw),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
         hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
@@ -258,13 +278,36 @@ def _security(table: dict[str, Any], profile: int) -> SecurityConfig:
     return SecurityConfig(Path(cert) if cert else None, Path(key) if key else None)
 
 
-def _manufacturer_root_file(raw: dict[str, Any]) -> Path | None:
-    """`[firmware] manufacturer_root_file` (certificates block); read when the station opens, where a problem
-    is a config error naming the key."""
-    firmware = _table(raw, "firmware", required=False)
-    _only(firmware, _FIRMWARE_KEYS, "firmware.")
-    roots = _str(firmware, "firmware.manufacturer_root_file", "manufacturer_root_file")
-    return Path(roots) if roots else None
+def _firmware(table: dict[str, Any]) -> FirmwareConfig:
+    """[firmware] (firmware update block). The installer name must be one the registry knows."""
+    from appliance.firmware.installers import INSTALLERS
+
+    _only(table, _FIRMWARE_KEYS, "firmware.")
+    installer = _str(table, "firmware.installer", "installer", default="slots") or "slots"
+    if installer not in INSTALLERS:
+        known = ", ".join(sorted(INSTALLERS))
+        raise ConfigError("firmware.installer", f"unknown installer {installer!r} (known: {known})")
+    command = _str(table, "firmware.install_command", "install_command")
+    if installer == "command" and command is None:
+        raise ConfigError("firmware.install_command", "required with installer = \"command\"")
+    defaults = FirmwareConfig()
+    numbers: dict[str, float] = {}
+    for key in ("install_timeout", "connect_timeout", "stall_timeout", "transfer_timeout"):
+        value = table.get(key, getattr(defaults, key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"firmware.{key}", "must be a number of seconds > 0")
+        numbers[key] = float(value)
+    counts: dict[str, int] = {}
+    for key, least in (("trial_boots", 1), ("max_image_bytes", 1), ("reserve_bytes", 0)):
+        value = table.get(key, getattr(defaults, key))
+        if type(value) is not int or value < least:
+            raise ConfigError(f"firmware.{key}", f"must be an integer ≥ {least}")
+        counts[key] = value
+    roots = _str(table, "firmware.manufacturer_root_file", "manufacturer_root_file")
+    ca = _str(table, "firmware.ca_file", "ca_file")
+    return FirmwareConfig(
+        manufacturer_root_file=Path(roots) if roots else None, installer=installer, install_command=command,
+        ca_file=Path(ca) if ca else None, **numbers, **counts)  # type: ignore[arg-type]
 
 
 def _csms_url(url: str) -> SplitResult:

@@ -31,8 +31,9 @@ from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
 from appliance.blocks.certificates import Certificates
+from appliance.blocks.firmware import FirmwareUpdates, InstallHold
 from appliance.blocks.network import NetworkProfiles
-from appliance.blocks.operation_status import firmware_status, log_status
+from appliance.blocks.operation_status import log_status
 from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
@@ -49,6 +50,8 @@ from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
 from appliance.evse.runner import EvseRunner
+from appliance.firmware import slots
+from appliance.firmware.installers import INSTALLERS
 from appliance.hardware.base import Hardware, ShowsStationView
 from appliance.journal.delivery import Delivery
 from appliance.journal.journal import Journal
@@ -125,6 +128,8 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.settings)
+        # Firmware update block: the version of the active slot.
+        self.running_version = await trio.to_thread.run_sync(slots.running_version, config.station.data_dir)
         # security block: what TLS trusts and presents; the certificate store rebinds these callables.
         profile3 = config.csms.security_profile >= 3
         self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
@@ -140,7 +145,7 @@ class Station:
         try:
             self.certificate_store = await CertificateStore.open(self.storage, {
                 CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
-                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.manufacturer_root_file),
+                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.firmware.manufacturer_root_file),
             }, capacity=self._certificate_capacity)
             self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
                                                        config.security.client_cert_file,
@@ -178,11 +183,12 @@ class Station:
         status = StatusReporter(self.connectors, lambda: dm.settings.seconds(keys.OFFLINE_THRESHOLD))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
+        self.firmware_hold = InstallHold()  # firmware update: idle EVSEs Unavailable before an install
         for layout in config.evses:
             self.runners[layout.evse_id] = EvseRunner(
                 layout, hardware=hw, journal=journal, settings=dm.settings, settings_changed=self.settings_changed,
                 clock=clock, online=lambda: link.online, connectors=self.connectors,
-                desired_operative=functools.partial(availability.operative, layout.evse_id),
+                desired_operative=functools.partial(self._operative, availability, layout.evse_id),
                 station_in_transaction=self._in_transaction,
             )
         self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
@@ -206,7 +212,11 @@ class Station:
                          common_name=config.station.serial_number or config.station.id,
                          slot_profile=self._slot_profile),
             self.triggers,
-            firmware_status(link),
+            FirmwareUpdates(storage=self.storage, journal=journal, link=link, clock=clock, setting=dm.get,
+                            runners=self.runners, hold=self.firmware_hold, security_events=self.security,
+                            manufacturer_roots=functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT),
+                            installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),
+                            config=config.firmware, data_dir=config.station.data_dir, restart=self.request_restart),
             log_status(link),
         ]
 
@@ -231,6 +241,10 @@ class Station:
             self.hardware.set_status_provider(
                 lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online))
 
+    def _operative(self, availability: Availability, evse_id: int) -> bool:
+        """The availability an idle EVSE should have: ChangeAvailability's; Unavailable before a firmware install."""
+        return availability.operative(evse_id) and not self.firmware_hold.active
+
     def _in_transaction(self) -> bool:
         """A transaction runs on some EVSE (AlignedDataCtrlr.SendDuringIdle looks at the whole station)."""
         return any(r.state.tx is not None for r in self.runners.values())
@@ -240,8 +254,9 @@ class Station:
         info = {"model": s.model, "vendorName": s.vendor_name}
         if s.serial_number:
             info["serialNumber"] = s.serial_number
-        if s.firmware_version:
-            info["firmwareVersion"] = s.firmware_version
+        version = self.running_version or s.firmware_version  # an installed slot's version wins (firmware update)
+        if version:
+            info["firmwareVersion"] = version
         return info
 
     def _password(self) -> str | None:

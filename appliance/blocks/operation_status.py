@@ -1,9 +1,9 @@
-"""The status of a long operation the CSMS can ask about: a firmware update (L01) or a log upload (N01).
+"""The status of a long operation the CSMS can ask about: a log upload (N01).
 
-A triggered FirmwareStatusNotification / LogStatusNotification reports Idle unless such an operation is under
-way, in which case it repeats the last status with its requestId (L01.FR.25/26, N01.FR.17/18). In this build
-neither update nor upload exists yet (they are their own issues), so nothing can be under way and the status is
-truthfully Idle; the firmware and diagnostics blocks will take these triggers over with their own state.
+A triggered LogStatusNotification reports Idle unless such an operation is under way, in which case it repeats
+the last status with its requestId (N01.FR.17/18). In this build the upload does not exist yet (its own issue),
+so nothing can be under way and the status is truthfully Idle; the diagnostics block will take this trigger
+over with its own state. (FirmwareStatusNotification is the firmware block's: blocks/firmware.py.)
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ class OperationStatus(Block):
                 log.warning("%s not delivered: %s", self.action, exc)
 
         return Reply({"status": "Accepted"}, then=send)
-
-
-def firmware_status(link: Link) -> OperationStatus:
-    return OperationStatus(link, "FirmwareStatusNotification")
 
 
 def log_status(link: Link) -> OperationStatus:

@@ -135,7 +135,8 @@ STATION: tuple[Spec, ...] = (
     V("ChargingStation", "VendorName", S, RO, "", max=50),
     # ChargingStation.SupplyPhases depends on the layout: see station_specs().
     V("OCPPCommCtrlr", "ActiveNetworkProfile", INT, RO, 1, min=0, persistent=False),
-    V("OCPPCommCtrlr", "FileTransferProtocols", ML, RO, "HTTP,FTP", values=("HTTP", "FTP"), constant=True),
+    V("OCPPCommCtrlr", "FileTransferProtocols", ML, RO, "HTTP,HTTPS,FTP", values=("HTTP", "HTTPS", "FTP"),
+      constant=True),  # firmware downloads (and log uploads) speak all three
     V("OCPPCommCtrlr", "HeartbeatInterval", INT, RW, 60, unit="s", min=0),
     V("OCPPCommCtrlr", "MessageAttemptInterval[TransactionEvent]", INT, RW, 60, unit="s", min=0),
     V("OCPPCommCtrlr", "MessageAttempts[TransactionEvent]", INT, RW, 3, min=1),

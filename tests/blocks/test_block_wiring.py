@@ -25,6 +25,7 @@ HANDLED = {
     "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
     # certificates block (issue 10)
     "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
+    "UpdateFirmware",  # firmware update block
 }
 
 

@@ -94,7 +94,7 @@ def test_certified_station_defaults(paths: dict) -> None:
         "DeviceDataCtrlr.ItemsPerMessage[GetVariables]": "10",
         "DeviceDataCtrlr.ItemsPerMessage[SetVariables]": "1",
         "DeviceDataCtrlr.BytesPerMessage[GetVariables]": "1000",
-        "OCPPCommCtrlr.FileTransferProtocols": "HTTP,FTP",
+        "OCPPCommCtrlr.FileTransferProtocols": "HTTP,HTTPS,FTP",
         "OCPPCommCtrlr.WebSocketPingInterval": "30",
         "OCPPCommCtrlr.RetryBackOffWaitMinimum": "3",
         "OCPPCommCtrlr.RetryBackOffRandomRange": "2",

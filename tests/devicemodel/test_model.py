@@ -152,7 +152,7 @@ async def test_get_typed_values_and_unknown_paths(db: sqlite3.Connection) -> Non
     assert dm.get("OCPPCommCtrlr.MessageAttempts[TransactionEvent]") == 3
     assert dm.get("ocppcommctrlr.messageattempts[transactionevent]") == 3
     assert dm.get("TxCtrlr.StopTxOnInvalidId") is True
-    assert dm.get("OCPPCommCtrlr.FileTransferProtocols") == ["HTTP", "FTP"]
+    assert dm.get("OCPPCommCtrlr.FileTransferProtocols") == ["HTTP", "HTTPS", "FTP"]
     assert dm.get("EVSE[1].Power") == 0.0
     assert dm.get("SecurityCtrlr.BasicAuthPassword") is None
     assert isinstance(dm.get("ClockCtrlr.DateTime"), str)  # the host clock until the station binds its own
