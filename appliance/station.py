@@ -30,8 +30,10 @@ from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
+from appliance.blocks.customer_info import CustomerInformation
+from appliance.blocks.diagnostics import Diagnostics, LogFiles
 from appliance.blocks.network import NetworkProfiles
-from appliance.blocks.operation_status import firmware_status, log_status
+from appliance.blocks.operation_status import firmware_status
 from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
@@ -42,6 +44,7 @@ from appliance.clock import StationClock
 from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
 from appliance.devicemodel.catalog import STORAGE_BYTES
+from appliance.diagnostics.logfiles import DiagnosticsLog
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
 from appliance.evse.runner import EvseRunner
@@ -140,6 +143,15 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, setting=dm.get)
         self.triggers = TriggerMessages(self.connectors)
+        # --- logs and customer information (N01, N09/N10)
+        log_files = LogFiles(config.station.data_dir / "logs", config.log_file_max_bytes, config.log_file_count)
+        self.diagnostics = Diagnostics(
+            station_id=config.station.id, data_dir=config.station.data_dir, journal=journal, storage=self.storage,
+            link=link, files=log_files, ca_file=config.csms.ca_file,
+            sources={"DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset)})
+        self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
+                                                 local_list=self.authorizer.local_list, link=link, clock=clock,
+                                                 setting=dm.get)
         return [
             self.provisioning,
             self.network,
@@ -153,7 +165,8 @@ class Station:
             SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
             self.triggers,
             firmware_status(link),
-            log_status(link),
+            self.diagnostics,
+            self.customer_info,
         ]
 
     def _wire(self, blocks: list[Block]) -> None:

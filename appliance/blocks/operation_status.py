@@ -38,7 +38,3 @@ class OperationStatus(Block):
 
 def firmware_status(link: Link) -> OperationStatus:
     return OperationStatus(link, "FirmwareStatusNotification")
-
-
-def log_status(link: Link) -> OperationStatus:
-    return OperationStatus(link, "LogStatusNotification")
