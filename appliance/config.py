@@ -41,13 +41,14 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
 _LOGGING_KEYS = {"level", "file_max_bytes", "file_count"}  # file_*: logs/diagnostics
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
+_SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
 
 
 class ConfigError(Exception):
@@ -78,6 +79,20 @@ class CsmsConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """`[security]`: the factory ChargingStationCertificate (chain PEM) and its key, for Security Profile 3."""
+
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+    @property
+    def client_identity(self) -> tuple[Path, Path] | None:
+        if self.client_cert_file is None or self.client_key_file is None:
+            return None
+        return (self.client_cert_file, self.client_key_file)
+
+
+@dataclass(frozen=True)
 class HardwareConfig:
     backend: str
     sim_socket: Path
@@ -105,6 +120,7 @@ class Config:
     log_file_count: int = 5
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     source: str = "<embedded default>"
 
 
@@ -153,21 +169,22 @@ def parse(text: str, *, source: str) -> Config:
     url = _str(csms, "csms.url", "url", required=True) or ""
     parts = _csms_url(url)
     profile = csms.get("security_profile", 1)
-    if type(profile) is not int or profile not in (0, 1, 2):
-        raise ConfigError("csms.security_profile", f"must be 0, 1 or 2, got {profile!r}")
-    if profile == 2 and parts.scheme != "wss":
-        raise ConfigError("csms.url", "security_profile 2 needs a wss:// URL")
+    if type(profile) is not int or profile not in (0, 1, 2, 3):
+        raise ConfigError("csms.security_profile", f"must be 0, 1, 2 or 3, got {profile!r}")
+    if profile >= 2 and parts.scheme != "wss":
+        raise ConfigError("csms.url", f"security_profile {profile} needs a wss:// URL")
     if profile < 2 and parts.scheme == "wss":
-        raise ConfigError("csms.security_profile", "a wss:// URL needs security_profile 2")
+        raise ConfigError("csms.security_profile", "a wss:// URL needs security_profile 2 or 3")
     password = _str(csms, "csms.basic_auth_password", "basic_auth_password")
-    if profile >= 1 and password is None:
+    if profile in (1, 2) and password is None:
         raise ConfigError("csms.basic_auth_password", f"required for security_profile {profile}")
     if password is not None and not 16 <= len(password) <= 40:
         raise ConfigError("csms.basic_auth_password", "must be 16 to 40 characters (OCPP passwordString)")
     ca = _str(csms, "csms.ca_file", "ca_file")
     ca_file = Path(ca) if ca else None
-    if profile == 2 and ca_file is None:
-        raise ConfigError("csms.ca_file", "required for security_profile 2 (the CSMS root certificate)")
+    if profile >= 2 and ca_file is None:
+        raise ConfigError("csms.ca_file", f"required for security_profile {profile} (the CSMS root certificate)")
+    security = _security(_table(raw, "security", required=False), profile)
 
     backend = _str(hardware, "hardware.backend", "backend", default="sim")
     if backend not in ("sim", "serial"):
@@ -230,8 +247,22 @@ def parse(text: str, *, source: str) -> Config:
         log_level=level,
         log_file_max_bytes=file_max_bytes,
         log_file_count=file_count,
+        security=security,
         source=source,
     )
+
+
+def _security(table: dict[str, Any], profile: int) -> SecurityConfig:
+    """`[security]` (security block): both files or neither; required for profile 3 (preflight checks them)."""
+    _only(table, _SECURITY_KEYS, "security.")
+    cert = _str(table, "security.client_cert_file", "client_cert_file")
+    key = _str(table, "security.client_key_file", "client_key_file")
+    for name, value, other in (("client_cert_file", cert, key), ("client_key_file", key, cert)):
+        if value is None and (other is not None or profile == 3):
+            why = "security_profile 3 authenticates with a client certificate" if profile == 3 else \
+                "the certificate and its key go together"
+            raise ConfigError(f"security.{name}", f"missing: {why}")
+    return SecurityConfig(Path(cert) if cert else None, Path(key) if key else None)
 
 
 def _csms_url(url: str) -> SplitResult:

@@ -9,13 +9,17 @@ event loop with a traceback and exit 1 — a restart cannot cure a read-only mou
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import ssl
+import stat
 import tempfile
 from pathlib import Path
 
 from appliance.config import Config, ConfigError
 from appliance.storage.db import DB_NAME
+
+log = logging.getLogger("appliance.preflight")
 
 #: What the station needs on the journal's files while they exist (SQLite writes the -wal and -shm too).
 JOURNAL_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm")
@@ -28,6 +32,9 @@ def check(config: Config) -> None:
         _writable_dir(config.hardware.sim_socket.parent, "hardware.sim_socket")
     if config.csms.ca_file is not None:
         ca_file(config.csms.ca_file)
+    # security block: the Security Profile 3 client certificate and key
+    if config.security.client_identity is not None:
+        client_identity(*config.security.client_identity)
 
 
 def data_dir(path: Path) -> None:
@@ -78,6 +85,27 @@ def ca_file(path: Path) -> None:
         raise ConfigError(key, f"cannot read {path}: {_reason(exc)}") from None
     if context.cert_store_stats()["x509"] == 0:
         raise ConfigError(key, f"{path} holds no certificate")
+
+
+def client_identity(cert: Path, key: Path) -> None:
+    """The client certificate chain and its private key load and belong together (the key is never shown)."""
+    for name, path in (("security.client_cert_file", cert), ("security.client_key_file", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise ConfigError(name, f"{path}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {path}: {_reason(exc)}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigError("security.client_key_file", f"{cert} and {key} are not a usable certificate and "
+                          f"private key pair ({exc.reason or 'unreadable PEM'})") from None
+    mode = stat.S_IMODE(os.stat(key).st_mode)
+    if mode & 0o077:
+        log.warning("security.client_key_file: %s is readable by others (mode %04o); make it 0600", key, mode)
 
 
 def _reason(exc: OSError) -> str:

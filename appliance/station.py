@@ -54,6 +54,7 @@ from appliance.journal.journal import Journal
 from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
+from appliance.security.tls import TlsTrust
 from appliance.storage import StateStore, Storage
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
@@ -76,6 +77,8 @@ class Station:
     runners: dict[int, EvseRunner]
     provisioning: Provisioning
     network: NetworkProfiles
+    security: SecurityEvents
+    tls_trust: TlsTrust
     authorizer: Authorizer
     transactions: Transactions
     blocks: list[Block]
@@ -117,6 +120,10 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
+        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
+        profile3 = config.csms.security_profile >= 3
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
+                                             config.security.client_identity if profile3 else None)
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -127,7 +134,12 @@ class Station:
                                          settings_changed=self.settings_changed)
         self.network = NetworkProfiles(station_id=config.station.id, factory=config.csms, state=self.state,
                                        setting=dm.get, failures=lambda: link.backoff.failures,
-                                       password=self._password)
+                                       password=self._password, trust=self.tls_trust,
+                                       set_priority=functools.partial(
+                                           dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"))
+        self.security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason,
+                                       storage=self.storage, link=link)
+        dm.add_listener(self.security.setting_changed)
         status = StatusReporter(self.connectors, lambda: dm.limit("OCPPCommCtrlr.OfflineThreshold"))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)
@@ -147,8 +159,9 @@ class Station:
         log_files = LogFiles(config.station.data_dir / "logs", config.log_file_max_bytes, config.log_file_count)
         self.diagnostics = Diagnostics(
             station_id=config.station.id, data_dir=config.station.data_dir, journal=journal, storage=self.storage,
-            link=link, files=log_files, ca_file=config.csms.ca_file,
-            sources={"DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset)})
+            link=link, files=log_files, extra_roots=lambda: self.tls_trust.csms_roots(),
+            sources={"DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset),
+                     "SecurityLog": self.security.log})
         self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
                                                  local_list=self.authorizer.local_list, link=link, clock=clock,
                                                  setting=dm.get)
@@ -162,7 +175,7 @@ class Station:
             Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           setting=dm.get, restart=self.request_restart),
-            SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason),
+            self.security,
             self.triggers,
             firmware_status(link),
             self.diagnostics,
@@ -214,7 +227,6 @@ class Station:
         self.dm.bind_live("ChargingStation.Model", lambda: station.model)
         self.dm.bind_live("ChargingStation.VendorName", lambda: station.vendor_name)
         self.dm.bind_live("SecurityCtrlr.Identity", lambda: station.id)
-        self.dm.bind_live("SecurityCtrlr.SecurityProfile", lambda: self.config.csms.security_profile)
         self.dm.bind_live("ClockCtrlr.DateTime", self.clock.iso)
 
     # --- stopping ------------------------------------------------------------------------------------

@@ -24,13 +24,15 @@ import logging
 import sqlite3
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance import logsetup
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
@@ -79,7 +81,8 @@ class _Upload:
 
 class Diagnostics(Block):
     def __init__(self, *, station_id: str, data_dir: Path, journal: Journal, storage: Storage, link: Link,
-                 files: LogFiles, sources: Mapping[str, LogSource], ca_file: Path | None = None) -> None:
+                 files: LogFiles, sources: Mapping[str, LogSource],
+                 extra_roots: Callable[[], list[x509.Certificate]] = list) -> None:
         self._station_id = station_id
         self._spool = data_dir / "diagnostics"
         self._journal = journal
@@ -87,7 +90,7 @@ class Diagnostics(Block):
         self._link = link
         self._files = files
         self._sources = dict(sources)
-        self._ca_file = ca_file
+        self._extra_roots = extra_roots
         self.timeouts = Timeouts()
         #: A GetLog is being assembled or uploaded (the answer to a second one is Rejected).
         self._busy: int | None = None
@@ -216,10 +219,12 @@ class Diagnostics(Block):
         return failure
 
     def _ssl_context(self) -> ssl.SSLContext:
-        """The system's trusted roots, plus the CSMS root of the config: an upload server is often the CSMS's."""
+        """The system's trusted roots plus the CSMS roots the station holds: an upload server is often the
+        CSMS operator's, with a certificate from the same private root."""
         context = ssl.create_default_context()
-        if self._ca_file is not None:
-            context.load_verify_locations(cafile=str(self._ca_file))
+        roots = self._extra_roots()
+        if roots:
+            context.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in roots))
         return context
 
     async def _report(self, job: _Upload, status: str) -> None:

@@ -1,39 +1,104 @@
-"""Functional block A (security): security events.
+"""Functional block A (security, A04): security events and the security log.
 
-Critical security events are journaled like TransactionEvents (A04.FR.02: they must not be lost), so they reach
-the CSMS in order across cable pulls and power cuts. Today the block raises the event of every start; TLS,
-certificate and firmware events arrive with the security issue.
+`raise_event(kind, tech_info)` is how every part of the station reports one. Critical events (the appendix's
+list, `security.events`) are journaled as SecurityEventNotification, like TransactionEvents: delivered in order
+once the boot is accepted, kept across cable pulls and power cuts (A04.FR.02); the journal's trigger copies each
+into the security log in the same commit. Non-critical events only go to the security log (A04.FR.01/02).
+
+Raised here: every start (StartupOfTheDevice, or ResetOrReboot after a reset the CSMS asked for); the link's
+refusals — a TLS refusal (InvalidCsmsCertificate, InvalidTLSVersion, InvalidTLSCipherSuite) once per outage and
+type, not once per retry, and FailedToAuthenticateAtCsms on a 401; ReconfigurationOfSecurityParameters when a
+security setting (SecurityCtrlr.*, NetworkConfigurationPriority) changes. Certificate and firmware blocks raise
+their own through `raise_event`.
 """
 
 from __future__ import annotations
+
+import logging
 
 import trio
 
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel.paths import PathError, parse_path
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append
+from appliance.link.link import Link
+from appliance.security.events import MAX_TECH_INFO, MAX_TYPE, clip, is_critical
+from appliance.security.seclog import SecurityLog
+from appliance.storage import Storage
+
+log = logging.getLogger("appliance.security")
 
 #: Boot reasons that mean the CSMS asked for the restart (TC_B_21: ResetOrReboot rather than StartupOfTheDevice).
 _RESET_REASONS = ("RemoteReset", "ScheduledReset")
+#: Settings whose change is ReconfigurationOfSecurityParameters (compared case-insensitively).
+_SECURITY_COMPONENTS = ("securityctrlr",)
+_SECURITY_VARIABLES = ("ocppcommctrlr.networkconfigurationpriority",)
+#: Setting changes waiting to be logged; a flood beyond this is logged once as dropped.
+_CHANGE_QUEUE = 64
 
 
 class SecurityEvents(Block):
-    def __init__(self, *, journal: Journal, clock: StationClock, boot_reason: str) -> None:
+    migrations = ("0006_security_log.sql",)
+
+    def __init__(self, *, journal: Journal, clock: StationClock, boot_reason: str, storage: Storage,
+                 link: Link | None = None) -> None:
         self._journal = journal
         self._clock = clock
         self._boot_reason = boot_reason
+        #: The persistent security log; GetLog(SecurityLog) exports it (`log.export(path, oldest, latest)`).
+        self.log = SecurityLog(storage)
+        self._link = link
+        #: Refusal types raised in the current outage, with the link's connection count when raised.
+        self._raised: dict[str, int] = {}
+        self._changes_in, self._changes_out = trio.open_memory_channel[str](_CHANGE_QUEUE)
+        if link is not None:
+            link.add_refusal_listener(self.refused)
 
     async def raise_event(self, kind: str, tech_info: str) -> None:
-        """Journal a critical security event; the delivery loop sends it once the boot is accepted."""
-        await self._journal.append(Append("SecurityEventNotification", {
-            "type": kind, "timestamp": self._clock.iso(), "techInfo": tech_info,
-        }))
+        """Record a security event: journaled for the CSMS if critical, in the security log always."""
+        kind, tech_info = clip(kind, MAX_TYPE), clip(tech_info, MAX_TECH_INFO)
+        timestamp = self._clock.iso()
+        if is_critical(kind):
+            log.warning("security event %s (critical): %s", kind, tech_info)
+            await self._journal.append(Append("SecurityEventNotification", {
+                "type": kind, "timestamp": timestamp, "techInfo": tech_info,
+            }))
+        else:
+            log.info("security event %s: %s", kind, tech_info)
+            await self.log.record(kind, tech_info, timestamp)
+
+    async def refused(self, kind: str, cause: str) -> None:
+        """The link's refusal listener: one event per type and outage (a new connection starts a new one)."""
+        connections = self._link.connections if self._link is not None else 0
+        if self._raised.get(kind) == connections:
+            return
+        self._raised[kind] = connections
+        try:
+            await self.raise_event(kind, cause)
+        except Exception:  # the link must keep retrying even if the disk refuses the event
+            log.exception("security event %s could not be recorded", kind)
+
+    def setting_changed(self, path: str, value: object) -> None:
+        """Device-model listener: a security setting changed (its value is never logged: it may be a password)."""
+        try:
+            parsed = parse_path(path)
+        except PathError:
+            return
+        name = f"{parsed.component}.{parsed.variable}".lower()
+        if parsed.component.lower() in _SECURITY_COMPONENTS or name in _SECURITY_VARIABLES:
+            try:
+                self._changes_in.send_nowait(f"{parsed.component}.{parsed.variable} changed")
+            except trio.WouldBlock:
+                log.warning("security log: change of %s not logged (too many at once)", path)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every start is a security event: ResetOrReboot after a reset the CSMS asked for, else
-        StartupOfTheDevice."""
+        StartupOfTheDevice. Then log security setting changes as they come."""
         reason = self._boot_reason
         kind = "ResetOrReboot" if reason in _RESET_REASONS else "StartupOfTheDevice"
         await self.raise_event(kind, f"boot reason {reason}")
         task_status.started()
+        async for change in self._changes_out:
+            await self.raise_event("ReconfigurationOfSecurityParameters", change)

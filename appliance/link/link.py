@@ -20,6 +20,7 @@ from appliance.link.backoff import Backoff, BackoffSettings
 from appliance.link.rpc import Dispatcher, LinkDown, RpcSession
 from appliance.link.transport import MAX_MESSAGE_SIZE, Endpoint, HandshakeFailed, open_websocket
 from appliance.protocol import Call, ErrorCode, OcppError, SchemaRegistry
+from appliance.security.tls import TlsRefused
 from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.link")
@@ -65,6 +66,8 @@ class LinkDead(Exception):
 
 OnlineService = Callable[["Link"], Awaitable[None]]
 BootProcedure = Callable[["Link"], Awaitable[None]]
+#: Told of a refused connection attempt: (security event type, cause); see `add_refusal_listener`.
+RefusalListener = Callable[[str, str], Awaitable[None]]
 
 
 class Link:
@@ -86,6 +89,7 @@ class Link:
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._stopping = False
         self._online_services: list[tuple[str, OnlineService]] = []
+        self._refusal_listeners: list[RefusalListener] = []
         self._reconnect_now = trio.Event()
         self.state: Watched[LinkState] = Watched(LinkState.OFFLINE)
         self.accepted_once = False
@@ -100,6 +104,13 @@ class Link:
     def add_online_service(self, name: str, service: OnlineService) -> None:
         """Run `service(link)` in every session once the boot is accepted; it is cancelled with the session."""
         self._online_services.append((name, service))
+
+    def add_refusal_listener(self, listener: RefusalListener) -> None:
+        """Call `listener(event_type, cause)` when an attempt is refused for a reason OCPP makes a security
+        event of: a TLS refusal (InvalidCsmsCertificate, InvalidTLSVersion, InvalidTLSCipherSuite) or basic auth
+        refused by the CSMS (FailedToAuthenticateAtCsms). Called on every such attempt; the listener decides
+        what to raise (the security block: once per outage)."""
+        self._refusal_listeners.append(listener)
 
     @property
     def online(self) -> bool:
@@ -203,6 +214,7 @@ class Link:
         dead_after = min(timeout, ping_interval) if ping_interval > 0 else timeout
         log.info("connecting to %s", endpoint.redacted())
         reason = "reconnect requested"
+        refusal: tuple[str, str] | None = None
         try:
             async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after,
                                       max_message_size=self.frame_limit()) as ws:
@@ -218,12 +230,21 @@ class Link:
                     self._enter_offline()
         except* trio.TooSlowError:
             reason = "timed out"
+        except* TlsRefused as group:
+            refused = _leaf(group)
+            assert isinstance(refused, TlsRefused)
+            reason = str(refused)
+            log.error("TLS connection to %s refused: %s", endpoint.full_url, refused.cause)
+            if refused.event is not None:
+                refusal = (refused.event, refused.cause)
         except* (LinkDead, LinkDown, HandshakeFailed) as group:
             reason = str(_leaf(group))
         except* trio_websocket.ConnectionRejected as group:
             status = getattr(_leaf(group), "status_code", 0)
             hint = " (basic auth refused: check the password)" if status == 401 else ""
             reason = f"handshake rejected with HTTP {status}{hint}"
+            if status == 401:
+                refusal = ("FailedToAuthenticateAtCsms", f"HTTP 401 from {endpoint.full_url}")
         except* trio_websocket.ConnectionClosed as group:
             close = getattr(_leaf(group), "reason", None)
             reason = f"closed ({close.code} {close.name})" if close else "closed"
@@ -232,6 +253,9 @@ class Link:
             reason = f"{type(leaf).__name__}: {leaf}"
         finally:
             self._enter_offline()
+        if refusal is not None:
+            for listener in self._refusal_listeners:
+                await listener(*refusal)
         return reason
 
     def _enter_offline(self) -> None:

@@ -1,5 +1,11 @@
 """Opening the WebSocket to the CSMS: TCP, optional TLS, the OCPP-J handshake, basic auth.
 
+TLS (Security Profiles 2 and 3) is built by `appliance.security.tls` from the endpoint's `TlsTrust`, asked
+afresh at every attempt, so a newly installed CSMS root or a renewed client certificate counts from the next
+connection. A refused handshake raises `TlsRefused` with its named cause (unknown CA, expired, name mismatch,
+wildcard, protocol version, cipher suite), never a bare BrokenResourceError. A profile-2/3 endpoint without
+`wss://` is refused here too: there is no path by which the station falls back to plain WebSocket.
+
 We open the TCP stream ourselves rather than through `open_websocket_url` because the socket options that
 make a pulled cable visible (TCP_USER_TIMEOUT, keepalive) are not exposed there, and because every step needs
 its own deadline: a blackholed reconnect must fail in bounded time, not hang.
@@ -14,13 +20,13 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from appliance.link.framesize import MessageSizes
+from appliance.security.tls import TlsRefused, TlsTrust, check_peer_name, classify, client_context
 
 log = logging.getLogger("appliance.link")
 
@@ -108,7 +114,7 @@ class Endpoint:
     station_id: str
     security_profile: int
     password: str | None
-    ca_file: Path | None = None
+    trust: TlsTrust | None = None  # CSMS roots and client identity (profiles 2 and 3)
 
     @property
     def full_url(self) -> str:
@@ -124,13 +130,38 @@ def auth_header(station_id: str, password: str) -> tuple[bytes, bytes]:
     return (b"Authorization", f"Basic {token}".encode("ascii"))
 
 
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """TLS 1.2+ with server verification against the CSMS root(s) (Security Profile 2)."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+async def _tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """The context for this attempt, from the trust as it is now (read off the event loop: it may read files)."""
+    trust = endpoint.trust
+    if trust is None:
+        raise TlsRefused("no CSMS root certificate configured", None)
+    profile3 = endpoint.security_profile >= 3
+
+    def build() -> ssl.SSLContext:
+        try:
+            roots = trust.csms_roots()
+        except (OSError, ValueError) as exc:
+            raise TlsRefused(f"cannot read the CSMS root certificates: {exc}", None) from None
+        identity = trust.client_identity() if profile3 else None
+        if profile3 and identity is None:
+            raise TlsRefused("security profile 3 needs a client certificate, and none is installed", None)
+        return client_context(roots, identity)
+
+    return await trio.to_thread.run_sync(build)
+
+
+async def _tls_handshake(tcp: trio.SocketStream, endpoint: Endpoint, host: str) -> trio.SSLStream[trio.SocketStream]:
+    """TLS per OCPP, and the CSMS's name checked on its verified certificate before anything is sent."""
+    stream = trio.SSLStream(tcp, await _tls_context(endpoint), server_hostname=host, https_compatible=True)
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        raise (classify(exc) or exc) from exc
+    der = stream.getpeercert(binary_form=True)
+    if der is None:
+        raise TlsRefused("the CSMS presented no certificate", "InvalidCsmsCertificate")
+    check_peer_name(der, host)
+    return stream
 
 
 def _tune_socket(stream: trio.SocketStream, dead_after: float) -> None:
@@ -156,15 +187,17 @@ async def open_websocket(
 ) -> AsyncIterator[WebSocketConnection]:
     """Connect, and close with a close frame (bounded by `close_timeout`) when the body ends.
 
-    Raises OSError / trio.TooSlowError / HandshakeFailed / trio_websocket.HandshakeError on failure.
+    Raises OSError / trio.TooSlowError / HandshakeFailed / TlsRefused / trio_websocket.HandshakeError on failure.
     """
     parts = urlsplit(endpoint.full_url)
     host = parts.hostname or ""
     tls = parts.scheme == "wss"
     port = parts.port or (443 if tls else 80)
     resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    if endpoint.security_profile >= 2 and not tls:
+        raise HandshakeFailed(f"security profile {endpoint.security_profile} needs a wss:// URL, not {parts.scheme}://")
     headers = []
-    if endpoint.security_profile >= 1 and endpoint.password:
+    if endpoint.security_profile in (1, 2) and endpoint.password:  # profile 3 authenticates by its certificate
         headers.append(auth_header(endpoint.station_id, endpoint.password))
     async with trio.open_nursery() as nursery:
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
@@ -174,9 +207,7 @@ async def open_websocket(
                 stream = tcp
                 _tune_socket(tcp, dead_after)
                 if tls:
-                    stream = trio.SSLStream(tcp, tls_context(endpoint.ca_file), server_hostname=host,
-                                            https_compatible=True)
-                    await stream.do_handshake()
+                    stream = await _tls_handshake(tcp, endpoint, host)
                 watched = _WatchedStream(stream, max_message_size)
                 ws = await _handshake(nursery, watched, parts.netloc, resource, headers)
             if ws.subprotocol != SUBPROTOCOL:

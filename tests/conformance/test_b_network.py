@@ -106,7 +106,7 @@ REJECTED: list[tuple[str, int, dict[str, Any]]] = [
     ("ocpp16", 2, connection_data("ws://127.0.0.1:9/ocpp", ocppVersion="OCPP16")),
     ("soap", 2, connection_data("ws://127.0.0.1:9/ocpp", ocppTransport="SOAP")),
     ("lower-security-profile", 2, connection_data("ws://127.0.0.1:9/ocpp", security_profile=0)),
-    ("profile-3-unsupported", 2, connection_data("wss://127.0.0.1:9/ocpp", security_profile=3)),
+    ("profile-3-with-ws", 2, connection_data("ws://127.0.0.1:9/ocpp", security_profile=3)),
     ("tls-profile-with-ws", 2, connection_data("ws://127.0.0.1:9/ocpp", security_profile=2)),
     ("not-a-websocket-url", 2, connection_data("http://127.0.0.1:9/ocpp")),
 ]
@@ -116,7 +116,7 @@ REJECTED: list[tuple[str, int, dict[str, Any]]] = [
 async def test_TC_B_43_set_network_profile_rejected(csms: LoopbackCsms, data_dir: Path, slot: int,
                                                      data: dict[str, Any]) -> None:
     """TC_B_43_CS (B09.FR.02): configurationSlot 999 — and other data the station cannot use (slot 0, the slot in
-    use, another OCPP version or transport, a lower or unsupported security profile, a URL scheme that does not
+    use, another OCPP version or transport, a lower security profile, a URL scheme that does not
     fit the profile) → Rejected; nothing is stored (the slot cannot be put in NetworkConfigurationPriority);
     the station keeps running."""
     async with station_up(csms, data_dir):

@@ -138,6 +138,25 @@ async def test_diagnostics_log_uploaded_over_ftp(csms: LoopbackCsms, data_dir: P
     assert b"logger=appliance" in (root / answer["filename"]).read_bytes()
 
 
+async def test_TC_N_35_security_log_uploaded(csms: LoopbackCsms, data_dir: Path, tmp_path: Path) -> None:
+    """TC_N_35_CS (N01.FR.01/02/03/07/08/09/13): GetLog SecurityLog → Accepted with a filename; Uploading, Uploaded
+    with the requestId; the file holds the security log (the start-up event), here over FTP. A window with no
+    security event in it → Rejected."""
+    root = tmp_path / "ftp"
+    root.mkdir()
+    with FtpUploadServer(root) as server:
+        async with station(csms, data_dir):
+            mark = csms.mark()
+            empty = await get_log(csms, 24, server.url(), "SecurityLog",
+                                  window={"latestTimestamp": "2001-01-01T00:00:00Z"})
+            assert empty["status"] == "Rejected" and "filename" not in empty, empty
+            answer = await get_log(csms, 25, server.url(), "SecurityLog")
+            assert answer["status"] == "Accepted" and "SecurityLog" in answer["filename"], answer
+            assert await until_final(csms, 25, mark) == ["Uploading", "Uploaded"]
+    lines = (root / answer["filename"]).read_text().splitlines()
+    assert any("\tStartupOfTheDevice\t" in line for line in lines), lines
+
+
 async def test_TC_N_26_upload_failed_after_retries(csms: LoopbackCsms, data_dir: Path) -> None:
     """TC_N_26_CS (N01.FR.10): retries 3, retryInterval 1 against a server answering 500 → four attempts, each
     started at least retryInterval after the one before, then UploadFailure with the requestId (Uploading

@@ -1,0 +1,1 @@
+"""Station security: the TLS context OCPP prescribes, security events and their persistent log."""
