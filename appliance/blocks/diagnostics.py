@@ -135,7 +135,7 @@ class Diagnostics(Block):
     async def _get_log(self, payload: dict) -> dict | Reply:
         request_id = payload["requestId"]
         log_type = payload["logType"]
-        if self._busy is not None or self._nursery is None:
+        if self._busy is not None:
             return _rejected("UploadInProgress", f"log upload {self._busy} is running; this station cannot "
                              "cancel it: ask again after its final LogStatusNotification")
         source = self._sources.get(log_type)

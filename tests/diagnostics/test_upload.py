@@ -74,12 +74,13 @@ async def test_http_refusals_map_to_statuses(bundle: Path, status: int, expected
     assert str(status) in failed.value.reason
 
 
-async def test_server_that_never_answers_ends_within_the_idle_timeout(bundle: Path) -> None:
-    """The server accepts and then neither reads nor answers: the attempt fails (UploadFailure) on its own,
-    well before the test's own deadline."""
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_server_that_never_answers_ends_within_the_idle_timeout(bundle: Path, scheme: str) -> None:
+    """The server accepts and then neither reads nor answers (over HTTPS: not even the TLS handshake): the attempt
+    fails (UploadFailure) on its own, well before the test's own deadline."""
     with SilentServer() as silent:
         with trio.fail_after(4), pytest.raises(UploadFailed) as failed:
-            await upload(bundle, f"http://127.0.0.1:{silent.port}/logs/a.log", timeouts=FAST)
+            await upload(bundle, f"{scheme}://127.0.0.1:{silent.port}/logs/a.log", timeouts=FAST)
         assert silent.accepted == 1
     assert failed.value.status == "UploadFailure"
 
