@@ -47,7 +47,7 @@ _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "fir
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
 _EVSE_KEYS = {"id", "phases", "max_current_a", "nominal_voltage_v", "connector_type"}
-_LOGGING_KEYS = {"level"}
+_LOGGING_KEYS = {"level", "file_max_bytes", "file_count"}  # file_*: logs/diagnostics
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
 _SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
 # [firmware] (firmware update block): the CONTRACT's three keys, then timeouts and limits (README "Firmware update")
@@ -137,6 +137,9 @@ class Config:
     evses: list[EvseLayout]
     variables: dict[str, Any]
     log_level: str = "INFO"
+    # --- logs and customer information: the station's own rotated log files in <data_dir>/logs (GetLog)
+    log_file_max_bytes: int = 1_048_576
+    log_file_count: int = 5
     limits: dict[str, dict[str, int | float]] = field(default_factory=dict)
     journal: JournalConfig = field(default_factory=JournalConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -240,6 +243,12 @@ def parse(text: str, *, source: str) -> Config:
     level = str(logging_table.get("level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    file_max_bytes = logging_table.get("file_max_bytes", 1_048_576)
+    if type(file_max_bytes) is not int or not 4096 <= file_max_bytes <= 1 << 30:
+        raise ConfigError("logging.file_max_bytes", "must be an integer from 4096 to 1073741824 (bytes per file)")
+    file_count = logging_table.get("file_count", 5)
+    if type(file_count) is not int or not 1 <= file_count <= 100:
+        raise ConfigError("logging.file_count", "must be an integer from 1 to 100 (files kept)")
 
     journal_table = _table(raw, "journal", required=False)
     _only(journal_table, _JOURNAL_KEYS, "journal.")
@@ -260,6 +269,8 @@ def parse(text: str, *, source: str) -> Config:
         variables=dict(variables),
         limits=_limits(raw.get("limits", {})),
         log_level=level,
+        log_file_max_bytes=file_max_bytes,
+        log_file_count=file_count,
         security=security,
         source=source,
     )

@@ -31,9 +31,10 @@ from appliance.blocks.authorization import Authorizer
 from appliance.blocks.availability import Availability, StatusReporter
 from appliance.blocks.base import Block
 from appliance.blocks.certificates import Certificates
+from appliance.blocks.customer_info import CustomerInformation
+from appliance.blocks.diagnostics import Diagnostics, LogFiles
 from appliance.blocks.firmware import FirmwareUpdates, InstallHold
 from appliance.blocks.network import NetworkProfiles
-from appliance.blocks.operation_status import log_status
 from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
@@ -47,6 +48,7 @@ from appliance.config import Config, ConfigError
 from appliance.devicemodel import DeviceModel, FactoryValueError
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.catalog import STORAGE_BYTES
+from appliance.diagnostics.logfiles import DiagnosticsLog
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
 from appliance.evse.runner import EvseRunner
@@ -196,6 +198,16 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, settings=dm.settings)
         self.triggers = TriggerMessages(self.connectors)
+        # --- logs and customer information (N01, N09/N10)
+        log_files = LogFiles(config.station.data_dir / "logs", config.log_file_max_bytes, config.log_file_count)
+        self.diagnostics = Diagnostics(
+            station_id=config.station.id, data_dir=config.station.data_dir, journal=journal, storage=self.storage,
+            link=link, files=log_files, extra_roots=lambda: self.tls_trust.csms_roots(),
+            sources={"DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset),
+                     "SecurityLog": self.security.log})
+        self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
+                                                 local_list=self.authorizer.local_list, link=link, clock=clock,
+                                                 setting=dm.get)
         return [
             self.provisioning,
             self.network,
@@ -217,7 +229,8 @@ class Station:
                             manufacturer_roots=functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT),
                             installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),
                             config=config.firmware, data_dir=config.station.data_dir, restart=self.request_restart),
-            log_status(link),
+            self.diagnostics,
+            self.customer_info,
         ]
 
     def _wire(self, blocks: list[Block]) -> None:

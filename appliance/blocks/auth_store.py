@@ -77,6 +77,13 @@ class AuthCache:
     async def clear(self) -> None:
         await self._storage.write(self._storage.writer.execute, "DELETE FROM auth_cache")
 
+    @staticmethod
+    def forget_in(conn: sqlite3.Connection, id_token: dict) -> bool:
+        """Remove one token's entry inside a storage job that clears more in the same transaction (customer
+        information, N10); whether there was one."""
+        cursor = conn.execute("DELETE FROM auth_cache WHERE id_token = ? AND token_type = ?", _key(id_token))
+        return cursor.rowcount > 0
+
     def used_bytes(self) -> int:
         return _cache_bytes(self._conn)
 

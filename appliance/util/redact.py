@@ -11,6 +11,7 @@ A frame that is not JSON is shown by its size only: a truncated frame may still 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 SECRET = "***"
@@ -20,6 +21,8 @@ _SECRET_NAMES = frozenset({"key", "csr", "privatekey"})
 _SECRET_PARTS = ("password", "secret")
 #: Where a variable's value sits in the messages that carry one (Get/SetVariables, reports).
 _VALUE_KEYS = ("attributeValue", "value")
+#: user:password in a URL (GetLog's remoteLocation, UpdateFirmware's location): shown as ***.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
 def mask(token: str) -> str:
@@ -48,6 +51,8 @@ def redact_payload(value: Any) -> Any:
             result[key] = [_hide_values(attribute) for attribute in item]
         elif key == "idToken" and isinstance(item, str):
             result[key] = mask(item)
+        elif isinstance(item, str) and "@" in item:
+            result[key] = _URL_USERINFO.sub(r"\1***@", item)
         else:
             result[key] = redact_payload(item)
     return result

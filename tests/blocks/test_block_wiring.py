@@ -20,9 +20,10 @@ from tests.harness import make_config
 
 #: CSMS → station requests of OCPP 2.0.1 Core that this station answers (everything else: NotSupported).
 HANDLED = {
-    "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
-    "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
-    "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+    "ChangeAvailability", "ClearCache", "CustomerInformation", "DataTransfer", "GetBaseReport",
+    "GetLocalListVersion", "GetLog", "GetReport", "GetTransactionStatus", "GetVariables",
+    "RequestStartTransaction", "RequestStopTransaction", "Reset", "SendLocalList", "SetNetworkProfile",
+    "SetVariables", "TriggerMessage", "UnlockConnector",
     # certificates block (issue 10)
     "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
     "UpdateFirmware",  # firmware update block

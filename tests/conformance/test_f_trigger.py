@@ -5,8 +5,9 @@ without an EVSE), TC_F_20 (Heartbeat), TC_F_23/F_24 (StatusNotification Availabl
 while the boot is Pending, and malformed requests. Also TC_K_38 (F01: RequestStartTransaction's chargingProfile
 is ignored by a station without smart charging).
 
-Not applicable: TC_F_16 (LogStatusNotification Uploading) needs GetLog and TC_F_19 (FirmwareStatusNotification
-Downloading) needs UpdateFirmware; neither is implemented in this build (both answer CALLERROR NotSupported).
+TC_F_16 (LogStatusNotification Uploading) is in test_n_logs.py, next to the GetLog it needs. Not applicable:
+TC_F_19 (FirmwareStatusNotification Downloading) needs UpdateFirmware, not implemented in this build (CALLERROR
+NotSupported).
 """
 
 from __future__ import annotations
