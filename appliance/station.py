@@ -44,6 +44,7 @@ from appliance.devicemodel import DeviceModel, FactoryValueError
 from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
+from appliance.evse.device_notify import DeviceNotifications
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import Hardware, ShowsStationView
 from appliance.journal.delivery import Delivery
@@ -140,6 +141,7 @@ class Station:
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, setting=dm.get)
         self.triggers = TriggerMessages(self.connectors)
+        self.device_notifications = DeviceNotifications(journal=journal, clock=clock)  # serial hardware (issue 12)
         return [
             self.provisioning,
             self.network,
@@ -242,7 +244,8 @@ class Station:
                     await hardware_events.sync(self.hardware, runner)  # an EV still plugged in is plugged in
                     await nursery.start(runner.run)
                 nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
-                    self.hardware, self.runners, self.transactions.on_card, nursery))
+                    self.hardware, self.runners, self.transactions.on_card, nursery,
+                    self.device_notifications.notify))
                 nursery.start_soon(self.link.run, self.network.endpoint, self.provisioning.boot, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
