@@ -90,7 +90,7 @@ class SerialHardware:
         offered = self.controller.offered_current(evse_id)
         sample = meter.sample
         if sample is None or meter.lost:
-            energy = sample.raw.energy_wh if sample is not None else 0.0
+            energy = round(sample.raw.energy_wh, 3) if sample is not None else 0.0
             return MeterReading(energy, 0.0, (0.0,) * phases, (0.0,) * phases, offered, phases,
                                 trio.current_time(), datetime.now(UTC))
         raw = sample.raw

@@ -162,8 +162,8 @@ class ControllerBoard:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer)
                         await self._read_lines()
-                except PortLost as exc:
-                    await self._lose(str(exc))
+                except* PortLost as lost:  # from the writer or the reader (the other one is cancelled)
+                    await self._lose(str(lost.exceptions[0]))
                 await trio.sleep(self._backoff.next_delay())
         finally:
             self._port.close()

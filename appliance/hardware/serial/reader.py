@@ -64,29 +64,25 @@ class CardReaderDevice:
         """Read cards forever, re-opening the port with back-off; started() after the first attempt."""
         started = False
         try:
-            while True:
-                try:
-                    await self._port.open()
-                except PortLost as exc:
-                    await self._lose(str(exc))
-                else:
-                    self._backoff.reset()
-                    if self.lost is not None and not self._garbage_now():
-                        await self._recover()
-                    log.info("card reader on %s open", self.settings.port.url)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._quiet_watch)
+                while True:
+                    try:
+                        await self._port.open()
+                        self._backoff.reset()
+                        if self.lost is not None and not self._garbage_now():
+                            await self._recover()
+                        log.info("card reader on %s open", self.settings.port.url)
+                        if not started:
+                            started = True
+                            task_status.started()
+                        await self._read_lines()
+                    except PortLost as exc:
+                        await self._lose(str(exc))
                     if not started:
                         started = True
                         task_status.started()
-                    try:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._quiet_watch)
-                            await self._read_lines()
-                    except PortLost as exc:
-                        await self._lose(str(exc))
-                if not started:
-                    started = True
-                    task_status.started()
-                await trio.sleep(self._backoff.next_delay())
+                    await trio.sleep(self._backoff.next_delay())
         finally:
             self._port.close()
 
