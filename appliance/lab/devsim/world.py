@@ -34,6 +34,8 @@ class EvseWorld:
     welded: bool = False
     faults: list[str] = field(default_factory=list)
     last_t: float | None = None
+    #: A meter on a bench without a board: a fixed load it measures whatever the pilot says (None: the EV's).
+    load_w: float | None = None
 
     @property
     def contactor_closed(self) -> bool:
@@ -42,6 +44,8 @@ class EvseWorld:
         return self.contactor_commanded and self.pilot in "CD" and not self.faults and self.offered_a >= 6
 
     def power_w(self) -> float:
+        if self.load_w is not None:
+            return self.load_w
         if not self.contactor_closed or self.pilot not in "CD" or self.offered_a < 6:
             return 0.0
         limit = self.offered_a * self.layout.phases * self.layout.nominal_voltage_v

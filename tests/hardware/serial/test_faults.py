@@ -178,7 +178,7 @@ async def test_rcd_trip_ends_the_session_with_ground_fault(csms: LoopbackCsms, d
         event = await wait_notify(csms, "EVSE", "true", mark)
         assert event["techInfo"] == "RCD" and event["component"]["evse"] == {"id": 1}
         assert bench.world.reading(1).power_w == 0 and bench.world.evses[1].offered_a == 0
-        ended = [e for e in csms.actions("CS001", "TransactionEvent", mark) if e["eventType"] == "Ended"][0]
+        ended = next(e for e in csms.actions("CS001", "TransactionEvent", mark) if e["eventType"] == "Ended")
         assert ended["timestamp"] <= faulted["timestamp"]
 
         mark = csms.mark()
