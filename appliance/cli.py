@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     firmware = commands.add_parser("firmware", help="firmware images: pack, sign, verify (offline)")
     firmware_cli.add_arguments(firmware)
     firmware.set_defaults(usage_parser=firmware)
+    # serial hardware (issue 12): listed here for `appliance --help`; `main` hands `devsim …` to the lab, which
+    # parses its own arguments, so neither its code nor pymodbus' server loads unless `devsim` runs.
+    commands.add_parser("devsim", add_help=False,
+                        help="simulated serial devices for a bench: reader | controller | meter | bench")
     return parser
 
 
@@ -73,6 +77,11 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["devsim"]:  # serial hardware (issue 12): the lab parses its own arguments, --help included
+        from appliance.lab.devsim import cli as devsim_cli
+
+        return devsim_cli.main(argv[1:])
     args = _parse(build_parser(), argv)
     if args.command == "run":
         return run_command(args.config)

@@ -12,12 +12,15 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from appliance.devicemodel.paths import PathError, parse_path
 from appliance.devicemodel.types import AttributeType
 from appliance.hardware.base import EvseLayout
+
+if TYPE_CHECKING:  # serial backend (issue 12): its settings are parsed only when backend = "serial"
+    from appliance.hardware.serial.settings import SerialSettings
 
 #: Linux's sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -102,6 +105,8 @@ class HardwareConfig:
     backend: str
     sim_socket: Path
     serial: dict[str, Any] = field(default_factory=dict)
+    #: serial backend (issue 12): `[hardware.serial]` checked, when backend = "serial"
+    serial_settings: SerialSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -259,13 +264,20 @@ def parse(text: str, *, source: str) -> Config:
     if type(rows) is not int or rows < 0:
         raise ConfigError("journal.retention_rows", "must be an integer ≥ 0")
 
+    evses = _evses(raw.get("evse"))
+    serial_settings = None
+    if backend == "serial":  # serial backend (issue 12): every [hardware.serial] key checked before start
+        from appliance.hardware.serial.settings import parse_serial
+
+        serial_settings = parse_serial(serial_ports, evses, dict(variables))
+
     return Config(
         firmware=_firmware(_table(raw, "firmware", required=False)),
         journal=JournalConfig(float(days), rows),
         station=StationConfig(station_id, data_dir, vendor or "", model or "", serial, firmware),
         csms=CsmsConfig(url, profile, password, ca_file),
-        hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports),
-        evses=_evses(raw.get("evse")),
+        hardware=HardwareConfig(backend or "sim", sim_socket, serial_ports, serial_settings),
+        evses=evses,
         variables=dict(variables),
         limits=_limits(raw.get("limits", {})),
         log_level=level,

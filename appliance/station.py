@@ -51,6 +51,7 @@ from appliance.devicemodel.catalog import STORAGE_BYTES
 from appliance.diagnostics.logfiles import DiagnosticsLog
 from appliance.evse import hardware_events
 from appliance.evse.connectors import Connectors
+from appliance.evse.device_notify import DeviceNotifications
 from appliance.evse.runner import EvseRunner
 from appliance.firmware import slots
 from appliance.firmware.installers import INSTALLERS
@@ -208,6 +209,7 @@ class Station:
         self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
                                                  local_list=self.authorizer.local_list, link=link, clock=clock,
                                                  setting=dm.get)
+        self.device_notifications = DeviceNotifications(journal=journal, clock=clock)  # serial hardware (issue 12)
         return [
             self.provisioning,
             self.network,
@@ -322,7 +324,8 @@ class Station:
                     await hardware_events.sync(self.hardware, runner)  # an EV still plugged in is plugged in
                     await nursery.start(runner.run)
                 nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
-                    self.hardware, self.runners, self.transactions.on_card, nursery))
+                    self.hardware, self.runners, self.transactions.on_card, nursery,
+                    self.device_notifications.notify))
                 nursery.start_soon(self.link.run, self.network.endpoint, self.provisioning.boot, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,

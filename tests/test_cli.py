@@ -211,10 +211,11 @@ def test_sim_usage_names_the_right_syntax(tmp_path: Path, argv: list[str], usage
 
 
 def test_unknown_backend_and_serial_are_config_errors(tmp_path: Path) -> None:
-    """The backend registry refuses `serial` (not in this build) with exit 2 naming the key."""
+    """`serial` without its devices configured is refused with exit 2 naming the missing key (issue 12)."""
     config = tmp_path / "station.toml"
     config.write_text(config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp").replace(
         'backend = "sim"', 'backend = "serial"'))
     result = run_appliance("run", "--config", str(config))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("config error: hardware.backend: ")
+    assert result.stderr.strip().splitlines()[-1] == \
+        "config error: hardware.serial.controller: missing: the charge controller board's port"

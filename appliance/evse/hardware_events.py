@@ -38,6 +38,10 @@ from appliance.hardware.base import (
 log = logging.getLogger("appliance.evse")
 
 OnCard = Callable[[str, int | None, str], Awaitable[None]]
+#: Told of every device and fault event after the EVSE has handled it (NotifyEvent to the CSMS).
+Notify = Callable[[HardwareEvent], Awaitable[None]]
+#: OCPP triggerReason of a transaction a hardware problem ends (serial backend, issue 12).
+ABNORMAL = "AbnormalCondition"
 
 
 def resync(state: EvseState, ev: EVState, fault: str | None) -> list[TxEvent]:
@@ -60,10 +64,13 @@ async def sync(hardware: ChargeController, runner: EvseRunner) -> None:
 
 
 async def route(hardware: ChargeController, runners: dict[int, EvseRunner], on_card: OnCard,
-                nursery: trio.Nursery) -> None:
-    """Hand every hardware event to the runner it concerns, in order; cards to `on_card` in their own task."""
+                nursery: trio.Nursery, notify: Notify | None = None) -> None:
+    """Hand every hardware event to the runner it concerns, in order; cards to `on_card` in their own task;
+    device and fault events then to `notify`."""
     async for event in hardware.events:
         await _route_one(hardware, runners, on_card, nursery, event)
+        if notify is not None and isinstance(event, DeviceFault | DeviceRecovered | FaultRaised | FaultCleared):
+            await notify(event)
 
 
 async def _route_one(hardware: ChargeController, runners: dict[int, EvseRunner], on_card: OnCard,
@@ -75,8 +82,9 @@ async def _route_one(hardware: ChargeController, runners: dict[int, EvseRunner],
             await runners[e].apply(lambda s: s.unplug())
         case EVStateChanged(evse_id=e, state=state):
             await runners[e].apply(lambda s: s.ev_state(state is EVState.C))
-        case FaultRaised(evse_id=e, code=code):
-            await runners[e].apply(lambda s: s.set_fault(code))
+        case FaultRaised(evse_id=e, code=code, stopped_reason=stop):
+            # A fault that ends the transaction (an RCD trip …) ends it first: Ended, then Faulted.
+            await runners[e].apply(lambda s: (s.end_now(ABNORMAL, stop) if stop else []) + s.set_fault(code))
         case FaultCleared(evse_id=e):
             await runners[e].apply(lambda s: s.set_fault(None))
         case DeviceFault(evse_id=None, device=device, reason=reason):
@@ -84,9 +92,9 @@ async def _route_one(hardware: ChargeController, runners: dict[int, EvseRunner],
             log.error("hardware: %s stopped answering (%s)", device, reason)
         case DeviceRecovered(evse_id=None, device=device):
             log.warning("hardware: %s answers again", device)
-        case DeviceFault(evse_id=int(e), device=device, reason=reason):
+        case DeviceFault(evse_id=int(e), device=device, reason=reason, stopped_reason=stop):
             log.error("EVSE %d: %s stopped answering (%s); the EVSE is Faulted until it recovers", e, device, reason)
-            await runners[e].apply(lambda s: s.set_silent(device, True))
+            await runners[e].apply(lambda s: (s.end_now(ABNORMAL, stop) if stop else []) + s.set_silent(device, True))
         case DeviceRecovered(evse_id=int(e), device=device):
             log.warning("EVSE %d: %s answers again", e, device)
             # What happened while it was silent first (still Faulted: nothing is offered on stale state).

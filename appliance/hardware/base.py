@@ -70,6 +70,9 @@ class CardPresented:
 class FaultRaised:
     evse_id: int
     code: str
+    #: serial backend (issue 12): set when the fault ends an ongoing transaction at once (AbnormalCondition,
+    #: this stoppedReason), e.g. an RCD trip (GroundFault); None: it only suspends the energy.
+    stopped_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class DeviceFault:
     evse_id: int | None
     device: str
     reason: str = ""
+    #: serial backend (issue 12): as for FaultRaised — a lost meter or controller ends the transaction.
+    stopped_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,12 @@ def _sim(config: Config) -> Hardware:
 
 
 def _serial(config: Config) -> Hardware:
-    raise ConfigError("hardware.backend", "the serial backend is not part of this firmware build yet; "
-                      'use backend = "sim"')
+    from appliance.hardware.serial.backend import SerialHardware
+
+    settings = config.hardware.serial_settings
+    if settings is None:  # parse() fills it whenever backend = "serial"
+        raise ConfigError("hardware.serial", "missing")
+    return SerialHardware(config.evses, settings)
 
 
 BACKENDS: dict[str, Callable[[Config], Hardware]] = {"sim": _sim, "serial": _serial}
