@@ -36,6 +36,7 @@ from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
 from appliance.blocks.security import SecurityEvents
+from appliance.blocks.smart_charging import SmartCharging
 from appliance.blocks.transactions import Transactions
 from appliance.blocks.trigger import TriggerMessages
 from appliance.clock import StationClock
@@ -75,6 +76,7 @@ class Station:
     network: NetworkProfiles
     authorizer: Authorizer
     transactions: Transactions
+    smart_charging: SmartCharging
     blocks: list[Block]
 
     def __init__(self, config: Config, hardware: Hardware) -> None:
@@ -137,8 +139,14 @@ class Station:
             )
         self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
                                      local_list=LocalList(self.storage), clock=clock, setting=dm.get)
+        # smart charging block: before transactions, which hands it a RequestStartTransaction's TxProfile
+        entries = dm.resolve("SmartChargingCtrlr.Entries[ChargingProfiles]")[0].characteristics.max_limit
+        self.smart_charging = SmartCharging(storage=self.storage, runners=self.runners, layouts=config.evses,
+                                            link=link, clock=clock, setting=dm.get,
+                                            settings_changed=self.settings_changed, max_entries=int(entries or 0))
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
-                                         link=link, hardware=hw, clock=clock, setting=dm.get)
+                                         link=link, hardware=hw, clock=clock, setting=dm.get,
+                                         charging_profiles=self.smart_charging)
         self.triggers = TriggerMessages(self.connectors)
         return [
             self.provisioning,
@@ -147,6 +155,7 @@ class Station:
             availability,
             self.authorizer,
             self.transactions,
+            self.smart_charging,
             Reports(device_model=dm, link=link, clock=clock, setting=dm.get),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           setting=dm.get, restart=self.request_restart),

@@ -23,6 +23,8 @@ HANDLED = {
     "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
     "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
     "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+    # smart charging block
+    "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
 }
 
 
