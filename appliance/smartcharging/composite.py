@@ -42,8 +42,10 @@ from appliance.smartcharging.profiles import (
     Profile,
 )
 
-#: The longest composite schedule computed (a CSMS may ask for 2^31 s; a daily profile would repeat 24,855 times).
-MAX_DURATION = 31 * 86_400
+#: The longest composite schedule computed; the answer's `duration` says so when a CSMS asks for more (it may ask
+#: for 2^31 s: a daily profile would repeat 24,855 times, seconds of CPU on the event loop and a huge message).
+#: Two days with 24 daily profiles of 24 periods take ~60 ms.
+MAX_DURATION = 2 * 86_400
 
 
 @dataclass(frozen=True)
@@ -270,9 +272,9 @@ def evse_composite(profiles: Iterable[Profile], facts: EvseFacts, *, now: dateti
     starts, inside = _segments(t0, t1, (b for p in relevant for b in _boundaries(p, t0, t1, facts, origin)))
     periods = []
     for s in starts:
-        value = min(_in_unit(evse_limit(relevant, t, facts, origin), unit, facts.voltage) for t in inside[s])
-        phases = min(evse_limit(relevant, t, facts, origin).phases for t in inside[s])
-        periods.append(CompositePeriod(s - t0, _report(value), phases))
+        limits = [evse_limit(relevant, t, facts, origin) for t in inside[s]]
+        value = min(_in_unit(limit, unit, facts.voltage) for limit in limits)
+        periods.append(CompositePeriod(s - t0, _report(value), min(limit.phases for limit in limits)))
     return Composite(datetime.fromtimestamp(t0, UTC), duration, unit, _merge(periods))
 
 

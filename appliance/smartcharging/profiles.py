@@ -7,6 +7,7 @@ installed?" with None or a `Refusal` (reasonCode from the Part 2 appendix, and w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,11 +59,9 @@ class Profile:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def with_transaction(self, transaction_id: str) -> Profile:
-        """The same profile bound to a transaction (a RequestStartTransaction's TxProfile, once it started)."""
-        raw = dict(self.raw)
-        raw["transactionId"] = transaction_id
-        return Profile(self.id, self.evse_id, self.stack_level, self.purpose, self.kind, self.schedule,
-                       self.recurrency, self.valid_from, self.valid_to, transaction_id, self.source, raw)
+        """The same profile bound to a transaction (a RequestStartTransaction's TxProfile, once it started); `raw`
+        stays as the CSMS sent it, so GetChargingProfiles reports the profile it set (TC_K_37)."""
+        return dataclasses.replace(self, transaction_id=transaction_id)
 
 
 class InvalidProfile(ValueError):

@@ -17,7 +17,13 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from appliance.smartcharging.composite import EvseFacts, evse_composite, offered_currents, station_composite
+from appliance.smartcharging.composite import (
+    MAX_DURATION,
+    EvseFacts,
+    evse_composite,
+    offered_currents,
+    station_composite,
+)
 from appliance.smartcharging.profiles import Profile, parse
 
 BASE = datetime(2026, 3, 28, 20, 0, 0, tzinfo=UTC)  # the night before Europe's spring clock change
@@ -140,7 +146,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Profile], EvseFacts, datetime, int,
     now = BASE + timedelta(seconds=draw(offsets))
     started = now - timedelta(seconds=draw(st.integers(0, 50_000))) if in_tx else None
     facts = EvseFacts(1, draw(st.sampled_from([1, 3])), VOLTAGE, 32.0, "tx-1" if in_tx else None, started)
-    return found, facts, now, draw(st.integers(0, 200_000)), draw(st.sampled_from(["A", "W"]))
+    return found, facts, now, draw(st.integers(0, MAX_DURATION)), draw(st.sampled_from(["A", "W"]))
 
 
 def in_unit(value: tuple[float, int], unit: str) -> float:
