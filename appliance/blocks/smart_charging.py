@@ -30,7 +30,7 @@ from appliance.devicemodel.model import Provider
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import EvseLayout
 from appliance.link.link import Link
-from appliance.link.rpc import Handler, Reply
+from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.smartcharging.composite import (
     EvseFacts,
     evse_composite,
@@ -219,7 +219,11 @@ class SmartCharging(Block):
                                        "chargingProfile": [dict(p.raw) for p in groups[(evse_id, source)]]}
             if i < len(keys) - 1:
                 message["tbc"] = True
-            await self._link.call("ReportChargingProfiles", message)
+            try:
+                await self._link.call("ReportChargingProfiles", message)
+            except CallFailed as exc:
+                log.warning("charging profile report %d stopped at message %d: %s", request_id, i, exc)
+                return
 
     # --- ClearChargingProfile -----------------------------------------------------------------------------
 

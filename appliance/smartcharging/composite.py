@@ -240,11 +240,16 @@ def _report(value: float) -> float:
 
 
 def _segments(t0: int, t1: int, bounds: Iterable[float]) -> tuple[list[int], dict[int, list[float]]]:
-    """Whole-second segment starts in [t0, t1) and, per start, the exact change instants folded into it."""
+    """Whole-second segment starts in [t0, t1) and, per start, the instants to read it at: the start itself and
+    the exact changes folded into its first second. A change inside a second also opens a segment at the next
+    whole second, which carries the value after the change."""
     inside: dict[int, list[float]] = {t0: [float(t0)]}
     for b in bounds:
         if t0 <= b < t1:
-            inside.setdefault(math.floor(b), []).append(b)
+            second = math.floor(b)
+            inside.setdefault(second, [float(second)]).append(b)
+            if b != second and second + 1 < t1:
+                inside.setdefault(second + 1, [float(second + 1)])
     return sorted(inside), inside
 
 

@@ -226,10 +226,46 @@ async def test_lowered_limit_followed_within_a_second_and_tx_profile_ends_with_i
         await wait_tx_event(csms, mark, "Ended", event_type="Ended", tx_id=tx_id)
         with trio.fail_after(2):
             while True:
-                answer, reports = await get_profiles(csms, {})
+                _, reports = await get_profiles(csms, {})
                 if [p["id"] for _, p in reported(reports)] == [61]:
                     break
                 await trio.sleep(0.05)
         await charging(csms, station)
         await trio.sleep(0.3)
         assert hw.read_meter(EVSE).offered_current_a == 16.0
+
+
+async def test_period_boundary_reaches_the_hardware(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Beyond Part 6: a TxDefaultProfile of 6 A now and 10 A from its second period (2 s later): the controller
+    offers 6 A first, then 10 A, without any further request."""
+    async with station_up(csms, data_dir) as station:
+        hw: Any = station.hardware
+        await charging(csms, station)
+        await install(csms, EVSE, profile(63, periods=((0, 6.0), (2, 10.0))))
+        await power_at_most(station, SIX_A_W)
+        assert hw.read_meter(EVSE).offered_current_a == 6.0
+        with trio.fail_after(4):
+            while hw.read_meter(EVSE).offered_current_a != 10.0:  # noqa: ASYNC110 - polling the simulated meter
+                await trio.sleep(0.02)
+
+
+async def test_disabled_smart_charging(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Beyond Part 6: SmartChargingCtrlr.Enabled false: the installed 6 A profile no longer limits the EVSE
+    (the EV draws its 11 kW again), a new profile is Rejected (NotEnabled); true again: 6 A again."""
+    async with station_up(csms, data_dir) as station:
+        hw: Any = station.hardware
+        await charging(csms, station)
+        await install(csms, EVSE, profile(64))
+        await power_at_most(station, SIX_A_W)
+        [result] = (await call(csms, "SetVariables", {"setVariableData": [{
+            "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
+            "attributeValue": "false"}]}))["setVariableResult"]
+        assert result["attributeStatus"] == "Accepted", result
+        with trio.fail_after(2):
+            while hw.read_meter(EVSE).power_w < 10_000:  # noqa: ASYNC110 - polling the simulated meter
+                await trio.sleep(0.02)
+        answer = await set_profile(csms, EVSE, profile(65, stack=1))
+        assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"] == "NotEnabled", answer
+        await call(csms, "SetVariables", {"setVariableData": [{
+            "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"}, "attributeValue": "true"}]})
+        await power_at_most(station, SIX_A_W)

@@ -165,8 +165,8 @@ def test_composite_never_exceeds_and_follows_the_profiles(scenario: Any, samples
     t0 = composite.start.timestamp()
     assert t0 == math.floor(now.timestamp())
     origin = now.timestamp()
-    for fraction in samples:
-        offset = fraction * max(duration, 1) * 0.999
+    edges = [p.start + e for p in composite.periods for e in (0.0, 0.001, 0.999)]  # the first second of each
+    for offset in [f * max(duration, 1) * 0.999 for f in samples] + [e for e in edges if e < max(duration, 1)]:
         t = t0 + offset
         reported = composite.limit_at(offset).limit
         truth = in_unit(oracle(found, t, facts, origin), unit)
