@@ -39,6 +39,7 @@ from appliance.blocks.provisioning import Provisioning
 from appliance.blocks.remote_control import RemoteControl
 from appliance.blocks.reports import Reports
 from appliance.blocks.security import SecurityEvents
+from appliance.blocks.smart_charging import SmartCharging
 from appliance.blocks.transactions import Transactions
 from appliance.blocks.trigger import TriggerMessages
 from appliance.certs.identity import StationIdentity
@@ -91,6 +92,7 @@ class Station:
     transactions: Transactions
     certificate_store: CertificateStore
     identity: StationIdentity
+    smart_charging: SmartCharging
     blocks: list[Block]
 
     def __init__(self, config: Config, hardware: Hardware) -> None:
@@ -196,8 +198,14 @@ class Station:
             )
         self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
                                      local_list=LocalList(self.storage), clock=clock, settings=dm.settings)
+        # smart charging block: before transactions, which hands it a RequestStartTransaction's TxProfile
+        entries = dm.resolve("SmartChargingCtrlr.Entries[ChargingProfiles]")[0].characteristics.max_limit
+        self.smart_charging = SmartCharging(storage=self.storage, runners=self.runners, layouts=config.evses,
+                                            link=link, clock=clock, setting=dm.get,
+                                            settings_changed=self.settings_changed, max_entries=int(entries or 0))
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
-                                         link=link, hardware=hw, clock=clock, settings=dm.settings)
+                                         link=link, hardware=hw, clock=clock, settings=dm.settings,
+                                         charging_profiles=self.smart_charging)
         self.triggers = TriggerMessages(self.connectors)
         # --- logs and customer information (N01, N09/N10)
         log_files = LogFiles(config.station.data_dir / "logs", config.log_file_max_bytes, config.log_file_count)
@@ -217,6 +225,7 @@ class Station:
             availability,
             self.authorizer,
             self.transactions,
+            self.smart_charging,
             Reports(device_model=dm, link=link, clock=clock, settings=dm.settings),
             RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
                           settings=dm.settings, restart=self.request_restart),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -32,6 +32,15 @@ from appliance.util.redact import mask
 log = logging.getLogger("appliance.transactions")
 
 
+class RemoteStartProfiles(Protocol):
+    """Where a RequestStartTransaction's chargingProfile goes (the smart charging block)."""
+
+    def check_remote_start(self, evse_id: int, raw: Mapping[str, Any]) -> dict | None: ...
+
+    async def install_remote_start(self, evse_id: int, raw: Mapping[str, Any],
+                                   transaction_id: str | None) -> None: ...
+
+
 class Transactions(Block):
     migrations = ("0005_transaction_group.sql",)  # the session's GroupId, kept with the journal's transaction row
 
@@ -45,8 +54,10 @@ class Transactions(Block):
         hardware: Hardware,
         clock: StationClock,
         settings: Settings,
+        charging_profiles: RemoteStartProfiles | None = None,
     ) -> None:
         self._runners = runners
+        self._profiles = charging_profiles
         self._journal = journal
         self._authorizer = authorizer
         self._link = link
@@ -248,8 +259,14 @@ class Transactions(Block):
             answer["transactionId"] = s.tx.transaction_id
         id_token = payload["idToken"]
         auth = Authorization(id_token, remote_start_id=payload["remoteStartId"])
-        if "chargingProfile" in payload:
+        profile = payload.get("chargingProfile")
+        if profile is not None and self._profiles is None:
             log.info("RequestStartTransaction carries a chargingProfile: ignored (no smart charging, TC_K_38)")
+            profile = None
+        if profile is not None and self._profiles is not None:
+            refused = self._profiles.check_remote_start(runner.evse_id, profile)  # K05: a bad one refuses the start
+            if refused is not None:
+                return refused
 
         async def start() -> None:
             if self._settings.flag(keys.AUTHORIZE_REMOTE_START):
@@ -259,6 +276,9 @@ class Transactions(Block):
                              mask(id_token["idToken"]), info["status"])
                     return
                 auth.group_id_token = info.get("groupIdToken")
+            if profile is not None and self._profiles is not None and runner.state.authorization is None:
+                tx = runner.state.tx
+                await self._profiles.install_remote_start(runner.evse_id, profile, tx.transaction_id if tx else None)
             await runner.apply(lambda st: st.authorize(auth, "RemoteStart") if st.authorization is None else [])
 
         return Reply(answer, then=start)

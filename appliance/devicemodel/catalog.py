@@ -126,6 +126,23 @@ V = Spec  # keeps the table rows short
 #: The certificate store's capacity (SecurityCtrlr.CertificateEntries maxLimit; `[limits]` may narrow it).
 CERTIFICATE_ENTRIES = 24
 
+# --- smart charging block (appliance/blocks/smart_charging.py) ------------------------------------------------
+#: Profiles the station keeps (Entries[ChargingProfiles] maxLimit), periods per schedule, highest stackLevel.
+CHARGING_PROFILES_MAX = 24
+PERIODS_PER_SCHEDULE = 24
+PROFILE_STACK_LEVEL = 8
+SMART_CHARGING: tuple[Spec, ...] = (
+    V("SmartChargingCtrlr", "Available", B, RO, True, constant=True),
+    V("SmartChargingCtrlr", "Enabled", B, RW, True),
+    V("SmartChargingCtrlr", "Entries[ChargingProfiles]", INT, RO, 0, min=0, max=CHARGING_PROFILES_MAX,
+      persistent=False),
+    V("SmartChargingCtrlr", "ExternalControlSignalsEnabled", B, RW, True),
+    V("SmartChargingCtrlr", "LimitChangeSignificance", D, RW, 10.0, unit="Percent", min=0),
+    V("SmartChargingCtrlr", "PeriodsPerSchedule", INT, RO, PERIODS_PER_SCHEDULE, min=1, max=PERIODS_PER_SCHEDULE),
+    V("SmartChargingCtrlr", "ProfileStackLevel", INT, RO, PROFILE_STACK_LEVEL, min=0, max=PROFILE_STACK_LEVEL),
+    V("SmartChargingCtrlr", "RateUnit", ML, RO, "A,W", values=("A", "W"), non_empty=True),
+)
+
 STATION: tuple[Spec, ...] = (
     V("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", B, RW, False),
     V("ChargingStation", "AvailabilityState", OL, RO, "Available", values=AVAILABILITY, persistent=False),
@@ -211,6 +228,7 @@ STATION: tuple[Spec, ...] = (
     V("LocalAuthListCtrlr", "Entries", INT, RO, 0, min=0, max=10),
     V("LocalAuthListCtrlr", "ItemsPerMessage", INT, RO, 10, min=1),
     V("LocalAuthListCtrlr", "Storage", INT, RO, 0, unit="B", min=0, max=STORAGE_BYTES),
+    *SMART_CHARGING,
 )
 
 

@@ -65,6 +65,8 @@ class EvseRunner:
         self._lock = trio.Lock()
         self.changed: Watched[int] = Watched(0)
         self._authorized_at: float | None = None
+        #: The most smart charging lets this EVSE offer now (amps per phase); None = no limit but the layout's.
+        self.current_limit_a: float | None = None
         self._refresh_points()
 
     # --- the one way in --------------------------------------------------------------------------------
@@ -95,9 +97,19 @@ class EvseRunner:
         self.state.start_points = self._settings.members(keys.TX_START_POINT)
         self.state.stop_points = self._settings.members(keys.TX_STOP_POINT)
 
+    def set_current_limit(self, amps: float | None) -> None:
+        """Smart charging's limit for this EVSE; an offer already running follows at once (no decision needed)."""
+        self.current_limit_a = amps
+        if self.state.offering:
+            self._hw.set_offered_current(self.evse_id, self._offer())
+
+    def _offer(self) -> float:
+        limit = self.current_limit_a
+        return self.layout.max_current_a if limit is None else max(0.0, min(self.layout.max_current_a, limit))
+
     def _sync_outputs(self, now: str) -> None:
         s = self.state
-        self._hw.set_offered_current(self.evse_id, self.layout.max_current_a if s.offering else 0.0)
+        self._hw.set_offered_current(self.evse_id, self._offer() if s.offering else 0.0)
 
         def mirror(connector: Any) -> None:
             connector.plugged = s.plugged
@@ -162,6 +174,8 @@ class EvseRunner:
             mv = meter_value(now, reading, self._settings.members(keys.ALIGNED_MEASURANDS), "Sample.Clock")
         elif event.trigger_reason == "Trigger":
             mv = meter_value(now, reading, self._settings.members(keys.TX_UPDATED_MEASURANDS), "Trigger")
+        elif event.trigger_reason == "ChargingRateChanged":  # smart charging moved the offer: show the new one
+            mv = meter_value(now, reading, self._settings.members(keys.TX_UPDATED_MEASURANDS), "Other")
         else:
             mv = None
         if mv is not None:

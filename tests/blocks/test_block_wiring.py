@@ -27,6 +27,8 @@ HANDLED = {
     # certificates block (issue 10)
     "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
     "UpdateFirmware",  # firmware update block
+    # smart charging block
+    "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
 }
 
 

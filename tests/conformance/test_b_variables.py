@@ -167,9 +167,8 @@ async def test_TC_B_11_set_variables_invalidly_formatted_values(csms: LoopbackCs
 
     A value the variable's type does not take → Rejected (reasonCode InvalidValue if given); one it takes →
     Accepted. OfflineThreshold (integer) takes only "300"; AuthCtrlr.AuthorizeRemoteStart (boolean) only "true";
-    ClockCtrlr.NextTimeOffsetTransitionDateTime (dateTime) only the current time. SmartChargingCtrlr
-    LimitChangeSignificance is tested "only if supported": this station has no smart charging, so the tool
-    skips steps 3-4; we check it answers UnknownComponent consistently instead.
+    ClockCtrlr.NextTimeOffsetTransitionDateTime (dateTime) only the current time; SmartChargingCtrlr
+    LimitChangeSignificance (decimal, percent, smart charging block) takes "300" and "300.1".
     """
     now = _now_iso()
     candidates = ["300", "300.1", "true", now, "abc"]
@@ -178,6 +177,7 @@ async def test_TC_B_11_set_variables_invalidly_formatted_values(csms: LoopbackCs
         ("AuthCtrlr", "AuthorizeRemoteStart"): "true",
         ("ClockCtrlr", "NextTimeOffsetTransitionDateTime"): now,
     }
+    decimals = {"300", "300.1"}
     async with booted_station(csms, data_dir, variables={"OCPPCommCtrlr.OfflineThreshold": 300}):
         wrong: list[str] = []
         for value in candidates:
@@ -193,7 +193,10 @@ async def test_TC_B_11_set_variables_invalidly_formatted_values(csms: LoopbackCs
                 ):
                     wrong.append(f"{component}.{name} := {value!r}: expected {expected}, got {result}")
             [result] = await set_variables(csms, set_item("SmartChargingCtrlr", "LimitChangeSignificance", value))
-            if result["attributeStatus"] != "UnknownComponent":
+            expected = "Accepted" if value in decimals else "Rejected"
+            info = result.get("attributeStatusInfo")
+            if result["attributeStatus"] != expected or (expected == "Rejected" and info is not None
+                                                         and info.get("reasonCode") != "InvalidValue"):
                 wrong.append(f"SmartChargingCtrlr.LimitChangeSignificance := {value!r}: got {result}")
         assert wrong == [], "\n".join(wrong)
         assert await get_value(csms, "OCPPCommCtrlr", "OfflineThreshold") == "300"

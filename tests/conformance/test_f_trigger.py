@@ -2,8 +2,8 @@
 one / all EVSEs), TC_F_15 (LogStatusNotification Idle), TC_F_17/F_18 (FirmwareStatusNotification Idle, with and
 without an EVSE), TC_F_20 (Heartbeat), TC_F_23/F_24 (StatusNotification Available / Occupied), TC_F_26
 (BootNotification after Accepted → Rejected), TC_F_27 (NotImplemented); every requestedMessage value, a trigger
-while the boot is Pending, and malformed requests. Also TC_K_38 (F01: RequestStartTransaction's chargingProfile
-is ignored by a station without smart charging).
+while the boot is Pending, and malformed requests. (TC_K_38, a chargingProfile ignored by a station without smart
+charging, gave way to TC_K_37 in test_k_smart_charging_tx.py.)
 
 TC_F_16 (LogStatusNotification Uploading) is in test_n_logs.py, next to the GetLog it needs. Not applicable:
 TC_F_19 (FirmwareStatusNotification Downloading) needs UpdateFirmware, not implemented in this build (CALLERROR
@@ -22,8 +22,6 @@ from appliance.lab.csms import Delayed, LoopbackCsms
 from tests.conformance.helpers import CONNECTORS, STATION_ID, set_item, set_variables
 from tests.conformance.remote_helpers import (
     AUTH_ONLINE,
-    TOKEN,
-    TOKEN_TYPE,
     HardwareDriver,
     assert_still_running,
     call,
@@ -392,40 +390,3 @@ async def test_malformed_trigger(csms: LoopbackCsms, data_dir: Path, payload: An
         assert await call_error(csms, "TriggerMessage", payload) in codes
         await assert_still_running(csms)
         assert [f for f in csms.frames_snapshot(STATION_ID, mark) if f.direction == "in" and f.is_call] == []
-
-
-# --- TC_K_38 --------------------------------------------------------------------------------------------------
-
-
-async def test_TC_K_38_remote_start_ignores_charging_profile(csms: LoopbackCsms, data_dir: Path) -> None:
-    """TC_K_38_CS (F01.FR.12/13, no smart charging): from EVConnectedPreSession on EVSE 1, RequestStartTransaction
-    with a TxProfile (Relative, 6 A from period 0) → Accepted with the transactionId of the running transaction;
-    AuthorizeRequest with the idToken (AuthorizeRemoteStart true, nothing cached); TransactionEvent triggerReason
-    RemoteStart with remoteStartId; then EnergyTransferStarted — and the profile is ignored: the EV draws more
-    than 6 A × 3 phases allow (> 6 kW)."""
-    async with station_up(csms, data_dir, variables=AUTH_ONLINE) as station:
-        mark = csms.mark()
-        await station.hardware.plug(1)
-        started = await wait_tx_event(csms, mark, "Started", event_type="Started")
-        tx_id = started["transactionInfo"]["transactionId"]
-        answer = await call(csms, "RequestStartTransaction", {
-            "idToken": {"idToken": TOKEN, "type": TOKEN_TYPE}, "remoteStartId": 4711, "evseId": 1,
-            "chargingProfile": {
-                "id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative",
-                "chargingSchedule": [{"id": 1, "chargingRateUnit": "A", "chargingSchedulePeriod": [
-                    {"startPeriod": 0, "limit": 6, "numberPhases": 3}]}],
-            },
-        })
-        assert answer["status"] == "Accepted", answer
-        assert answer.get("transactionId") == tx_id, answer
-        [authorize] = await csms.trio.wait_action(STATION_ID, "Authorize", since=mark)
-        assert authorize["idToken"] == {"idToken": TOKEN, "type": TOKEN_TYPE}, authorize
-        remote = await wait_tx_event(csms, mark, "RemoteStart", trigger="RemoteStart", tx_id=tx_id)
-        assert remote["transactionInfo"].get("remoteStartId") == 4711, remote
-        await station.hardware.charge(1, watts=11000)
-        await wait_tx_event(csms, mark, "Charging", tx_id=tx_id, charging_state="Charging")
-        with trio.fail_after(5):
-            while station.hardware.read_meter(1).power_w < 10000:  # noqa: ASYNC110 - polling the simulated meter
-                await trio.sleep(0.05)
-        reading = station.hardware.read_meter(1)
-        assert reading.offered_current_a > 6, reading

@@ -200,9 +200,11 @@ async def test_tc_b_11_invalidly_formatted_values(dm: DeviceModel, component: st
             assert result["attributeStatusInfo"]["additionalInfo"]
 
 
-async def test_tc_b_11_smart_charging_is_unknown(dm: DeviceModel) -> None:
+async def test_tc_b_11_smart_charging_value_of_the_wrong_type(dm: DeviceModel) -> None:
+    """LimitChangeSignificance is a decimal (smart charging block): "abc" is refused and changes nothing."""
     result = await set_(dm, {"name": "SmartChargingCtrlr"}, {"name": "LimitChangeSignificance"}, "abc")
-    assert result["attributeStatus"] == "UnknownComponent"
+    assert result["attributeStatus"] == "Rejected"
+    assert dm.get("SmartChargingCtrlr.LimitChangeSignificance") == 10.0
 
 
 async def test_range_and_length_refusals(dm: DeviceModel) -> None:

@@ -368,6 +368,10 @@ class StationSession(ChargePoint):
     def on_notify_customer_information(self, **_: Any) -> call_result.NotifyCustomerInformation:
         return call_result.NotifyCustomerInformation()
 
+    @on("ReportChargingProfiles")
+    def on_report_charging_profiles(self, **_: Any) -> call_result.ReportChargingProfiles:
+        return call_result.ReportChargingProfiles()
+
     @on("NotifyMonitoringReport")
     def on_notify_monitoring_report(self, **_: Any) -> call_result.NotifyMonitoringReport:
         return call_result.NotifyMonitoringReport()

@@ -37,7 +37,9 @@ from appliance.station import Station
 #: CSMS → station actions this station implements (others must get NotSupported).
 HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
            "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
-           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector")
+           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+           # smart charging block
+           "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule")
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
