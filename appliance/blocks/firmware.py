@@ -66,13 +66,8 @@ class InstallHold:
         self.active = False
 
 
-#: MERGE: numbers 0006/0007 belong to other branches; these placeholders only keep this branch's numbering
-#: gap-free. Delete the two files and this tuple when those branches' migrations are merged.
-_PLACEHOLDER_MIGRATIONS = ("0006_reserved.sql", "0007_reserved.sql")
-
-
 class FirmwareUpdates(Block):
-    migrations = (*_PLACEHOLDER_MIGRATIONS, "0008_firmware.sql")
+    migrations = ("0008_firmware.sql",)
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The installed charging profiles, durable (migration 0010) and in memory.
+"""The installed charging profiles, durable (migration 0009) and in memory.
 
 Every change is one transaction on the storage worker, awaited before memory follows, so a profile the CSMS
 was told is installed survives a power cut and one it was told is cleared does not come back (K01.FR.27).

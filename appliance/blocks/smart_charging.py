@@ -2,7 +2,7 @@
 ClearChargingProfile, GetCompositeSchedule, RequestStartTransaction's TxProfile, and the limit on the hardware.
 
 The arithmetic is `appliance/smartcharging` (sans-IO); this block checks requests against the device model
-(SmartChargingCtrlr) and the EVSEs, keeps profiles durable (`ProfileStore`, migration 0010), and runs one task
+(SmartChargingCtrlr) and the EVSEs, keeps profiles durable (`ProfileStore`, migration 0009), and runs one task
 that pushes each EVSE's allowed current to its runner — and from there to the charge controller — whenever a
 profile, an EVSE or a setting changes, and at every period boundary (waited for on Trio's clock, re-checked at
 least every `RECHECK` seconds, so a station clock correction moves the next change to the right moment).
@@ -54,7 +54,7 @@ CTRLR = "SmartChargingCtrlr"
 
 
 class SmartCharging(Block):
-    migrations = ("0010_charging_profiles.sql",)
+    migrations = ("0009_charging_profiles.sql",)
 
     def __init__(self, *, storage: Storage, runners: dict[int, EvseRunner], layouts: list[EvseLayout],
                  link: Link, clock: StationClock, setting: Callable[[str], Any],

@@ -11,7 +11,9 @@ Throughput: OCPP-J allows one outstanding CALL, so a backlog drains at one round
 our share of that round trip small, pending rows are read in pages, and the "delivered" marks of answered
 messages are committed by a companion task — several per fsync — while the next message is already on the
 wire. A mark is still written only after its answer arrived; a power cut before its commit makes that one
-message go again (at-least-once, which is what OCPP's seqNo de-duplication expects).
+message go again (at-least-once, which is what OCPP's seqNo de-duplication expects). A mark that meets the
+write lock held past `busy_timeout` (another program on the journal) is retried, never given up: giving up
+would end the service and send every answered-but-unmarked message again.
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ from appliance.journal.journal import Journal
 from appliance.journal.store import Queued
 from appliance.link.link import Link
 from appliance.link.rpc import CallErrorReply, CallTimeout
+from appliance.storage import is_busy
 
 log = logging.getLogger("appliance.delivery")
 
 ResponseHook = Callable[[Queued, dict[str, Any]], Awaitable[None]]
 PAGE = 200
+#: Pause before retrying a mark that found the journal locked (busy_timeout already waited 5 s each time), and
+#: how many tries in all: a lock held for about a minute is outlasted; one held for ever ends the service (the
+#: unmarked messages then go again) rather than hanging a shutdown.
+BUSY_RETRY = 0.5
+BUSY_TRIES = 10
 
 
 class Delivery:
@@ -111,7 +119,16 @@ class Delivery:
 
         async def commit(batch: list[int]) -> None:
             with trio.CancelScope(shield=True):  # an answered message's mark is never abandoned
-                await self._journal.run_sync(self._journal.store.mark_delivered_many, batch)
+                for tries in range(1, BUSY_TRIES + 1):
+                    try:
+                        await self._journal.run_sync(self._journal.store.mark_delivered_many, batch)
+                        return
+                    except Exception as exc:
+                        if not is_busy(exc) or tries == BUSY_TRIES:
+                            raise
+                        log.warning("journal locked by another program; %d delivered mark(s) retried in %.1f s",
+                                    len(batch), BUSY_RETRY)
+                    await trio.sleep(BUSY_RETRY)
 
         async with marks:
             try:

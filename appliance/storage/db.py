@@ -299,6 +299,11 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and _code(exc) == sqlite3.SQLITE_FULL
 
 
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another program held the write lock past `busy_timeout`; worth retrying."""
+    return isinstance(exc, sqlite3.Error) and _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def _missing_permission(path: Path) -> str | None:
     """The permission this user lacks to read the journal at `path`, as one sentence; None if it has them all."""
     absolute = path.absolute()

@@ -1,3 +1,0 @@
--- Placeholder: number 0007 belongs to another branch (assigned by the lead); delete this file when that
--- branch's migration 0007 is merged. It only keeps the numbering gap-free on the firmware branch.
-SELECT 1;
