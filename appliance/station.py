@@ -269,6 +269,12 @@ class Station:
         """The availability an idle EVSE should have: ChangeAvailability's; Unavailable before a firmware install."""
         return availability.operative(evse_id) and not self.firmware_hold.active
 
+    async def _boot(self, link: Link) -> None:
+        """Each connection's boot: BootNotification until Accepted, then (network block) an upgraded security
+        profile becomes the floor, before any online service runs."""
+        await self.provisioning.boot(link)
+        await self.network.accepted(link)
+
     def _in_transaction(self) -> bool:
         """A transaction runs on some EVSE (AlignedDataCtrlr.SendDuringIdle looks at the whole station)."""
         return any(r.state.tx is not None for r in self.runners.values())
@@ -335,7 +341,7 @@ class Station:
                 nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
                     self.hardware, self.runners, self.transactions.on_card, nursery,
                     self.device_notifications.notify))
-                nursery.start_soon(self.link.run, self.network.endpoint, self.provisioning.boot, name="link")
+                nursery.start_soon(self.link.run, self.network.endpoint, self._boot, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
                          len(self.config.evses), self.config.station.data_dir)

@@ -29,7 +29,7 @@ from appliance.config import CsmsConfig
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.model import Provider, Validator
 from appliance.devicemodel.settings import Settings
-from appliance.link.link import Link, OnlineService
+from appliance.link.link import Link
 from appliance.link.rpc import Handler
 from appliance.link.transport import Endpoint
 from appliance.security.tls import TlsTrust
@@ -78,9 +78,6 @@ class NetworkProfiles(Block):
     def validators(self) -> Mapping[str, Validator]:
         return {keys.NETWORK_CONFIGURATION_PRIORITY.path: self.validate_priority}
 
-    def online_services(self) -> Mapping[str, OnlineService]:
-        return {"security profile": self._accepted}
-
     @property
     def floor(self) -> int:
         """The lowest security profile still allowed: the factory one, or the highest upgrade accepted since."""
@@ -118,9 +115,10 @@ class NetworkProfiles(Block):
         except (OSError, ValueError):
             return False
 
-    async def _accepted(self, link: Link) -> None:
-        """Online service: a boot accepted on a higher profile makes it the floor and drops the slots below it
-        from NetworkConfigurationPriority (A05.FR.04/05), so nothing can fall back to them."""
+    async def accepted(self, link: Link) -> None:
+        """Part of every boot, once the CSMS has accepted it and before the online services start (so a CSMS
+        that has seen our status reports never sees the old priority): a boot accepted on a higher profile
+        makes it the floor and drops the slots below it from NetworkConfigurationPriority (A05.FR.04/05)."""
         profile = self.slot_profile(self.active_slot)
         if profile <= self.floor:
             return

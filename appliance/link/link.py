@@ -59,8 +59,9 @@ class LinkDead(Exception):
 
 OnlineService = Callable[["Link"], Awaitable[None]]
 BootProcedure = Callable[["Link"], Awaitable[None]]
-#: Told of a refused connection attempt: (security event type, cause); see `add_refusal_listener`.
-RefusalListener = Callable[[str, str], Awaitable[None]]
+#: Told of a refused connection attempt: (security event type, cause); see `add_refusal_listener`. Synchronous:
+#: the link's back-off timing must not wait for a listener's disk write.
+RefusalListener = Callable[[str, str], None]
 
 
 class Link:
@@ -234,7 +235,7 @@ class Link:
             self._enter_offline()
         if refusal is not None:
             for listener in self._refusal_listeners:
-                await listener(*refusal)
+                listener(*refusal)
         return reason
 
     def _enter_offline(self) -> None:
