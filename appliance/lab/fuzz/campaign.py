@@ -37,13 +37,16 @@ from appliance.station import Station
 #: CSMS → station actions this station implements (others must get NotSupported).
 HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
            "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
-           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector")
+           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+           # certificates block
+           "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned")
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
     "BootNotification": "BootNotification", "Heartbeat": "Heartbeat", "StatusNotification": "StatusNotification",
     "MeterValues": "MeterValues", "TransactionEvent": "TransactionEvent", "Authorize": None,
     "NotifyReport": None, "SecurityEventNotification": None,
+    "SignCertificate": "SignChargingStationCertificate",  # certificates block
 }
 
 
