@@ -139,8 +139,6 @@ class Station:
                 CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
                 MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.manufacturer_root_file),
             }, capacity=self._certificate_capacity)
-            #: for the firmware block: the ManufacturerRootCertificates a signing certificate must chain to
-            self.manufacturer_roots = functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT)
             self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
                                                        config.security.client_cert_file,
                                                        config.security.client_key_file)
