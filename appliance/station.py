@@ -135,10 +135,9 @@ class Station:
         self.delivery = Delivery(self.journal, self.dm.settings)
         # Firmware update block: the version of the active slot.
         self.running_version = await trio.to_thread.run_sync(slots.running_version, config.station.data_dir)
-        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
-        profile3 = config.csms.security_profile >= 3
-        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
-                                             config.security.client_identity if profile3 else None)
+        # security block: what TLS trusts and presents (the client certificate only on profile-3 connections,
+        # also after an upgrade from 2); the certificate store rebinds these callables.
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
         # certificates block: TLS trusts the store's CSMS roots and presents the station's current certificate
         self.tls_trust.csms_roots = functools.partial(self.certificate_store.trusted, CSMS_ROOT)
         self.tls_trust.client_identity = self.identity.client_identity

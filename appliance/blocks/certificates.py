@@ -128,7 +128,7 @@ class Certificates(Block):
     async def _delete(self, payload: dict) -> dict:
         wanted = payload["certificateHashData"]
         current = self._identity.current
-        if current is not None and any(hashdata.names(wanted, cert) for cert in current.chain[:1]):
+        if current is not None and hashdata.names(wanted, current.leaf):
             log.warning("DeleteCertificate of the station's own certificate refused")
             return Outcome("Failed", "Unspecified", "the ChargingStationCertificate cannot be deleted over "
                            "OCPP").payload()

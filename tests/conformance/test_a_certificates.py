@@ -262,3 +262,18 @@ async def test_certificate_signed_without_a_csr_or_too_large(signing_csms: Loopb
                                               predicate=lambda p: p["type"] == "InvalidChargingStationCertificate")
         assert "no certificate signing request is pending" in event["techInfo"]
         assert station.identity.current is None
+
+
+async def test_no_renewal_with_more_than_30_days_left(signing_csms: LoopbackCsms, data_dir: Path) -> None:
+    """The negative control of A03.FR.01: a factory certificate with 31 days left is not renewed at boot."""
+    csms = signing_csms
+    authority = Authority("Fresh Root")
+    chain, key = authority.issue("CN=SN-1", days=31)
+    (data_dir / "cs-cert.pem").write_text(chain)
+    (data_dir / "cs-key.pem").write_bytes(key)
+    extra = (f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\n'
+             f'client_key_file = "{data_dir}/cs-key.pem"\n')
+    async with booted_station(csms, data_dir, variables=VARIABLES, extra=extra) as station:
+        assert station.identity.current is not None
+        await trio.sleep(1)
+        assert csms.actions(STATION_ID, "SignCertificate") == []

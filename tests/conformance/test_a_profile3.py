@@ -49,8 +49,7 @@ def station_config(data_dir: Path, csms: LoopbackCsms, authority: Authority, *, 
     (data_dir / "cs-key.pem").chmod(0o600)
     extra = f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\nclient_key_file = "{data_dir}/cs-key.pem"\n'
     text = config_text(data_dir, csms.url, profile=profile, password=None if profile == 3 else PASSWORD,
-                       variables={**VARIABLES, **(variables or {})}, extra=extra)
-    text = text.replace(f"security_profile = {profile}\n", f'security_profile = {profile}\nca_file = "{root_file}"\n')
+                       variables={**VARIABLES, **(variables or {})}, extra=extra, ca_file=root_file)
     return parse(text, source="test")
 
 

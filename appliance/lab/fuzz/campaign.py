@@ -39,13 +39,16 @@ HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", 
            "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
            "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
            # smart charging block
-           "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule")
+           "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
+           # certificates block
+           "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned")
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
     "BootNotification": "BootNotification", "Heartbeat": "Heartbeat", "StatusNotification": "StatusNotification",
     "MeterValues": "MeterValues", "TransactionEvent": "TransactionEvent", "Authorize": None,
     "NotifyReport": None, "SecurityEventNotification": None,
+    "SignCertificate": "SignChargingStationCertificate",  # certificates block
 }
 
 
