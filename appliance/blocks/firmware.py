@@ -254,7 +254,7 @@ class FirmwareUpdates(Block):
         allowed = int(record.request["retries"]) + 1
         interval = float(record.request["retryInterval"])
         target = self._download_dir / f"update-{record.request_id}.img"
-        await trio.to_thread.run_sync(lambda: self._download_dir.mkdir(mode=0o700, parents=True, exist_ok=True))
+        await trio.to_thread.run_sync(self._make_download_dir)
         limits = download.Limits(self._config.connect_timeout, self._config.stall_timeout,
                                  self._config.transfer_timeout, self._config.max_image_bytes,
                                  self._config.reserve_bytes)
@@ -282,6 +282,11 @@ class FirmwareUpdates(Block):
             log.info("firmware update %d: downloaded %d bytes", record.request_id, size)
             await self._status("Downloaded", image_path=str(target))
             return True
+
+    def _make_download_dir(self) -> None:
+        """data_dir/firmware and its download directory, readable by the station's user only."""
+        for directory in (self._download_dir.parent, self._download_dir):
+            directory.mkdir(mode=0o700, exist_ok=True)
 
     def _ssl_context(self) -> ssl.SSLContext:
         """For HTTPS downloads (called in the download thread: reading the CA file is disk work)."""

@@ -118,7 +118,7 @@ async def download(
             attempt.cancel()  # the thread, if still reading, sees its socket shut and the flag set
     if scope.cancelled_caught:
         raise DownloadError(f"transfer not complete within {limits.transfer_timeout:g} s")
-    os.replace(part, dest)
+    await trio.to_thread.run_sync(os.replace, part, dest)
     return size
 
 

@@ -118,6 +118,9 @@ def install_into_inactive(fw_dir: Path, image_path: Path) -> tuple[str, image.Ma
     target = slot_dir(fw_dir, slot)
     if target.exists():
         shutil.rmtree(target)
+    free, need = shutil.disk_usage(fw_dir).free, image_path.stat().st_size
+    if free < need:  # an unpacked slot is about as large as its image
+        raise OSError(f"not enough free space for the slot: {free} bytes free, {need} needed")
     target.mkdir(mode=0o700, parents=True)
     manifest = image.unpack(image_path, target)
     _fsync_dir(target)

@@ -88,9 +88,13 @@ def fw_payloads(csms: LoopbackCsms, since: int = 0) -> list[dict[str, Any]]:
     return csms.actions(STATION_ID, "FirmwareStatusNotification", since)
 
 
-async def wait_fw_status(csms: LoopbackCsms, since: int, status: str, timeout: float = 15) -> None:
-    await csms.trio.wait_for(lambda: status in fw_statuses(csms, since), timeout,
-                             what=f"FirmwareStatusNotification {status} (so far {fw_statuses(csms, since)})")
+async def wait_fw_status(csms: LoopbackCsms, since: int, status: str, timeout: float = 20) -> None:
+    try:
+        await csms.trio.wait_for(lambda: status in fw_statuses(csms, since), timeout,
+                                 what=f"FirmwareStatusNotification {status}")
+    except TimeoutError as exc:
+        raise AssertionError(f"no FirmwareStatusNotification {status} within {timeout:g} s; "
+                             f"statuses so far: {fw_statuses(csms, since)}") from exc
 
 
 async def wait_restart(station: Station, timeout: float = 15) -> None:

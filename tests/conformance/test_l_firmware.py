@@ -5,8 +5,9 @@ The station under test uses the built-in `slots` installer. "Reboot before activ
 station's run (the process would re-execute, tests/firmware/test_firmware_process.py shows that), then the
 launcher step of the next start, then the next incarnation on the same data directory: it boots with reason
 FirmwareUpdate and the image's version, then reports Installed and the security event FirmwareUpdated.
-Not applicable: TC_L_10 (unsecure UpdateFirmware is not supported: TC_L_18), TC_L_12-14/16 (certificate
-store and revocation lists: the security issue's).
+Not applicable: TC_L_10 (AcceptedCanceled: this station cannot cancel an update, TC_L_11 instead), TC_L_12/13
+(for stations that cannot download during a transaction: this one downloads and verifies at once and only the
+install waits, TC_L_14/15), TC_L_16 (for stations that install during a transaction: this one cannot).
 """
 
 from __future__ import annotations

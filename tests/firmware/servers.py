@@ -3,8 +3,9 @@ TLS from a trustme CA) and FTP (pyftpdlib).
 
 The HTTP server serves `files` (URL path → bytes) and can misbehave on purpose, per path: `stall_after[path]`
 sends the headers (with the full Content-Length) and that many bytes, then stops sending while keeping the
-connection open; `delay[path]` waits that long (or until `hurry` is set) before the body; `no_length` paths
-are sent without Content-Length (the end is the connection's close).
+connection open (the first `stall_first[path]` requests only, if given); `delay[path]` waits that long (or
+until `hurry` is set) before the body; `no_length` paths are sent without Content-Length (the end is the
+connection's close).
 `requests` counts the GETs per path, so a test sees how many attempts the station made.
 """
 
@@ -31,6 +32,7 @@ class FileServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: dict[str, bytes] = {}
         self.stall_after: dict[str, int] = {}
+        self.stall_first: dict[str, int] = {}  # stall only this many requests of the path (default: all)
         self.no_length: set[str] = set()
         self.delay: dict[str, float] = {}
         self.hurry = threading.Event()  # ends every `delay` early
@@ -63,6 +65,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         stall = server.stall_after.get(self.path)
+        if stall is not None and server.requests[self.path] > server.stall_first.get(self.path, 1 << 30):
+            stall = None
         if self.path in server.delay:
             server.hurry.wait(server.delay[self.path])
         with contextlib.suppress(OSError):

@@ -132,7 +132,7 @@ async def test_sigkill_in_every_stage(csms: LoopbackCsms, data_dir: Path, lab: F
     if stage == "downloading":
         lab.server.delay["/fw.img"] = 30
     elif stage == "downloaded":
-        install = iso(seconds=6)  # the image waits on disk for its install time
+        install = iso(seconds=12)  # the image waits on disk for its install time (the restart comes within it)
     elif stage == "installing":
         script = (f"if [ -e {mark_file} ]; then exit 0; fi; touch {mark_file}; echo $$ > {pid_file}; exec sleep 30")
         keys = {"installer": "command", "install_command": f"/bin/sh -c '{script}' installer"}

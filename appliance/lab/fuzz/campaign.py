@@ -41,7 +41,9 @@ HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", 
            # smart charging block
            "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
            # certificates block
-           "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned")
+           "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
+           # firmware update block
+           "UpdateFirmware")
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
