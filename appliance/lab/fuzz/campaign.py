@@ -37,7 +37,8 @@ from appliance.station import Station
 #: CSMS → station actions this station implements (others must get NotSupported).
 HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
            "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
-           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector")
+           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
+           "CustomerInformation", "GetLog")  # logs and customer information
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
