@@ -120,10 +120,9 @@ class Station:
                          settings_changed=self.settings_changed)
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.get)
-        # security block: what TLS trusts and presents; the certificate store rebinds these callables.
-        profile3 = config.csms.security_profile >= 3
-        self.tls_trust = TlsTrust.from_files(config.csms.ca_file,
-                                             config.security.client_identity if profile3 else None)
+        # security block: what TLS trusts and presents (the client certificate only on profile-3 connections,
+        # also after an upgrade from 2); the certificate store rebinds these callables.
+        self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
 
     def _build_blocks(self) -> list[Block]:
         """Every functional block, built from the core parts and from the blocks before it."""
@@ -203,6 +202,12 @@ class Station:
             self.hardware.set_status_provider(
                 lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online))
 
+    async def _boot(self, link: Link) -> None:
+        """Each connection's boot: BootNotification until Accepted, then (network block) an upgraded security
+        profile becomes the floor, before any online service runs."""
+        await self.provisioning.boot(link)
+        await self.network.accepted(link)
+
     def _in_transaction(self) -> bool:
         """A transaction runs on some EVSE (AlignedDataCtrlr.SendDuringIdle looks at the whole station)."""
         return any(r.state.tx is not None for r in self.runners.values())
@@ -268,7 +273,7 @@ class Station:
                     await nursery.start(runner.run)
                 nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
                     self.hardware, self.runners, self.transactions.on_card, nursery))
-                nursery.start_soon(self.link.run, self.network.endpoint, self.provisioning.boot, name="link")
+                nursery.start_soon(self.link.run, self.network.endpoint, self._boot, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
                 log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
                          len(self.config.evses), self.config.station.data_dir)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from appliance.blocks.base import Block
 from appliance.config import CsmsConfig
 from appliance.devicemodel.model import Provider, Validator
-from appliance.link.link import Link, OnlineService
+from appliance.link.link import Link
 from appliance.link.rpc import Handler
 from appliance.link.transport import Endpoint
 from appliance.security.tls import TlsTrust
@@ -77,9 +77,6 @@ class NetworkProfiles(Block):
     def validators(self) -> Mapping[str, Validator]:
         return {PRIORITY: self.validate_priority}
 
-    def online_services(self) -> Mapping[str, OnlineService]:
-        return {"security profile": self._accepted}
-
     @property
     def floor(self) -> int:
         """The lowest security profile still allowed: the factory one, or the highest upgrade accepted since."""
@@ -117,9 +114,10 @@ class NetworkProfiles(Block):
         except (OSError, ValueError):
             return False
 
-    async def _accepted(self, link: Link) -> None:
-        """Online service: a boot accepted on a higher profile makes it the floor and drops the slots below it
-        from NetworkConfigurationPriority (A05.FR.04/05), so nothing can fall back to them."""
+    async def accepted(self, link: Link) -> None:
+        """Part of every boot, once the CSMS has accepted it and before the online services start (so a CSMS
+        that has seen our status reports never sees the old priority): a boot accepted on a higher profile
+        makes it the floor and drops the slots below it from NetworkConfigurationPriority (A05.FR.04/05)."""
         profile = self.slot_profile(self.active_slot)
         if profile <= self.floor:
             return

@@ -35,8 +35,9 @@ _RESET_REASONS = ("RemoteReset", "ScheduledReset")
 #: Settings whose change is ReconfigurationOfSecurityParameters (compared case-insensitively).
 _SECURITY_COMPONENTS = ("securityctrlr",)
 _SECURITY_VARIABLES = ("ocppcommctrlr.networkconfigurationpriority",)
-#: Setting changes waiting to be logged; a flood beyond this is logged once as dropped.
-_CHANGE_QUEUE = 64
+#: Events (refusals, setting changes) waiting for the block's task to record them; beyond this they are dropped
+#: with a log line (a CSMS flooding SetVariables must not grow memory).
+_QUEUE = 64
 
 
 class SecurityEvents(Block):
@@ -52,7 +53,7 @@ class SecurityEvents(Block):
         self._link = link
         #: Refusal types raised in the current outage, with the link's connection count when raised.
         self._raised: dict[str, int] = {}
-        self._changes_in, self._changes_out = trio.open_memory_channel[str](_CHANGE_QUEUE)
+        self._queue_in, self._queue_out = trio.open_memory_channel[tuple[str, str]](_QUEUE)
         if link is not None:
             link.add_refusal_listener(self.refused)
 
@@ -69,16 +70,20 @@ class SecurityEvents(Block):
             log.info("security event %s: %s", kind, tech_info)
             await self.log.record(kind, tech_info, timestamp)
 
-    async def refused(self, kind: str, cause: str) -> None:
-        """The link's refusal listener: one event per type and outage (a new connection starts a new one)."""
+    def refused(self, kind: str, cause: str) -> None:
+        """The link's refusal listener: one event per type and outage (a new connection starts a new one),
+        recorded by the block's task so the link's retries never wait for the disk."""
         connections = self._link.connections if self._link is not None else 0
         if self._raised.get(kind) == connections:
             return
         self._raised[kind] = connections
+        self._enqueue(kind, cause)
+
+    def _enqueue(self, kind: str, tech_info: str) -> None:
         try:
-            await self.raise_event(kind, cause)
-        except Exception:  # the link must keep retrying even if the disk refuses the event
-            log.exception("security event %s could not be recorded", kind)
+            self._queue_in.send_nowait((kind, tech_info))
+        except trio.WouldBlock:
+            log.warning("security event %s not recorded (too many at once): %s", kind, tech_info)
 
     def setting_changed(self, path: str, value: object) -> None:
         """Device-model listener: a security setting changed (its value is never logged: it may be a password)."""
@@ -88,17 +93,17 @@ class SecurityEvents(Block):
             return
         name = f"{parsed.component}.{parsed.variable}".lower()
         if parsed.component.lower() in _SECURITY_COMPONENTS or name in _SECURITY_VARIABLES:
-            try:
-                self._changes_in.send_nowait(f"{parsed.component}.{parsed.variable} changed")
-            except trio.WouldBlock:
-                log.warning("security log: change of %s not logged (too many at once)", path)
+            self._enqueue("ReconfigurationOfSecurityParameters", f"{parsed.component}.{parsed.variable} changed")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every start is a security event: ResetOrReboot after a reset the CSMS asked for, else
-        StartupOfTheDevice. Then log security setting changes as they come."""
+        StartupOfTheDevice. Then record the queued events (link refusals, setting changes) as they come."""
         reason = self._boot_reason
         kind = "ResetOrReboot" if reason in _RESET_REASONS else "StartupOfTheDevice"
         await self.raise_event(kind, f"boot reason {reason}")
         task_status.started()
-        async for change in self._changes_out:
-            await self.raise_event("ReconfigurationOfSecurityParameters", change)
+        async for queued, tech_info in self._queue_out:
+            try:
+                await self.raise_event(queued, tech_info)
+            except Exception:  # e.g. disk full: logged; the station and its later events carry on
+                log.exception("security event %s could not be recorded", queued)

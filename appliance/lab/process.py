@@ -52,6 +52,7 @@ def config_text(
     password: str | None = PASSWORD,
     variables: dict[str, Any] | None = None,
     extra: str = "",
+    ca_file: Path | None = None,
 ) -> str:
     lines = [
         "[station]",
@@ -67,6 +68,8 @@ def config_text(
     ]
     if password is not None:
         lines.append(f'basic_auth_password = "{password}"')
+    if ca_file is not None:
+        lines.append(f'ca_file = "{ca_file}"')
     lines += ["[hardware]", 'backend = "sim"', f'sim_socket = "{data_dir}/sim.sock"', "[variables]"]
     for key, value in {**FAST, **(variables or {})}.items():
         lines.append(f"{toml_value(key)} = {toml_value(value)}")

@@ -66,8 +66,9 @@ class LinkDead(Exception):
 
 OnlineService = Callable[["Link"], Awaitable[None]]
 BootProcedure = Callable[["Link"], Awaitable[None]]
-#: Told of a refused connection attempt: (security event type, cause); see `add_refusal_listener`.
-RefusalListener = Callable[[str, str], Awaitable[None]]
+#: Told of a refused connection attempt: (security event type, cause); see `add_refusal_listener`. Synchronous:
+#: the link's back-off timing must not wait for a listener's disk write.
+RefusalListener = Callable[[str, str], None]
 
 
 class Link:
@@ -198,14 +199,13 @@ class Link:
                 break
             if self.offline_since is None:
                 self.offline_since = trio.current_time()
-            if self._reconnect_now.is_set():
-                self._reconnect_now = trio.Event()
-                delay = 0.0
-            else:
-                delay = self.backoff.next_delay()
+            delay = 0.0 if self._reconnect_now.is_set() else self.backoff.next_delay()
             log.warning("CSMS link down (%s); next attempt in %.1f s", lost_reason, delay)
             with trio.move_on_after(delay):
                 await self._reconnect_now.wait()
+            # The attempt about to start answers every request so far, also one made during the wait (else the
+            # next session would end at once, answering it again).
+            self._reconnect_now = trio.Event()
 
     async def _one_connection(self, endpoint: Endpoint, boot: BootProcedure) -> str:
         """One connection attempt and, if it works, the whole session. Returns why it ended."""
@@ -255,7 +255,7 @@ class Link:
             self._enter_offline()
         if refusal is not None:
             for listener in self._refusal_listeners:
-                await listener(*refusal)
+                listener(*refusal)
         return reason
 
     def _enter_offline(self) -> None:

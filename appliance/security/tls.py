@@ -3,16 +3,16 @@
 What the context allows, and why:
 
 * TLS 1.2 or 1.3 only (A00.FR.314): a CSMS offering less is refused (event InvalidTLSVersion).
-* TLS 1.2 suites: exactly OCPP's list (A00.FR.318/319) — TLS_ECDHE_ECDSA_WITH_AES_128/256_GCM_SHA256/384 and
-  TLS_RSA_WITH_AES_128/256_GCM_SHA256/384, the pair the certified station offered; a CSMS that only accepts
-  others is refused (event InvalidTLSCipherSuite). TLS 1.3 uses OpenSSL's AEAD suites (Python's ssl module
-  cannot narrow them; all three are AEAD).
+* TLS 1.2 suites: exactly OCPP's list (Part 2 A00, TC_A_04's tool validation):
+  TLS_ECDHE_ECDSA_WITH_AES_128/256_GCM_SHA256/384 and TLS_RSA_WITH_AES_128/256_GCM_SHA256/384, the pair the
+  certified station offered; a CSMS that only accepts others is refused (event InvalidTLSCipherSuite). TLS 1.3
+  uses OpenSSL's AEAD suites (Python's ssl module cannot narrow them; all three are AEAD).
 * Trust: only the CSMS root certificates the station holds (`TlsTrust.csms_roots`), never the OS trust store.
 * Name: the server certificate must name the CSMS host exactly (DNS subjectAltName, IP address entry, or the
   common name when it has no subjectAltName). Python's own host-name check accepts wildcards, which OCPP does
-  not (A00.FR.322: no wildcard unless SecurityCtrlr.AllowCSMSTLSWildcards, which this station does not offer),
-  so the check is ours (`check_peer_name`), made on the certificate the handshake verified, before a single
-  byte — the basic-auth password least of all — is sent.
+  not (errata 2025: only with the optional SecurityCtrlr.AllowCSMSTLSWildcards, which this station does not
+  offer), so the check is ours (`check_peer_name`), made on the certificate the handshake verified, before a
+  single byte (the basic-auth password least of all) is sent.
 
 `TlsTrust` is how the rest of the station supplies what TLS needs, read at every new connection:
 
@@ -186,6 +186,8 @@ def classify(exc: BaseException) -> TlsRefused | None:
     if reason in _SUITE_REASONS:
         return TlsRefused(f"no common cipher suite ({reason}): the CSMS accepts none of OCPP's",
                           INVALID_SUITE)
+    if reason == "UNEXPECTED_EOF_WHILE_READING":
+        return TlsRefused("the CSMS closed the connection during the TLS handshake, without saying why", None)
     if reason == "WRONG_VERSION_NUMBER":
         return TlsRefused("the CSMS did not answer with TLS (WRONG_VERSION_NUMBER: plain HTTP on a wss:// port?)",
                           None)

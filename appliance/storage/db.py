@@ -9,6 +9,10 @@ Durability choices (see ../shared/research/resilience.md §1, measured on this h
   (57 of 60 trials); an acknowledged TransactionEvent must never be lost, so NORMAL is not an option.
 * SQLite fsyncs the directory when it creates the WAL, but not when it creates the main database file, so we
   fsync the data directory ourselves right after the file first appears.
+
+Secrets at rest (security block): the journal holds the basic-auth password the CSMS set and the network
+profiles, so the data directory is made 0700 and the journal 0600 at every open (also fixing older installs);
+the file is created 0600 before SQLite opens it, and SQLite gives its -wal and -shm the database file's mode.
 """
 
 from __future__ import annotations
@@ -73,13 +77,18 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
     The connection is in autocommit mode (`isolation_level=None`): every write path opens its own
     `BEGIN IMMEDIATE … COMMIT` so the boundaries of each durable step are visible in the code.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / DB_NAME
     created = not path.exists()
+    _private(data_dir, PRIVATE_DIR)
+    if created:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # a valid empty database
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
         _claim(conn, path)  # before anything writes: never turn another program's file into a WAL journal
+        for file in (path, path.with_name(f"{DB_NAME}-wal"), path.with_name(f"{DB_NAME}-shm")):
+            _private(file, PRIVATE_FILE)  # ours: an older install's files may still be readable by others
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -97,6 +106,22 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+#: Mode bits of the station's own files and of its data directory: nobody else reads a password in them.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def _private(path: Path, mode: int) -> None:
+    """Give `path` owner-only `mode`; a file that is not there is fine, one we may not chmod is logged."""
+    try:
+        if path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        log.warning("cannot make %s private (mode %04o): it is not owned by this user", path, mode)
 
 
 def _foreign_reason(conn: sqlite3.Connection) -> str | None:
