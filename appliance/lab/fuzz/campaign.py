@@ -43,7 +43,9 @@ HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", 
            # certificates block
            "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
            # firmware update block
-           "UpdateFirmware")
+           "UpdateFirmware",
+           # logs and customer information
+           "CustomerInformation", "GetLog")
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
