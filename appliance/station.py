@@ -215,7 +215,7 @@ class Station:
                      "SecurityLog": self.security.log})
         self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
                                                  local_list=self.authorizer.local_list, link=link, clock=clock,
-                                                 setting=dm.get)
+                                                 settings=dm.settings)
         self.device_notifications = DeviceNotifications(journal=journal, clock=clock)  # serial hardware (issue 12)
         return [
             self.provisioning,
@@ -230,11 +230,11 @@ class Station:
                           settings=dm.settings, restart=self.request_restart),
             self.security,
             Certificates(store=self.certificate_store, identity=self.identity, link=link, clock=clock,
-                         setting=dm.get, security_events=self.security,
+                         settings=dm.settings, security_events=self.security,
                          common_name=config.station.serial_number or config.station.id,
                          slot_profile=self._slot_profile),
             self.triggers,
-            FirmwareUpdates(storage=self.storage, journal=journal, link=link, clock=clock, setting=dm.get,
+            FirmwareUpdates(storage=self.storage, journal=journal, link=link, clock=clock, settings=dm.settings,
                             runners=self.runners, hold=self.firmware_hold, security_events=self.security,
                             manufacturer_roots=functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT),
                             installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import trio
 
@@ -34,7 +33,9 @@ from appliance.certs import hashdata
 from appliance.certs.identity import StationIdentity
 from appliance.certs.store import CSMS_ROOT, ROOT_USES, CertificateStore, Outcome
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.model import Provider, Validator
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link, OnlineService
 from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
 
@@ -58,7 +59,7 @@ class Certificates(Block):
         identity: StationIdentity,
         link: Link,
         clock: StationClock,
-        setting: Callable[[str], Any],
+        settings: Settings,
         security_events: SecurityEvents,
         common_name: str,
         slot_profile: Callable[[int], int | None],
@@ -67,7 +68,7 @@ class Certificates(Block):
         self._identity = identity
         self._link = link
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self._events = security_events
         self._common_name = common_name
         self._slot_profile = slot_profile
@@ -156,8 +157,8 @@ class Certificates(Block):
         if use != STATION_CERTIFICATE:
             return Outcome("Rejected", "UnsupportedParam", f"{use}: ISO 15118 certificates are not supported"
                            ).payload()
-        limit = self._setting("SecurityCtrlr.MaxCertificateChainSize")
-        if limit is not None and len(text) > int(limit):
+        limit = self._settings.integer(keys.MAX_CERTIFICATE_CHAIN_SIZE)
+        if len(text) > limit:
             log.warning("CertificateSigned refused: %d characters, over MaxCertificateChainSize %s",
                         len(text), limit)
             return Outcome("Rejected", "TooLargeElement", f"over MaxCertificateChainSize ({limit})").payload()
@@ -172,7 +173,7 @@ class Certificates(Block):
         log.info("new ChargingStationCertificate %s, valid until %s", chain[0].subject.rfc4514_string(),
                  chain[0].not_valid_after_utc.isoformat())
         await self._events.raise_event("ReconfigurationOfSecurityParameters", "ChargingStationCertificate renewed")
-        if int(self._setting("SecurityCtrlr.SecurityProfile")) < 3:
+        if self._settings.integer(keys.SECURITY_PROFILE) < 3:
             return {"status": "Accepted"}  # used from the first profile-3 connection on
 
         async def reconnect() -> None:
@@ -207,11 +208,11 @@ class Certificates(Block):
 
     async def _renewal_round(self, link: Link) -> None:
         if self._csr is None:
-            organization = str(self._setting("SecurityCtrlr.OrganizationName") or "")
+            organization = self._settings.text(keys.ORGANIZATION_NAME) or ""
             self._csr = await self._identity.new_csr(self._common_name, organization)
             self._answered = trio.Event()
-        repeat = max(0, int(self._setting("SecurityCtrlr.CertSigningRepeatTimes")))
-        wait = max(1, int(self._setting("SecurityCtrlr.CertSigningWaitMinimum")))
+        repeat = max(0, self._settings.integer(keys.CERT_SIGNING_REPEAT_TIMES))
+        wait = max(1.0, self._settings.seconds(keys.CERT_SIGNING_WAIT_MINIMUM))
         for attempt in range(repeat + 1):
             try:
                 answer = await link.call("SignCertificate", {"csr": self._csr,

@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link
 from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.storage import Storage
@@ -63,13 +65,13 @@ class Findings:
 
 class CustomerInformation(Block):
     def __init__(self, *, storage: Storage, cache: AuthCache, local_list: LocalList, link: Link,
-                 clock: StationClock, setting: Callable[[str], Any]) -> None:
+                 clock: StationClock, settings: Settings) -> None:
         self._storage = storage
         self._cache = cache
         self._local_list = local_list
         self._link = link
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self.queue = JobQueue("customer information", waiting=REPORTS_WAITING)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -111,7 +113,7 @@ class CustomerInformation(Block):
             return lines
         who = f"idToken {id_token['idToken']} ({id_token['type']})"
         found: list[str] = []
-        cached = self._cache.get(id_token, self._clock.now(), int(self._setting("AuthCacheCtrlr.LifeTime")))
+        cached = self._cache.get(id_token, self._clock.now(), int(self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME)))
         if cached is not None:
             found.append(f"authorization cache: {_info(cached)}")
         listed = self._local_list.get(id_token)

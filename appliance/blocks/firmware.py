@@ -38,6 +38,8 @@ from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.blocks.security import SecurityEvents
 from appliance.clock import StationClock, parse_iso
 from appliance.config import FirmwareConfig
+from appliance.devicemodel import settings as keys
+from appliance.devicemodel.settings import Settings
 from appliance.evse.runner import EvseRunner
 from appliance.firmware import download, signing, slots
 from appliance.firmware.installers import Installer, InstallFailed
@@ -76,7 +78,7 @@ class FirmwareUpdates(Block):
         journal: Journal,
         link: Link,
         clock: StationClock,
-        setting: Callable[[str], Any],
+        settings: Settings,
         runners: dict[int, EvseRunner],
         hold: InstallHold,
         security_events: SecurityEvents,
@@ -90,7 +92,7 @@ class FirmwareUpdates(Block):
         self._journal = journal
         self._link = link
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self._runners = runners
         self._hold = hold
         self._events = security_events
@@ -318,7 +320,7 @@ class FirmwareUpdates(Block):
         if install_at and parse_iso(install_at).timestamp() > self._clock.timestamp():
             await self._status("InstallScheduled")
             await self._wait_until(install_at)
-        if not self._setting("ChargingStation.AllowNewSessionsPendingFirmwareUpdate"):
+        if not self._settings.flag(keys.ALLOW_NEW_SESSIONS_PENDING_FIRMWARE_UPDATE):
             await self._apply_hold(True)
         if self._busy() and self._stage not in ("InstallScheduled", "Installing"):
             await self._status("InstallScheduled")  # waiting for the transactions (TC_L_15)
@@ -388,6 +390,6 @@ class FirmwareUpdates(Block):
 
     async def _drain_journal(self) -> None:
         """Give the delivery task a moment to hand InstallRebooting to the CSMS before the restart (bounded)."""
-        with trio.move_on_after(float(self._setting("OCPPCommCtrlr.MessageTimeout[Default]"))):
+        with trio.move_on_after(self._settings.seconds(keys.MESSAGE_TIMEOUT)):
             while self._link.online and await self._journal.run_sync(self._journal.store.pending_count) > 0:  # noqa: ASYNC110
                 await trio.sleep(0.05)

@@ -97,6 +97,14 @@ NETWORK_PROFILE_CONNECTION_ATTEMPTS = Integer("OCPPCommCtrlr.NetworkProfileConne
 
 # --- SecurityCtrlr -------------------------------------------------------------------------------------
 BASIC_AUTH_PASSWORD = Text("SecurityCtrlr.BasicAuthPassword")
+SECURITY_PROFILE = Integer("SecurityCtrlr.SecurityProfile")
+ORGANIZATION_NAME = Text("SecurityCtrlr.OrganizationName")
+CERT_SIGNING_REPEAT_TIMES = Integer("SecurityCtrlr.CertSigningRepeatTimes")
+CERT_SIGNING_WAIT_MINIMUM = Seconds("SecurityCtrlr.CertSigningWaitMinimum")
+MAX_CERTIFICATE_CHAIN_SIZE = Integer("SecurityCtrlr.MaxCertificateChainSize")
+
+# --- ChargingStation -----------------------------------------------------------------------------------
+ALLOW_NEW_SESSIONS_PENDING_FIRMWARE_UPDATE = Flag("ChargingStation.AllowNewSessionsPendingFirmwareUpdate")
 
 # --- DeviceDataCtrlr -----------------------------------------------------------------------------------
 #: The requests DeviceDataCtrlr.ItemsPerMessage / BytesPerMessage have an instance for.
