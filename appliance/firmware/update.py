@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from appliance.storage import Storage
+from appliance.timetext import now_text
 
 #: Stages of an update that is still under way, in order (FirmwareStatusEnumType values).
 STAGES = ("DownloadScheduled", "Downloading", "Downloaded", "SignatureVerified", "InstallScheduled", "Installing",
@@ -70,11 +71,11 @@ class UpdateStore:
 def _save(conn: sqlite3.Connection, record: UpdateRecord) -> None:
     conn.execute(
         "INSERT INTO firmware_update (singleton, request_id, stage, request, attempts, image_path, target_slot, "
-        "target_version, updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+        "target_version, updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(singleton) DO UPDATE SET request_id = excluded.request_id, stage = excluded.stage, "
         "request = excluded.request, attempts = excluded.attempts, image_path = excluded.image_path, "
         "target_slot = excluded.target_slot, target_version = excluded.target_version, "
         "updated_at = excluded.updated_at",
         (record.request_id, record.stage, json.dumps(record.request), record.attempts, record.image_path,
-         record.target_slot, record.target_version),
+         record.target_slot, record.target_version, now_text()),
     )
