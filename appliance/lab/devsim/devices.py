@@ -104,6 +104,7 @@ class BoardSim(_Device):
         self.silent = False
         self._buffer = b""
         self._last_hb = time.monotonic()
+        self._heard_at: float | None = None  # the station's last heartbeat
         self._next_status = 0.0
         self._sent: dict[int, str] = {}
         self.commands: list[lp.Command] = []  # the last few, for tests
@@ -163,6 +164,10 @@ class BoardSim(_Device):
         for i in range(lines):
             self.endpoint.write(b"\x13\xfe?ST 9 cp=Q%d\r\n" % i)
 
+    def station_heard_within(self, seconds: float) -> bool:
+        """Has the station's heartbeat come in the last `seconds` (is a station running and talking to us)?"""
+        return self._heard_at is not None and time.monotonic() - self._heard_at <= seconds
+
     # --- the board's firmware -------------------------------------------------------------------
 
     def _set(self, evse_id: int, **values: object) -> None:
@@ -193,7 +198,7 @@ class BoardSim(_Device):
                 continue
             self.commands = [*self.commands[-50:], command]
             if command.verb == "HB":
-                self._last_hb = time.monotonic()
+                self._last_hb = self._heard_at = time.monotonic()
                 if self.watchdog_tripped:
                     self.watchdog_tripped = False
                 continue
