@@ -198,3 +198,18 @@ async def test_welded_contactor_is_a_fault(csms: LoopbackCsms, data_dir: Path) -
         mark = csms.mark()
         bench.board.weld(2, False)
         await wait_status(csms, "Available", evse_id=2, since=mark)
+
+
+async def test_meter_bus_adapter_unplugged_and_back(csms: LoopbackCsms, data_dir: Path) -> None:
+    async with bench_station(csms, data_dir) as (_station, bench):
+        mark = csms.mark()
+        bench.meters.disconnect()  # the RS-485 adapter's USB cable: the pty disappears
+        await wait_status(csms, "Faulted", evse_id=1, since=mark)
+        await wait_status(csms, "Faulted", evse_id=2, since=mark)
+        event = await wait_notify(csms, "ControlMetering", "true", mark)
+        # A hung-up pty (like a USB adapter going away) may first just stop answering.
+        assert any(why in event["techInfo"] for why in ("disappeared", "cannot open", "did not answer")), event
+        mark = csms.mark()
+        bench.meters.reconnect()
+        await wait_status(csms, "Available", evse_id=1, since=mark, timeout=15)
+        await wait_status(csms, "Available", evse_id=2, since=mark, timeout=15)
