@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from appliance.lab.csms import LoopbackCsms
@@ -223,6 +224,7 @@ async def test_cable_rating_caps_the_offer_and_pilot_e_is_a_fault(csms: Loopback
             while bench.world.evses[1].offered_a != 20.0:  # noqa: ASYNC110 - the board's view of CUR
                 await trio.sleep(0.05)
         assert station.hardware.offered_current(1) == 20.0
+        assert bench.board.pwm_percent[1] == pytest.approx(20 / 0.6)  # IEC 61851-1: the duty that offers 20 A
         mark = csms.mark()
         bench.board.pilot(1, "E")  # the pilot shorted
         await wait_status(csms, "Faulted", since=mark)
