@@ -458,10 +458,14 @@ class Rig:
             self.proxy = ChaosProxy("127.0.0.1", self.csms.port).start()
             self._stack.callback(self.proxy.stop)
             url = f"ws://127.0.0.1:{self.proxy.port}/ocpp"
-        self.config_path.write_text(config_text(self.data_dir, url, variables=VARIABLES))
+        self.config_path.write_text(self.station_config(url))
         self.station = _StationProcess(self.config_path, self.log_path, prefix)
         self._stack.callback(self._kill_station)  # runs first: nothing may outlive the namespaces
         self.station.start()
+
+    def station_config(self, url: str) -> str:
+        """The station's config text (a rig for other hardware, e.g. lab.devsim's serial bench, extends it)."""
+        return config_text(self.data_dir, url, variables=VARIABLES)
 
     def _kill_station(self) -> None:
         if self.station.running:
@@ -733,8 +737,11 @@ def _injector(rig: Rig) -> Injector:
 # --- one run -------------------------------------------------------------------------------------------------
 
 
-def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every: float = 0.0) -> Report:
-    """Torture one station as `plan` says, heal, drain, stop it, and check everything (see the module doc)."""
+def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every: float = 0.0,
+                 rig_class: type[Rig] | None = None) -> Report:
+    """Torture one station as `plan` says, heal, drain, stop it, and check everything (see the module doc).
+
+    `rig_class`: another station rig (default `Rig`: simulated hardware), e.g. the serial bench's."""
     rng = random.Random(plan.seed)
     tally = Tally()
     faults: list[Fault] = []
@@ -743,7 +750,7 @@ def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every:
     say(f"torture {plan.mode}: seed {plan.seed} (replay its choices with TORTURE_SEED={plan.seed}); "
         f"work directory {workdir}")
     started = time.monotonic()
-    with Rig(plan.mode, workdir, tally, say) as rig:
+    with (rig_class or Rig)(plan.mode, workdir, tally, say) as rig:
         rig.wait_ready()
         injector = _injector(rig)
         pace = 0.5 if plan.mode == "kill" else 1.0

@@ -50,13 +50,14 @@ class ModbusBus:
         self._backoff = Backoff(maximum=reopen_max_s)
         self._closed_until = 0.0
         self._clock = clock
+        self._unanswered = 0  # requests in a row that got no answer, from any unit
+        self._port_problem = ""
 
     async def read(self, unit: int, function: int, address: int, count: int) -> list[int]:
         """`count` registers from `address` of meter `unit` (function 3 or 4); ModbusFailure otherwise."""
         now = self._clock()
         if self._client is None and now < self._closed_until:
-            raise ModbusFailure("port", f"{self.settings.port.url} unavailable (next attempt in "
-                                f"{self._closed_until - now:.1f} s)")
+            raise ModbusFailure("port", f"{self._port_problem} (next attempt in {self._closed_until - now:.1f} s)")
         deadline = self.settings.timeout_s * 2 + 2.0
         with trio.move_on_after(deadline):
             try:
@@ -64,10 +65,27 @@ class ModbusBus:
                                                           limiter=self._limiter, abandon_on_cancel=True)
             except PortLost as exc:
                 self._closed_until = self._clock() + self._backoff.next_delay()
+                self._port_problem = str(exc)
                 raise ModbusFailure("port", str(exc)) from None
+            except ModbusFailure as exc:
+                if exc.kind == "no answer":
+                    self._silence()
+                raise
             self._backoff.reset()
+            self._unanswered = 0
             return registers
+        self._silence()
         raise ModbusFailure("no answer", f"request to unit {unit} still running after {deadline:g} s")
+
+    def _silence(self) -> None:
+        """A vanished adapter often just stops answering (writes to a hung-up pty or USB device can still
+        succeed): when nothing on the bus answered twice in a row, open the port afresh for the next request,
+        which then finds the device again, or finds it gone. One silent meter among answering ones never
+        triggers this."""
+        self._unanswered += 1
+        if self._unanswered >= 2 and self._client is not None:
+            self._unanswered = 0
+            self.close()
 
     def close(self) -> None:
         """Close the port (at shutdown). Safe while a request is still running: it fails, harmlessly."""

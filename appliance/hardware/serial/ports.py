@@ -66,10 +66,6 @@ class LinePort:
         self.max_line = max_line
         self._port: serial.Serial | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._port is not None
-
     async def open(self) -> None:
         self.close()
         self._port = await trio.to_thread.run_sync(open_serial, self.settings)

@@ -52,8 +52,6 @@ class CardReaderDevice:
         self._selection: tuple[int, float] | None = None
         self._garbage: list[float] = []
         self.lost: str | None = None  # why the reader is out of service, None while it works
-        #: trio.current_time() when the last card line arrived, for measurements
-        self.last_line_at: float | None = None
 
     def select(self, evse_id: int) -> None:
         """The user chose an EVSE on the display: the next card is for it (within selection_timeout_s)."""
@@ -97,7 +95,6 @@ class CardReaderDevice:
                 await self._refuse(f"a {len(line)}-byte line that is not a card UID (8, 14 or 20 hex digits)", now)
                 continue
             uid = text.upper()
-            self.last_line_at = now
             if self.lost is not None:
                 self._garbage.clear()
                 await self._recover()

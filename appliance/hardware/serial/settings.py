@@ -149,7 +149,8 @@ def parse_serial(raw: Any, evses: list[EvseLayout], variables: dict[str, Any]) -
 
 def _poll_within_sampling(poll: float, variables: dict[str, Any]) -> None:
     """The meters are polled at least as often as the station samples them, so a sample is never older than
-    one sampling interval (the factory values in `[variables]`; the CSMS may only lengthen them in practice)."""
+    one sampling interval. Checked against the factory values in `[variables]`; should a CSMS later set a
+    shorter interval, a sample may be up to one poll interval old (its reading says when it was taken)."""
     for name in ("SampledDataCtrlr.TxUpdatedInterval", "SampledDataCtrlr.TxEndedInterval", "AlignedDataCtrlr.Interval"):
         value = variables.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < poll:

@@ -66,13 +66,10 @@ class ReaderSim(_Device):
         super().__init__(endpoint, "devsim-reader")
         self._holds: list[tuple[str, float, float, float]] = []  # uid, until, every, next
         self._lock = threading.Lock()
-        #: time.monotonic() when the last card line was written, for measurements
-        self.last_written_at: float | None = None
 
     def present(self, uid: str) -> None:
         """A card is held to the reader for one read."""
         self.endpoint.write(uid.encode("ascii") + b"\r\n")
-        self.last_written_at = time.monotonic()
 
     def hold(self, uid: str, seconds: float, every: float = 0.5) -> None:
         """The card lies on the reader for `seconds`: its line repeats every `every` seconds."""
@@ -104,10 +101,12 @@ class BoardSim(_Device):
         self.silent = False
         self._buffer = b""
         self._last_hb = time.monotonic()
+        self._heard_at: float | None = None  # the station's last heartbeat
         self._next_status = 0.0
         self._sent: dict[int, str] = {}
-        self.commands: list[lp.Command] = []  # the last few, for tests
         self.watchdog_tripped = False
+        #: the PWM duty cycle the board puts on each EVSE's pilot for the offered current (IEC 61851-1)
+        self.pwm_percent: dict[int, float] = dict.fromkeys(world.evses, 100.0)
 
     # --- what people do -------------------------------------------------------------------------
 
@@ -163,6 +162,10 @@ class BoardSim(_Device):
         for i in range(lines):
             self.endpoint.write(b"\x13\xfe?ST 9 cp=Q%d\r\n" % i)
 
+    def station_heard_within(self, seconds: float) -> bool:
+        """Has the station's heartbeat come in the last `seconds` (is a station running and talking to us)?"""
+        return self._heard_at is not None and time.monotonic() - self._heard_at <= seconds
+
     # --- the board's firmware -------------------------------------------------------------------
 
     def _set(self, evse_id: int, **values: object) -> None:
@@ -191,9 +194,8 @@ class BoardSim(_Device):
             except lp.ProtocolError as exc:
                 self._write(f"ERR {exc}")
                 continue
-            self.commands = [*self.commands[-50:], command]
             if command.verb == "HB":
-                self._last_hb = time.monotonic()
+                self._last_hb = self._heard_at = time.monotonic()
                 if self.watchdog_tripped:
                     self.watchdog_tripped = False
                 continue
@@ -202,6 +204,7 @@ class BoardSim(_Device):
                 self._write(f"ERR no EVSE {evse_id}")
                 continue
             if command.verb == "CUR":
+                self.pwm_percent[evse_id] = lp.pwm_duty_percent(command.value)
                 self._set(evse_id, offered_a=command.value)
             else:
                 self._set(evse_id, contactor_commanded=command.value == 1)
@@ -213,6 +216,7 @@ class BoardSim(_Device):
             self.watchdog_tripped = True
             for evse_id in self.world.evses:
                 self._set(evse_id, contactor_commanded=False, offered_a=0.0)
+                self.pwm_percent[evse_id] = 100.0
         periodic = now >= self._next_status
         if periodic:
             self._next_status = now + self.status_every

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from appliance.lab.csms import LoopbackCsms
@@ -21,10 +22,11 @@ from tests.hardware.serial.bench_helpers import bench_station, notify_events
 TOKEN = "04A1B2C3"
 
 
-async def charging(csms: LoopbackCsms, bench: Bench, evse_id: int = 1, token: str = TOKEN) -> str:
+async def charging(csms: LoopbackCsms, bench: Bench, evse_id: int = 1, token: str = TOKEN,
+                   cable_a: int | None = None) -> str:
     """Plug, select, card, charge: the transaction id once it is Charging."""
     mark = csms.mark()
-    bench.board.plug(evse_id)
+    bench.board.plug(evse_id, cable_a)
     await wait_status(csms, "Occupied", evse_id=evse_id, since=mark)
     bench.board.select(evse_id)
     await trio.sleep(0.1)
@@ -198,3 +200,34 @@ async def test_welded_contactor_is_a_fault(csms: LoopbackCsms, data_dir: Path) -
         mark = csms.mark()
         bench.board.weld(2, False)
         await wait_status(csms, "Available", evse_id=2, since=mark)
+
+
+async def test_meter_bus_adapter_unplugged_and_back(csms: LoopbackCsms, data_dir: Path) -> None:
+    async with bench_station(csms, data_dir) as (_station, bench):
+        mark = csms.mark()
+        bench.meters.disconnect()  # the RS-485 adapter's USB cable: the pty disappears
+        await wait_status(csms, "Faulted", evse_id=1, since=mark)
+        await wait_status(csms, "Faulted", evse_id=2, since=mark)
+        event = await wait_notify(csms, "ControlMetering", "true", mark)
+        # A hung-up pty (like a USB adapter going away) may first just stop answering.
+        assert any(why in event["techInfo"] for why in ("disappeared", "cannot open", "did not answer")), event
+        mark = csms.mark()
+        bench.meters.reconnect()
+        await wait_status(csms, "Available", evse_id=1, since=mark, timeout=15)
+        await wait_status(csms, "Available", evse_id=2, since=mark, timeout=15)
+
+
+async def test_cable_rating_caps_the_offer_and_pilot_e_is_a_fault(csms: LoopbackCsms, data_dir: Path) -> None:
+    async with bench_station(csms, data_dir) as (station, bench):
+        tx_id = await charging(csms, bench, cable_a=20)  # a 20 A cable in a socket
+        with trio.fail_after(5):
+            while bench.world.evses[1].offered_a != 20.0:  # noqa: ASYNC110 - the board's view of CUR
+                await trio.sleep(0.05)
+        assert station.hardware.offered_current(1) == 20.0
+        assert bench.board.pwm_percent[1] == pytest.approx(20 / 0.6)  # IEC 61851-1: the duty that offers 20 A
+        mark = csms.mark()
+        bench.board.pilot(1, "E")  # the pilot shorted
+        await wait_status(csms, "Faulted", since=mark)
+        await ended_abnormally(csms, tx_id, mark)
+        event = await wait_notify(csms, "EVSE", "true", mark)
+        assert event["techInfo"] == "PilotStateE"
