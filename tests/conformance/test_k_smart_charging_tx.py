@@ -269,3 +269,21 @@ async def test_disabled_smart_charging(csms: LoopbackCsms, data_dir: Path) -> No
         await call(csms, "SetVariables", {"setVariableData": [{
             "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"}, "attributeValue": "true"}]})
         await power_at_most(station, SIX_A_W)
+
+
+async def test_station_maximum_shared_between_charging_evses(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Beyond Part 6: a ChargingStationMaxProfile of 10 A on three phases (6,900 W) with both EVSEs charging at
+    11 kW: EVSE 2 (single-phase) keeps its 10 A (2,300 W), EVSE 1 gets the rest (4,600 W, 6.67 A), so the two
+    together draw no more than the station maximum."""
+    async with station_up(csms, data_dir) as station:
+        hw: Any = station.hardware
+        driver = HardwareDriver(station)
+        await energy_transfer_started(csms, driver, 1)
+        await energy_transfer_started(csms, driver, 2)
+        await install(csms, 0, profile(66, "ChargingStationMaxProfile", periods=((0, 10.0),)))
+        with trio.fail_after(2):
+            while hw.read_meter(1).power_w + hw.read_meter(2).power_w > 6900:  # noqa: ASYNC110 - polling the meters
+                await trio.sleep(0.02)
+        assert hw.read_meter(2).offered_current_a == 10.0
+        assert abs(hw.read_meter(1).offered_current_a - 4600 / 690) < 0.01
+        assert hw.read_meter(1).power_w > 4000  # EVSE 1 still charges, at its share
