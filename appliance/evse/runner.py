@@ -99,6 +99,8 @@ class EvseRunner:
 
     def set_current_limit(self, amps: float | None) -> None:
         """Smart charging's limit for this EVSE; an offer already running follows at once (no decision needed)."""
+        if amps == self.current_limit_a:
+            return  # a real controller is written only when something changes
         self.current_limit_a = amps
         if self.state.offering:
             self._hw.set_offered_current(self.evse_id, self._offer())

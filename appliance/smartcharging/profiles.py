@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -185,8 +186,8 @@ def _check_schedule(raw: Mapping[str, Any], evse_id: int, limits: Limits) -> Ref
     if starts[0] != 0 or any(b <= a for a, b in itertools.pairwise(starts)):
         return Refusal("InvalidSchedule", "startPeriods must begin at 0 and increase")
     for p in periods:
-        if p["limit"] < 0:
-            return Refusal("InvalidSchedule", "a limit is negative")
+        if not 0 <= p["limit"] < math.inf:
+            return Refusal("InvalidSchedule", f"limit {p['limit']} (must be a finite number, not negative)")
         n = p.get("numberPhases")
         if n is not None and not 1 <= n <= 3:
             return Refusal("InvalidSchedule", f"numberPhases {n}")

@@ -46,6 +46,7 @@ def test_a_plain_default_profile_is_accepted() -> None:
                                                               (3, 6, None)]), 1, "TooManyElements"),
     ("first period not at 0", default(periods=[(5, 6, None)]), 1, "InvalidSchedule"),
     ("negative limit", default(periods=[(0, -1, None)]), 1, "InvalidSchedule"),
+    ("infinite limit (1e400 in the JSON)", default(periods=[(0, float("inf"), None)]), 1, "InvalidSchedule"),
     ("numberPhases 4", default(periods=[(0, 6, 4)]), 1, "InvalidSchedule"),
     ("Absolute without startSchedule", raw_profile(1, "TxDefaultProfile", 0, "Absolute", [(0, 6, None)]), 1,
      "InvalidSchedule"),
