@@ -200,7 +200,7 @@ class Station:
         # smart charging block: before transactions, which hands it a RequestStartTransaction's TxProfile
         entries = dm.resolve("SmartChargingCtrlr.Entries[ChargingProfiles]")[0].characteristics.max_limit
         self.smart_charging = SmartCharging(storage=self.storage, runners=self.runners, layouts=config.evses,
-                                            link=link, clock=clock, setting=dm.get,
+                                            link=link, clock=clock, settings=dm.settings,
                                             settings_changed=self.settings_changed, max_entries=int(entries or 0))
         self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
                                          link=link, hardware=hw, clock=clock, settings=dm.settings,

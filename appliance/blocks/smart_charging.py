@@ -17,7 +17,7 @@ session ends without one. Relative profiles count from the transaction's start a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,9 @@ import trio
 from appliance.blocks.base import Block
 from appliance.blocks.profile_store import ProfileStore
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.model import Provider
+from appliance.devicemodel.settings import Settings
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import EvseLayout
 from appliance.link.link import Link
@@ -57,14 +59,14 @@ class SmartCharging(Block):
     migrations = ("0009_charging_profiles.sql",)
 
     def __init__(self, *, storage: Storage, runners: dict[int, EvseRunner], layouts: list[EvseLayout],
-                 link: Link, clock: StationClock, setting: Callable[[str], Any],
+                 link: Link, clock: StationClock, settings: Settings,
                  settings_changed: Watched[int], max_entries: int) -> None:
         self.store = ProfileStore(storage)
         self._runners = runners
         self._layouts = {layout.evse_id: layout for layout in layouts}
         self._link = link
         self._clock = clock
-        self._setting = setting
+        self._settings = settings
         self._settings_changed = settings_changed
         self._max_entries = max_entries
         self.changed: Watched[int] = Watched(0)
@@ -99,16 +101,16 @@ class SmartCharging(Block):
     # --- facts --------------------------------------------------------------------------------------------
 
     def _enabled(self) -> bool:
-        return bool(self._setting(f"{CTRLR}.Enabled"))
+        return self._settings.flag(keys.SMART_CHARGING_ENABLED)
 
     def _rate_units(self) -> tuple[str, ...]:
-        return tuple(self._setting(f"{CTRLR}.RateUnit"))
+        return self._settings.members(keys.RATE_UNIT)
 
     def _limits(self) -> Limits:
         phases = {evse_id: layout.phases for evse_id, layout in self._layouts.items()}
         phases[0] = max(phases.values(), default=3)
-        return Limits(phases, self._rate_units(), int(self._setting(f"{CTRLR}.ProfileStackLevel")),
-                      int(self._setting(f"{CTRLR}.PeriodsPerSchedule")), self._max_entries)
+        return Limits(phases, self._rate_units(), self._settings.integer(keys.PROFILE_STACK_LEVEL),
+                      self._settings.integer(keys.PERIODS_PER_SCHEDULE), self._max_entries)
 
     def _transactions(self) -> dict[int, str | None]:
         return {evse_id: r.state.tx.transaction_id if r.state.tx else None for evse_id, r in self._runners.items()}
@@ -128,7 +130,7 @@ class SmartCharging(Block):
         only while ExternalControlSignalsEnabled."""
         if not self._enabled():
             return []
-        externals = bool(self._setting(f"{CTRLR}.ExternalControlSignalsEnabled"))
+        externals = self._settings.flag(keys.EXTERNAL_CONTROL_SIGNALS_ENABLED)
         return [p for p in self.store.all() if externals or p.purpose != EXTERNAL]
 
     def _touch(self) -> None:
@@ -294,7 +296,7 @@ class SmartCharging(Block):
             log.info("EVSE %d: smart charging limit %s", evse_id, "none" if limit is None else f"{limit:.1f} A")
         runner.set_current_limit(limit)
         self._offered[evse_id] = amps
-        significance = float(self._setting(f"{CTRLR}.LimitChangeSignificance"))
+        significance = self._settings.number(keys.LIMIT_CHANGE_SIGNIFICANCE)
         if (runner.state.tx is not None and before is not None and before != amps
                 and abs(amps - before) * 100 >= significance * max(before, 1e-9)):
             await runner.apply(lambda s: s.periodic("ChargingRateChanged"))

@@ -33,6 +33,10 @@ class Seconds(Key):
     """dataType integer or decimal, in seconds."""
 
 
+class Number(Key):
+    """dataType decimal or integer: a quantity that is not a time (a percentage, a current)."""
+
+
 class Members(Key):
     """dataType MemberList or SequenceList: the members in order."""
 
@@ -69,6 +73,12 @@ class Settings:
             raise SettingError(f"{key.path}: {value!r} is not a number of seconds")
         return float(value)
 
+    def number(self, key: Number) -> float:
+        value = self._get(key.path)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingError(f"{key.path}: {value!r} is not a number")
+        return float(value)
+
     def members(self, key: Members) -> tuple[str, ...]:
         value = self._get(key.path)
         if not isinstance(value, list | tuple) or not all(isinstance(member, str) for member in value):
@@ -102,6 +112,14 @@ ORGANIZATION_NAME = Text("SecurityCtrlr.OrganizationName")
 CERT_SIGNING_REPEAT_TIMES = Integer("SecurityCtrlr.CertSigningRepeatTimes")
 CERT_SIGNING_WAIT_MINIMUM = Seconds("SecurityCtrlr.CertSigningWaitMinimum")
 MAX_CERTIFICATE_CHAIN_SIZE = Integer("SecurityCtrlr.MaxCertificateChainSize")
+
+# --- SmartChargingCtrlr --------------------------------------------------------------------------------
+SMART_CHARGING_ENABLED = Flag("SmartChargingCtrlr.Enabled")
+RATE_UNIT = Members("SmartChargingCtrlr.RateUnit")
+PROFILE_STACK_LEVEL = Integer("SmartChargingCtrlr.ProfileStackLevel")
+PERIODS_PER_SCHEDULE = Integer("SmartChargingCtrlr.PeriodsPerSchedule")
+EXTERNAL_CONTROL_SIGNALS_ENABLED = Flag("SmartChargingCtrlr.ExternalControlSignalsEnabled")
+LIMIT_CHANGE_SIGNIFICANCE = Number("SmartChargingCtrlr.LimitChangeSignificance")
 
 # --- ChargingStation -----------------------------------------------------------------------------------
 ALLOW_NEW_SESSIONS_PENDING_FIRMWARE_UPDATE = Flag("ChargingStation.AllowNewSessionsPendingFirmwareUpdate")

@@ -11,7 +11,17 @@ import pytest
 from appliance.devicemodel import DEFAULT_LAYOUTS, format_path
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.catalog import build_catalog
-from appliance.devicemodel.settings import Flag, Integer, Key, Members, Seconds, SettingError, Settings, Text
+from appliance.devicemodel.settings import (
+    Flag,
+    Integer,
+    Key,
+    Members,
+    Number,
+    Seconds,
+    SettingError,
+    Settings,
+    Text,
+)
 from appliance.devicemodel.types import DataType
 from tests.devicemodel.test_support import new_db, open_model
 
@@ -20,6 +30,7 @@ KINDS: dict[type[Key], set[DataType]] = {
     Integer: {DataType.integer},
     Flag: {DataType.boolean},
     Seconds: {DataType.integer, DataType.decimal},
+    Number: {DataType.integer, DataType.decimal},
     Members: {DataType.MemberList, DataType.SequenceList},
     Text: {DataType.string},
 }
@@ -33,6 +44,8 @@ def read(settings: Settings, key: Key) -> object:
         return settings.flag(key)
     if isinstance(key, Seconds):
         return settings.seconds(key)
+    if isinstance(key, Number):
+        return settings.number(key)
     if isinstance(key, Members):
         return settings.members(key)
     assert isinstance(key, Text)
@@ -65,7 +78,7 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 async def test_every_constant_reads_its_factory_value_with_its_type(db: sqlite3.Connection) -> None:
     dm = await open_model(db)
-    expected = {Integer: int, Flag: bool, Seconds: float, Members: tuple, Text: (str, type(None))}
+    expected = {Integer: int, Flag: bool, Seconds: float, Number: float, Members: tuple, Text: (str, type(None))}
     for key in ALL_KEYS:
         value = read(dm.settings, key)
         assert isinstance(value, expected[type(key)]), key.path
@@ -78,6 +91,7 @@ async def test_every_constant_reads_its_factory_value_with_its_type(db: sqlite3.
     (Flag("X.F"), 1),
     (Seconds("X.S"), "30"),
     (Seconds("X.S"), False),
+    (Number("X.N"), "10"),
     (Members("X.M"), "EVConnected,Authorized"),
     (Members("X.M"), [1, 2]),
     (Text("X.T"), 7),
