@@ -8,20 +8,14 @@ import contextlib
 import os
 from pathlib import Path
 
+from appliance.storage.db import fsync_dir
+
 
 def private_dir(path: Path) -> Path:
     """`path` (and missing parents) as a directory only the station's user can enter; returned for chaining."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)  # mkdir's mode is masked by the umask, and an existing directory keeps its own
     return path
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_private(path: Path, data: bytes) -> None:

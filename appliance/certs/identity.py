@@ -30,6 +30,7 @@ from appliance.certs import files
 from appliance.certs.validate import CertificateProblem, chain_problem, key_matches, parse_pem
 from appliance.config import ConfigError
 from appliance.storage import StateStore, Storage
+from appliance.storage.db import fsync_dir
 
 log = logging.getLogger("appliance.certs")
 
@@ -156,8 +157,8 @@ class StationIdentity:
             files.private_dir(where)
             files.write_private(where / "cert.pem", text)
             os.replace(self._dir / PENDING_KEY, where / "key.pem")
-            files.fsync_dir(where)
-            files.fsync_dir(self._dir)
+            fsync_dir(where)
+            fsync_dir(self._dir)
 
         await self._storage.run(write)
         old = self.current

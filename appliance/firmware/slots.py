@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.firmware import image
+from appliance.storage.db import fsync_dir
 
 log = logging.getLogger("appliance.firmware.slots")
 
@@ -79,15 +80,7 @@ def write_boot(fw_dir: Path, record: BootRecord) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, fw_dir / BOOT_FILE)
-    _fsync_dir(fw_dir)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(fw_dir)
 
 
 def slot_dir(fw_dir: Path, slot: str) -> Path:
@@ -123,7 +116,7 @@ def install_into_inactive(fw_dir: Path, image_path: Path) -> tuple[str, image.Ma
         raise OSError(f"not enough free space for the slot: {free} bytes free, {need} needed")
     target.mkdir(mode=0o700, parents=True)
     manifest = image.unpack(image_path, target)
-    _fsync_dir(target)
+    fsync_dir(target)
     return slot, manifest
 
 
