@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     firmware.set_defaults(usage_parser=firmware)
     # serial hardware (issue 12): listed here for `appliance --help`; `main` hands `devsim …` to the lab, which
     # parses its own arguments, so neither its code nor pymodbus' server loads unless `devsim` runs.
-    commands.add_parser("devsim", add_help=False,
-                        help="simulated serial devices for a bench: reader | controller | meter | bench")
+    commands.add_parser(
+        "devsim", add_help=False, help="simulated serial devices for a bench: reader | controller | meter | bench"
+    )
     return parser
 
 

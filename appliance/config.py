@@ -44,8 +44,7 @@ backend = "sim"
 sim_socket = "var/cs001/sim.sock"
 """
 
-_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security",
-             "firmware"}
+_SECTIONS = {"station", "csms", "hardware", "variables", "limits", "evse", "logging", "journal", "security", "firmware"}
 _STATION_KEYS = {"id", "data_dir", "vendor_name", "model", "serial_number", "firmware_version"}
 _CSMS_KEYS = {"url", "security_profile", "basic_auth_password", "ca_file"}
 _HARDWARE_KEYS = {"backend", "sim_socket", "serial"}
@@ -54,9 +53,19 @@ _LOGGING_KEYS = {"level", "file_max_bytes", "file_count"}  # file_*: logs/diagno
 _JOURNAL_KEYS = {"retention_days", "retention_rows"}
 _SECURITY_KEYS = {"client_cert_file", "client_key_file"}  # security block (TLS client certificate, profile 3)
 # [firmware] (firmware update block): the CONTRACT's three keys, then timeouts and limits (README "Firmware update")
-_FIRMWARE_KEYS = {"manufacturer_root_file", "installer", "install_command", "install_timeout", "trial_boots",
-                  "connect_timeout", "stall_timeout", "transfer_timeout", "max_image_bytes", "reserve_bytes",
-                  "ca_file"}
+_FIRMWARE_KEYS = {
+    "manufacturer_root_file",
+    "installer",
+    "install_command",
+    "install_timeout",
+    "trial_boots",
+    "connect_timeout",
+    "stall_timeout",
+    "transfer_timeout",
+    "max_image_bytes",
+    "reserve_bytes",
+    "ca_file",
+}
 
 
 class ConfigError(Exception):
@@ -186,8 +195,10 @@ def parse(text: str, *, source: str) -> Config:
     station_id = _str(station, "station.id", "id", required=True)
     assert station_id is not None
     if not 1 <= len(station_id) <= 48 or ":" in station_id or "/" in station_id:
-        raise ConfigError("station.id", "must be 1-48 characters without ':' or '/' (it is the URL path segment "
-                          "and the basic-auth username)")
+        raise ConfigError(
+            "station.id",
+            "must be 1-48 characters without ':' or '/' (it is the URL path segment and the basic-auth username)",
+        )
     data_dir = Path(_str(station, "station.data_dir", "data_dir", required=True) or "")
     vendor = _str(station, "station.vendor_name", "vendor_name", default="Appliance", max_len=50)
     model = _str(station, "station.model", "model", default="AC22-2", max_len=20)
@@ -220,9 +231,12 @@ def parse(text: str, *, source: str) -> Config:
     sim_socket = Path(_str(hardware, "hardware.sim_socket", "sim_socket") or str(data_dir / "sim.sock"))
     if backend == "sim" and len(os.fsencode(sim_socket)) > MAX_SOCKET_PATH_BYTES:
         derived = "" if "sim_socket" in hardware else " (derived from station.data_dir)"
-        raise ConfigError("hardware.sim_socket", f"{str(sim_socket)!r}{derived} is {len(os.fsencode(sim_socket))} "
-                          f"bytes; a Unix socket path has at most {MAX_SOCKET_PATH_BYTES} (108 with the NUL): "
-                          "choose a shorter path")
+        raise ConfigError(
+            "hardware.sim_socket",
+            f"{str(sim_socket)!r}{derived} is {len(os.fsencode(sim_socket))} "
+            f"bytes; a Unix socket path has at most {MAX_SOCKET_PATH_BYTES} (108 with the NUL): "
+            "choose a shorter path",
+        )
     serial_ports = hardware.get("serial", {})
     if not isinstance(serial_ports, dict):
         raise ConfigError("hardware.serial", "must be a table")
@@ -235,13 +249,16 @@ def parse(text: str, *, source: str) -> Config:
             isinstance(value, list) and not all(isinstance(v, str) for v in value)
         ):
             raise ConfigError(f"variables.{key}", "value must be a string, number, boolean or list of strings")
-    _no_contradiction(variables, {
-        "securityctrlr.securityprofile": ("csms.security_profile", profile, False),
-        "securityctrlr.basicauthpassword": ("csms.basic_auth_password", password, True),
-        "securityctrlr.identity": ("station.id", station_id, False),
-        "chargingstation.vendorname": ("station.vendor_name", vendor, False),
-        "chargingstation.model": ("station.model", model, False),
-    })
+    _no_contradiction(
+        variables,
+        {
+            "securityctrlr.securityprofile": ("csms.security_profile", profile, False),
+            "securityctrlr.basicauthpassword": ("csms.basic_auth_password", password, True),
+            "securityctrlr.identity": ("station.id", station_id, False),
+            "chargingstation.vendorname": ("station.vendor_name", vendor, False),
+            "chargingstation.model": ("station.model", model, False),
+        },
+    )
 
     logging_table = _table(raw, "logging", required=False)
     _only(logging_table, _LOGGING_KEYS, "logging.")
@@ -295,8 +312,11 @@ def _security(table: dict[str, Any], profile: int) -> SecurityConfig:
     key = _str(table, "security.client_key_file", "client_key_file")
     for name, value, other in (("client_cert_file", cert, key), ("client_key_file", key, cert)):
         if value is None and (other is not None or profile == 3):
-            why = "security_profile 3 authenticates with a client certificate" if profile == 3 else \
-                "the certificate and its key go together"
+            why = (
+                "security_profile 3 authenticates with a client certificate"
+                if profile == 3
+                else "the certificate and its key go together"
+            )
             raise ConfigError(f"security.{name}", f"missing: {why}")
     return SecurityConfig(Path(cert) if cert else None, Path(key) if key else None)
 
@@ -312,7 +332,7 @@ def _firmware(table: dict[str, Any]) -> FirmwareConfig:
         raise ConfigError("firmware.installer", f"unknown installer {installer!r} (known: {known})")
     command = _str(table, "firmware.install_command", "install_command")
     if installer == "command" and command is None:
-        raise ConfigError("firmware.install_command", "required with installer = \"command\"")
+        raise ConfigError("firmware.install_command", 'required with installer = "command"')
     defaults = FirmwareConfig()
     numbers: dict[str, float] = {}
     for key in ("install_timeout", "connect_timeout", "stall_timeout", "transfer_timeout"):
@@ -329,8 +349,18 @@ def _firmware(table: dict[str, Any]) -> FirmwareConfig:
     roots = _str(table, "firmware.manufacturer_root_file", "manufacturer_root_file")
     ca = _str(table, "firmware.ca_file", "ca_file")
     return FirmwareConfig(
-        manufacturer_root_file=Path(roots) if roots else None, installer=installer, install_command=command,
-        ca_file=Path(ca) if ca else None, **numbers, **counts)  # type: ignore[arg-type]
+        manufacturer_root_file=Path(roots) if roots else None,
+        installer=installer,
+        install_command=command,
+        ca_file=Path(ca) if ca else None,
+        install_timeout=numbers["install_timeout"],
+        connect_timeout=numbers["connect_timeout"],
+        stall_timeout=numbers["stall_timeout"],
+        transfer_timeout=numbers["transfer_timeout"],
+        trial_boots=counts["trial_boots"],
+        max_image_bytes=counts["max_image_bytes"],
+        reserve_bytes=counts["reserve_bytes"],
+    )
 
 
 def _csms_url(url: str) -> SplitResult:
@@ -346,8 +376,11 @@ def _csms_url(url: str) -> SplitResult:
     _, at, hostport = parts.netloc.rpartition("@")
     if at:
         shown = parts._replace(netloc=f"***@{hostport}").geturl()
-        raise ConfigError("csms.url", f"must not carry user:password ({shown}): the station id is the basic-auth "
-                          "username and csms.basic_auth_password the password")
+        raise ConfigError(
+            "csms.url",
+            f"must not carry user:password ({shown}): the station id is the basic-auth "
+            "username and csms.basic_auth_password the password",
+        )
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ConfigError("csms.url", f"must be a ws:// or wss:// URL with a host, got {url!r}")
     try:
@@ -385,8 +418,10 @@ def _no_contradiction(variables: dict[str, Any], owned: dict[str, tuple[str, Any
         if actual is not None and str(value) == str(actual):
             continue
         told = "" if secret or actual is None else f" ({actual!r})"
-        raise ConfigError(f"variables.{key}", f"contradicts {config_key}{told}: the station reports {config_key}; "
-                          "set it there and remove this line")
+        raise ConfigError(
+            f"variables.{key}",
+            f"contradicts {config_key}{told}: the station reports {config_key}; set it there and remove this line",
+        )
 
 
 def _limits(raw: Any) -> dict[str, dict[str, int | float]]:
@@ -404,7 +439,7 @@ def _limits(raw: Any) -> dict[str, dict[str, int | float]]:
         for name, number in bounds.items():
             if name not in ("min", "max"):
                 raise ConfigError(f"{where}.{name}", "unknown key (known: max, min)")
-            if not isinstance(number, int | float) or isinstance(number, bool) or not -2**63 < number < 2**63:
+            if not isinstance(number, int | float) or isinstance(number, bool) or not -(2**63) < number < 2**63:
                 raise ConfigError(f"{where}.{name}", f"must be a number, got {number!r}")
         if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
             raise ConfigError(where, f"min {bounds['min']} is above max {bounds['max']}")
@@ -461,7 +496,12 @@ def _only(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
 
 
 def _str(
-    table: dict[str, Any], full: str, key: str, *, required: bool = False, default: str | None = None,
+    table: dict[str, Any],
+    full: str,
+    key: str,
+    *,
+    required: bool = False,
+    default: str | None = None,
     max_len: int | None = None,
 ) -> str | None:
     value = table.get(key)

@@ -91,8 +91,7 @@ def file_log(directory: Path, *, max_bytes: int, count: int) -> Iterator[Path]:
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / LOG_FILE
-    target = _PrivateRotatingFile(path, maxBytes=max_bytes, backupCount=max(count - 1, 0), encoding="utf-8",
-                                  delay=True)
+    target = _PrivateRotatingFile(path, maxBytes=max_bytes, backupCount=max(count - 1, 0), encoding="utf-8", delay=True)
     target.setFormatter(logging.Formatter("%(message)s"))
     records: queue.Queue[logging.LogRecord] = queue.Queue(FILE_QUEUE)
     handler = _DroppingQueueHandler(records)
@@ -110,14 +109,15 @@ def file_log(directory: Path, *, max_bytes: int, count: int) -> Iterator[Path]:
         target.close()
         if handler.dropped:
             logging.getLogger("appliance.logsetup").warning(
-                "%d log line(s) not written to %s: the file writer fell behind", handler.dropped, path)
+                "%d log line(s) not written to %s: the file writer fell behind", handler.dropped, path
+            )
 
 
 def log_files(directory: Path) -> list[Path]:
     """The station's log files in `directory`, oldest first (`appliance.log.N` … `appliance.log`)."""
     rotated = []
     for candidate in directory.glob(LOG_FILE + ".*"):
-        suffix = candidate.name[len(LOG_FILE) + 1:]
+        suffix = candidate.name[len(LOG_FILE) + 1 :]
         if suffix.isdigit():
             rotated.append((int(suffix), candidate))
     files = [p for _, p in sorted(rotated, reverse=True)]

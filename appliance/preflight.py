@@ -101,8 +101,10 @@ def client_identity(cert: Path, key: Path) -> None:
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
-        raise ConfigError("security.client_key_file", f"{cert} and {key} are not a usable certificate and "
-                          f"private key pair ({exc.reason or 'unreadable PEM'})") from None
+        raise ConfigError(
+            "security.client_key_file",
+            f"{cert} and {key} are not a usable certificate and private key pair ({exc.reason or 'unreadable PEM'})",
+        ) from None
     mode = stat.S_IMODE(os.stat(key).st_mode)
     if mode & 0o077:
         log.warning("security.client_key_file: %s is readable by others (mode %04o); make it 0600", key, mode)

@@ -122,15 +122,21 @@ class Station:
             raise ConfigError(f"{exc.section}.{exc.key}", exc.message) from exc
         self.state = await StateStore.open(self.storage)
         await self._open_certificates()
-        self.clock = StationClock(float(self.state.get("clock_offset") or 0.0),
-                                  on_adjust=lambda offset: self.state.put("clock_offset", repr(offset)))
+        self.clock = StationClock(
+            float(self.state.get("clock_offset") or 0.0),
+            on_adjust=lambda offset: self.state.put("clock_offset", repr(offset)),
+        )
         self.settings_changed: Watched[int] = Watched(0)
         self.dm.add_listener(lambda path, value: self.settings_changed.set(self.settings_changed.value + 1))
         self.journal = Journal(self.storage)
         self.registry = default_registry()
         self.dispatcher = Dispatcher(self.registry)
-        self.link = Link(dispatcher=self.dispatcher, registry=self.registry, settings=self.dm.settings,
-                         settings_changed=self.settings_changed)
+        self.link = Link(
+            dispatcher=self.dispatcher,
+            registry=self.registry,
+            settings=self.dm.settings,
+            settings_changed=self.settings_changed,
+        )
         self.connectors = Connectors([e.evse_id for e in config.evses], self.clock)
         self.delivery = Delivery(self.journal, self.dm.settings)
         # Firmware update block: the version of the active slot.
@@ -147,13 +153,21 @@ class Station:
         connects; an unreadable factory file is a ConfigError naming its key."""
         config = self.config
         try:
-            self.certificate_store = await CertificateStore.open(self.storage, {
-                CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
-                MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.firmware.manufacturer_root_file),
-            }, capacity=self._certificate_capacity)
-            self.identity = await StationIdentity.open(self.storage, self.state, config.station.data_dir,
-                                                       config.security.client_cert_file,
-                                                       config.security.client_key_file)
+            self.certificate_store = await CertificateStore.open(
+                self.storage,
+                {
+                    CSMS_ROOT: ("csms.ca_file", config.csms.ca_file),
+                    MANUFACTURER_ROOT: ("firmware.manufacturer_root_file", config.firmware.manufacturer_root_file),
+                },
+                capacity=self._certificate_capacity,
+            )
+            self.identity = await StationIdentity.open(
+                self.storage,
+                self.state,
+                config.station.data_dir,
+                config.security.client_cert_file,
+                config.security.client_key_file,
+            )
         except ConfigError:
             self.storage.close()
             raise
@@ -173,16 +187,27 @@ class Station:
         """Every functional block, built from the core parts and from the blocks before it."""
         config, dm, link, clock, journal, hw = self.config, self.dm, self.link, self.clock, self.journal, self.hardware
         evse_ids = [e.evse_id for e in config.evses]
-        self.provisioning = Provisioning(device_model=dm, link=link, state=self.state, clock=clock,
-                                         charging_station=self._charging_station(),
-                                         settings_changed=self.settings_changed)
-        self.network = NetworkProfiles(station_id=config.station.id, factory=config.csms, state=self.state,
-                                       settings=dm.settings, failures=lambda: link.backoff.failures,
-                                       password=self._password, trust=self.tls_trust,
-                                       set_priority=functools.partial(
-                                           dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"))
-        self.security = SecurityEvents(journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason,
-                                       storage=self.storage, link=link)
+        self.provisioning = Provisioning(
+            device_model=dm,
+            link=link,
+            state=self.state,
+            clock=clock,
+            charging_station=self._charging_station(),
+            settings_changed=self.settings_changed,
+        )
+        self.network = NetworkProfiles(
+            station_id=config.station.id,
+            factory=config.csms,
+            state=self.state,
+            settings=dm.settings,
+            failures=lambda: link.backoff.failures,
+            password=self._password,
+            trust=self.tls_trust,
+            set_priority=functools.partial(dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"),
+        )
+        self.security = SecurityEvents(
+            journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason, storage=self.storage, link=link
+        )
         dm.add_listener(self.security.setting_changed)
         status = StatusReporter(self.connectors, lambda: dm.settings.seconds(keys.OFFLINE_THRESHOLD))
         self.runners = {}
@@ -190,32 +215,70 @@ class Station:
         self.firmware_hold = InstallHold()  # firmware update: idle EVSEs Unavailable before an install
         for layout in config.evses:
             self.runners[layout.evse_id] = EvseRunner(
-                layout, hardware=hw, journal=journal, settings=dm.settings, settings_changed=self.settings_changed,
-                clock=clock, online=lambda: link.online, connectors=self.connectors,
+                layout,
+                hardware=hw,
+                journal=journal,
+                settings=dm.settings,
+                settings_changed=self.settings_changed,
+                clock=clock,
+                online=lambda: link.online,
+                connectors=self.connectors,
                 desired_operative=functools.partial(self._operative, availability, layout.evse_id),
                 station_in_transaction=self._in_transaction,
             )
-        self.authorizer = Authorizer(link, cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
-                                     local_list=LocalList(self.storage), clock=clock, settings=dm.settings)
+        self.authorizer = Authorizer(
+            link,
+            cache=AuthCache(self.storage, capacity_bytes=STORAGE_BYTES),
+            local_list=LocalList(self.storage),
+            clock=clock,
+            settings=dm.settings,
+        )
         # smart charging block: before transactions, which hands it a RequestStartTransaction's TxProfile
         entries = dm.resolve("SmartChargingCtrlr.Entries[ChargingProfiles]")[0].characteristics.max_limit
-        self.smart_charging = SmartCharging(storage=self.storage, runners=self.runners, layouts=config.evses,
-                                            link=link, clock=clock, settings=dm.settings,
-                                            settings_changed=self.settings_changed, max_entries=int(entries or 0))
-        self.transactions = Transactions(runners=self.runners, journal=journal, authorizer=self.authorizer,
-                                         link=link, hardware=hw, clock=clock, settings=dm.settings,
-                                         charging_profiles=self.smart_charging)
+        self.smart_charging = SmartCharging(
+            storage=self.storage,
+            runners=self.runners,
+            layouts=config.evses,
+            link=link,
+            clock=clock,
+            settings=dm.settings,
+            settings_changed=self.settings_changed,
+            max_entries=int(entries or 0),
+        )
+        self.transactions = Transactions(
+            runners=self.runners,
+            journal=journal,
+            authorizer=self.authorizer,
+            link=link,
+            hardware=hw,
+            clock=clock,
+            settings=dm.settings,
+            charging_profiles=self.smart_charging,
+        )
         self.triggers = TriggerMessages(self.connectors)
         # --- logs and customer information (N01, N09/N10)
         log_files = LogFiles(config.station.data_dir / "logs", config.log_file_max_bytes, config.log_file_count)
         self.diagnostics = Diagnostics(
-            station_id=config.station.id, data_dir=config.station.data_dir, journal=journal, storage=self.storage,
-            link=link, files=log_files, extra_roots=lambda: self.tls_trust.csms_roots(),
-            sources={"DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset),
-                     "SecurityLog": self.security.log})
-        self.customer_info = CustomerInformation(storage=self.storage, cache=self.authorizer.cache,
-                                                 local_list=self.authorizer.local_list, link=link, clock=clock,
-                                                 settings=dm.settings)
+            station_id=config.station.id,
+            data_dir=config.station.data_dir,
+            journal=journal,
+            storage=self.storage,
+            link=link,
+            files=log_files,
+            extra_roots=lambda: self.tls_trust.csms_roots(),
+            sources={
+                "DiagnosticsLog": DiagnosticsLog(log_files.directory, lambda: clock.offset),
+                "SecurityLog": self.security.log,
+            },
+        )
+        self.customer_info = CustomerInformation(
+            storage=self.storage,
+            cache=self.authorizer.cache,
+            local_list=self.authorizer.local_list,
+            link=link,
+            clock=clock,
+            settings=dm.settings,
+        )
         self.device_notifications = DeviceNotifications(journal=journal, clock=clock)  # serial hardware (issue 12)
         return [
             self.provisioning,
@@ -226,19 +289,42 @@ class Station:
             self.transactions,
             self.smart_charging,
             Reports(device_model=dm, link=link, clock=clock, settings=dm.settings),
-            RemoteControl(runners=self.runners, journal=journal, link=link, hardware=hw, clock=clock,
-                          settings=dm.settings, restart=self.request_restart),
+            RemoteControl(
+                runners=self.runners,
+                journal=journal,
+                link=link,
+                hardware=hw,
+                clock=clock,
+                settings=dm.settings,
+                restart=self.request_restart,
+            ),
             self.security,
-            Certificates(store=self.certificate_store, identity=self.identity, link=link, clock=clock,
-                         settings=dm.settings, security_events=self.security,
-                         common_name=config.station.serial_number or config.station.id,
-                         slot_profile=self._slot_profile),
+            Certificates(
+                store=self.certificate_store,
+                identity=self.identity,
+                link=link,
+                clock=clock,
+                settings=dm.settings,
+                security_events=self.security,
+                common_name=config.station.serial_number or config.station.id,
+                slot_profile=self._slot_profile,
+            ),
             self.triggers,
-            FirmwareUpdates(storage=self.storage, journal=journal, link=link, clock=clock, settings=dm.settings,
-                            runners=self.runners, hold=self.firmware_hold, security_events=self.security,
-                            manufacturer_roots=functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT),
-                            installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),
-                            config=config.firmware, data_dir=config.station.data_dir, restart=self.request_restart),
+            FirmwareUpdates(
+                storage=self.storage,
+                journal=journal,
+                link=link,
+                clock=clock,
+                settings=dm.settings,
+                runners=self.runners,
+                hold=self.firmware_hold,
+                security_events=self.security,
+                manufacturer_roots=functools.partial(self.certificate_store.trusted, MANUFACTURER_ROOT),
+                installer=INSTALLERS[config.firmware.installer](config.firmware, config.station.data_dir),
+                config=config.firmware,
+                data_dir=config.station.data_dir,
+                restart=self.request_restart,
+            ),
             self.diagnostics,
             self.customer_info,
         ]
@@ -262,7 +348,8 @@ class Station:
         self.link.add_online_service("delivery", self.delivery.service)
         if isinstance(self.hardware, ShowsStationView):
             self.hardware.set_status_provider(
-                lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online))
+                lambda: hardware_events.snapshots(self.runners, self.connectors, lambda: self.link.online)
+            )
 
     def _operative(self, availability: Availability, evse_id: int) -> bool:
         """The availability an idle EVSE should have: ChangeAvailability's; Unavailable before a firmware install."""
@@ -337,13 +424,25 @@ class Station:
                 for runner in self.runners.values():
                     await hardware_events.sync(self.hardware, runner)  # an EV still plugged in is plugged in
                     await nursery.start(runner.run)
-                nursery.start_soon(supervise, "hardware events", lambda: hardware_events.route(
-                    self.hardware, self.runners, self.transactions.on_card, nursery,
-                    self.device_notifications.notify))
+                nursery.start_soon(
+                    supervise,
+                    "hardware events",
+                    lambda: hardware_events.route(
+                        self.hardware,
+                        self.runners,
+                        self.transactions.on_card,
+                        nursery,
+                        self.device_notifications.notify,
+                    ),
+                )
                 nursery.start_soon(self.link.run, self.network.endpoint, self._boot, name="link")
                 nursery.start_soon(supervise, "journal housekeeping", self._housekeeping)
-                log.info("station %s running (%d EVSEs, data in %s)", self.config.station.id,
-                         len(self.config.evses), self.config.station.data_dir)
+                log.info(
+                    "station %s running (%d EVSEs, data in %s)",
+                    self.config.station.id,
+                    len(self.config.evses),
+                    self.config.station.data_dir,
+                )
                 task_status.started()
         finally:
             self.storage.close()

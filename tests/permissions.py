@@ -41,8 +41,12 @@ def read_only_mount(path: Path) -> list[str]:
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or unshare is None:
         pytest.skip("a read-only bind mount needs root and unshare(1)")
-    probe = subprocess.run([unshare, "--mount", "sh", "-c", f"mount --bind -o ro '{path}' '{path}'"],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [unshare, "--mount", "sh", "-c", f"mount --bind -o ro '{path}' '{path}'"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot make a private read-only bind mount here: {probe.stderr.strip()}")
     return [unshare, "--mount", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(path)]
@@ -65,5 +69,12 @@ def shared_dir() -> Iterator[Path]:
 
 def run_python(prefix: Sequence[str], module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`python -m module args` from the repository, behind `prefix` (another user, a mount namespace)."""
-    return subprocess.run([*prefix, sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )

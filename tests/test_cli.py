@@ -21,18 +21,23 @@ from tests.storage.test_db import corrupt_outbox
 
 
 def run_appliance(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize(
     ("edit", "key"),
     [
         (lambda t: t.replace("[station]", "[station"), "<file>"),
-        (lambda t: t.replace('"OCPPCommCtrlr.RetryBackOffWaitMinimum"', '"OCPPCommCtrlr.NoSuchThing"'),
-         "variables.OCPPCommCtrlr.NoSuchThing"),
-        (lambda t: t.replace('RetryBackOffRandomRange" = 0', 'RetryBackOffRandomRange" = -5'),
-         "variables.OCPPCommCtrlr.RetryBackOffRandomRange"),
+        (
+            lambda t: t.replace('"OCPPCommCtrlr.RetryBackOffWaitMinimum"', '"OCPPCommCtrlr.NoSuchThing"'),
+            "variables.OCPPCommCtrlr.NoSuchThing",
+        ),
+        (
+            lambda t: t.replace('RetryBackOffRandomRange" = 0', 'RetryBackOffRandomRange" = -5'),
+            "variables.OCPPCommCtrlr.RetryBackOffRandomRange",
+        ),
         (lambda t: t.replace("security_profile = 1", "security_profile = 9"), "csms.security_profile"),
     ],
 )
@@ -62,7 +67,8 @@ def test_journal_from_newer_firmware_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"journal error: {tmp_path / 'data' / 'journal.db'}: the journal has schema version 999 but this firmware "
-        f"knows only {migration_files()[-1][0]}: it was written by newer firmware; refusing to touch it"]
+        f"knows only {migration_files()[-1][0]}: it was written by newer firmware; refusing to touch it"
+    ]
 
 
 def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> None:
@@ -75,7 +81,7 @@ def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> N
         record = csms.connections_snapshot("CS001")[-1]
         assert record.close_initiator == "station"
         assert record.close_code == 1000
-        assert "level=info logger=appliance msg=\"received SIGTERM: shutting down\"" in station.log()
+        assert 'level=info logger=appliance msg="received SIGTERM: shutting down"' in station.log()
         assert "s3cret-password-16" not in station.log()
 
 
@@ -102,16 +108,21 @@ START_UP_ERRORS = [
     ("sim-socket-too-long", "config error: hardware.sim_socket: ", "a Unix socket path has at most 107", None),
     ("ca-file-missing", "config error: csms.ca_file: ", "absent.pem: no such file", None),
     ("ca-file-garbage", "config error: csms.ca_file: ", "garbage.pem holds no usable PEM certificate", None),
-    ("variables-contradict", "config error: variables.SecurityCtrlr.SecurityProfile: ",
-     "contradicts csms.security_profile (1)", None),
+    (
+        "variables-contradict",
+        "config error: variables.SecurityCtrlr.SecurityProfile: ",
+        "contradicts csms.security_profile (1)",
+        None,
+    ),
     ("journal-damaged", "journal error: ", "the journal is damaged", None),
     ("journal-foreign", "journal error: ", "another program's SQLite database, not a station journal", None),
 ]
 
 
 @pytest.mark.parametrize(("case", "prefix", "contains", "who"), START_UP_ERRORS, ids=[c[0] for c in START_UP_ERRORS])
-def test_start_up_errors_exit_2_with_one_line(shared: Path, case: str, prefix: str, contains: str,
-                                              who: str | None) -> None:
+def test_start_up_errors_exit_2_with_one_line(
+    shared: Path, case: str, prefix: str, contains: str, who: str | None
+) -> None:
     """What a person must fix: exit 2, one line naming the key or the file, no traceback, no secret."""
     data = shared / "data"
     text = config_text(data, "ws://127.0.0.1:9/ocpp")
@@ -194,11 +205,14 @@ def test_demo_exits_0() -> None:
     assert "every step behaved" in result.stdout
 
 
-@pytest.mark.parametrize(("argv", "usage", "stray"), [
-    (["status", "--evse", "1"], "usage: appliance sim status [-h]", "--evse 1"),
-    (["plug", "1", "--watts", "5"], "usage: appliance sim plug [-h] EVSE", "--watts 5"),
-    (["--evse", "1", "status"], "usage: appliance sim [-h]", None),
-])
+@pytest.mark.parametrize(
+    ("argv", "usage", "stray"),
+    [
+        (["status", "--evse", "1"], "usage: appliance sim status [-h]", "--evse 1"),
+        (["plug", "1", "--watts", "5"], "usage: appliance sim plug [-h] EVSE", "--watts 5"),
+        (["--evse", "1", "status"], "usage: appliance sim [-h]", None),
+    ],
+)
 def test_sim_usage_names_the_right_syntax(tmp_path: Path, argv: list[str], usage: str, stray: str | None) -> None:
     """Issue 15: `appliance sim status --evse 1` answers with the usage of `appliance sim status` (it reports
     every EVSE and takes no EVSE), not the top-level usage; exit 2, before any station is contacted."""
@@ -213,9 +227,12 @@ def test_sim_usage_names_the_right_syntax(tmp_path: Path, argv: list[str], usage
 def test_unknown_backend_and_serial_are_config_errors(tmp_path: Path) -> None:
     """`serial` without its devices configured is refused with exit 2 naming the missing key (issue 12)."""
     config = tmp_path / "station.toml"
-    config.write_text(config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp").replace(
-        'backend = "sim"', 'backend = "serial"'))
+    config.write_text(
+        config_text(tmp_path / "data", "ws://127.0.0.1:9/ocpp").replace('backend = "sim"', 'backend = "serial"')
+    )
     result = run_appliance("run", "--config", str(config))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == \
-        "config error: hardware.serial.controller: missing: the charge controller board's port"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "config error: hardware.serial.controller: missing: the charge controller board's port"
+    )

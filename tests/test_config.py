@@ -54,8 +54,11 @@ def test_embedded_default() -> None:
         ('basic_auth_password = "0123456789abcdef"', "", "csms.basic_auth_password"),
         ('backend = "sim"', 'backend = "usb"', "hardware.backend"),
         ('model = "AC22"', 'model = "AC22"\ncolour = "red"', "station.colour"),
-        ('"OCPPCommCtrlr.HeartbeatInterval" = 60', '"OCPPCommCtrlr.HeartbeatInterval" = {a = 1}',
-         "variables.OCPPCommCtrlr.HeartbeatInterval"),
+        (
+            '"OCPPCommCtrlr.HeartbeatInterval" = 60',
+            '"OCPPCommCtrlr.HeartbeatInterval" = {a = 1}',
+            "variables.OCPPCommCtrlr.HeartbeatInterval",
+        ),
         ("[hardware]", "[hardware]\n[evse]", "evse"),
     ],
 )
@@ -78,7 +81,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_evse_layout() -> None:
-    text = GOOD + '\n[[evse]]\nid = 1\nphases = 1\nmax_current_a = 16\n'
+    text = GOOD + "\n[[evse]]\nid = 1\nphases = 1\nmax_current_a = 16\n"
     config = parse(text, source="t")
     assert len(config.evses) == 1
     assert config.evses[0].max_power_w == pytest.approx(16 * 230)
@@ -90,16 +93,19 @@ def test_evse_layout() -> None:
 URL = 'url = "ws://127.0.0.1:9000/ocpp"'
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("ws://127.0.0.1:99999/ocpp", "port '99999' is not a number from 1 to 65535"),
-    ("ws://127.0.0.1:0/ocpp", "port '0' is not a number from 1 to 65535"),
-    ("ws://127.0.0.1:90a0/ocpp", "port '90a0' is not a number from 1 to 65535"),
-    ("ws://[::1]:70000/ocpp", "port '70000' is not a number from 1 to 65535"),
-    ("ws://[::1/ocpp", "not a URL"),
-    ("ws://127.0.0.1:9000/ocpp?station=1", "must not have a query"),
-    ("ws://127.0.0.1:9000/ocpp#top", "must not have a fragment"),
-    ("ws://127.0.0.1:9000/ocpp?", "must not have a query"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ws://127.0.0.1:99999/ocpp", "port '99999' is not a number from 1 to 65535"),
+        ("ws://127.0.0.1:0/ocpp", "port '0' is not a number from 1 to 65535"),
+        ("ws://127.0.0.1:90a0/ocpp", "port '90a0' is not a number from 1 to 65535"),
+        ("ws://[::1]:70000/ocpp", "port '70000' is not a number from 1 to 65535"),
+        ("ws://[::1/ocpp", "not a URL"),
+        ("ws://127.0.0.1:9000/ocpp?station=1", "must not have a query"),
+        ("ws://127.0.0.1:9000/ocpp#top", "must not have a fragment"),
+        ("ws://127.0.0.1:9000/ocpp?", "must not have a query"),
+    ],
+)
 def test_csms_url_errors(url: str, problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(GOOD.replace(URL, f'url = "{url}"'), source="t")
@@ -130,22 +136,32 @@ def test_sim_socket_over_the_af_unix_limit() -> None:
     assert info.value.key == "hardware.sim_socket"
     assert "is 108 bytes; a Unix socket path has at most 107 (108 with the NUL)" in str(info.value)
     derived = GOOD.replace('sim_socket = "var/cs001/sim.sock"\n', "").replace(
-        'data_dir = "var/cs001"', f'data_dir = "/{"d" * 100}"')
+        'data_dir = "var/cs001"', f'data_dir = "/{"d" * 100}"'
+    )
     with pytest.raises(ConfigError) as info:
         parse(derived, source="t")
     assert info.value.key == "hardware.sim_socket"
     assert "(derived from station.data_dir)" in str(info.value)
 
 
-@pytest.mark.parametrize(("line", "key", "shown"), [
-    ('"SecurityCtrlr.SecurityProfile" = 2', "SecurityCtrlr.SecurityProfile", "csms.security_profile (1)"),
-    ('"securityctrlr.securityprofile.Actual" = "0"', "securityctrlr.securityprofile.Actual",
-     "csms.security_profile (1)"),
-    ('"SecurityCtrlr.Identity" = "CS999"', "SecurityCtrlr.Identity", "station.id ('CS001')"),
-    ('"ChargingStation.Model" = "Other"', "ChargingStation.Model", "station.model ('AC22')"),
-    ('"SecurityCtrlr.BasicAuthPassword" = "another-password-99"', "SecurityCtrlr.BasicAuthPassword",
-     "csms.basic_auth_password:"),
-])
+@pytest.mark.parametrize(
+    ("line", "key", "shown"),
+    [
+        ('"SecurityCtrlr.SecurityProfile" = 2', "SecurityCtrlr.SecurityProfile", "csms.security_profile (1)"),
+        (
+            '"securityctrlr.securityprofile.Actual" = "0"',
+            "securityctrlr.securityprofile.Actual",
+            "csms.security_profile (1)",
+        ),
+        ('"SecurityCtrlr.Identity" = "CS999"', "SecurityCtrlr.Identity", "station.id ('CS001')"),
+        ('"ChargingStation.Model" = "Other"', "ChargingStation.Model", "station.model ('AC22')"),
+        (
+            '"SecurityCtrlr.BasicAuthPassword" = "another-password-99"',
+            "SecurityCtrlr.BasicAuthPassword",
+            "csms.basic_auth_password:",
+        ),
+    ],
+)
 def test_variables_the_config_contradicts(line: str, key: str, shown: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(GOOD + line + "\n", source="t")
@@ -161,7 +177,8 @@ def test_variables_that_agree_with_the_config_are_accepted() -> None:
 
 def test_profile_0_needs_no_password() -> None:
     text = GOOD.replace("security_profile = 1", "security_profile = 0").replace(
-        'basic_auth_password = "0123456789abcdef"\n', "")
+        'basic_auth_password = "0123456789abcdef"\n', ""
+    )
     config = parse(text, source="t")
     assert config.csms.security_profile == 0 and config.csms.basic_auth_password is None
     with pytest.raises(ConfigError) as info:

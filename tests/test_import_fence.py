@@ -72,8 +72,11 @@ sys.meta_path.insert(0, Fence())
 def fenced_python(code: str, *args: str, output: IO[str] | None = None) -> subprocess.Popen[str]:
     """`python -c FENCE+code args`; its output to `output` (a station logs more than a pipe should hold)."""
     return subprocess.Popen(
-        [sys.executable, "-c", FENCE + code, *args], cwd=PACKAGE_ROOT, text=True,
-        stdout=output or subprocess.PIPE, stderr=output or subprocess.PIPE,
+        [sys.executable, "-c", FENCE + code, *args],
+        cwd=PACKAGE_ROOT,
+        text=True,
+        stdout=output or subprocess.PIPE,
+        stderr=output or subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -160,8 +163,10 @@ def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir
     with LoopbackCsms(passwords={"CS001": PASSWORD}) as csms:
         config = tmp_path / "station.toml"
         config.write_text(config_text(data_dir, csms.url))
-        code = "import atexit, runpy\natexit.register(_report)\n" \
-               "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
+        code = (
+            "import atexit, runpy\natexit.register(_report)\n"
+            "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
+        )
         log_path = tmp_path / "station.log"
         with log_path.open("w") as log:
             station = fenced_python(code, "run", "--config", str(config), output=log)
@@ -183,8 +188,12 @@ def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir
 def test_no_firmware_source_imports_the_lab_side() -> None:
     """The runtime checks above see the imports that ran; this one also sees imports inside functions that
     did not (a rarely used command, an error path). The only ways in are the `demo` and `devsim` commands."""
-    allowed = {("appliance.cli", "appliance.lab.demo"), ("appliance.cli", "appliance.lab.demo.run_demo"),
-               ("appliance.cli", "appliance.lab.devsim"), ("appliance.cli", "appliance.lab.devsim.cli")}
+    allowed = {
+        ("appliance.cli", "appliance.lab.demo"),
+        ("appliance.cli", "appliance.lab.demo.run_demo"),
+        ("appliance.cli", "appliance.lab.devsim"),
+        ("appliance.cli", "appliance.lab.devsim.cli"),
+    }
     found = [hit for hit in lab_imports(REPO / "appliance") if not _is_lab(hit[0])]
     assert set(found) == allowed
     lab = lab_imports(REPO / "appliance" / "lab", "appliance.lab")

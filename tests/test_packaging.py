@@ -10,10 +10,7 @@ def test_every_package_is_listed_in_setup_cfg() -> None:
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     listed = set(config["options"]["packages"].split())
-    found = {
-        ".".join(path.parent.relative_to(REPO).parts)
-        for path in (REPO / "appliance").rglob("__init__.py")
-    }
+    found = {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / "appliance").rglob("__init__.py")}
     assert found <= listed, f"missing from setup.cfg [options] packages: {sorted(found - listed)}"
     assert "appliance._migrations" in listed
     assert config["options"]["package_dir"].split() == ["appliance._migrations", "=", "migrations"]

@@ -177,8 +177,10 @@ def replay_against(url: str, events: int, booted: Callable[[], bool]) -> float:
     finally:
         station.send_signal(signal.SIGTERM)
         station.wait(30)
-    print(f"    {queued} events in {elapsed:.2f} s after boot = {queued / elapsed:,.0f} events/s, "
-          f"{1000 * elapsed / queued:.3f} ms per event")
+    print(
+        f"    {queued} events in {elapsed:.2f} s after boot = {queued / elapsed:,.0f} events/s, "
+        f"{1000 * elapsed / queued:.3f} ms per event"
+    )
     return elapsed
 
 

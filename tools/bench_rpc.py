@@ -44,10 +44,15 @@ GET_10 = {
     "getVariableData": [
         {"component": {"name": c}, "variable": {"name": v}}
         for c, v in [
-            ("OCPPCommCtrlr", "HeartbeatInterval"), ("OCPPCommCtrlr", "WebSocketPingInterval"),
-            ("OCPPCommCtrlr", "OfflineThreshold"), ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"),
-            ("TxCtrlr", "TxStartPoint"), ("TxCtrlr", "TxStopPoint"), ("TxCtrlr", "EVConnectionTimeOut"),
-            ("SampledDataCtrlr", "TxUpdatedInterval"), ("AuthCtrlr", "AuthorizeRemoteStart"),
+            ("OCPPCommCtrlr", "HeartbeatInterval"),
+            ("OCPPCommCtrlr", "WebSocketPingInterval"),
+            ("OCPPCommCtrlr", "OfflineThreshold"),
+            ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"),
+            ("TxCtrlr", "TxStartPoint"),
+            ("TxCtrlr", "TxStopPoint"),
+            ("TxCtrlr", "EVConnectionTimeOut"),
+            ("SampledDataCtrlr", "TxUpdatedInterval"),
+            ("AuthCtrlr", "AuthorizeRemoteStart"),
             ("ClockCtrlr", "DateTime"),
         ]
     ]
@@ -63,8 +68,10 @@ def percentile(values: list[float], p: float) -> float:
 def report(name: str, wire: list[float], end_to_end: list[float]) -> None:
     def fmt(values: list[float]) -> str:
         ms = [v * 1000 for v in values]
-        return (f"p50 {percentile(ms, 50):6.2f} ms  p99 {percentile(ms, 99):6.2f} ms  max {max(ms):6.2f} ms  "
-                f"mean {statistics.fmean(ms):6.2f} ms")
+        return (
+            f"p50 {percentile(ms, 50):6.2f} ms  p99 {percentile(ms, 99):6.2f} ms  max {max(ms):6.2f} ms  "
+            f"mean {statistics.fmean(ms):6.2f} ms"
+        )
 
     print(f"{name:<22} n={len(wire)}")
     print(f"  wire        {fmt(wire)}")
@@ -107,8 +114,9 @@ def main() -> int:
         args.calls, args.idle = 300, 5.0
     work = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     config = work / "station.toml"
-    with LoopbackCsms(passwords={STATION: PASSWORD, ECHO: PASSWORD}, heartbeat_interval=60,
-                      max_frames=40 * args.calls) as csms:
+    with LoopbackCsms(
+        passwords={STATION: PASSWORD, ECHO: PASSWORD}, heartbeat_interval=60, max_frames=40 * args.calls
+    ) as csms:
         echo = EchoStation(csms.url, ECHO, PASSWORD)
         echo.start()
         try:
@@ -134,14 +142,18 @@ def main() -> int:
                 wire, e2e = measure(csms, payload, args.calls)
                 report(f"GetVariables {name}", wire, e2e)
                 share = percentile(wire, 99) - percentile(floor[0], 99)
-                print(f"  station's share at p99: {1000 * share:.2f} ms "
-                      f"(p99 {percentile(wire, 99) / percentile(floor[0], 99):.1f}× the floor)")
+                print(
+                    f"  station's share at p99: {1000 * share:.2f} ms "
+                    f"(p99 {percentile(wire, 99) / percentile(floor[0], 99):.1f}× the floor)"
+                )
             time.sleep(1)
             before = cpu_seconds(station.pid)
             time.sleep(args.idle)
             used = cpu_seconds(station.pid) - before
-            print(f"station RSS {rss_mb(station.pid):.1f} MB; idle CPU {100 * used / args.idle:.2f} % "
-                  f"over {args.idle:.0f} s")
+            print(
+                f"station RSS {rss_mb(station.pid):.1f} MB; idle CPU {100 * used / args.idle:.2f} % "
+                f"over {args.idle:.0f} s"
+            )
         finally:
             station.send_signal(signal.SIGTERM)
             station.wait(20)

@@ -37,8 +37,12 @@ from appliance.lab.csms import LoopbackCsms  # noqa: E402
 from appliance.lab.devsim.bench import Bench  # noqa: E402
 from appliance.lab.process import PASSWORD, StationProcess, config_text  # noqa: E402
 
-VARIABLES = {"AuthCtrlr.LocalPreAuthorize": False, "AuthCacheCtrlr.Enabled": False,
-             "SampledDataCtrlr.TxUpdatedInterval": 60, "OCPPCommCtrlr.HeartbeatInterval": 300}
+VARIABLES = {
+    "AuthCtrlr.LocalPreAuthorize": False,
+    "AuthCacheCtrlr.Enabled": False,
+    "SampledDataCtrlr.TxUpdatedInterval": 60,
+    "OCPPCommCtrlr.HeartbeatInterval": 300,
+}
 
 
 def cpu_seconds() -> float:
@@ -50,16 +54,22 @@ def polling_cost(seconds: float) -> list[tuple[float, float]]:
     """(interval, CPU ms per meter poll) for each interval."""
     work = Path(tempfile.mkdtemp(prefix="bs-"))
     port = str(work / "meters")
-    sim = subprocess.Popen([sys.executable, "-m", "appliance", "devsim", "meter", "--port", port,
-                            "--unit", "1:sdm630", "--unit", "2:b23"], cwd=REPO, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "devsim", "meter", "--port", port, "--unit", "1:sdm630", "--unit", "2:b23"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert sim.stdout is not None and '"ready"' in sim.stdout.readline()
 
         async def measure(interval: float) -> float:
             bus = ModbusBus(BusSettings("rs485", PortSettings(port, 9600), 0.3))
-            meters = [MeterPoint(MeterSettings(1, "rs485", 1, SDM630), EvseLayout(1, phases=3), 3),
-                      MeterPoint(MeterSettings(2, "rs485", 2, B23), EvseLayout(2, phases=1), 3)]
+            meters = [
+                MeterPoint(MeterSettings(1, "rs485", 1, SDM630), EvseLayout(1, phases=3), 3),
+                MeterPoint(MeterSettings(2, "rs485", 2, B23), EvseLayout(2, phases=1), 3),
+            ]
 
             async def emit(event: HardwareEvent) -> None:
                 raise RuntimeError(f"a meter failed during the measurement: {event}")
@@ -115,13 +125,17 @@ def main() -> int:
     args = parser.parse_args()
     seconds, cards = (3.0, 10) if args.quick else (10.0, 30)
     for interval, ms_per_poll in polling_cost(seconds):
-        print(f"polling every {interval:g} s: {ms_per_poll:.2f} ms CPU per meter poll "
-              f"({ms_per_poll / interval / 10:.2f} % of a core per meter)")
+        print(
+            f"polling every {interval:g} s: {ms_per_poll:.2f} ms CPU per meter poll "
+            f"({ms_per_poll / interval / 10:.2f} % of a core per meter)"
+        )
     with LoopbackCsms(passwords={"CS001": PASSWORD}, heartbeat_interval=300) as csms:
         latencies = card_latencies(Path(tempfile.mkdtemp(prefix="bs-")), csms, cards)
     ms = sorted(x * 1000 for x in latencies)
-    print(f"card line → AuthorizeRequest at the CSMS ({len(ms)} cards): median {statistics.median(ms):.1f} ms, "
-          f"p90 {ms[int(len(ms) * 0.9) - 1]:.1f} ms, max {ms[-1]:.1f} ms")
+    print(
+        f"card line → AuthorizeRequest at the CSMS ({len(ms)} cards): median {statistics.median(ms):.1f} ms, "
+        f"p90 {ms[int(len(ms) * 0.9) - 1]:.1f} ms, max {ms[-1]:.1f} ms"
+    )
     return 0
 
 

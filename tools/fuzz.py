@@ -44,8 +44,9 @@ MEMORY_BOUND = 64 * 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tools/fuzz.py",
-                                     description="Fuzz a live station with schema-derived CSMS CALLs and answers.")
+    parser = argparse.ArgumentParser(
+        prog="tools/fuzz.py", description="Fuzz a live station with schema-derived CSMS CALLs and answers."
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser
@@ -73,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_answers(fuzz, tally, ANSWERS_PER_ROUND)
                 rounds += 1
                 grown = rss_bytes() - before
-                print(f"  round {rounds}: {tally.inputs} inputs, {fuzz.restarts} restarts, "
-                      f"RSS {grown / 1e6:+.1f} MB", flush=True)
+                print(
+                    f"  round {rounds}: {tally.inputs} inputs, {fuzz.restarts} restarts, RSS {grown / 1e6:+.1f} MB",
+                    flush=True,
+                )
             still_answering(fuzz)
             tasks_after = tasks_settle(fuzz, tasks_before)
             print(f"  station tasks: {tasks_before} before, {tasks_after} after", flush=True)
@@ -88,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failed check or a hung station: report it with the counts, then exit 1
         failed = True
         print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
-    print(f"TOTAL {tally.inputs} inputs: {tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated CALLs, "
-          f"{tally.answers} CSMS answers; answer codes {dict(tally.codes)}", flush=True)
+    print(
+        f"TOTAL {tally.inputs} inputs: {tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated CALLs, "
+        f"{tally.answers} CSMS answers; answer codes {dict(tally.codes)}",
+        flush=True,
+    )
     if args.keep or failed:
         print(f"work directory kept: {workdir}")
     else:

@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=100, help="number of power cuts (default 100)")
     parser.add_argument("--mode", choices=MODES, default="full", help="PRAGMA synchronous of the journal")
-    parser.add_argument("--keep-unsynced", type=float, default=0.0, metavar="FRACTION",
-                        help="chance that each unsynced write reached the disk anyway (default 0: all dropped)")
+    parser.add_argument(
+        "--keep-unsynced",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="chance that each unsynced write reached the disk anyway (default 0: all dropped)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="first seed; trial i uses seed+i (default 0)")
     parser.add_argument("--max-ops", type=int, default=400, help="cut after 1..N acknowledged operations")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per trial, details of failures")

@@ -36,12 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tools/torture.py", description="Torture a real station process: cable pulls, link flaps, SIGKILLs."
     )
     default_minutes = float(os.environ.get("TORTURE_MINUTES", "10"))
-    parser.add_argument("--minutes", type=float, default=default_minutes,
-                        help=f"total run time, split evenly between the modes (default: $TORTURE_MINUTES or 10; "
-                             f"now {default_minutes:g})")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=default_minutes,
+        help=f"total run time, split evenly between the modes (default: $TORTURE_MINUTES or 10; "
+        f"now {default_minutes:g})",
+    )
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all", help="which fault to inject (default: all)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the random choices (default: $TORTURE_SEED or a fresh one; printed)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random choices (default: $TORTURE_SEED or a fresh one; printed)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep every work directory, not only failed ones")
     return parser
 
@@ -74,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     reports: list[Report] = []
     for index, mode in enumerate(modes):
         workdir = short_dir()
-        report = run_scenario(Plan.long(mode, seed + index, per_mode), workdir,
-                              say=lambda line: print(line, flush=True), progress_every=30.0)
+        report = run_scenario(
+            Plan.long(mode, seed + index, per_mode),
+            workdir,
+            say=lambda line: print(line, flush=True),
+            progress_every=30.0,
+        )
         reports.append(report)
         print(report.summary(with_problems=False))
         if report.problems:
@@ -88,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cuts = sum(len(r.faults) for r in reports if r.mode != "kill")
     kills = sum(len(r.faults) for r in reports if r.mode == "kill")
-    total = {key: sum(r.counts.get(key, 0) for r in reports)
-             for key in ("transactions", "events", "receipts", "crashes")}
+    total = {
+        key: sum(r.counts.get(key, 0) for r in reports) for key in ("transactions", "events", "receipts", "crashes")
+    }
     problems = sum(len(r.problems) for r in reports)
-    print(f"TOTAL: {cuts} cuts, {kills} kills, {total['transactions']} transactions, {total['events']} "
-          f"TransactionEvents journaled ({total['receipts']} received), {total['crashes']} station crashes, "
-          f"{problems} problem(s) -> {'FAIL' if problems else 'OK'}")
+    print(
+        f"TOTAL: {cuts} cuts, {kills} kills, {total['transactions']} transactions, {total['events']} "
+        f"TransactionEvents journaled ({total['receipts']} received), {total['crashes']} station crashes, "
+        f"{problems} problem(s) -> {'FAIL' if problems else 'OK'}"
+    )
     return 1 if problems else 0
 
 

@@ -66,8 +66,13 @@ class AuthCache:
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id_token, token_type) DO UPDATE SET"
             " id_token_info = excluded.id_token_info, expires_at = excluded.expires_at,"
             " updated_at = excluded.updated_at, last_used_at = excluded.last_used_at",
-            (*_key(id_token), json.dumps(info, separators=(",", ":")),
-             format_iso(parse_iso(expiry)) if expiry else None, stamp, stamp),
+            (
+                *_key(id_token),
+                json.dumps(info, separators=(",", ":")),
+                format_iso(parse_iso(expiry)) if expiry else None,
+                stamp,
+                stamp,
+            ),
         )
         while _cache_bytes(conn) > self.capacity_bytes:
             conn.execute(
@@ -93,8 +98,7 @@ class AuthCache:
 
 def _cache_bytes(conn: sqlite3.Connection) -> int:
     row = conn.execute(
-            "SELECT coalesce(sum(length(id_token) + length(token_type) + length(id_token_info) + 48), 0)"
-        " FROM auth_cache"
+        "SELECT coalesce(sum(length(id_token) + length(token_type) + length(id_token_info) + 48), 0) FROM auth_cache"
     ).fetchone()
     return int(row[0])
 
@@ -134,16 +138,13 @@ class LocalList:
 
     def size_after_patch(self, updates: Iterable[tuple[dict, dict | None]]) -> int:
         """How many entries the list would hold after a differential update (to refuse one that overflows)."""
-        current = {
-            (r[0], r[1]) for r in self._conn.execute("SELECT id_token, token_type FROM local_list").fetchall()
-        }
+        current = {(r[0], r[1]) for r in self._conn.execute("SELECT id_token, token_type FROM local_list").fetchall()}
         for id_token, info in updates:
             if info is None:
                 current.discard(_key(id_token))
             else:
                 current.add(_key(id_token))
         return len(current)
-
 
 
 def _replace(conn: sqlite3.Connection, version: int, entries: list[tuple[dict, dict]]) -> None:

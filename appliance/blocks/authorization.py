@@ -148,13 +148,16 @@ class Authorizer(Block):
         entries = payload.get("localAuthorizationList", [])
         items_limit = self._settings.integer(keys.LOCAL_LIST_ITEMS_PER_MESSAGE)
         if len(entries) > items_limit:
-            raise OcppError(ErrorCode.OccurrenceConstraintViolation,
-                            f"{len(entries)} entries; LocalAuthListCtrlr.ItemsPerMessage is {items_limit}")
+            raise OcppError(
+                ErrorCode.OccurrenceConstraintViolation,
+                f"{len(entries)} entries; LocalAuthListCtrlr.ItemsPerMessage is {items_limit}",
+            )
         size = len(_compact(payload).encode())
         bytes_limit = self._settings.integer(keys.LOCAL_LIST_BYTES_PER_MESSAGE)
         if size > bytes_limit:
-            raise OcppError(ErrorCode.FormatViolation,
-                            f"{size} bytes; LocalAuthListCtrlr.BytesPerMessage is {bytes_limit}")
+            raise OcppError(
+                ErrorCode.FormatViolation, f"{size} bytes; LocalAuthListCtrlr.BytesPerMessage is {bytes_limit}"
+            )
         if not self._settings.flag(keys.LOCAL_LIST_ENABLED):
             return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled"}}
         version = int(payload["versionNumber"])
@@ -175,8 +178,12 @@ class Authorizer(Block):
             if self.local_list.size_after_patch(updates) > LOCAL_LIST_CAPACITY:
                 return {"status": "Failed", "statusInfo": {"reasonCode": "ListFull"}}
             await self.local_list.patch(version, updates)
-        log.info("local list %s update to version %d: %d entries now", payload["updateType"], version,
-                 self.local_list.count())
+        log.info(
+            "local list %s update to version %d: %d entries now",
+            payload["updateType"],
+            version,
+            self.local_list.count(),
+        )
         return {"status": "Accepted"}
 
 

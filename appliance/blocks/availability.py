@@ -115,11 +115,16 @@ class Availability(Block):
         return self.station and self.evse[evse_id] and self.connector[evse_id]
 
     async def _persist(self) -> None:
-        await self._state.put(self.KEY, json.dumps({
-            "station": self.station,
-            "evse": {str(e): v for e, v in self.evse.items()},
-            "connector": {str(e): v for e, v in self.connector.items()},
-        }))
+        await self._state.put(
+            self.KEY,
+            json.dumps(
+                {
+                    "station": self.station,
+                    "evse": {str(e): v for e, v in self.evse.items()},
+                    "connector": {str(e): v for e, v in self.connector.items()},
+                }
+            ),
+        )
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"ChangeAvailability": self.change}
@@ -148,6 +153,10 @@ class Availability(Block):
                 scheduled = True  # applied by the runner when the transaction ends
                 continue
             await runner.apply(lambda s, wanted=wanted: s.set_operative(wanted) if s.operative != wanted else [])
-        log.info("ChangeAvailability %s for %s: %s", payload["operationalStatus"], evse or "the station",
-                 "Scheduled" if scheduled else "Accepted")
+        log.info(
+            "ChangeAvailability %s for %s: %s",
+            payload["operationalStatus"],
+            evse or "the station",
+            "Scheduled" if scheduled else "Accepted",
+        )
         return {"status": "Scheduled" if scheduled else "Accepted"}

@@ -42,8 +42,13 @@ from appliance.link.rpc import CallErrorReply, CallTimeout, Handler, Reply
 log = logging.getLogger("appliance.certs")
 
 #: GetCertificateIdUseEnumType: what "all types" means when the CSMS names none.
-ALL_ID_USES = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "V2GCertificateChain",
-               "ManufacturerRootCertificate")
+ALL_ID_USES = (
+    "V2GRootCertificate",
+    "MORootCertificate",
+    "CSMSRootCertificate",
+    "V2GCertificateChain",
+    "ManufacturerRootCertificate",
+)
 STATION_CERTIFICATE = "ChargingStationCertificate"
 RENEW_BEFORE_S = 30 * 86400
 EXPIRY_CHECK_EVERY_S = 12 * 3600
@@ -123,16 +128,21 @@ class Certificates(Block):
         found = self._store.entries(uses)
         if not found:
             return {"status": "NotFound"}
-        return {"status": "Accepted", "certificateHashDataChain": [
-            {"certificateType": e.use, "certificateHashData": e.hash_data()} for e in found]}
+        return {
+            "status": "Accepted",
+            "certificateHashDataChain": [
+                {"certificateType": e.use, "certificateHashData": e.hash_data()} for e in found
+            ],
+        }
 
     async def _delete(self, payload: dict) -> dict:
         wanted = payload["certificateHashData"]
         current = self._identity.current
         if current is not None and hashdata.names(wanted, current.leaf):
             log.warning("DeleteCertificate of the station's own certificate refused")
-            return Outcome("Failed", "Unspecified", "the ChargingStationCertificate cannot be deleted over "
-                           "OCPP").payload()
+            return Outcome(
+                "Failed", "Unspecified", "the ChargingStationCertificate cannot be deleted over OCPP"
+            ).payload()
         entry = self._store.find(wanted)
         if entry is None:
             return {"status": "NotFound"}
@@ -155,12 +165,10 @@ class Certificates(Block):
         text = payload["certificateChain"]
         use = payload.get("certificateType", STATION_CERTIFICATE)
         if use != STATION_CERTIFICATE:
-            return Outcome("Rejected", "UnsupportedParam", f"{use}: ISO 15118 certificates are not supported"
-                           ).payload()
+            return Outcome("Rejected", "UnsupportedParam", f"{use}: ISO 15118 certificates are not supported").payload()
         limit = self._settings.integer(keys.MAX_CERTIFICATE_CHAIN_SIZE)
         if len(text) > limit:
-            log.warning("CertificateSigned refused: %d characters, over MaxCertificateChainSize %s",
-                        len(text), limit)
+            log.warning("CertificateSigned refused: %d characters, over MaxCertificateChainSize %s", len(text), limit)
             return Outcome("Rejected", "TooLargeElement", f"over MaxCertificateChainSize ({limit})").payload()
         chain, problem = self._identity.check_signed(text, self._store.trusted(CSMS_ROOT), self._clock.now())
         self._answered.set()  # either way this round is over: a CSMS that sent a bad certificate is not asked again
@@ -170,8 +178,11 @@ class Certificates(Block):
             await self._events.raise_event("InvalidChargingStationCertificate", problem[:255])
             return Outcome("Rejected", "InvalidCertificate", problem).payload()
         await self._identity.adopt(chain)
-        log.info("new ChargingStationCertificate %s, valid until %s", chain[0].subject.rfc4514_string(),
-                 chain[0].not_valid_after_utc.isoformat())
+        log.info(
+            "new ChargingStationCertificate %s, valid until %s",
+            chain[0].subject.rfc4514_string(),
+            chain[0].not_valid_after_utc.isoformat(),
+        )
         await self._events.raise_event("ReconfigurationOfSecurityParameters", "ChargingStationCertificate renewed")
         if self._settings.integer(keys.SECURITY_PROFILE) < 3:
             return {"status": "Accepted"}  # used from the first profile-3 connection on
@@ -215,8 +226,7 @@ class Certificates(Block):
         wait = max(1.0, self._settings.seconds(keys.CERT_SIGNING_WAIT_MINIMUM))
         for attempt in range(repeat + 1):
             try:
-                answer = await link.call("SignCertificate", {"csr": self._csr,
-                                                             "certificateType": STATION_CERTIFICATE})
+                answer = await link.call("SignCertificate", {"csr": self._csr, "certificateType": STATION_CERTIFICATE})
             except (CallTimeout, CallErrorReply) as exc:
                 log.warning("SignCertificate failed (%s); trying again later", exc)
                 answer = {}
@@ -224,12 +234,15 @@ class Certificates(Block):
                 log.warning("SignCertificate Rejected by the CSMS: %s", answer.get("statusInfo", "no reason"))
                 self._csr = None
                 return
-            with trio.move_on_after(wait * 2 ** attempt):
+            with trio.move_on_after(wait * 2**attempt):
                 await self._answered.wait()
             if self._answered.is_set():
                 return
-        log.warning("no CertificateSigned after %d SignCertificate request(s); giving up until the next "
-                    "trigger or expiry check", repeat + 1)
+        log.warning(
+            "no CertificateSigned after %d SignCertificate request(s); giving up until the next "
+            "trigger or expiry check",
+            repeat + 1,
+        )
         self._csr = None
 
     def _priority_needs_certificate(self, value: object) -> str | None:

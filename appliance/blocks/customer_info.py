@@ -64,8 +64,16 @@ class Findings:
 
 
 class CustomerInformation(Block):
-    def __init__(self, *, storage: Storage, cache: AuthCache, local_list: LocalList, link: Link,
-                 clock: StationClock, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        cache: AuthCache,
+        local_list: LocalList,
+        link: Link,
+        clock: StationClock,
+        settings: Settings,
+    ) -> None:
         self._storage = storage
         self._cache = cache
         self._local_list = local_list
@@ -104,8 +112,10 @@ class CustomerInformation(Block):
         """The report's text, one fact per line; with `clear`, the facts as they were, then what was cleared."""
         lines: list[str] = []
         if "customerIdentifier" in payload:
-            lines.append(f"customerIdentifier {payload['customerIdentifier']}: no data (this station stores no "
-                         "customer identifiers)")
+            lines.append(
+                f"customerIdentifier {payload['customerIdentifier']}: no data (this station stores no "
+                "customer identifiers)"
+            )
         if "customerCertificate" in payload:
             serial = payload["customerCertificate"].get("serialNumber", "?")
             lines.append(f"customerCertificate {serial}: no data (this station stores no customer certificates)")
@@ -130,16 +140,14 @@ class CustomerInformation(Block):
         if clear:
             lines += _clear_lines(findings)
             if listed is not None:
-                lines.append("kept: the local authorization list entry (only the CSMS changes the list: "
-                             "SendLocalList)")
+                lines.append("kept: the local authorization list entry (only the CSMS changes the list: SendLocalList)")
         return lines
 
     async def _send(self, request_id: int, lines: list[str]) -> None:
         generated = self._clock.iso()
         pages = list(_pages(lines))
         for seq_no, data in enumerate(pages):
-            message: dict[str, Any] = {"data": data, "seqNo": seq_no, "generatedAt": generated,
-                                       "requestId": request_id}
+            message: dict[str, Any] = {"data": data, "seqNo": seq_no, "generatedAt": generated, "requestId": request_id}
             if seq_no < len(pages) - 1:
                 message["tbc"] = True
             try:
@@ -191,8 +199,10 @@ def _clear_lines(findings: Findings) -> list[str]:
     if findings.cache_removed:
         done.append("the authorization cache entry")
     if findings.redacted_transactions or findings.redacted_messages:
-        done.append(f"the token in {findings.redacted_transactions} ended transaction(s) and "
-                    f"{findings.redacted_messages} delivered message(s)")
+        done.append(
+            f"the token in {findings.redacted_transactions} ended transaction(s) and "
+            f"{findings.redacted_messages} delivered message(s)"
+        )
     lines = [f"cleared: {', '.join(done)}" if done else "cleared: nothing was stored"]
     if findings.kept_open:
         lines.append(f"kept until they end: open transaction(s) {', '.join(findings.kept_open)}")
@@ -224,7 +234,7 @@ def _pages(lines: list[str]) -> Iterator[str]:
     if len(pages) > MAX_PAGES:
         note = "\n… (report cut: more than this station sends in one report)"
         pages = pages[:MAX_PAGES]
-        pages[-1] = pages[-1][:PAGE_CHARS - len(note)] + note
+        pages[-1] = pages[-1][: PAGE_CHARS - len(note)] + note
     yield from pages
 
 
@@ -235,15 +245,25 @@ def _gather(conn: sqlite3.Connection, id_token: dict, clear: bool) -> Findings:
     match = "json_extract(id_token, '$.idToken') = ? AND json_extract(id_token, '$.type') = ?"
     found = Findings()
     found.transactions_total = conn.execute(f"SELECT count(*) FROM transactions WHERE {match}", key).fetchone()[0]
-    columns = ("transaction_id", "evse_id", "started_at", "ended_at", "stopped_reason", "meter_start_wh",
-               "meter_last_wh", "state")
-    rows = conn.execute(f"SELECT {', '.join(columns)} FROM transactions WHERE {match}"
-                        " ORDER BY started_at DESC LIMIT ?", (*key, MAX_TRANSACTIONS)).fetchall()
+    columns = (
+        "transaction_id",
+        "evse_id",
+        "started_at",
+        "ended_at",
+        "stopped_reason",
+        "meter_start_wh",
+        "meter_last_wh",
+        "state",
+    )
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM transactions WHERE {match} ORDER BY started_at DESC LIMIT ?",
+        (*key, MAX_TRANSACTIONS),
+    ).fetchall()
     found.transactions = [dict(zip(columns, row, strict=True)) for row in rows]
     if not clear:
         return found
     found.cache_removed = AuthCache.forget_in(conn, id_token)
-    for (tx_id, state) in conn.execute(f"SELECT transaction_id, state FROM transactions WHERE {match}", key):
+    for tx_id, state in conn.execute(f"SELECT transaction_id, state FROM transactions WHERE {match}", key):
         if state == "open":
             found.kept_open.append(tx_id)
             continue
@@ -253,17 +273,23 @@ def _gather(conn: sqlite3.Connection, id_token: dict, clear: bool) -> Findings:
             message = json.loads(payload)
             if "idToken" in message:
                 del message["idToken"]
-                conn.execute("UPDATE outbox SET payload = ? WHERE id = ?",
-                             (json.dumps(message, separators=(",", ":")), row_id))
+                conn.execute(
+                    "UPDATE outbox SET payload = ? WHERE id = ?", (json.dumps(message, separators=(",", ":")), row_id)
+                )
                 found.redacted_messages += 1
-        pending = conn.execute("SELECT count(*) FROM outbox WHERE transaction_id = ? AND outcome IS NULL",
-                               (tx_id,)).fetchone()[0]
+        pending = conn.execute(
+            "SELECT count(*) FROM outbox WHERE transaction_id = ? AND outcome IS NULL", (tx_id,)
+        ).fetchone()[0]
         if pending:
             found.kept_pending.append(tx_id)
         else:
             conn.execute("UPDATE transactions SET id_token = NULL WHERE transaction_id = ?", (tx_id,))
             found.redacted_transactions += 1
-    log.info("customer information: cleared token %s (cache entry %s, %d transaction(s), %d message(s))",
-             mask(id_token["idToken"]), "removed" if found.cache_removed else "none",
-             found.redacted_transactions, found.redacted_messages)
+    log.info(
+        "customer information: cleared token %s (cache entry %s, %d transaction(s), %d message(s))",
+        mask(id_token["idToken"]),
+        "removed" if found.cache_removed else "none",
+        found.redacted_transactions,
+        found.redacted_messages,
+    )
     return found

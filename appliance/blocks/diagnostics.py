@@ -80,9 +80,18 @@ class _Upload:
 
 
 class Diagnostics(Block):
-    def __init__(self, *, station_id: str, data_dir: Path, journal: Journal, storage: Storage, link: Link,
-                 files: LogFiles, sources: Mapping[str, LogSource],
-                 extra_roots: Callable[[], list[x509.Certificate]] = list) -> None:
+    def __init__(
+        self,
+        *,
+        station_id: str,
+        data_dir: Path,
+        journal: Journal,
+        storage: Storage,
+        link: Link,
+        files: LogFiles,
+        sources: Mapping[str, LogSource],
+        extra_roots: Callable[[], list[x509.Certificate]] = list,
+    ) -> None:
         self._station_id = station_id
         self._spool = data_dir / "diagnostics"
         self._journal = journal
@@ -127,8 +136,9 @@ class Diagnostics(Block):
         last = await self._storage.run(_last_log_status, self._storage.writer)
         if last is not None and last.get("status") == "Uploading" and "requestId" in last:
             log.warning("log upload %d was cut off by a restart: reporting UploadFailure", last["requestId"])
-            await self._journal.append(Append("LogStatusNotification",
-                                              {"status": "UploadFailure", "requestId": last["requestId"]}))
+            await self._journal.append(
+                Append("LogStatusNotification", {"status": "UploadFailure", "requestId": last["requestId"]})
+            )
 
     # --- GetLog ------------------------------------------------------------------------------------------------
 
@@ -136,8 +146,11 @@ class Diagnostics(Block):
         request_id = payload["requestId"]
         log_type = payload["logType"]
         if self._busy is not None:
-            return _rejected("UploadInProgress", f"log upload {self._busy} is running; this station cannot "
-                             "cancel it: ask again after its final LogStatusNotification")
+            return _rejected(
+                "UploadInProgress",
+                f"log upload {self._busy} is running; this station cannot "
+                "cancel it: ask again after its final LogStatusNotification",
+            )
         source = self._sources.get(log_type)
         if source is None:
             return _rejected("UnsupportedParam", f"this station keeps no {log_type}")
@@ -152,9 +165,14 @@ class Diagnostics(Block):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         filename = f"{self._station_id}-{log_type}-{stamp}-{request_id}.log"
         path = self._spool / filename
-        job = _Upload(request_id, log_type, path, target_url(window["remoteLocation"], filename),
-                      min(max(payload.get("retries", DEFAULT_RETRIES), 0), MAX_RETRIES),
-                      min(max(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL), 0), MAX_RETRY_INTERVAL))
+        job = _Upload(
+            request_id,
+            log_type,
+            path,
+            target_url(window["remoteLocation"], filename),
+            min(max(payload.get("retries", DEFAULT_RETRIES), 0), MAX_RETRIES),
+            min(max(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL), 0), MAX_RETRY_INTERVAL),
+        )
         self._busy = request_id
         try:
             entries = await source.export(path, oldest, latest)
@@ -167,8 +185,14 @@ class Diagnostics(Block):
         if entries == 0:
             self._release(job)
             return _rejected("NoLogAvailable", f"no {log_type} entries in the requested period")
-        log.info("GetLog %d: %s of %d entries (%d bytes) to %s", request_id, log_type, entries,
-                 path.stat().st_size, shown(job.url))
+        log.info(
+            "GetLog %d: %s of %d entries (%d bytes) to %s",
+            request_id,
+            log_type,
+            entries,
+            path.stat().st_size,
+            shown(job.url),
+        )
 
         async def start() -> None:
             assert self._nursery is not None
@@ -210,8 +234,14 @@ class Diagnostics(Block):
                 return None
             except UploadFailed as exc:
                 failure = exc
-                log.warning("log upload %d: attempt %d of %d to %s failed: %s", job.request_id, attempt,
-                            job.retries + 1, shown(job.url), exc.reason)
+                log.warning(
+                    "log upload %d: attempt %d of %d to %s failed: %s",
+                    job.request_id,
+                    attempt,
+                    job.retries + 1,
+                    shown(job.url),
+                    exc.reason,
+                )
                 if exc.final:
                     break
             if attempt <= job.retries:

@@ -156,27 +156,42 @@ class FirmwareUpdates(Block):
         firmware = payload["firmware"]
         request_id = payload["requestId"]
         if self._record is not None:
-            log.warning("UpdateFirmware %d rejected: update %d is still under way (%s)", request_id,
-                        self._record.request_id, self._record.stage)
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UpdateInProgress",
-                                                         "additionalInfo": f"update {self._record.request_id}"}}
+            log.warning(
+                "UpdateFirmware %d rejected: update %d is still under way (%s)",
+                request_id,
+                self._record.request_id,
+                self._record.stage,
+            )
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "UpdateInProgress", "additionalInfo": f"update {self._record.request_id}"},
+            }
         if not firmware.get("signingCertificate") or not firmware.get("signature"):
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "NotSigned",
-                                                         "additionalInfo": "only signed firmware is installed"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "NotSigned", "additionalInfo": "only signed firmware is installed"},
+            }
         problem = download.check_url(firmware["location"])
         if problem:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidLocation",
-                                                         "additionalInfo": problem[:500]}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "InvalidLocation", "additionalInfo": problem[:500]},
+            }
         try:
             chain = signing.load_chain(firmware["signingCertificate"])
             signing.check_chain(chain, self._roots(), self._clock.now())
         except signing.CertificateProblem as exc:
             log.warning("UpdateFirmware %d: signing certificate refused: %s", request_id, exc)
             await self._events.raise_event("InvalidFirmwareSigningCertificate", str(exc)[:255])
-            return {"status": "InvalidCertificate", "statusInfo": {"reasonCode": "InvalidCertificate",
-                                                                   "additionalInfo": str(exc)[:500]}}
-        request = {"firmware": firmware, "retries": payload.get("retries", DEFAULT_RETRIES),
-                   "retryInterval": payload.get("retryInterval", DEFAULT_RETRY_INTERVAL)}
+            return {
+                "status": "InvalidCertificate",
+                "statusInfo": {"reasonCode": "InvalidCertificate", "additionalInfo": str(exc)[:500]},
+            }
+        request = {
+            "firmware": firmware,
+            "retries": payload.get("retries", DEFAULT_RETRIES),
+            "retryInterval": payload.get("retryInterval", DEFAULT_RETRY_INTERVAL),
+        }
         record = UpdateRecord(request_id, "Accepted", request)
         await self._store.save(record)  # durable before the CSMS hears Accepted
         self._record = record
@@ -222,8 +237,9 @@ class FirmwareUpdates(Block):
         record = self._record
         assert record is not None
         if await self._store.last_journaled_status(record.request_id) != status:
-            await self._journal.append(Append("FirmwareStatusNotification",
-                                              {"status": status, "requestId": record.request_id}))
+            await self._journal.append(
+                Append("FirmwareStatusNotification", {"status": status, "requestId": record.request_id})
+            )
         log.info("firmware update %d: %s", record.request_id, status)
         self._record = record.at(status, **changes)
         await self._store.save(self._record)
@@ -257,9 +273,13 @@ class FirmwareUpdates(Block):
         interval = float(record.request["retryInterval"])
         target = self._download_dir / f"update-{record.request_id}.img"
         await trio.to_thread.run_sync(self._make_download_dir)
-        limits = download.Limits(self._config.connect_timeout, self._config.stall_timeout,
-                                 self._config.transfer_timeout, self._config.max_image_bytes,
-                                 self._config.reserve_bytes)
+        limits = download.Limits(
+            self._config.connect_timeout,
+            self._config.stall_timeout,
+            self._config.transfer_timeout,
+            self._config.max_image_bytes,
+            self._config.reserve_bytes,
+        )
         while True:
             record = self._record
             assert record is not None
@@ -273,11 +293,13 @@ class FirmwareUpdates(Block):
             await self._store.save(self._record)  # counted before it begins: a power cut cannot reset it
             await self._status("Downloading")
             try:
-                size = await download.download(firmware["location"], target, limits, ssl_context=self._ssl_context,
-                                               attempt_no=attempt)
+                size = await download.download(
+                    firmware["location"], target, limits, ssl_context=self._ssl_context, attempt_no=attempt
+                )
             except download.DownloadError as exc:
-                log.warning("firmware update %d: download attempt %d of %d failed: %s", record.request_id, attempt,
-                            allowed, exc)
+                log.warning(
+                    "firmware update %d: download attempt %d of %d failed: %s", record.request_id, attempt, allowed, exc
+                )
                 if attempt < allowed:
                     await trio.sleep(interval)
                 continue
@@ -302,12 +324,14 @@ class FirmwareUpdates(Block):
         certificate = signing.load_chain(firmware["signingCertificate"])[0]
         image_path = Path(record.image_path)
         valid = await trio.to_thread.run_sync(
-            lambda: image_path.is_file() and signing.verify_signature(certificate, firmware["signature"], image_path))
+            lambda: image_path.is_file() and signing.verify_signature(certificate, firmware["signature"], image_path)
+        )
         if not valid:
             log.error("firmware update %d: the signature does not match the downloaded file", record.request_id)
             await self._status("InvalidSignature")
-            await self._events.raise_event("InvalidFirmwareSignature",
-                                           f"requestId {record.request_id}: signature does not match the image")
+            await self._events.raise_event(
+                "InvalidFirmwareSignature", f"requestId {record.request_id}: signature does not match the image"
+            )
             await self._end()
             return False
         await self._status("SignatureVerified")
@@ -355,8 +379,13 @@ class FirmwareUpdates(Block):
         record = self._record
         assert record is not None
         status, detail = await self._installer.outcome(record)
-        log.log(logging.INFO if status == "Installed" else logging.ERROR, "firmware update %d: %s (%s)",
-                record.request_id, status, detail)
+        log.log(
+            logging.INFO if status == "Installed" else logging.ERROR,
+            "firmware update %d: %s (%s)",
+            record.request_id,
+            status,
+            detail,
+        )
         await self._status(status)
         if status == "Installed":
             await self._events.raise_event("FirmwareUpdated", detail[:255])
@@ -378,10 +407,13 @@ class FirmwareUpdates(Block):
 
     async def _wait_idle(self) -> None:
         while self._busy():
-            log.info("firmware install waits for %d transaction(s) to end",
-                     sum(r.state.tx is not None for r in self._runners.values()))
+            log.info(
+                "firmware install waits for %d transaction(s) to end",
+                sum(r.state.tx is not None for r in self._runners.values()),
+            )
             async with trio.open_nursery() as nursery:
                 for runner in self._runners.values():
+
                     async def changed(r: EvseRunner = runner) -> None:
                         await r.changed.wait_change()
                         nursery.cancel_scope.cancel()

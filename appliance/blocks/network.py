@@ -72,8 +72,10 @@ class NetworkProfiles(Block):
         return {"SetNetworkProfile": self._set_network_profile}
 
     def live_variables(self) -> Mapping[str, Provider]:
-        return {"OCPPCommCtrlr.ActiveNetworkProfile": lambda: self.active_slot,
-                "SecurityCtrlr.SecurityProfile": lambda: self.slot_profile(self.active_slot)}
+        return {
+            "OCPPCommCtrlr.ActiveNetworkProfile": lambda: self.active_slot,
+            "SecurityCtrlr.SecurityProfile": lambda: self.slot_profile(self.active_slot),
+        }
 
     def validators(self) -> Mapping[str, Validator]:
         return {keys.NETWORK_CONFIGURATION_PRIORITY.path: self.validate_priority}
@@ -125,8 +127,12 @@ class NetworkProfiles(Block):
         await self._state.put(FLOOR_KEY, str(profile))
         slots = [s for s in (self._settings.text(keys.NETWORK_CONFIGURATION_PRIORITY) or "").split(",") if s]
         kept = [s for s in slots if (int(s) == 1 or int(s) in self.profiles) and self.slot_profile(int(s)) >= profile]
-        log.warning("security profile raised to %d on slot %d; dropped from the priority: %s", profile,
-                    self.active_slot, ",".join(s for s in slots if s not in kept) or "nothing")
+        log.warning(
+            "security profile raised to %d on slot %d; dropped from the priority: %s",
+            profile,
+            self.active_slot,
+            ",".join(s for s in slots if s not in kept) or "nothing",
+        )
         await self._set_priority(",".join(kept or [str(self.active_slot)]))
 
     def endpoint(self) -> Endpoint:
@@ -140,8 +146,9 @@ class NetworkProfiles(Block):
             f = self._factory
             return Endpoint(f.url, self._station_id, f.security_profile, self._password(), self._trust)
         data = self.profiles[slot]
-        return Endpoint(data["ocppCsmsUrl"], self._station_id, int(data["securityProfile"]), self._password(),
-                        self._trust)
+        return Endpoint(
+            data["ocppCsmsUrl"], self._station_id, int(data["securityProfile"]), self._password(), self._trust
+        )
 
     async def _set_network_profile(self, payload: dict) -> dict:
         slot = payload["configurationSlot"]

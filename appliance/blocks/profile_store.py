@@ -27,7 +27,8 @@ class ProfileStore:
         """Read what is installed (the read connection; a few dozen rows at most). A row that no longer
         parses is logged and skipped, never a crash at boot."""
         rows = self._storage.reader.execute(
-            "SELECT id, evse_id, source, transaction_id, profile FROM charging_profiles ORDER BY id").fetchall()
+            "SELECT id, evse_id, source, transaction_id, profile FROM charging_profiles ORDER BY id"
+        ).fetchall()
         for profile_id, evse_id, source, tx_id, text in rows:
             try:
                 raw = json.loads(text)
@@ -56,8 +57,13 @@ class ProfileStore:
             "INSERT INTO charging_profiles (id, evse_id, source, transaction_id, profile) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET evse_id = excluded.evse_id, source = excluded.source,"
             " transaction_id = excluded.transaction_id, profile = excluded.profile",
-            (profile.id, profile.evse_id, profile.source, profile.transaction_id,
-             json.dumps(profile.raw, separators=(",", ":"))),
+            (
+                profile.id,
+                profile.evse_id,
+                profile.source,
+                profile.transaction_id,
+                json.dumps(profile.raw, separators=(",", ":")),
+            ),
         )
 
     async def remove(self, ids: Iterable[int]) -> list[int]:

@@ -102,8 +102,9 @@ class Provisioning(Block):
             log.info("BootNotification (%s) answered %s, interval %d s", reason, status, interval)
             if status == "Accepted":
                 if interval > 0:
-                    await self._dm.set_internal("OCPPCommCtrlr.HeartbeatInterval",
-                                                self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval))
+                    await self._dm.set_internal(
+                        "OCPPCommCtrlr.HeartbeatInterval", self._dm.clamp("OCPPCommCtrlr.HeartbeatInterval", interval)
+                    )
                 await self._state.put(NEXT_BOOT_REASON, None)  # consumed only once the CSMS has heard it
                 link.boot_answered(status)
                 return

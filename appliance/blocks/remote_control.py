@@ -127,6 +127,7 @@ class RemoteControl(Block):
     async def _any_change(self) -> None:
         async with trio.open_nursery() as nursery:
             for runner in self._runners.values():
+
                 async def wait(r: EvseRunner = runner) -> None:
                     await r.changed.wait_change()
                     nursery.cancel_scope.cancel()

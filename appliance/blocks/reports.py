@@ -100,8 +100,10 @@ class Reports(Block):
         wanted = payload.get("componentVariable", [])
         limit = self._settings.integer(keys.items_per_message("GetReport"))
         if len(wanted) > limit:
-            raise OcppError(ErrorCode.OccurrenceConstraintViolation,
-                            f"{len(wanted)} componentVariable entries; ItemsPerMessage[GetReport] is {limit}")
+            raise OcppError(
+                ErrorCode.OccurrenceConstraintViolation,
+                f"{len(wanted)} componentVariable entries; ItemsPerMessage[GetReport] is {limit}",
+            )
         size = _size(payload)
         byte_limit = self._settings.integer(keys.bytes_per_message("GetReport"))
         if size > byte_limit:
@@ -125,8 +127,10 @@ class Reports(Block):
             return _rejected("DuplicateRequestId", f"report {request_id} is already being prepared or sent")
         ticket = self.queue.admit(request_id, lambda: self.send_report(request_id, select))
         if ticket is None:
-            return _rejected("Unspecified", f"busy: one report is being sent and {REPORTS_WAITING} wait; "
-                             "ask again after its last NotifyReport")
+            return _rejected(
+                "Unspecified",
+                f"busy: one report is being sent and {REPORTS_WAITING} wait; ask again after its last NotifyReport",
+            )
         if next(select(), None) is None:
             ticket.release()
             return {"status": "EmptyResultSet"}
@@ -135,9 +139,12 @@ class Reports(Block):
     async def send_report(self, request_id: int, select: Selection) -> None:
         generated = self._clock.iso()
         envelope = {"requestId": request_id, "generatedAt": generated}
-        split = pages((e.report_data() for e in select()),
-                      self._settings.integer(keys.items_per_message("GetReport")),
-                      self._settings.integer(keys.bytes_per_message("GetReport")), envelope)
+        split = pages(
+            (e.report_data() for e in select()),
+            self._settings.integer(keys.items_per_message("GetReport")),
+            self._settings.integer(keys.bytes_per_message("GetReport")),
+            envelope,
+        )
         items = sent = 0
         page = next(split, None)
         while page is not None:

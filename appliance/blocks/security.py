@@ -43,8 +43,9 @@ _QUEUE = 64
 class SecurityEvents(Block):
     migrations = ("0006_security_log.sql",)
 
-    def __init__(self, *, journal: Journal, clock: StationClock, boot_reason: str, storage: Storage,
-                 link: Link | None = None) -> None:
+    def __init__(
+        self, *, journal: Journal, clock: StationClock, boot_reason: str, storage: Storage, link: Link | None = None
+    ) -> None:
         self._journal = journal
         self._clock = clock
         self._boot_reason = boot_reason
@@ -63,9 +64,16 @@ class SecurityEvents(Block):
         timestamp = self._clock.iso()
         if is_critical(kind):
             log.warning("security event %s (critical): %s", kind, tech_info)
-            await self._journal.append(Append("SecurityEventNotification", {
-                "type": kind, "timestamp": timestamp, "techInfo": tech_info,
-            }))
+            await self._journal.append(
+                Append(
+                    "SecurityEventNotification",
+                    {
+                        "type": kind,
+                        "timestamp": timestamp,
+                        "techInfo": tech_info,
+                    },
+                )
+            )
         else:
             log.info("security event %s: %s", kind, tech_info)
             await self.log.record(kind, tech_info, timestamp)

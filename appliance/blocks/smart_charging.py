@@ -58,9 +58,18 @@ CTRLR = "SmartChargingCtrlr"
 class SmartCharging(Block):
     migrations = ("0009_charging_profiles.sql",)
 
-    def __init__(self, *, storage: Storage, runners: dict[int, EvseRunner], layouts: list[EvseLayout],
-                 link: Link, clock: StationClock, settings: Settings,
-                 settings_changed: Watched[int], max_entries: int) -> None:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        runners: dict[int, EvseRunner],
+        layouts: list[EvseLayout],
+        link: Link,
+        clock: StationClock,
+        settings: Settings,
+        settings_changed: Watched[int],
+        max_entries: int,
+    ) -> None:
         self.store = ProfileStore(storage)
         self._runners = runners
         self._layouts = {layout.evse_id: layout for layout in layouts}
@@ -109,8 +118,13 @@ class SmartCharging(Block):
     def _limits(self) -> Limits:
         phases = {evse_id: layout.phases for evse_id, layout in self._layouts.items()}
         phases[0] = max(phases.values(), default=3)
-        return Limits(phases, self._rate_units(), self._settings.integer(keys.PROFILE_STACK_LEVEL),
-                      self._settings.integer(keys.PERIODS_PER_SCHEDULE), self._max_entries)
+        return Limits(
+            phases,
+            self._rate_units(),
+            self._settings.integer(keys.PROFILE_STACK_LEVEL),
+            self._settings.integer(keys.PERIODS_PER_SCHEDULE),
+            self._max_entries,
+        )
 
     def _transactions(self) -> dict[int, str | None]:
         return {evse_id: r.state.tx.transaction_id if r.state.tx else None for evse_id, r in self._runners.items()}
@@ -121,8 +135,9 @@ class SmartCharging(Block):
             tx = self._runners[evse_id].state.tx if evse_id in self._runners else None
             tx_id = tx.transaction_id if tx else None
             started = self._tx_started.setdefault(tx_id, self._clock.now()) if tx_id else None
-            result.append(EvseFacts(evse_id, layout.phases, layout.nominal_voltage_v, layout.max_current_a,
-                                    tx_id, started))
+            result.append(
+                EvseFacts(evse_id, layout.phases, layout.nominal_voltage_v, layout.max_current_a, tx_id, started)
+            )
         return result
 
     def effective(self) -> list[Profile]:
@@ -141,23 +156,37 @@ class SmartCharging(Block):
     def _refusal(self, raw: Mapping[str, Any], evse_id: int, remote_start: bool = False) -> Refusal | None:
         if not self._enabled():
             return Refusal("NotEnabled", "SmartChargingCtrlr.Enabled is false")
-        return check(raw, evse_id, limits=self._limits(), installed=self.store.all(),
-                     transactions=self._transactions(), now=self._clock.now(), remote_start=remote_start)
+        return check(
+            raw,
+            evse_id,
+            limits=self._limits(),
+            installed=self.store.all(),
+            transactions=self._transactions(),
+            now=self._clock.now(),
+            remote_start=remote_start,
+        )
 
     async def _set_profile(self, payload: dict) -> dict:
         evse_id, raw = payload["evseId"], payload["chargingProfile"]
         refusal = self._refusal(raw, evse_id)
         if refusal is not None:
-            log.info("SetChargingProfile %s on EVSE %d refused: %s (%s)", raw["id"], evse_id, refusal.reason,
-                     refusal.info)
+            log.info(
+                "SetChargingProfile %s on EVSE %d refused: %s (%s)", raw["id"], evse_id, refusal.reason, refusal.info
+            )
             return refusal.answer()
         await self.install(parse(evse_id, raw))
         return {"status": "Accepted"}
 
     async def install(self, profile: Profile) -> None:
         await self.store.put(profile)
-        log.info("charging profile %d installed: %s stackLevel %d on EVSE %d (%s)", profile.id, profile.purpose,
-                 profile.stack_level, profile.evse_id, profile.kind)
+        log.info(
+            "charging profile %d installed: %s stackLevel %d on EVSE %d (%s)",
+            profile.id,
+            profile.purpose,
+            profile.stack_level,
+            profile.evse_id,
+            profile.kind,
+        )
         self._touch()
 
     # --- RequestStartTransaction's TxProfile (called by the transactions block) -------------------------------
@@ -206,8 +235,10 @@ class SmartCharging(Block):
             return {"status": "Rejected", "statusInfo": {"reasonCode": "DuplicateRequestId"}}
         ticket = self._reports.admit(request_id, lambda: self._report(request_id, chosen))
         if ticket is None:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "Unspecified",
-                                                         "additionalInfo": "busy: ask again after the reports"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "Unspecified", "additionalInfo": "busy: ask again after the reports"},
+            }
         return Reply({"status": "Accepted"}, then=ticket.run, abandon=ticket.release)
 
     async def _report(self, request_id: int, chosen: list[Profile]) -> None:
@@ -217,8 +248,12 @@ class SmartCharging(Block):
             groups.setdefault((p.evse_id, p.source), []).append(p)
         keys = list(groups)
         for i, (evse_id, source) in enumerate(keys):
-            message: dict[str, Any] = {"requestId": request_id, "chargingLimitSource": source, "evseId": evse_id,
-                                       "chargingProfile": [dict(p.raw) for p in groups[(evse_id, source)]]}
+            message: dict[str, Any] = {
+                "requestId": request_id,
+                "chargingLimitSource": source,
+                "evseId": evse_id,
+                "chargingProfile": [dict(p.raw) for p in groups[(evse_id, source)]],
+            }
             if i < len(keys) - 1:
                 message["tbc"] = True
             try:
@@ -240,9 +275,11 @@ class SmartCharging(Block):
                 if p.id == profile_id:
                     matches.append(p.id)
                 continue
-            if (criteria.get("evseId") in (None, p.evse_id)
-                    and criteria.get("chargingProfilePurpose") in (None, p.purpose)
-                    and criteria.get("stackLevel") in (None, p.stack_level)):
+            if (
+                criteria.get("evseId") in (None, p.evse_id)
+                and criteria.get("chargingProfilePurpose") in (None, p.purpose)
+                and criteria.get("stackLevel") in (None, p.stack_level)
+            ):
                 matches.append(p.id)
         if not matches:
             return {"status": "Unknown"}
@@ -256,13 +293,17 @@ class SmartCharging(Block):
     async def _get_composite(self, payload: dict) -> dict:
         evse_id = payload["evseId"]
         if evse_id != 0 and evse_id not in self._layouts:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse",
-                                                         "additionalInfo": f"no EVSE {evse_id}"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "UnknownEvse", "additionalInfo": f"no EVSE {evse_id}"},
+            }
         units = self._rate_units()
         unit = payload.get("chargingRateUnit", units[0])
         if unit not in units:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit",
-                                                         "additionalInfo": f"RateUnit is {','.join(units)}"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "UnsupportedRateUnit", "additionalInfo": f"RateUnit is {','.join(units)}"},
+            }
         now, facts, profiles = self._clock.now(), self.facts(), self.effective()
         if evse_id == 0:
             composite = station_composite(profiles, facts, now=now, duration=payload["duration"], unit=unit)
@@ -297,8 +338,12 @@ class SmartCharging(Block):
         runner.set_current_limit(limit)
         self._offered[evse_id] = amps
         significance = self._settings.number(keys.LIMIT_CHANGE_SIGNIFICANCE)
-        if (runner.state.tx is not None and before is not None and before != amps
-                and abs(amps - before) * 100 >= significance * max(before, 1e-9)):
+        if (
+            runner.state.tx is not None
+            and before is not None
+            and before != amps
+            and abs(amps - before) * 100 >= significance * max(before, 1e-9)
+        ):
             await runner.apply(lambda s: s.periodic("ChargingRateChanged"))
 
     async def _follow_transactions(self) -> None:
@@ -329,6 +374,7 @@ class SmartCharging(Block):
         with trio.move_on_after(delay):
             async with trio.open_nursery() as nursery:
                 for w in watched:
+
                     async def wait(w: Watched[int] = w) -> None:
                         await w.wait_change()
                         nursery.cancel_scope.cancel()

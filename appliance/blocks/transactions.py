@@ -37,8 +37,7 @@ class RemoteStartProfiles(Protocol):
 
     def check_remote_start(self, evse_id: int, raw: Mapping[str, Any]) -> dict | None: ...
 
-    async def install_remote_start(self, evse_id: int, raw: Mapping[str, Any],
-                                   transaction_id: str | None) -> None: ...
+    async def install_remote_start(self, evse_id: int, raw: Mapping[str, Any], transaction_id: str | None) -> None: ...
 
 
 class Transactions(Block):
@@ -90,8 +89,13 @@ class Transactions(Block):
         if not self._settings.members(keys.ALIGNED_MEASURANDS):
             # The triggered MeterValues carries AlignedDataCtrlr.Measurands (F06.FR.06); with none configured
             # there is nothing to send, and an Accepted followed by silence would mislead the CSMS.
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "MissingDevModelInfo",
-                                                         "additionalInfo": "AlignedDataCtrlr.Measurands is empty"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {
+                    "reasonCode": "MissingDevModelInfo",
+                    "additionalInfo": "AlignedDataCtrlr.Measurands is empty",
+                },
+            }
 
         async def send() -> None:
             for runner in self._targets(request.evse_id):
@@ -132,8 +136,13 @@ class Transactions(Block):
         stop = self._settings.flag(keys.STOP_TX_ON_INVALID_ID)
         for runner in self._runners.values():
             if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
-                log.warning("EVSE %d: the CSMS says token %s is %s; %s", runner.evse_id, mask(id_token["idToken"]),
-                            info["status"], "stopping the transaction" if stop else "suspending energy")
+                log.warning(
+                    "EVSE %d: the CSMS says token %s is %s; %s",
+                    runner.evse_id,
+                    mask(id_token["idToken"]),
+                    info["status"],
+                    "stopping the transaction" if stop else "suspending energy",
+                )
                 await runner.apply(lambda s: s.invalid_id(stop) if s.tx and s.tx.transaction_id == tx_id else [])
 
     async def _keep_group(self, tx_id: str, id_token: dict, group: dict) -> None:
@@ -142,8 +151,12 @@ class Transactions(Block):
         await self._journal.run_sync(self._journal.store.set_group_id_token, tx_id, group)
         for runner in self._runners.values():
             if runner.state.tx is not None and runner.state.tx.transaction_id == tx_id:
-                log.info("EVSE %d: transaction %s belongs to GroupId %s (CSMS)", runner.evse_id, tx_id,
-                         mask(group["idToken"]))
+                log.info(
+                    "EVSE %d: transaction %s belongs to GroupId %s (CSMS)",
+                    runner.evse_id,
+                    tx_id,
+                    mask(group["idToken"]),
+                )
                 await runner.apply(lambda s: s.learn_group(tx_id, id_token, group))
 
     # --- after a power cut ---------------------------------------------------------------------------------
@@ -164,22 +177,27 @@ class Transactions(Block):
                 "timestamp": now,
                 "triggerReason": "AbnormalCondition",
                 "seqNo": 0,
-                "transactionInfo": {"transactionId": tx["transaction_id"],
-                                    "chargingState": "EVConnected" if plugged else "Idle",
-                                    "stoppedReason": "PowerLoss"},
+                "transactionInfo": {
+                    "transactionId": tx["transaction_id"],
+                    "chargingState": "EVConnected" if plugged else "Idle",
+                    "stoppedReason": "PowerLoss",
+                },
                 "offline": True,
             }
             if evse_id in self._runners:
                 reading = self._hw.read_meter(evse_id)
-                mv = meter_value(now, reading, self._settings.members(keys.TX_ENDED_MEASURANDS),
-                                 "Transaction.End")
+                mv = meter_value(now, reading, self._settings.members(keys.TX_ENDED_MEASURANDS), "Transaction.End")
                 if mv is not None:
                     samples.append(mv)
             if samples:
                 payload["meterValue"] = samples
             stored = await self._journal.append(Append("TransactionEvent", payload))
-            log.warning("transaction %s on EVSE %d was interrupted by a power loss: ended (seqNo %d)",
-                        tx["transaction_id"], evse_id, stored["seqNo"])
+            log.warning(
+                "transaction %s on EVSE %d was interrupted by a power loss: ended (seqNo %d)",
+                tx["transaction_id"],
+                evse_id,
+                stored["seqNo"],
+            )
         return len(open_txs)
 
     # --- local start/stop (RFID) ---------------------------------------------------------------------------
@@ -236,8 +254,10 @@ class Transactions(Block):
             return False
         session_group = current.group_id_token["idToken"] if current.group_id_token else None
         if session_group is None or _group(info) != session_group:
-            log.info("card %s is Accepted but shares no GroupId with the session: it may not stop it",
-                     mask(id_token["idToken"]))
+            log.info(
+                "card %s is Accepted but shares no GroupId with the session: it may not stop it",
+                mask(id_token["idToken"]),
+            )
             return False
         return True
 
@@ -252,8 +272,10 @@ class Transactions(Block):
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
         s = runner.state
         if not s.operative or s.fault is not None or s.authorization is not None:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "OccupiedEvse" if s.authorization else
-                                                         "Unavailable"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {"reasonCode": "OccupiedEvse" if s.authorization else "Unavailable"},
+            }
         answer: dict[str, Any] = {"status": "Accepted"}
         if s.tx is not None:
             answer["transactionId"] = s.tx.transaction_id
@@ -272,8 +294,12 @@ class Transactions(Block):
             if self._settings.flag(keys.AUTHORIZE_REMOTE_START):
                 info = await self._authorizer.authorize(id_token)
                 if info["status"] != "Accepted":
-                    log.info("remote start %d refused: token %s is %s", payload["remoteStartId"],
-                             mask(id_token["idToken"]), info["status"])
+                    log.info(
+                        "remote start %d refused: token %s is %s",
+                        payload["remoteStartId"],
+                        mask(id_token["idToken"]),
+                        info["status"],
+                    )
                     return
                 auth.group_id_token = info.get("groupIdToken")
             if profile is not None and self._profiles is not None and runner.state.authorization is None:
@@ -297,10 +323,10 @@ class Transactions(Block):
         for runner in self._runners.values():
             tx = runner.state.tx
             if tx is not None and tx.transaction_id == tx_id:
+
                 async def stop(runner: EvseRunner = runner) -> None:
                     await runner.apply(
-                        lambda s: s.deauthorize("RemoteStop", "Remote") if s.tx and s.tx.transaction_id == tx_id
-                        else []
+                        lambda s: s.deauthorize("RemoteStop", "Remote") if s.tx and s.tx.transaction_id == tx_id else []
                     )
 
                 return Reply({"status": "Accepted"}, then=stop)

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA256": hashes.SHA256, "SHA384": hashes.SHA384, "SHA512": hashes.SHA512,
+    "SHA256": hashes.SHA256,
+    "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512,
 }
 DEFAULT_ALGORITHM = "SHA256"
 
@@ -34,7 +36,7 @@ def _tlv(data: bytes, offset: int) -> tuple[int, int, int]:
     if first < 0x80:
         return tag, offset + 2, offset + 2 + first
     count = first & 0x7F
-    length = int.from_bytes(data[offset + 2:offset + 2 + count], "big")
+    length = int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
     start = offset + 2 + count
     return tag, start, start + length
 
@@ -53,15 +55,16 @@ def public_key_bits(key: CertificatePublicKeyTypes) -> bytes:
     tag, bits_start, bits_end = _tlv(spki, after_algorithm)
     if tag != 0x03 or spki[bits_start] != 0:
         raise ValueError("subjectPublicKey is not a whole-octet BIT STRING")
-    return spki[bits_start + 1:bits_end]
+    return spki[bits_start + 1 : bits_end]
 
 
 def serial_hex(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "x")
 
 
-def hash_data(cert: x509.Certificate, issuer_key: CertificatePublicKeyTypes,
-              algorithm: str = DEFAULT_ALGORITHM) -> dict[str, str]:
+def hash_data(
+    cert: x509.Certificate, issuer_key: CertificatePublicKeyTypes, algorithm: str = DEFAULT_ALGORITHM
+) -> dict[str, str]:
     """CertificateHashDataType of `cert`, whose issuer holds `issuer_key` (a root's own key)."""
     return {
         "hashAlgorithm": algorithm,
@@ -92,7 +95,6 @@ def names(wanted: Mapping[str, object], cert: x509.Certificate) -> bool:
     algorithm = str(wanted.get("hashAlgorithm"))
     if algorithm not in ALGORITHMS:
         return False
-    return (
-        str(wanted.get("issuerNameHash", "")).lower() == _digest(algorithm, cert.issuer.public_bytes())
-        and _serial(str(wanted.get("serialNumber", ""))) == _serial(serial_hex(cert))
-    )
+    return str(wanted.get("issuerNameHash", "")).lower() == _digest(algorithm, cert.issuer.public_bytes()) and _serial(
+        str(wanted.get("serialNumber", ""))
+    ) == _serial(serial_hex(cert))

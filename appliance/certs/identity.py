@@ -57,13 +57,20 @@ def _load_key(path: Path) -> PrivateKeyTypes:
 
 
 def _pem_key(key: PrivateKeyTypes) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class StationIdentity:
-    def __init__(self, storage: Storage, state: StateStore, certs_dir: Path, current: Identity | None,
-                 pending: PrivateKeyTypes | None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        state: StateStore,
+        certs_dir: Path,
+        current: Identity | None,
+        pending: PrivateKeyTypes | None,
+    ) -> None:
         self._storage = storage
         self._state = state
         self._dir = certs_dir
@@ -71,8 +78,9 @@ class StationIdentity:
         self._pending = pending
 
     @classmethod
-    async def open(cls, storage: Storage, state: StateStore, data_dir: Path,
-                   factory_cert: Path | None, factory_key: Path | None) -> StationIdentity:
+    async def open(
+        cls, storage: Storage, state: StateStore, data_dir: Path, factory_cert: Path | None, factory_key: Path | None
+    ) -> StationIdentity:
         """The identity in use (renewed, else factory, else none) and a pending CSR key; stale generations
         (left by a power cut before the switch, or replaced by a later one) are removed."""
         certs_dir = data_dir / "certs"
@@ -84,8 +92,9 @@ class StationIdentity:
             if generation:
                 where = certs_dir / "station" / generation
                 try:
-                    current = Identity(parse_pem((where / "cert.pem").read_text()), where / "cert.pem",
-                                       where / "key.pem", "renewed")
+                    current = Identity(
+                        parse_pem((where / "cert.pem").read_text()), where / "cert.pem", where / "key.pem", "renewed"
+                    )
                 except (OSError, CertificateProblem) as exc:
                     log.error("renewed station certificate %s unusable (%s); using the factory one", where, exc)
             for stale in (certs_dir / "station").iterdir():
@@ -124,16 +133,16 @@ class StationIdentity:
             attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
             if organization:
                 attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-            csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes)).sign(
-                key, hashes.SHA256())
+            csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes)).sign(key, hashes.SHA256())
             return key, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
         key, csr = await self._storage.run(make)
         self._pending = key
         return csr
 
-    def check_signed(self, chain_pem: str, roots: list[x509.Certificate],
-                     now: datetime) -> tuple[list[x509.Certificate], str | None]:
+    def check_signed(
+        self, chain_pem: str, roots: list[x509.Certificate], now: datetime
+    ) -> tuple[list[x509.Certificate], str | None]:
         """The chain of a CertificateSigned and why it cannot be used (None: it can): PEM, the pending CSR
         key, validity, and a path to an installed CSMS root (A02.FR.05)."""
         try:
@@ -179,12 +188,17 @@ def _factory(cert: Path, key: Path) -> Identity:
         private = _load_key(key)
     except (OSError, ValueError, TypeError) as exc:
         # never the key's text: only why it could not be read
-        raise ConfigError("security.client_key_file",
-                          f"{key}: {getattr(exc, 'strerror', None) or 'not an unencrypted PEM private key'}") from None
+        raise ConfigError(
+            "security.client_key_file",
+            f"{key}: {getattr(exc, 'strerror', None) or 'not an unencrypted PEM private key'}",
+        ) from None
     if not key_matches(chain[0], private):
         raise ConfigError("security.client_key_file", f"{key} is not the key of {cert}")
     mode = key.stat().st_mode & 0o077
     if mode:
-        log.warning("security.client_key_file %s is readable by others (mode %o); it should be 0600",
-                    key, key.stat().st_mode & 0o777)
+        log.warning(
+            "security.client_key_file %s is readable by others (mode %o); it should be 0600",
+            key,
+            key.stat().st_mode & 0o777,
+        )
     return Identity(chain, cert, key, "factory")

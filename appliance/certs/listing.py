@@ -25,12 +25,25 @@ from appliance.storage.db import DB_NAME, open_read_only
 
 
 def _row(use: str, cert: x509.Certificate, origin: str, issuer: x509.Certificate | None) -> dict[str, Any]:
-    data = hashdata.hash_data(cert, issuer.public_key()) if issuer is not None else {
-        "hashAlgorithm": hashdata.DEFAULT_ALGORITHM, "issuerNameHash": None, "issuerKeyHash": None,
-        "serialNumber": hashdata.serial_hex(cert)}
-    return {"certificateType": use, "subject": subject_text(cert), "issuer": cert.issuer.rfc4514_string(),
-            "notBefore": format_iso(cert.not_valid_before_utc), "notAfter": format_iso(cert.not_valid_after_utc),
-            "origin": origin, "certificateHashData": data}
+    data = (
+        hashdata.hash_data(cert, issuer.public_key())
+        if issuer is not None
+        else {
+            "hashAlgorithm": hashdata.DEFAULT_ALGORITHM,
+            "issuerNameHash": None,
+            "issuerKeyHash": None,
+            "serialNumber": hashdata.serial_hex(cert),
+        }
+    )
+    return {
+        "certificateType": use,
+        "subject": subject_text(cert),
+        "issuer": cert.issuer.rfc4514_string(),
+        "notBefore": format_iso(cert.not_valid_before_utc),
+        "notAfter": format_iso(cert.not_valid_after_utc),
+        "origin": origin,
+        "certificateHashData": data,
+    }
 
 
 def _issuer_of(cert: x509.Certificate, candidates: list[x509.Certificate]) -> x509.Certificate | None:
@@ -44,8 +57,9 @@ def collect(config: Config) -> list[dict[str, Any]]:
     conn = open_read_only(data_dir / DB_NAME)
     try:
         try:
-            rows = conn.execute("SELECT use, pem, origin FROM certificates WHERE deleted_at IS NULL "
-                                "ORDER BY use, installed_at, rowid").fetchall()
+            rows = conn.execute(
+                "SELECT use, pem, origin FROM certificates WHERE deleted_at IS NULL ORDER BY use, installed_at, rowid"
+            ).fetchall()
         except sqlite3.OperationalError:  # a journal from before the certificate store existed
             rows = []
         generation = conn.execute("SELECT value FROM station_state WHERE key = ?", (STATE_KEY,)).fetchone()
@@ -73,8 +87,10 @@ def table(listed: list[dict[str, Any]]) -> str:
     if not listed:
         return "no certificates installed"
     head = ("TYPE", "SUBJECT", "EXPIRES", "ORIGIN", "SERIAL")
-    lines = [(r["certificateType"], r["subject"], r["notAfter"], r["origin"],
-              r["certificateHashData"]["serialNumber"]) for r in listed]
+    lines = [
+        (r["certificateType"], r["subject"], r["notAfter"], r["origin"], r["certificateHashData"]["serialNumber"])
+        for r in listed
+    ]
     widths = [max(len(str(x[i])) for x in (head, *lines)) for i in range(len(head))]
     out = ["  ".join(str(v).ljust(w) for v, w in zip(head, widths, strict=True)).rstrip()]
     for row, line in zip(listed, lines, strict=True):

@@ -67,8 +67,10 @@ class Outcome:
     def payload(self) -> dict:
         answer: dict = {"status": self.status}
         if self.reason:
-            answer["statusInfo"] = {"reasonCode": self.reason, **({"additionalInfo": self.info[:512]}
-                                                                    if self.info else {})}
+            answer["statusInfo"] = {
+                "reasonCode": self.reason,
+                **({"additionalInfo": self.info[:512]} if self.info else {}),
+            }
         return answer
 
 
@@ -97,8 +99,9 @@ class CertificateStore:
         self._capacity = capacity
 
     @classmethod
-    async def open(cls, storage: Storage, factory: Mapping[str, tuple[str, Path | None]],
-                   capacity: Callable[[], int | None]) -> CertificateStore:
+    async def open(
+        cls, storage: Storage, factory: Mapping[str, tuple[str, Path | None]], capacity: Callable[[], int | None]
+    ) -> CertificateStore:
         """Load the rows and import unseen factory certificates. `factory`: use → (config key, file or None)."""
 
         def load() -> list[Installed]:
@@ -111,12 +114,14 @@ class CertificateStore:
                 inserted = storage.writer.execute(
                     "INSERT OR IGNORE INTO certificates (use, fingerprint, pem, origin, installed_at) "
                     "VALUES (?, ?, ?, 'factory', ?)",
-                    (use, fingerprint(cert), cert.public_bytes(serialization.Encoding.PEM).decode(), now))
+                    (use, fingerprint(cert), cert.public_bytes(serialization.Encoding.PEM).decode(), now),
+                )
                 if inserted.rowcount:
                     log.info("imported factory %s %s", use, subject_text(cert))
             rows = storage.writer.execute(
                 "SELECT use, pem, fingerprint, origin, installed_at FROM certificates "
-                "WHERE deleted_at IS NULL ORDER BY installed_at, rowid").fetchall()
+                "WHERE deleted_at IS NULL ORDER BY installed_at, rowid"
+            ).fetchall()
             return [Installed(use, parse_pem(pem)[0], pem, fp, origin, at) for use, pem, fp, origin, at in rows]
 
         return cls(storage, await storage.write(load), capacity)
@@ -153,8 +158,11 @@ class CertificateStore:
             return Outcome("Accepted")  # already installed: installing it again changes nothing
         capacity = self._capacity()
         if capacity is not None and len(self._entries) >= capacity:
-            return Outcome("Failed", "OutOfStorage",
-                           f"the store holds its maximum of {capacity} certificates (CertificateEntries maxLimit)")
+            return Outcome(
+                "Failed",
+                "OutOfStorage",
+                f"the store holds its maximum of {capacity} certificates (CertificateEntries maxLimit)",
+            )
         text = cert.public_bytes(serialization.Encoding.PEM).decode()
         at = format_iso(now)
         try:
@@ -176,11 +184,15 @@ class CertificateStore:
     async def delete(self, entry: Installed, now: datetime) -> Outcome:
         """DeleteCertificate of an installed root (M04): Accepted, or Failed for the last CSMS root."""
         if entry.use in KEEP_LAST and sum(e.use == entry.use for e in self._entries) == 1:
-            return Outcome("Failed", "Unspecified", f"the last {entry.use} cannot be deleted: the station could "
-                           "not verify its CSMS any more")
+            return Outcome(
+                "Failed",
+                "Unspecified",
+                f"the last {entry.use} cannot be deleted: the station could not verify its CSMS any more",
+            )
         try:
-            await self._storage.write(_mark_deleted, self._storage.writer, entry.use, entry.fingerprint,
-                                      format_iso(now))
+            await self._storage.write(
+                _mark_deleted, self._storage.writer, entry.use, entry.fingerprint, format_iso(now)
+            )
         except (sqlite3.Error, OSError) as exc:
             log.error("DeleteCertificate could not be stored: %s", exc)
             return Outcome("Failed", "InternalError", "the deletion could not be stored")

@@ -40,7 +40,6 @@ Choices where neither the spec nor the certified station fixes a value:
   test dateTime parsing; the station keeps every time in UTC, so the value is only stored.
 """
 
-
 from __future__ import annotations
 
 import itertools
@@ -69,16 +68,32 @@ RO, RW, WO = Mutability.ReadOnly, Mutability.ReadWrite, Mutability.WriteOnly
 DEFAULT_LAYOUTS: tuple[EvseLayout, ...] = (EvseLayout(1, phases=3), EvseLayout(2, phases=1))
 
 #: The measurands this station's meters deliver (digest §3, "Measurands required for this station").
-MEASURANDS = ("Current.Import", "Current.Offered", "Energy.Active.Import.Register", "Voltage", "Power.Offered",
-              "Power.Active.Import")
+MEASURANDS = (
+    "Current.Import",
+    "Current.Offered",
+    "Energy.Active.Import.Register",
+    "Voltage",
+    "Power.Offered",
+    "Power.Active.Import",
+)
 #: AvailabilityState of the station, an EVSE or a connector: the ConnectorStatusEnumType values.
 AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
 #: TxStartPoint/TxStopPoint members the station can detect: no parking-bay sensor, no signed meter data.
 TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 TIME_SOURCES = ("Heartbeat", "NTP", "GPS", "RealTimeClock", "MobileNetwork", "RadioTimeTransmitter")
 #: Station-initiated messages other than TransactionEvent (which is always queued).
-QUEUEABLE = ("Authorize", "BootNotification", "FirmwareStatusNotification", "Heartbeat", "LogStatusNotification",
-             "MeterValues", "NotifyEvent", "NotifyReport", "SecurityEventNotification", "StatusNotification")
+QUEUEABLE = (
+    "Authorize",
+    "BootNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "LogStatusNotification",
+    "MeterValues",
+    "NotifyEvent",
+    "NotifyReport",
+    "SecurityEventNotification",
+    "StatusNotification",
+)
 ENERGY = "Energy.Active.Import.Register"
 #: Bytes the auth cache / local list may use (their Storage maxLimit).
 STORAGE_BYTES = 1_048_576
@@ -116,8 +131,11 @@ def phase_rotations(phases: int) -> tuple[str, ...]:
     the reported valuesList starts with a comma (",RST,RTS,…"), which every split-on-comma reads as an empty
     first member (a trailing one is dropped by some, e.g. Java's String.split).
     """
-    codes = ["".join(order) for order in itertools.permutations("RST")] if phases == 3 else (
-        [letter + "xx" for letter in "RST"])
+    codes = (
+        ["".join(order) for order in itertools.permutations("RST")]
+        if phases == 3
+        else ([letter + "xx" for letter in "RST"])
+    )
     return ("", *codes)
 
 
@@ -134,8 +152,16 @@ PROFILE_STACK_LEVEL = 8
 SMART_CHARGING: tuple[Spec, ...] = (
     V("SmartChargingCtrlr", "Available", B, RO, True, constant=True),
     V("SmartChargingCtrlr", "Enabled", B, RW, True),
-    V("SmartChargingCtrlr", "Entries[ChargingProfiles]", INT, RO, 0, min=0, max=CHARGING_PROFILES_MAX,
-      persistent=False),
+    V(
+        "SmartChargingCtrlr",
+        "Entries[ChargingProfiles]",
+        INT,
+        RO,
+        0,
+        min=0,
+        max=CHARGING_PROFILES_MAX,
+        persistent=False,
+    ),
     V("SmartChargingCtrlr", "ExternalControlSignalsEnabled", B, RW, True),
     V("SmartChargingCtrlr", "LimitChangeSignificance", D, RW, 10.0, unit="Percent", min=0),
     V("SmartChargingCtrlr", "PeriodsPerSchedule", INT, RO, PERIODS_PER_SCHEDULE, min=1, max=PERIODS_PER_SCHEDULE),
@@ -152,8 +178,15 @@ STATION: tuple[Spec, ...] = (
     V("ChargingStation", "VendorName", S, RO, "", max=50),
     # ChargingStation.SupplyPhases depends on the layout: see station_specs().
     V("OCPPCommCtrlr", "ActiveNetworkProfile", INT, RO, 1, min=0, persistent=False),
-    V("OCPPCommCtrlr", "FileTransferProtocols", ML, RO, "HTTP,HTTPS,FTP", values=("HTTP", "HTTPS", "FTP"),
-      constant=True),  # firmware downloads (and log uploads) speak all three
+    V(
+        "OCPPCommCtrlr",
+        "FileTransferProtocols",
+        ML,
+        RO,
+        "HTTP,HTTPS,FTP",
+        values=("HTTP", "HTTPS", "FTP"),
+        constant=True,
+    ),  # firmware downloads (and log uploads) speak all three
     V("OCPPCommCtrlr", "HeartbeatInterval", INT, RW, 60, unit="s", min=0),
     V("OCPPCommCtrlr", "MessageAttemptInterval[TransactionEvent]", INT, RW, 60, unit="s", min=0),
     V("OCPPCommCtrlr", "MessageAttempts[TransactionEvent]", INT, RW, 3, min=1),
@@ -235,8 +268,10 @@ STATION: tuple[Spec, ...] = (
 def station_specs(layouts: Sequence[EvseLayout]) -> tuple[Spec, ...]:
     """The rows that depend on the hardware: the station's phases (and so its PhaseRotation values)."""
     phases = max((layout.phases for layout in layouts), default=0)
-    return (V("ChargingStation", "PhaseRotation", OL, RW, "", values=phase_rotations(phases)),
-            V("ChargingStation", "SupplyPhases", INT, RO, phases, min=0, max=3, constant=True))
+    return (
+        V("ChargingStation", "PhaseRotation", OL, RW, "", values=phase_rotations(phases)),
+        V("ChargingStation", "SupplyPhases", INT, RO, phases, min=0, max=3, constant=True),
+    )
 
 
 def evse_specs(layout: EvseLayout) -> tuple[Spec, ...]:
@@ -247,8 +282,18 @@ def evse_specs(layout: EvseLayout) -> tuple[Spec, ...]:
         V("EVSE", "AvailabilityState", OL, RO, "Available", values=AVAILABILITY, persistent=False),
         V("EVSE", "Available", B, RO, True, constant=True),
         V("EVSE", "PhaseRotation", OL, RW, "", values=phase_rotations(layout.phases)),
-        V("EVSE", "Power", D, RO, 0, unit="W", min=0, max=max_w, persistent=False,
-          more=((AttributeType.MaxSet, RO, max_w, True, True),)),
+        V(
+            "EVSE",
+            "Power",
+            D,
+            RO,
+            0,
+            unit="W",
+            min=0,
+            max=max_w,
+            persistent=False,
+            more=((AttributeType.MaxSet, RO, max_w, True, True),),
+        ),
         V("EVSE", "SupplyPhases", INT, RO, layout.phases, min=0, max=3, constant=True),
     )
 
@@ -291,8 +336,11 @@ def _define(spec: Spec, component: ComponentKey) -> VariableDef:
         pattern=spec.pattern,
         non_empty=spec.non_empty,
     )
-    attributes = [AttributeDef(AttributeType.Actual, spec.mutability, _default(chars, spec.default),
-                               spec.persistent, spec.constant)]
+    attributes = [
+        AttributeDef(
+            AttributeType.Actual, spec.mutability, _default(chars, spec.default), spec.persistent, spec.constant
+        )
+    ]
     for attribute_type, mutability, default, persistent, constant in spec.more:
         attributes.append(AttributeDef(attribute_type, mutability, _default(chars, default), persistent, constant))
     key = VariableKey(component, parsed.variable, parsed.variable_instance)

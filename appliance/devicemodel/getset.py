@@ -62,8 +62,9 @@ def check_limits(dm: DeviceModel, payload: dict, items: list, action: str) -> No
     """Raise the CALLERROR for a request over ItemsPerMessage / BytesPerMessage of `action`."""
     max_items = dm.settings.integer(items_per_message(action))
     if len(items) > max_items:
-        raise OcppError(ErrorCode.OccurrenceConstraintViolation,
-                        f"{len(items)} items; ItemsPerMessage[{action}] is {max_items}")
+        raise OcppError(
+            ErrorCode.OccurrenceConstraintViolation, f"{len(items)} items; ItemsPerMessage[{action}] is {max_items}"
+        )
     max_bytes = dm.settings.integer(bytes_per_message(action))
     size = payload_size(payload)
     if size > max_bytes:
@@ -144,8 +145,14 @@ def _locate(dm: DeviceModel, item: dict, attribute: AttributeType) -> tuple[Vari
     component, variable = item["component"], item["variable"]
     evse = component.get("evse") or {}
     try:
-        definition = dm.find(component["name"], component.get("instance"), evse.get("id"),
-                             evse.get("connectorId"), variable["name"], variable.get("instance"))
+        definition = dm.find(
+            component["name"],
+            component.get("instance"),
+            evse.get("id"),
+            evse.get("connectorId"),
+            variable["name"],
+            variable.get("instance"),
+        )
     except UnknownComponent:
         return "UnknownComponent"
     except UnknownVariable:

@@ -94,8 +94,7 @@ def _still_valid(definition: VariableDef, text: str | None) -> bool:
 class DeviceModel:
     """Use `DeviceModel.open`; the constructor only indexes a catalog and its values."""
 
-    def __init__(self, storage: Storage, catalog: list[VariableDef],
-                 stored: Mapping[AttributeKey, str | None]) -> None:
+    def __init__(self, storage: Storage, catalog: list[VariableDef], stored: Mapping[AttributeKey, str | None]) -> None:
         self._storage = storage
         self._store = VariableStore(storage.writer)
         self._catalog = catalog
@@ -114,8 +113,13 @@ class DeviceModel:
     # --- opening -------------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, storage: Storage, layouts: list[EvseLayout],
-                   factory: Mapping[str, object], limits: FactoryLimits | None = None) -> DeviceModel:
+    async def open(
+        cls,
+        storage: Storage,
+        layouts: list[EvseLayout],
+        factory: Mapping[str, object],
+        limits: FactoryLimits | None = None,
+    ) -> DeviceModel:
         """Load the persisted model, creating missing rows from `factory` over the defaults, under `limits`.
 
         Every factory key is checked on every open, so a bad config fails the same way on the hundredth boot
@@ -131,8 +135,11 @@ class DeviceModel:
         for definition in catalog:
             for attribute in definition.attributes:
                 key = (definition.key, attribute.type)
-                initial = (Write(key, wanted[key][1], SetBy.factory) if key in wanted
-                           else Write(key, attribute.default, SetBy.default))
+                initial = (
+                    Write(key, wanted[key][1], SetBy.factory)
+                    if key in wanted
+                    else Write(key, attribute.default, SetBy.default)
+                )
                 if key not in persisted:
                     new_rows.append(initial)
                 elif not _still_valid(definition, persisted[key].value):
@@ -142,8 +149,12 @@ class DeviceModel:
                 else:
                     model._values[key] = persisted[key].value
                     if key in wanted and wanted[key][1] != persisted[key].value:
-                        log.info("[variables] %s not applied: the value set by %s at %s wins", wanted[key][0],
-                                 persisted[key].set_by.value, persisted[key].set_at)
+                        log.info(
+                            "[variables] %s not applied: the value set by %s at %s wins",
+                            wanted[key][0],
+                            persisted[key].set_by.value,
+                            persisted[key].set_at,
+                        )
         if new_rows or replaced_rows:  # one transaction for all of it; none at all on an ordinary boot
 
             def store_rows() -> None:
@@ -167,6 +178,7 @@ class DeviceModel:
             with contextlib.suppress(PathError, KeyError):
                 factory_variables.add(self.resolve(key)[0].key)
         for key, bounds in limits.items():
+
             def refuse(message: str, key: str = key) -> FactoryValueError:
                 return FactoryValueError(key, message, section="limits")
 
@@ -197,13 +209,16 @@ class DeviceModel:
                 raise refuse(f"min {low} is above max {high}")
             if chars.data_type is DataType.integer:
                 low, high = (None if n is None else int(n) for n in (low, high))
-            limited = dataclasses.replace(definition, characteristics=dataclasses.replace(
-                chars, min_limit=low, max_limit=high))
+            limited = dataclasses.replace(
+                definition, characteristics=dataclasses.replace(chars, min_limit=low, max_limit=high)
+            )
             if definition.key not in factory_variables:
                 for attr in limited.attributes:
                     if not _still_valid(limited, attr.default):
-                        raise refuse(f"the default {attr.default} is outside these limits; set "
-                                     f"variables.{format_path(definition.key)} to a value within them")
+                        raise refuse(
+                            f"the default {attr.default} is outside these limits; set "
+                            f"variables.{format_path(definition.key)} to a value within them"
+                        )
             narrowed[definition.key] = limited
         return [narrowed.get(definition.key, definition) for definition in self._catalog]
 
@@ -229,25 +244,36 @@ class DeviceModel:
 
     # --- lookups -------------------------------------------------------------------------------------
 
-    def find(self, name: str, instance: str | None, evse: int | None, connector: int | None,
-             variable: str, variable_instance: str | None) -> VariableDef:
+    def find(
+        self,
+        name: str,
+        instance: str | None,
+        evse: int | None,
+        connector: int | None,
+        variable: str,
+        variable_instance: str | None,
+    ) -> VariableDef:
         """The variable so addressed (names case-insensitive); UnknownComponent / UnknownVariable."""
         variables = self._components.get(component_index(name, instance, evse, connector))
         if variables is None:
-            raise UnknownComponent(f"no component {name!r}" + (f" instance {instance!r}" if instance else "")
-                                   + (f" on EVSE {evse}" if evse is not None else "")
-                                   + (f" connector {connector}" if connector is not None else ""))
+            raise UnknownComponent(
+                f"no component {name!r}"
+                + (f" instance {instance!r}" if instance else "")
+                + (f" on EVSE {evse}" if evse is not None else "")
+                + (f" connector {connector}" if connector is not None else "")
+            )
         definition = variables.get((variable.lower(), (variable_instance or "").lower()))
         if definition is None:
-            raise UnknownVariable(f"component {name!r} has no variable {variable!r}"
-                                  + (f" instance {variable_instance!r}" if variable_instance else ""))
+            raise UnknownVariable(
+                f"component {name!r} has no variable {variable!r}"
+                + (f" instance {variable_instance!r}" if variable_instance else "")
+            )
         return definition
 
     def resolve(self, path: str) -> tuple[VariableDef, AttributeType]:
         """The variable and attribute a path names; PathError for bad syntax, a KeyError subclass if unknown."""
         p = parse_path(path)
-        definition = self.find(p.component, p.component_instance, p.evse, p.connector, p.variable,
-                               p.variable_instance)
+        definition = self.find(p.component, p.component_instance, p.evse, p.connector, p.variable, p.variable_instance)
         if definition.attribute(p.attribute) is None:
             raise UnknownAttribute(f"{format_path(definition.key)} has no {p.attribute.value} attribute")
         return definition, p.attribute

@@ -51,8 +51,7 @@ def parse_path(text: str) -> ParsedPath:
     """Split a path; PathError if it does not follow the syntax (including an unknown attribute name)."""
     match = _PATH.fullmatch(text)
     if match is None:
-        raise PathError(f"{text!r} is not Component[(instance)][[evse[,connector]]].Variable[[instance]]"
-                        "[.Attribute]")
+        raise PathError(f"{text!r} is not Component[(instance)][[evse[,connector]]].Variable[[instance]][.Attribute]")
     attribute_text = match["attribute"]
     if attribute_text is None:
         attribute = AttributeType.Actual

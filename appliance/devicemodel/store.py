@@ -92,6 +92,5 @@ class VariableStore:
         params = [(*row_key(w.key), w.value, w.set_by.value, set_at) for w in writes]
         if not params:
             return
-        sql = (f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sql = f"{verb} INTO device_variable ({_COLUMNS}, value, set_by, set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         self._conn.executemany(sql, params)

@@ -147,8 +147,7 @@ class VariableDef:
     attributes: tuple[AttributeDef, ...]
     #: a CSMS change only takes effect after a reboot: SetVariables answers RebootRequired.
     reboot_required: bool = False
-    _by_type: dict[AttributeType, AttributeDef] = field(default_factory=dict, init=False, repr=False,
-                                                         compare=False)
+    _by_type: dict[AttributeType, AttributeDef] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for attribute in self.attributes:

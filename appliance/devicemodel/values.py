@@ -57,8 +57,9 @@ def to_text(value: object, data_type: DataType) -> str:
         return repr(value)
     if isinstance(value, list | tuple):
         if not data_type.is_list:
-            raise ValueRefused("InvalidValue", f"a list is only allowed for MemberList/SequenceList, "
-                                               f"not {data_type.value}")
+            raise ValueRefused(
+                "InvalidValue", f"a list is only allowed for MemberList/SequenceList, not {data_type.value}"
+            )
         if not all(isinstance(member, str) for member in value):
             raise ValueRefused("InvalidValue", "list members must be strings")
         return ",".join(value)

@@ -84,8 +84,9 @@ def check_url(url: str) -> SplitResult:
     except ValueError as exc:
         raise UploadFailed("UploadFailure", f"not a usable URL: {exc}", final=True) from None
     if parts.scheme.lower() not in SCHEMES:
-        raise UploadFailed("NotSupportedOperation", f"unsupported protocol {parts.scheme!r} (HTTP, HTTPS, FTP)",
-                           final=True)
+        raise UploadFailed(
+            "NotSupportedOperation", f"unsupported protocol {parts.scheme!r} (HTTP, HTTPS, FTP)", final=True
+        )
     if not parts.hostname:
         raise UploadFailed("UploadFailure", "the URL has no host", final=True)
     return parts
@@ -146,11 +147,13 @@ class _HttpPut(_Transfer):
         parts = self.parts
         conn: http.client.HTTPConnection
         if parts.scheme.lower() == "https":
-            conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeouts.connect,
-                                               context=self.context, blocksize=CHUNK)
+            conn = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=self.timeouts.connect, context=self.context, blocksize=CHUNK
+            )
         else:
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeouts.connect,
-                                              blocksize=CHUNK)
+            conn = http.client.HTTPConnection(
+                parts.hostname or "", parts.port, timeout=self.timeouts.connect, blocksize=CHUNK
+            )
         size = self.path.stat().st_size
         headers = {"Content-Length": str(size), "Content-Type": "text/plain; charset=utf-8"}
         user, password = _credentials(parts)
@@ -170,8 +173,9 @@ class _HttpPut(_Transfer):
             answer = conn.getresponse()
             text = answer.read(ANSWER_BYTES)
         except ssl.SSLCertVerificationError as exc:
-            raise UploadFailed("UploadFailure", f"the server's certificate is not trusted: {exc.verify_message}") \
-                from None
+            raise UploadFailed(
+                "UploadFailure", f"the server's certificate is not trusted: {exc.verify_message}"
+            ) from None
         except http.client.HTTPException as exc:
             raise UploadFailed("BadMessage", f"not an HTTP answer: {type(exc).__name__} {exc}") from None
         except TimeoutError:

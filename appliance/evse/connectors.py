@@ -51,8 +51,9 @@ class Connectors:
     def get(self, evse_id: int, connector_id: int = 1) -> ConnectorState:
         return self.by_key[(evse_id, connector_id)]
 
-    def update(self, evse_id: int, mutate: Callable[[ConnectorState], None], connector_id: int = 1,
-               at: str | None = None) -> None:
+    def update(
+        self, evse_id: int, mutate: Callable[[ConnectorState], None], connector_id: int = 1, at: str | None = None
+    ) -> None:
         """Apply `mutate`; a changed status begins `at` (station clock ISO time; default now)."""
         state = self.by_key[(evse_id, connector_id)]
         mutate(state)

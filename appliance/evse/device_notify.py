@@ -47,18 +47,25 @@ class DeviceNotifications:
         comp: dict = {"name": component[:50]}
         if evse_id is not None:
             comp["evse"] = {"id": evse_id}
-        await self._journal.append(Append("NotifyEvent", {
-            "generatedAt": now,
-            "seqNo": 0,
-            "tbc": False,
-            "eventData": [{
-                "eventId": next(self._ids) % 2**31,
-                "timestamp": now,
-                "trigger": "Delta",
-                "actualValue": "true" if problem else "false",
-                "techInfo": info[:500],
-                "eventNotificationType": "HardWiredNotification",
-                "component": comp,
-                "variable": {"name": "Problem"},
-            }],
-        }))
+        await self._journal.append(
+            Append(
+                "NotifyEvent",
+                {
+                    "generatedAt": now,
+                    "seqNo": 0,
+                    "tbc": False,
+                    "eventData": [
+                        {
+                            "eventId": next(self._ids) % 2**31,
+                            "timestamp": now,
+                            "trigger": "Delta",
+                            "actualValue": "true" if problem else "false",
+                            "techInfo": info[:500],
+                            "eventNotificationType": "HardWiredNotification",
+                            "component": comp,
+                            "variable": {"name": "Problem"},
+                        }
+                    ],
+                },
+            )
+        )

@@ -63,8 +63,13 @@ async def sync(hardware: ChargeController, runner: EvseRunner) -> None:
     await runner.apply(lambda s: resync(s, ev, fault))
 
 
-async def route(hardware: ChargeController, runners: dict[int, EvseRunner], on_card: OnCard,
-                nursery: trio.Nursery, notify: Notify | None = None) -> None:
+async def route(
+    hardware: ChargeController,
+    runners: dict[int, EvseRunner],
+    on_card: OnCard,
+    nursery: trio.Nursery,
+    notify: Notify | None = None,
+) -> None:
     """Hand every hardware event to the runner it concerns, in order; cards to `on_card` in their own task;
     device and fault events then to `notify`."""
     async for event in hardware.events:
@@ -73,8 +78,13 @@ async def route(hardware: ChargeController, runners: dict[int, EvseRunner], on_c
             await notify(event)
 
 
-async def _route_one(hardware: ChargeController, runners: dict[int, EvseRunner], on_card: OnCard,
-                     nursery: trio.Nursery, event: HardwareEvent) -> None:
+async def _route_one(
+    hardware: ChargeController,
+    runners: dict[int, EvseRunner],
+    on_card: OnCard,
+    nursery: trio.Nursery,
+    event: HardwareEvent,
+) -> None:
     match event:
         case Plugged(evse_id=e):
             await runners[e].apply(lambda s: s.plug())
@@ -105,18 +115,21 @@ async def _route_one(hardware: ChargeController, runners: dict[int, EvseRunner],
             nursery.start_soon(on_card, token, e, kind)
 
 
-def snapshots(runners: dict[int, EvseRunner], connectors: Connectors, online: Callable[[], bool]
-              ) -> list[StationSnapshot]:
+def snapshots(
+    runners: dict[int, EvseRunner], connectors: Connectors, online: Callable[[], bool]
+) -> list[StationSnapshot]:
     """The station's view of each EVSE, for a backend that shows it (`appliance sim status`)."""
     result = []
     for evse_id, runner in sorted(runners.items()):
         s = runner.state
         token = s.authorization.id_token.get("idToken") if s.authorization and s.authorization.id_token else None
-        result.append(StationSnapshot(
-            evse_id=evse_id,
-            connector_status=connectors.evse_status(evse_id),
-            authorized_token=token,
-            transaction_id=s.tx.transaction_id if s.tx else None,
-            extra={"chargingState": s.charging_state, "online": online()},
-        ))
+        result.append(
+            StationSnapshot(
+                evse_id=evse_id,
+                connector_status=connectors.evse_status(evse_id),
+                authorized_token=token,
+                transaction_id=s.tx.transaction_id if s.tx else None,
+                extra={"chargingState": s.charging_state, "online": online()},
+            )
+        )
     return result

@@ -16,8 +16,13 @@ _VOLTAGE_PHASES = ("L1-N", "L2-N", "L3-N")
 
 
 def _sample(value: float, measurand: str, context: str, unit: str, phase: str | None = None) -> dict:
-    sample = {"value": round(value, 3), "context": context, "measurand": measurand, "location": "Outlet",
-              "unitOfMeasure": {"unit": unit}}
+    sample = {
+        "value": round(value, 3),
+        "context": context,
+        "measurand": measurand,
+        "location": "Outlet",
+        "unitOfMeasure": {"unit": unit},
+    }
     if phase is not None:
         sample["phase"] = phase
     return sample

@@ -156,11 +156,19 @@ class EvseRunner:
         new_tx = None
         if event.first:
             new_tx = NewTransaction(event.transaction_id, self.evse_id, 1, event.id_token, event.remote_start_id)
-        stored = await self._journal.append(Append("TransactionEvent", payload, new_transaction=new_tx,
-                                                   group_id_token=event.group_id_token))
-        log.info("EVSE %d: TransactionEvent %s %s (%s) tx %s seqNo %d%s", self.evse_id, event.event_type,
-                 event.trigger_reason, event.charging_state, event.transaction_id, stored["seqNo"],
-                 " offline" if stored.get("offline") else "")
+        stored = await self._journal.append(
+            Append("TransactionEvent", payload, new_transaction=new_tx, group_id_token=event.group_id_token)
+        )
+        log.info(
+            "EVSE %d: TransactionEvent %s %s (%s) tx %s seqNo %d%s",
+            self.evse_id,
+            event.event_type,
+            event.trigger_reason,
+            event.charging_state,
+            event.transaction_id,
+            stored["seqNo"],
+            " offline" if stored.get("offline") else "",
+        )
         return stored
 
     def _meter_values(self, event: TxEvent, now: str) -> list[dict]:
@@ -216,6 +224,7 @@ class EvseRunner:
 
     async def _either_change(self) -> None:
         async with trio.open_nursery() as nursery:
+
             async def wait(watched: Watched[int]) -> None:
                 await watched.wait_change()
                 nursery.cancel_scope.cancel()
@@ -240,8 +249,9 @@ class EvseRunner:
             while await self._sleep_during_tx(keys.TX_ENDED_INTERVAL, tx_id, since):
                 since = trio.current_time()
                 reading = self._hw.read_meter(self.evse_id)
-                mv = meter_value(self._clock.iso(), reading, self._settings.members(keys.TX_ENDED_MEASURANDS),
-                                 "Sample.Periodic")
+                mv = meter_value(
+                    self._clock.iso(), reading, self._settings.members(keys.TX_ENDED_MEASURANDS), "Sample.Periodic"
+                )
                 if mv is not None:
                     await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx_id, mv)
 
@@ -284,8 +294,12 @@ class EvseRunner:
             if tx is None:
                 continue
             reading = self._hw.read_meter(self.evse_id)
-            mv = meter_value(format_timestamp(last), reading, self._settings.members(keys.ALIGNED_TX_ENDED_MEASURANDS),
-                             "Sample.Clock")
+            mv = meter_value(
+                format_timestamp(last),
+                reading,
+                self._settings.members(keys.ALIGNED_TX_ENDED_MEASURANDS),
+                "Sample.Clock",
+            )
             if mv is not None:
                 await self._journal.run_sync(self._journal.store.add_tx_meter_value, tx.transaction_id, mv)
 
@@ -318,5 +332,3 @@ class EvseRunner:
                 await self._either_change()
             if expired.cancelled_caught:
                 await self.apply(lambda s: s.connection_timeout())
-
-

@@ -94,8 +94,13 @@ class EvseState:
 
     @property
     def offering(self) -> bool:
-        return (self.authorization is not None and self.plugged and self.operative and self.fault is None
-                and not self.blocked)
+        return (
+            self.authorization is not None
+            and self.plugged
+            and self.operative
+            and self.fault is None
+            and not self.blocked
+        )
 
     @property
     def charging_state(self) -> str:
@@ -161,8 +166,13 @@ class EvseState:
         """C09.FR.03: a TransactionEvent answer named the GroupId of this session's idToken (an Authorize may not
         have been asked, e.g. a remote start); from now on another card of that group may stop the session."""
         auth = self.authorization
-        if self.tx is not None and self.tx.transaction_id == transaction_id and auth is not None and \
-                auth.id_token is not None and _same_token(auth.id_token, id_token):
+        if (
+            self.tx is not None
+            and self.tx.transaction_id == transaction_id
+            and auth is not None
+            and auth.id_token is not None
+            and _same_token(auth.id_token, id_token)
+        ):
             auth.group_id_token = group_id_token
         return []
 
@@ -170,8 +180,9 @@ class EvseState:
         """EVConnectionTimeOut passed with an authorization but no EV: drop it (TC_E_39 / TC_F_04)."""
         if self.plugged or self.authorization is None:
             return []
-        return self._change(lambda: setattr(self, "authorization", None), "EVConnectTimeout",
-                            stop_reason="Timeout", force_stop=True)
+        return self._change(
+            lambda: setattr(self, "authorization", None), "EVConnectTimeout", stop_reason="Timeout", force_stop=True
+        )
 
     def set_fault(self, code: str | None) -> list[TxEvent]:
         return self._change(lambda: setattr(self, "fault_code", code), "ChargingStateChanged")
@@ -212,8 +223,9 @@ class EvseState:
 
     # --- the rules -----------------------------------------------------------------------------------------
 
-    def _change(self, apply: Callable[[], object], trigger: str, *, stop_reason: str | None = None,
-                force_stop: bool = False) -> list[TxEvent]:
+    def _change(
+        self, apply: Callable[[], object], trigger: str, *, stop_reason: str | None = None, force_stop: bool = False
+    ) -> list[TxEvent]:
         before = self._conditions()
         apply()
         after = self._conditions()
@@ -222,8 +234,9 @@ class EvseState:
             became_true = [c for c in self.start_points if after[c] and not before[c]]
             # The offer begins while a start condition already holds (TxStartPoint EVConnected alone, the cable
             # still in after a stop or a reset, then a new tap): energy never flows outside a transaction.
-            offer_begins = after["PowerPathClosed"] and not before["PowerPathClosed"] and any(
-                after[c] for c in self.start_points)
+            offer_begins = (
+                after["PowerPathClosed"] and not before["PowerPathClosed"] and any(after[c] for c in self.start_points)
+            )
             # No new transaction on an EVSE that is Unavailable or Faulted: it "does not allow any charging"
             # (Part 6 TC_G_03/G_05), and a tap or a remote start is refused there too.
             if (became_true or offer_begins) and self.operative and self.fault is None:
@@ -239,8 +252,10 @@ class EvseState:
             self.authorization = None
             self.blocked = False
             return events
-        if self._unreported_token() or self.charging_state != self.tx.reported_state or trigger in (
-            "StopAuthorized", "RemoteStop", "Deauthorized", "RemoteStart"
+        if (
+            self._unreported_token()
+            or self.charging_state != self.tx.reported_state
+            or trigger in ("StopAuthorized", "RemoteStop", "Deauthorized", "RemoteStart")
         ):
             events.append(self._event("Updated", trigger, state=self._plug_state(trigger)))
             events += self._follow_plug_in(trigger)
@@ -260,11 +275,21 @@ class EvseState:
         return self.authorization.remote_start_id if self.authorization else None
 
     def _unreported_token(self) -> bool:
-        return self.authorization is not None and not self.authorization.reported and \
-            self.authorization.id_token is not None
+        return (
+            self.authorization is not None
+            and not self.authorization.reported
+            and self.authorization.id_token is not None
+        )
 
-    def _event(self, event_type: str, trigger: str, *, stop_reason: str | None = None,
-               first: bool = False, state: str | None = None) -> TxEvent:
+    def _event(
+        self,
+        event_type: str,
+        trigger: str,
+        *,
+        stop_reason: str | None = None,
+        first: bool = False,
+        state: str | None = None,
+    ) -> TxEvent:
         assert self.tx is not None
         id_token = group = None
         if self._unreported_token() and event_type != "Ended":
@@ -274,16 +299,27 @@ class EvseState:
         elif trigger == "StopAuthorized" and self.tx.stop_token is not None:
             id_token = self.tx.stop_token
         remote_start_id = None
-        if self.authorization is not None and self.authorization.remote_start_id is not None and (
-            first or trigger == "RemoteStart"
+        if (
+            self.authorization is not None
+            and self.authorization.remote_start_id is not None
+            and (first or trigger == "RemoteStart")
         ):
             remote_start_id = self.authorization.remote_start_id
             self.tx.remote_start_id = remote_start_id
         state = state or self.charging_state
         self.tx.reported_state = state
-        event = TxEvent(event_type, trigger, self.tx.transaction_id, state, self.evse_id, id_token=id_token,
-                        group_id_token=group, remote_start_id=remote_start_id,
-                        stopped_reason=stop_reason if event_type == "Ended" else None, first=first)
+        event = TxEvent(
+            event_type,
+            trigger,
+            self.tx.transaction_id,
+            state,
+            self.evse_id,
+            id_token=id_token,
+            group_id_token=group,
+            remote_start_id=remote_start_id,
+            stopped_reason=stop_reason if event_type == "Ended" else None,
+            first=first,
+        )
         return event
 
 

@@ -113,7 +113,8 @@ async def download(
     with trio.move_on_after(limits.transfer_timeout) as scope:
         try:
             size = await trio.to_thread.run_sync(
-                _fetch, url, part, limits, attempt, deadline, ssl_context, abandon_on_cancel=True)
+                _fetch, url, part, limits, attempt, deadline, ssl_context, abandon_on_cancel=True
+            )
         finally:
             attempt.cancel()  # the thread, if still reading, sees its socket shut and the flag set
     if scope.cancelled_caught:
@@ -122,8 +123,9 @@ async def download(
     return size
 
 
-def _fetch(url: str, part: Path, limits: Limits, attempt: _Attempt, deadline: float,
-           ssl_context: Callable[[], ssl.SSLContext]) -> int:
+def _fetch(
+    url: str, part: Path, limits: Limits, attempt: _Attempt, deadline: float, ssl_context: Callable[[], ssl.SSLContext]
+) -> int:
     try:
         with open(part, "wb") as out:
             parts = urlsplit(url)
@@ -162,8 +164,9 @@ class _Progress:
     def update(self, done: int) -> None:
         if self._expected:
             while self._next_quarter <= 4 and done * 4 >= self._next_quarter * self._expected:
-                log.info("downloading %s: %d%% (%d of %d bytes)", self._url, self._next_quarter * 25, done,
-                         self._expected)
+                log.info(
+                    "downloading %s: %d%% (%d of %d bytes)", self._url, self._next_quarter * 25, done, self._expected
+                )
                 self._next_quarter += 1
         elif time.monotonic() - self._last_log >= 10:
             self._last_log = time.monotonic()
@@ -179,8 +182,15 @@ def _shown(url: str) -> str:
     return parts._replace(netloc=f"***@{host}" + (f":{parts.port}" if parts.port else "")).geturl()
 
 
-def _copy(read: Callable[[int], bytes], out: BinaryIO, expected: int | None, limits: Limits, attempt: _Attempt,
-          deadline: float, url: str) -> int:
+def _copy(
+    read: Callable[[int], bytes],
+    out: BinaryIO,
+    expected: int | None,
+    limits: Limits,
+    attempt: _Attempt,
+    deadline: float,
+    url: str,
+) -> int:
     progress = _Progress(url, expected)
     done = 0
     checked_free = 0
@@ -212,8 +222,14 @@ def _copy(read: Callable[[int], bytes], out: BinaryIO, expected: int | None, lim
     return done
 
 
-def _http(parts: Any, out: BinaryIO, limits: Limits, attempt: _Attempt, deadline: float,
-          ssl_context: Callable[[], ssl.SSLContext] | None) -> int:
+def _http(
+    parts: Any,
+    out: BinaryIO,
+    limits: Limits,
+    attempt: _Attempt,
+    deadline: float,
+    ssl_context: Callable[[], ssl.SSLContext] | None,
+) -> int:
     host, port = parts.hostname, parts.port
     conn: http.client.HTTPConnection
     if ssl_context is not None:

@@ -47,10 +47,18 @@ class Manifest:
     created: str
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "format": FORMAT, "formatVersion": FORMAT_VERSION, "version": self.version, "created": self.created,
-            "entry": self.entry, "files": self.files,
-        }, indent=1, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "formatVersion": FORMAT_VERSION,
+                "version": self.version,
+                "created": self.created,
+                "entry": self.entry,
+                "files": self.files,
+            },
+            indent=1,
+            sort_keys=True,
+        ).encode()
 
     @classmethod
     def parse(cls, raw: bytes) -> Manifest:
@@ -69,8 +77,12 @@ class Manifest:
             raise ImageError("the manifest's files must be an object")
         for name, info in files.items():
             _member_path(name)
-            if (not isinstance(info, dict) or not isinstance(info.get("sha256"), str)
-                    or type(info.get("size")) is not int or info["size"] < 0):
+            if (
+                not isinstance(info, dict)
+                or not isinstance(info.get("sha256"), str)
+                or type(info.get("size")) is not int
+                or info["size"] < 0
+            ):
                 raise ImageError(f"the manifest's entry for {name} needs sha256 and size")
         if entry is not None and (not isinstance(entry, str) or f"{PAYLOAD}/{entry}" not in files):
             raise ImageError(f"the manifest's entry {entry!r} is not one of its files")
@@ -106,8 +118,10 @@ def _digest(path: Path) -> str:
 def pack(version: str, out: Path, payload: Path | None = None, entry: str | None = None) -> Manifest:
     """Build an image of `version` from `payload` (a file or a directory, optional) into `out`."""
     members = list(_payload_files(payload)) if payload is not None else []
-    files = {name: {"sha256": _digest(path), "size": path.stat().st_size, "mode": path.stat().st_mode & 0o755}
-             for path, name in members}
+    files = {
+        name: {"sha256": _digest(path), "size": path.stat().st_size, "mode": path.stat().st_mode & 0o755}
+        for path, name in members
+    }
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest = Manifest.parse(Manifest(version, entry, files, created).to_json())  # the same checks as a reader's
     raw = manifest.to_json()

@@ -82,8 +82,9 @@ class SlotInstaller:
 
     async def activate(self, record: UpdateRecord) -> None:
         assert record.target_slot is not None
-        await trio.to_thread.run_sync(slots.switch_to, self._dir, record.target_slot, record.request_id,
-                                      self._max_boots)
+        await trio.to_thread.run_sync(
+            slots.switch_to, self._dir, record.target_slot, record.request_id, self._max_boots
+        )
 
     async def activated(self, record: UpdateRecord) -> bool:
         boot = await trio.to_thread.run_sync(slots.read_boot, self._dir)
@@ -119,8 +120,9 @@ class CommandInstaller:
             raise InstallFailed("InstallationFailed", f"the install command did not finish in {self._timeout:g} s")
         output = (result.stdout + result.stderr).decode(errors="replace")[-OUTPUT_TAIL:]
         if result.returncode != 0:
-            raise InstallFailed("InstallationFailed",
-                                f"the install command exited with {result.returncode}: {output.strip()}")
+            raise InstallFailed(
+                "InstallationFailed", f"the install command exited with {result.returncode}: {output.strip()}"
+            )
         log.info("the install command succeeded: %s", output.strip())
         return Installed()
 

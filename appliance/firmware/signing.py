@@ -85,9 +85,11 @@ def load_chain(pem: str | bytes) -> list[x509.Certificate]:
 
 def _valid_at(cert: x509.Certificate, now: datetime) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise CertificateProblem(f"certificate {cert.subject.rfc4514_string()} is not valid at "
-                                 f"{now:%Y-%m-%dT%H:%M:%SZ} (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
-                                 f"{cert.not_valid_after_utc:%Y-%m-%d})")
+        raise CertificateProblem(
+            f"certificate {cert.subject.rfc4514_string()} is not valid at "
+            f"{now:%Y-%m-%dT%H:%M:%SZ} (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
+            f"{cert.not_valid_after_utc:%Y-%m-%d})"
+        )
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -125,8 +127,9 @@ def check_chain(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certific
             break
         rest.remove(parent)
         current = parent
-    raise CertificateProblem(f"{chain[0].subject.rfc4514_string()} does not chain to an installed "
-                             "ManufacturerRootCertificate")
+    raise CertificateProblem(
+        f"{chain[0].subject.rfc4514_string()} does not chain to an installed ManufacturerRootCertificate"
+    )
 
 
 def read_roots(path: Path) -> list[x509.Certificate]:

@@ -154,8 +154,9 @@ def count_boot(fw_dir: Path) -> BootRecord:
         return record
     trial["boots"] = int(trial.get("boots", 0)) + 1
     if trial["boots"] > int(trial.get("maxBoots", 3)):
-        reason = (f"version in slot {trial['slot']} was started {trial['boots'] - 1} times and never had its boot "
-                  "accepted")
+        reason = (
+            f"version in slot {trial['slot']} was started {trial['boots'] - 1} times and never had its boot accepted"
+        )
         log.error("firmware rollback: %s; restoring %s", reason, record.previous or "the factory firmware")
         record.rolled_back = {"slot": trial["slot"], "requestId": trial.get("requestId"), "reason": reason}
         record.active, record.previous, record.trial = record.previous, None, None

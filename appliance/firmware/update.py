@@ -16,8 +16,15 @@ from appliance.storage import Storage
 from appliance.timetext import now_text
 
 #: Stages of an update that is still under way, in order (FirmwareStatusEnumType values).
-STAGES = ("DownloadScheduled", "Downloading", "Downloaded", "SignatureVerified", "InstallScheduled", "Installing",
-          "InstallRebooting")
+STAGES = (
+    "DownloadScheduled",
+    "Downloading",
+    "Downloaded",
+    "SignatureVerified",
+    "InstallScheduled",
+    "Installing",
+    "InstallRebooting",
+)
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,12 @@ class UpdateStore:
         self._storage = storage
 
     async def load(self) -> UpdateRecord | None:
-        row = await self._storage.run(lambda: self._storage.writer.execute(
-            "SELECT request_id, stage, request, attempts, image_path, target_slot, target_version "
-            "FROM firmware_update WHERE singleton = 1").fetchone())
+        row = await self._storage.run(
+            lambda: self._storage.writer.execute(
+                "SELECT request_id, stage, request, attempts, image_path, target_slot, target_version "
+                "FROM firmware_update WHERE singleton = 1"
+            ).fetchone()
+        )
         if row is None:
             return None
         return UpdateRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
@@ -55,6 +65,7 @@ class UpdateStore:
     async def last_journaled_status(self, request_id: int) -> str | None:
         """The status of the last FirmwareStatusNotification journaled for `request_id` (to never repeat one
         after a restart that came between journaling it and recording the stage)."""
+
         def query() -> str | None:
             rows = self._storage.writer.execute(
                 "SELECT payload FROM outbox WHERE action = 'FirmwareStatusNotification' ORDER BY id DESC LIMIT 20"
@@ -76,6 +87,14 @@ def _save(conn: sqlite3.Connection, record: UpdateRecord) -> None:
         "request = excluded.request, attempts = excluded.attempts, image_path = excluded.image_path, "
         "target_slot = excluded.target_slot, target_version = excluded.target_version, "
         "updated_at = excluded.updated_at",
-        (record.request_id, record.stage, json.dumps(record.request), record.attempts, record.image_path,
-         record.target_slot, record.target_version, now_text()),
+        (
+            record.request_id,
+            record.stage,
+            json.dumps(record.request),
+            record.attempts,
+            record.image_path,
+            record.target_slot,
+            record.target_version,
+            now_text(),
+        ),
     )

@@ -100,8 +100,9 @@ class DeviceRecovered:
     device: str
 
 
-HardwareEvent = (Plugged | Unplugged | EVStateChanged | CardPresented | FaultRaised | FaultCleared | DeviceFault
-                 | DeviceRecovered)
+HardwareEvent = (
+    Plugged | Unplugged | EVStateChanged | CardPresented | FaultRaised | FaultCleared | DeviceFault | DeviceRecovered
+)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ def make_hardware(config: Config) -> Hardware:
     """The backend the config asks for (ConfigError if this build has none by that name)."""
     factory = BACKENDS.get(config.hardware.backend)
     if factory is None:
-        raise ConfigError("hardware.backend", f"unknown backend {config.hardware.backend!r} "
-                          f"(known: {', '.join(BACKENDS)})")
+        raise ConfigError(
+            "hardware.backend", f"unknown backend {config.hardware.backend!r} (known: {', '.join(BACKENDS)})"
+        )
     return factory(config)

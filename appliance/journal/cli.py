@@ -33,8 +33,22 @@ from appliance.timetext import parse_iso
 PROG = "appliance-journal"
 #: Table cells longer than this are cut with an ellipsis; columns given as unlimited are never cut.
 MAX_CELL = 40
-CSV_COLUMNS = ("id", "messageId", "action", "transactionId", "seqNo", "eventType", "triggerReason", "offline",
-               "createdAt", "deliveredAt", "outcome", "attempts", "lastError", "payload")
+CSV_COLUMNS = (
+    "id",
+    "messageId",
+    "action",
+    "transactionId",
+    "seqNo",
+    "eventType",
+    "triggerReason",
+    "offline",
+    "createdAt",
+    "deliveredAt",
+    "outcome",
+    "attempts",
+    "lastError",
+    "payload",
+)
 
 
 def _since(text: str) -> datetime:
@@ -43,16 +57,21 @@ def _since(text: str) -> datetime:
         return parse_iso(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not an ISO 8601 time: {text!r} (e.g. 2024-05-01T12:00:00Z or 2024-05-01)") from None
+            f"not an ISO 8601 time: {text!r} (e.g. 2024-05-01T12:00:00Z or 2024-05-01)"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Read a station's journal (read-only; safe while the "
-                                     "station runs).")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Read a station's journal (read-only; safe while the station runs)."
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--db", metavar="PATH", help=f"the journal file (or the data directory holding {DB_NAME})")
-    where.add_argument("--config", metavar="PATH", help="a station config; its station.data_dir holds the journal "
-                       "(default: the embedded default config)")
+    where.add_argument(
+        "--config",
+        metavar="PATH",
+        help="a station config; its station.data_dir holds the journal (default: the embedded default config)",
+    )
     parser.add_argument("--json", action="store_true", default=False, help="print JSON instead of a table")
     # The subcommands repeat --json (CONTRACT: `COMMAND [--json]`); SUPPRESS keeps a top-level --json.
     common = argparse.ArgumentParser(add_help=False)
@@ -84,8 +103,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-                 unlimited: Iterable[int] = ()) -> str:
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], unlimited: Iterable[int] = ()) -> str:
     """An aligned plain-text table; numbers right-aligned, long cells cut (except `unlimited` columns)."""
     free = set(unlimited)
     cells = []
@@ -95,15 +113,17 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
         for i, value in enumerate(row):
             text = _cell(value).replace("\n", " ")
             if i not in free and len(text) > MAX_CELL:
-                text = text[:MAX_CELL - 1] + "…"
+                text = text[: MAX_CELL - 1] + "…"
             numeric[i] &= value is None or (isinstance(value, int | float) and not isinstance(value, bool))
             line.append(text)
         cells.append(line)
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def fmt(line: Sequence[str], align_numbers: bool) -> str:
-        parts = [t.rjust(w) if align_numbers and numeric[i] else t.ljust(w)
-                 for i, (t, w) in enumerate(zip(line, widths, strict=True))]
+        parts = [
+            t.rjust(w) if align_numbers and numeric[i] else t.ljust(w)
+            for i, (t, w) in enumerate(zip(line, widths, strict=True))
+        ]
         return "  ".join(parts).rstrip()
 
     return "\n".join(fmt(line, bool(cells)) for line in [list(headers), *cells])
@@ -131,9 +151,13 @@ def _summary(db: Database, path: Path, as_json: bool, out: TextIO) -> int:
         f"oldest pending   {data['oldestPendingAt'] or '-'}",
     ]
     if data["openTransactions"]:
-        table = render_table(("TRANSACTION", "EVSE", "LAST SEQNO", "PENDING", "STARTED"),
-                             ([t["transactionId"], t["evseId"], t["lastSeqNo"], t["pending"], t["startedAt"]]
-                              for t in data["openTransactions"]))
+        table = render_table(
+            ("TRANSACTION", "EVSE", "LAST SEQNO", "PENDING", "STARTED"),
+            (
+                [t["transactionId"], t["evseId"], t["lastSeqNo"], t["pending"], t["startedAt"]]
+                for t in data["openTransactions"]
+            ),
+        )
         lines += ["", "open transactions:", table]
     out.write("\n".join(lines) + "\n")
     return 0
@@ -147,11 +171,25 @@ def _transactions(db: Database, args: argparse.Namespace, out: TextIO) -> int:
     if not rows:
         out.write("no open transactions\n" if args.open else "no transactions\n")
         return 0
-    out.write(render_table(
-        ("TRANSACTION", "EVSE", "ID TOKEN", "STARTED", "ENDED", "ENERGY WH", "STATE", "EVENTS"),
-        ([t["transactionId"], t["evseId"], t["idToken"], t["startedAt"], t["endedAt"], t["energyWh"], t["state"],
-          t["events"]] for t in rows),
-    ) + "\n")
+    out.write(
+        render_table(
+            ("TRANSACTION", "EVSE", "ID TOKEN", "STARTED", "ENDED", "ENERGY WH", "STATE", "EVENTS"),
+            (
+                [
+                    t["transactionId"],
+                    t["evseId"],
+                    t["idToken"],
+                    t["startedAt"],
+                    t["endedAt"],
+                    t["energyWh"],
+                    t["state"],
+                    t["events"],
+                ]
+                for t in rows
+            ),
+        )
+        + "\n"
+    )
     return 0
 
 
@@ -165,12 +203,40 @@ def _events(db: Database, args: argparse.Namespace, out: TextIO) -> int:
     if not rows:
         out.write("no messages\n")
         return 0
-    out.write(render_table(
-        ("#", "ACTION", "TRANSACTION", "SEQNO", "EVENT", "TRIGGER", "OFFLINE", "CREATED", "DELIVERED", "ATTEMPTS",
-         "OUTCOME"),
-        ([e["id"], e["action"], e["transactionId"], e["seqNo"], e["eventType"], e["triggerReason"],
-          e["offline"], e["createdAt"], e["deliveredAt"], e["attempts"], e["outcome"] or "pending"] for e in rows),
-    ) + "\n")
+    out.write(
+        render_table(
+            (
+                "#",
+                "ACTION",
+                "TRANSACTION",
+                "SEQNO",
+                "EVENT",
+                "TRIGGER",
+                "OFFLINE",
+                "CREATED",
+                "DELIVERED",
+                "ATTEMPTS",
+                "OUTCOME",
+            ),
+            (
+                [
+                    e["id"],
+                    e["action"],
+                    e["transactionId"],
+                    e["seqNo"],
+                    e["eventType"],
+                    e["triggerReason"],
+                    e["offline"],
+                    e["createdAt"],
+                    e["deliveredAt"],
+                    e["attempts"],
+                    e["outcome"] or "pending",
+                ]
+                for e in rows
+            ),
+        )
+        + "\n"
+    )
     return 0
 
 
@@ -184,9 +250,14 @@ def _verify(db: Database, as_json: bool, out: TextIO) -> int:
             out.write(f"OK: no violations ({checked} checked)\n")
         else:
             violations = report["violations"]
-            out.write(render_table(("TRANSACTION", "SEQNO", "PROBLEM"),
-                                   ([v["transactionId"], v["seqNo"], v["problem"]] for v in violations),
-                                   unlimited=(0, 2)) + "\n")
+            out.write(
+                render_table(
+                    ("TRANSACTION", "SEQNO", "PROBLEM"),
+                    ([v["transactionId"], v["seqNo"], v["problem"]] for v in violations),
+                    unlimited=(0, 2),
+                )
+                + "\n"
+            )
             out.write(f"{len(violations)} violation(s) ({checked} checked)\n")
     return 0 if report["ok"] else 1
 
@@ -210,8 +281,12 @@ def _export(db: Database, fmt: str, out: TextIO) -> int:
         writer.writerow(CSV_COLUMNS)
         for event in rows:
             payload = event["payload"]
-            record = {**event, "payload": json.dumps(payload, separators=(",", ":")) if payload is not None
-                      else event.get("payloadText")}
+            record = {
+                **event,
+                "payload": json.dumps(payload, separators=(",", ":"))
+                if payload is not None
+                else event.get("payloadText"),
+            }
             writer.writerow([_csv_value(record[c]) for c in CSV_COLUMNS])
     return 0
 

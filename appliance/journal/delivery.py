@@ -86,13 +86,27 @@ class Delivery:
         except (CallTimeout, CallErrorReply) as exc:
             attempts = await self._journal.record_failure(item.id, str(exc))
             if attempts >= self._max_attempts():
-                log.error("dropping %s %s (tx %s seqNo %s) after %d failed attempts: %s", item.action,
-                          item.message_id, item.transaction_id, item.seq_no, attempts, exc)
+                log.error(
+                    "dropping %s %s (tx %s seqNo %s) after %d failed attempts: %s",
+                    item.action,
+                    item.message_id,
+                    item.transaction_id,
+                    item.seq_no,
+                    attempts,
+                    exc,
+                )
                 await self._journal.mark_dropped(item.id)
                 return True
             wait = self._interval() * attempts
-            log.warning("%s %s failed (%s); attempt %d of %d in %.0f s", item.action, item.message_id, exc,
-                        attempts + 1, self._max_attempts(), wait)
+            log.warning(
+                "%s %s failed (%s); attempt %d of %d in %.0f s",
+                item.action,
+                item.message_id,
+                exc,
+                attempts + 1,
+                self._max_attempts(),
+                wait,
+            )
             await trio.sleep(wait)
             return False
         # No checkpoint between the answer and handing over its mark: a cancellation here must not lose it.
@@ -126,8 +140,11 @@ class Delivery:
                     except Exception as exc:
                         if not is_busy(exc) or tries == BUSY_TRIES:
                             raise
-                        log.warning("journal locked by another program; %d delivered mark(s) retried in %.1f s",
-                                    len(batch), BUSY_RETRY)
+                        log.warning(
+                            "journal locked by another program; %d delivered mark(s) retried in %.1f s",
+                            len(batch),
+                            BUSY_RETRY,
+                        )
                     await trio.sleep(BUSY_RETRY)
 
         async with marks:

@@ -27,10 +27,36 @@ from appliance.timetext import parse_iso
 
 #: The columns these queries read, per table; `schema_problems` reports any a journal lacks.
 READ_COLUMNS = {
-    "outbox": ("id", "message_id", "action", "transaction_id", "seq_no", "event_type", "trigger_reason", "offline",
-               "created_at", "delivered_at", "attempts", "outcome", "last_error", "payload"),
-    "transactions": ("transaction_id", "evse_id", "connector_id", "id_token", "remote_start_id", "started_at",
-                     "ended_at", "stopped_reason", "meter_start_wh", "meter_last_wh", "next_seq_no", "state"),
+    "outbox": (
+        "id",
+        "message_id",
+        "action",
+        "transaction_id",
+        "seq_no",
+        "event_type",
+        "trigger_reason",
+        "offline",
+        "created_at",
+        "delivered_at",
+        "attempts",
+        "outcome",
+        "last_error",
+        "payload",
+    ),
+    "transactions": (
+        "transaction_id",
+        "evse_id",
+        "connector_id",
+        "id_token",
+        "remote_start_id",
+        "started_at",
+        "ended_at",
+        "stopped_reason",
+        "meter_start_wh",
+        "meter_last_wh",
+        "next_seq_no",
+        "state",
+    ),
 }
 
 Reader = sqlite3.Connection | Database
@@ -132,8 +158,9 @@ def iter_events(
         args.append(transaction_id)
     if pending:
         where.append("outcome IS NULL")
-    rows = database(conn)["outbox"].rows_where(" AND ".join(where) or None, args, order_by="id",
-                                                select=", ".join(READ_COLUMNS["outbox"]))
+    rows = database(conn)["outbox"].rows_where(
+        " AND ".join(where) or None, args, order_by="id", select=", ".join(READ_COLUMNS["outbox"])
+    )
     for row in rows:
         event = _event(row)
         if since is not None:
@@ -183,24 +210,26 @@ def transactions(conn: Reader, *, open_only: bool = False) -> list[dict[str, Any
         energy = None
         if start_wh is not None and last_wh is not None:
             energy = round(last_wh - start_wh, 3)
-        result.append({
-            "transactionId": row["transaction_id"],
-            "evseId": row["evse_id"],
-            "connectorId": row["connector_id"],
-            "idToken": token,
-            "idTokenType": token_type,
-            "remoteStartId": row["remote_start_id"],
-            "startedAt": row["started_at"],
-            "endedAt": row["ended_at"],
-            "stoppedReason": row["stopped_reason"],
-            "energyWh": energy,
-            "meterStartWh": start_wh,
-            "meterLastWh": last_wh,
-            "state": row["state"],
-            "nextSeqNo": row["next_seq_no"],
-            "events": row["n_events"],
-            "pending": row["n_pending"],
-        })
+        result.append(
+            {
+                "transactionId": row["transaction_id"],
+                "evseId": row["evse_id"],
+                "connectorId": row["connector_id"],
+                "idToken": token,
+                "idTokenType": token_type,
+                "remoteStartId": row["remote_start_id"],
+                "startedAt": row["started_at"],
+                "endedAt": row["ended_at"],
+                "stoppedReason": row["stopped_reason"],
+                "energyWh": energy,
+                "meterStartWh": start_wh,
+                "meterLastWh": last_wh,
+                "state": row["state"],
+                "nextSeqNo": row["next_seq_no"],
+                "events": row["n_events"],
+                "pending": row["n_pending"],
+            }
+        )
     return result
 
 
@@ -208,26 +237,35 @@ def summary(conn: Reader) -> dict[str, Any]:
     """The journal at a glance: transaction counts, message counts, the backlog and open transactions."""
     with snapshot(conn) as db:
         counts = {r["state"]: r["n"] for r in db.query("SELECT state, count(*) AS n FROM transactions GROUP BY state")}
-        totals = next(db.query(
-            "SELECT count(*) AS messages, count(*) FILTER (WHERE outcome IS NULL) AS pending,"
-            " count(*) FILTER (WHERE outcome = 'delivered') AS delivered,"
-            " count(*) FILTER (WHERE outcome = 'dropped') AS dropped FROM outbox"
-        ))
+        totals = next(
+            db.query(
+                "SELECT count(*) AS messages, count(*) FILTER (WHERE outcome IS NULL) AS pending,"
+                " count(*) FILTER (WHERE outcome = 'delivered') AS delivered,"
+                " count(*) FILTER (WHERE outcome = 'dropped') AS dropped FROM outbox"
+            )
+        )
         oldest = next(db["outbox"].rows_where("outcome IS NULL", order_by="id", select="created_at", limit=1), None)
-        open_rows = list(db.query(
-            "SELECT t.transaction_id, t.evse_id, t.next_seq_no, t.started_at,"
-            " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS max_seq,"
-            " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
-            " AS pending FROM transactions t WHERE t.state = 'open' ORDER BY t.started_at, t.rowid"
-        ))
+        open_rows = list(
+            db.query(
+                "SELECT t.transaction_id, t.evse_id, t.next_seq_no, t.started_at,"
+                " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS max_seq,"
+                " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
+                " AS pending FROM transactions t WHERE t.state = 'open' ORDER BY t.started_at, t.rowid"
+            )
+        )
     open_transactions = []
     for row in open_rows:
         # next_seq_no is the allocator, so it is authoritative; the outbox max is the fallback.
         last = row["next_seq_no"] - 1 if row["next_seq_no"] else row["max_seq"]
-        open_transactions.append({
-            "transactionId": row["transaction_id"], "evseId": row["evse_id"], "lastSeqNo": last,
-            "startedAt": row["started_at"], "pending": row["pending"],
-        })
+        open_transactions.append(
+            {
+                "transactionId": row["transaction_id"],
+                "evseId": row["evse_id"],
+                "lastSeqNo": last,
+                "startedAt": row["started_at"],
+                "pending": row["pending"],
+            }
+        )
     return {
         "transactions": {"open": counts.get("open", 0), "ended": counts.get("ended", 0)},
         **totals,

@@ -101,9 +101,15 @@ class JournalStore:
                 conn.execute(
                     "INSERT INTO transactions (transaction_id, evse_id, connector_id, id_token, remote_start_id,"
                     " started_at, meter_start_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (t.transaction_id, t.evse_id, t.connector_id,
-                     json.dumps(t.id_token) if t.id_token else None, t.remote_start_id,
-                     payload["timestamp"], _register_wh(payload)),
+                    (
+                        t.transaction_id,
+                        t.evse_id,
+                        t.connector_id,
+                        json.dumps(t.id_token) if t.id_token else None,
+                        t.remote_start_id,
+                        payload["timestamp"],
+                        _register_wh(payload),
+                    ),
                 )
             row = conn.execute(
                 "UPDATE transactions SET next_seq_no = next_seq_no + 1 WHERE transaction_id = ? AND state = 'open'"
@@ -143,8 +149,17 @@ class JournalStore:
         conn.execute(
             "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
             " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_message_id(), item.action, tx_id, seq_no, event_type, payload.get("triggerReason"),
-             1 if payload.get("offline") else 0, json.dumps(payload, separators=(",", ":")), now_text()),
+            (
+                new_message_id(),
+                item.action,
+                tx_id,
+                seq_no,
+                event_type,
+                payload.get("triggerReason"),
+                1 if payload.get("offline") else 0,
+                json.dumps(payload, separators=(",", ":")),
+                now_text(),
+            ),
         )
         return payload
 
@@ -196,9 +211,7 @@ class JournalStore:
         """
         conn = self.conn
         with transaction(conn):
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS prune_keep AS SELECT id FROM outbox WHERE 0"
-            )
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_keep AS SELECT id FROM outbox WHERE 0")
             conn.execute("DELETE FROM prune_keep")
             conn.execute(
                 "INSERT INTO prune_keep SELECT id FROM outbox WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT ?",
@@ -209,9 +222,7 @@ class JournalStore:
                 " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.transaction_id = t.transaction_id"
                 "   AND (o.outcome IS NULL OR o.id IN (SELECT id FROM prune_keep)))"
             )
-            removed = conn.execute(
-                f"DELETE FROM outbox WHERE transaction_id IN ({doomed})", (older_than,)
-            ).rowcount
+            removed = conn.execute(f"DELETE FROM outbox WHERE transaction_id IN ({doomed})", (older_than,)).rowcount
             conn.execute(f"DELETE FROM tx_meter_values WHERE transaction_id IN ({doomed})", (older_than,))
             conn.execute(f"DELETE FROM transactions WHERE transaction_id IN ({doomed})", (older_than,))
             removed += conn.execute(
@@ -245,8 +256,18 @@ class JournalStore:
             "SELECT transaction_id, evse_id, connector_id, id_token, remote_start_id, started_at, meter_start_wh,"
             " meter_last_wh, next_seq_no, group_id_token FROM transactions WHERE state = 'open' ORDER BY started_at"
         ).fetchall()
-        keys = ("transaction_id", "evse_id", "connector_id", "id_token", "remote_start_id", "started_at",
-                "meter_start_wh", "meter_last_wh", "next_seq_no", "group_id_token")
+        keys = (
+            "transaction_id",
+            "evse_id",
+            "connector_id",
+            "id_token",
+            "remote_start_id",
+            "started_at",
+            "meter_start_wh",
+            "meter_last_wh",
+            "next_seq_no",
+            "group_id_token",
+        )
         result = []
         for row in rows:
             item = dict(zip(keys, row, strict=True))
@@ -256,9 +277,7 @@ class JournalStore:
         return result
 
     def transaction_state(self, transaction_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT state FROM transactions WHERE transaction_id = ?", (transaction_id,)
-        ).fetchone()
+        row = self.conn.execute("SELECT state FROM transactions WHERE transaction_id = ?", (transaction_id,)).fetchone()
         return row[0] if row else None
 
     def tx_meter_values(self, transaction_id: str) -> list[dict[str, Any]]:

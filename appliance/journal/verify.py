@@ -111,11 +111,19 @@ def _normalise(raw: Mapping[str, Any], out: list[Violation]) -> _Event | None:
     p_seq, p_type = payload.get("seqNo"), payload.get("eventType")
     tx_id = p_tx if bare else raw.get("transactionId", p_tx)
     if not bare:
-        for column, stored, sent in (("transaction_id", tx_id, p_tx), ("seq_no", raw.get("seqNo", p_seq), p_seq),
-                                     ("event_type", raw.get("eventType", p_type), p_type)):
+        for column, stored, sent in (
+            ("transaction_id", tx_id, p_tx),
+            ("seq_no", raw.get("seqNo", p_seq), p_seq),
+            ("event_type", raw.get("eventType", p_type), p_type),
+        ):
             if stored != sent:
-                out.append(Violation(tx_id or p_tx, f"{where}outbox.{column} is {stored!r} but the payload says "
-                                     f"{sent!r}", p_seq if isinstance(p_seq, int) else None))
+                out.append(
+                    Violation(
+                        tx_id or p_tx,
+                        f"{where}outbox.{column} is {stored!r} but the payload says {sent!r}",
+                        p_seq if isinstance(p_seq, int) else None,
+                    )
+                )
     tx_id = tx_id or p_tx
     if not tx_id:
         out.append(Violation(None, f"{where}TransactionEvent without a transactionId"))
@@ -126,8 +134,9 @@ def _normalise(raw: Mapping[str, Any], out: list[Violation]) -> _Event | None:
     return _Event(tx_id, p_seq, p_type, payload.get("timestamp"), payload)
 
 
-def _check_sequence(tx_id: str, evs: list[_Event], *, prefix_may_be_pruned: bool,
-                    allow_resends: bool) -> tuple[list[Violation], list[_Event]]:
+def _check_sequence(
+    tx_id: str, evs: list[_Event], *, prefix_may_be_pruned: bool, allow_resends: bool
+) -> tuple[list[Violation], list[_Event]]:
     """seqNo 0,1,2… once each; returns the problems and one event per seqNo in seqNo order."""
     out: list[Violation] = []
     by_seq: dict[int, list[_Event]] = {}
@@ -174,8 +183,14 @@ def _check_order(tx_id: str, ordered: list[_Event]) -> list[Violation]:
             out.append(Violation(tx_id, f"seqNo {ev.seq_no}: timestamp {ev.timestamp!r} is not ISO 8601", ev.seq_no))
             continue
         if previous is not None and when < previous[0]:
-            out.append(Violation(tx_id, f"timestamp goes back at seqNo {ev.seq_no}: {ev.timestamp} after "
-                                 f"{previous[1].timestamp} (seqNo {previous[1].seq_no})", ev.seq_no))
+            out.append(
+                Violation(
+                    tx_id,
+                    f"timestamp goes back at seqNo {ev.seq_no}: {ev.timestamp} after "
+                    f"{previous[1].timestamp} (seqNo {previous[1].seq_no})",
+                    ev.seq_no,
+                )
+            )
         previous = (when, ev)
 
     # Readings are ordered by their own sample time: an Ended event legitimately repeats older readings
@@ -189,8 +204,14 @@ def _check_order(tx_id: str, ordered: list[_Event]) -> list[Violation]:
     samples.sort(key=lambda s: s[:3])
     for (_, seq_a, _, wh_a, at_a), (_, seq_b, _, wh_b, at_b) in pairwise(samples):
         if wh_b < wh_a - _EPSILON_WH:
-            out.append(Violation(tx_id, f"energy register goes back: {_fmt_wh(wh_a)} Wh at {at_a} (seqNo {seq_a})"
-                                 f" then {_fmt_wh(wh_b)} Wh at {at_b} (seqNo {seq_b})", seq_b))
+            out.append(
+                Violation(
+                    tx_id,
+                    f"energy register goes back: {_fmt_wh(wh_a)} Wh at {at_a} (seqNo {seq_a})"
+                    f" then {_fmt_wh(wh_b)} Wh at {at_b} (seqNo {seq_b})",
+                    seq_b,
+                )
+            )
     return out
 
 
@@ -204,8 +225,11 @@ def _check_row(tx_id: str, row: Mapping[str, Any], ordered: list[_Event]) -> lis
         out.append(Violation(tx_id, "an Ended event is journaled but the transactions row is still open"))
     last = ordered[-1].seq_no
     if row.get("nextSeqNo") is not None and row["nextSeqNo"] != last + 1:
-        out.append(Violation(tx_id, f"transactions.next_seq_no is {row['nextSeqNo']} but the last journaled "
-                             f"seqNo is {last}", last))
+        out.append(
+            Violation(
+                tx_id, f"transactions.next_seq_no is {row['nextSeqNo']} but the last journaled seqNo is {last}", last
+            )
+        )
     return out
 
 
@@ -254,8 +278,9 @@ def check_events(
             result.extend(_check_row(tx_id, row, ordered))
     for tx_id, row in (transactions or {}).items():
         if tx_id not in groups and tx_id not in row_problems and row.get("state") == "open":
-            result.append(Violation(tx_id, "open transaction without any journaled TransactionEvent "
-                                    "(Started missing)", 0))
+            result.append(
+                Violation(tx_id, "open transaction without any journaled TransactionEvent (Started missing)", 0)
+            )
     return result
 
 

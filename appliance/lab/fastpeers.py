@@ -105,9 +105,7 @@ class FastCsms(_Threaded):
 
     async def _main(self, ready: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                serve_websocket, self._handle, "127.0.0.1", 0, None
-            )
+            server = await nursery.start(serve_websocket, self._handle, "127.0.0.1", 0, None)
             self.port = server.port
             ready()
 
@@ -128,11 +126,17 @@ class FastCsms(_Threaded):
 def _station_answer(action: str, payload: dict[str, Any]) -> dict[str, Any]:
     """A valid answer of the right shape: GetVariables gets one result per requested item."""
     if action == "GetVariables":
-        return {"getVariableResult": [
-            {"attributeStatus": "Accepted", "attributeValue": "1", "component": item["component"],
-             "variable": item["variable"]}
-            for item in payload["getVariableData"]
-        ]}
+        return {
+            "getVariableResult": [
+                {
+                    "attributeStatus": "Accepted",
+                    "attributeValue": "1",
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+                for item in payload["getVariableData"]
+            ]
+        }
     return {}
 
 

@@ -88,7 +88,9 @@ class StationProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
-            cwd=PACKAGE_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=PACKAGE_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 

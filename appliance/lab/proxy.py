@@ -385,9 +385,7 @@ class ChaosProxy:
         inbound = link.up if side == "client" else link.down  # read from this side into this pipe
         outbound = link.down if side == "client" else link.up  # write this pipe to this side
         events = 0
-        room = self._blackholed == "drop" or (
-            self._blackholed is None and len(inbound.buffer) < self._buffer_limit
-        )
+        room = self._blackholed == "drop" or (self._blackholed is None and len(inbound.buffer) < self._buffer_limit)
         if room and not inbound.eof:
             events |= selectors.EVENT_READ
         if self._blackholed is None and outbound.buffer and not link.connecting and link.upstream is not None:

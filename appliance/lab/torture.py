@@ -275,10 +275,24 @@ class NetnsPair:
             _LIVE_NAMESPACES.update((self.station_ns, self.csms_ns))
             _ip("netns", "add", self.station_ns)
             _ip("netns", "add", self.csms_ns)
-            _ip("-n", self.station_ns, "link", "add", self.station_if, "type", "veth",
-                "peer", "name", self.csms_if, "netns", self.csms_ns)
-            for ns, dev, addr in ((self.station_ns, self.station_if, self.station_addr),
-                                  (self.csms_ns, self.csms_if, self.csms_addr)):
+            _ip(
+                "-n",
+                self.station_ns,
+                "link",
+                "add",
+                self.station_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.csms_if,
+                "netns",
+                self.csms_ns,
+            )
+            for ns, dev, addr in (
+                (self.station_ns, self.station_if, self.station_addr),
+                (self.csms_ns, self.csms_if, self.csms_addr),
+            ):
                 _ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
                 _ip("-n", ns, "link", "set", dev, "up")
                 _ip("-n", ns, "link", "set", "lo", "up")
@@ -337,7 +351,10 @@ class _StationProcess(StationProcess):
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
-            cwd=PACKAGE_ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=PACKAGE_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.starts += 1
 
@@ -374,8 +391,17 @@ class SimCli:
 
     def __call__(self, *args: str, timeout: float = 5.0) -> tuple[int, dict[str, Any] | None]:
         """(exit code, JSON answer or None). 0 done, 1 refused, 3 no station, 4 no answer (see sim_cli)."""
-        cmd = [sys.executable, "-m", "appliance", "sim", "--socket", str(self.socket_path),
-               "--timeout", f"{timeout:g}", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "appliance",
+            "sim",
+            "--socket",
+            str(self.socket_path),
+            "--timeout",
+            f"{timeout:g}",
+            *args,
+        ]
         try:
             done = subprocess.run(cmd, cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=timeout + 15)
         except subprocess.TimeoutExpired:
@@ -437,8 +463,11 @@ class Rig:
 
     def _setup(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        csms_kwargs: dict[str, Any] = {"passwords": {STATION_ID: PASSWORD}, "heartbeat_interval": 300,
-                                       "max_frames": 5_000_000}
+        csms_kwargs: dict[str, Any] = {
+            "passwords": {STATION_ID: PASSWORD},
+            "heartbeat_interval": 300,
+            "max_frames": 5_000_000,
+        }
         prefix: list[str] = []
         if self.mode == "netns":
             self.net = NetnsPair()
@@ -448,8 +477,10 @@ class Rig:
                 self.csms = LoopbackCsms(host=self.net.csms_addr, **csms_kwargs).start()
             url = f"ws://{self.net.csms_addr}:{self.csms.port}/ocpp"
             prefix = self.net.exec_prefix
-            self.say(f"netns: station in {self.net.station_ns} ({self.net.station_addr}), CSMS in "
-                     f"{self.net.csms_ns} at {url}")
+            self.say(
+                f"netns: station in {self.net.station_ns} ({self.net.station_addr}), CSMS in "
+                f"{self.net.csms_ns} at {url}"
+            )
         else:
             self.csms = LoopbackCsms(**csms_kwargs).start()
             url = self.csms.url
@@ -737,8 +768,9 @@ def _injector(rig: Rig) -> Injector:
 # --- one run -------------------------------------------------------------------------------------------------
 
 
-def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every: float = 0.0,
-                 rig_class: type[Rig] | None = None) -> Report:
+def run_scenario(
+    plan: Plan, workdir: Path, *, say: Say = print, progress_every: float = 0.0, rig_class: type[Rig] | None = None
+) -> Report:
     """Torture one station as `plan` says, heal, drain, stop it, and check everything (see the module doc).
 
     `rig_class`: another station rig (default `Rig`: simulated hardware), e.g. the serial bench's."""
@@ -747,15 +779,18 @@ def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every:
     faults: list[Fault] = []
     notes: list[str] = []
     problems: list[Problem] = []
-    say(f"torture {plan.mode}: seed {plan.seed} (replay its choices with TORTURE_SEED={plan.seed}); "
-        f"work directory {workdir}")
+    say(
+        f"torture {plan.mode}: seed {plan.seed} (replay its choices with TORTURE_SEED={plan.seed}); "
+        f"work directory {workdir}"
+    )
     started = time.monotonic()
     with (rig_class or Rig)(plan.mode, workdir, tally, say) as rig:
         rig.wait_ready()
         injector = _injector(rig)
         pace = 0.5 if plan.mode == "kill" else 1.0
-        drivers = [EvDriver(e, rig.sim, random.Random(rng.random()), tally, f"{plan.seed % 0xFFFF:04X}", pace)
-                   for e in EVSES]
+        drivers = [
+            EvDriver(e, rig.sim, random.Random(rng.random()), tally, f"{plan.seed % 0xFFFF:04X}", pace) for e in EVSES
+        ]
         for driver in drivers:
             driver.start()
         next_progress = time.monotonic() + progress_every
@@ -778,8 +813,10 @@ def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every:
                 rig.revive()
                 if progress_every and time.monotonic() >= next_progress:
                     next_progress = time.monotonic() + progress_every
-                    say(f"  … {elapsed:.0f} s: {len(faults)} faults, {tally.snapshot().get('plug', 0)} EV sessions,"
-                        f" {len(rig.crashes)} crashes")
+                    say(
+                        f"  … {elapsed:.0f} s: {len(faults)} faults, {tally.snapshot().get('plug', 0)} EV sessions,"
+                        f" {len(rig.crashes)} crashes"
+                    )
         finally:
             for driver in drivers:
                 driver.stopping.set()
@@ -793,13 +830,17 @@ def run_scenario(plan: Plan, workdir: Path, *, say: Say = print, progress_every:
         backlog = rig.wait_drained(plan.drain_timeout)
         if backlog != (0, 0):
             notes.append(f"journal not drained after {plan.drain_timeout:g} s: (pending, open) = {backlog}")
-        problems += [Problem("crash", f"the station process died on its own ({c}); restarted it as "
-                             "Restart=always would") for c in rig.crashes]
+        problems += [
+            Problem("crash", f"the station process died on its own ({c}); restarted it as Restart=always would")
+            for c in rig.crashes
+        ]
         exit_code = rig.station.terminate()
         if exit_code != 0:
             problems.append(Problem("exit", f"the station did not exit 0 on SIGTERM (exit {exit_code})"))
         counts, found = check_run(
-            rig.db_path, rig.csms.frames_snapshot(STATION_ID), rig.csms.connections_snapshot(STATION_ID),
+            rig.db_path,
+            rig.csms.frames_snapshot(STATION_ID),
+            rig.csms.connections_snapshot(STATION_ID),
             faults + rig.crash_faults,
         )
         problems += found
@@ -816,19 +857,28 @@ def verify_cli(db_path: Path) -> list[Problem]:
     """`appliance-journal verify --json` as a user would run it: exit 0 and `ok: true`, else the violations."""
     done = subprocess.run(
         [sys.executable, "-m", "appliance.journal.cli", "--db", str(db_path), "verify", "--json"],
-        cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=PACKAGE_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     try:
         report = json.loads(done.stdout)
     except ValueError:
-        return [Problem("verify", f"appliance-journal verify exited {done.returncode} without JSON: "
-                        f"{done.stderr.strip()[:500]}")]
+        return [
+            Problem(
+                "verify", f"appliance-journal verify exited {done.returncode} without JSON: {done.stderr.strip()[:500]}"
+            )
+        ]
     if done.returncode == 0 and report.get("ok") is True:
         return []
-    found = [Problem("verify", f"appliance-journal verify (exit {done.returncode}): {v}")
-             for v in report.get("violations", [])]
-    return _limit(found) or [Problem("verify", f"appliance-journal verify exited {done.returncode}: "
-                                               f"{done.stdout.strip()[:500]}")]
+    found = [
+        Problem("verify", f"appliance-journal verify (exit {done.returncode}): {v}")
+        for v in report.get("violations", [])
+    ]
+    return _limit(found) or [
+        Problem("verify", f"appliance-journal verify exited {done.returncode}: {done.stdout.strip()[:500]}")
+    ]
 
 
 def _log_notes(log_path: Path) -> list[str]:
@@ -999,23 +1049,36 @@ def check_run(
 
 def _check_delivery(rows: list[_Row], receipts: dict[str, list[_Receipt]]) -> list[Problem]:
     """Everything journaled reached the CSMS, exactly as journaled; the CSMS got nothing the journal lacks."""
-    pending = [Problem("delivery", f"still pending after the drain: {r.label}, {r.attempts} failed attempt(s)")
-               for r in rows if r.outcome is None]
-    dropped = [Problem("delivery", f"DROPPED, never to be delivered: {r.label} after {r.attempts} failed "
-                       f"attempts, last error {r.last_error!r}") for r in rows if r.outcome == "dropped"]
+    pending = [
+        Problem("delivery", f"still pending after the drain: {r.label}, {r.attempts} failed attempt(s)")
+        for r in rows
+        if r.outcome is None
+    ]
+    dropped = [
+        Problem(
+            "delivery",
+            f"DROPPED, never to be delivered: {r.label} after {r.attempts} failed "
+            f"attempts, last error {r.last_error!r}",
+        )
+        for r in rows
+        if r.outcome == "dropped"
+    ]
     missing, altered = [], []
     for r in rows:
         got = receipts.get(r.message_id, [])
         if not got:
-            missing.append(Problem("delivery", f"journaled but never received by the CSMS: {r.label}, "
-                                   f"outcome {r.outcome}"))
+            missing.append(
+                Problem("delivery", f"journaled but never received by the CSMS: {r.label}, outcome {r.outcome}")
+            )
         elif any(g.payload != r.payload for g in got):
             altered.append(Problem("delivery", f"received differently from how it was journaled: {r.label}"))
     journaled = {r.message_id for r in rows}
     unknown = [
         Problem("delivery", f"the CSMS received a {g.frame.action} the journal does not have: {g.frame.raw[:200]}")
-        for mid, got in receipts.items() if mid not in journaled
-        for g in got if g.frame.action in ("TransactionEvent", "MeterValues")
+        for mid, got in receipts.items()
+        if mid not in journaled
+        for g in got
+        if g.frame.action in ("TransactionEvent", "MeterValues")
     ]
     ids_per_event: dict[tuple[Any, Any], set[str]] = defaultdict(set)
     for mid, got in receipts.items():
@@ -1023,8 +1086,11 @@ def _check_delivery(rows: list[_Row], receipts: dict[str, list[_Receipt]]) -> li
             if g.frame.action == "TransactionEvent":
                 tx = g.payload.get("transactionInfo", {}).get("transactionId")
                 ids_per_event[(tx, g.payload.get("seqNo"))].add(mid)
-    split = [Problem("delivery", f"tx {tx} seqNo {seq} reached the CSMS under {len(mids)} different message ids")
-             for (tx, seq), mids in ids_per_event.items() if len(mids) > 1]
+    split = [
+        Problem("delivery", f"tx {tx} seqNo {seq} reached the CSMS under {len(mids)} different message ids")
+        for (tx, seq), mids in ids_per_event.items()
+        if len(mids) > 1
+    ]
     return _limit(pending) + _limit(dropped) + _limit(missing) + _limit(altered) + _limit(unknown) + _limit(split)
 
 
@@ -1038,8 +1104,9 @@ def _check_order(rows: list[_Row], receipts: dict[str, list[_Receipt]], frames: 
             continue
         first = got[0].frame.index
         if latest is not None and first < latest[0]:
-            found.append(Problem("order", f"out of journal order: {r.label} first reached the CSMS before "
-                                 f"{latest[1].label}"))
+            found.append(
+                Problem("order", f"out of journal order: {r.label} first reached the CSMS before {latest[1].label}")
+            )
         if latest is None or first > latest[0]:
             latest = (first, r)
     highest: dict[Any, int] = {}
@@ -1050,14 +1117,21 @@ def _check_order(rows: list[_Row], receipts: dict[str, list[_Receipt]], frames: 
         if not isinstance(seq, int):
             continue
         if tx in highest and seq < highest[tx]:
-            found.append(Problem("order", f"tx {tx}: the CSMS received seqNo {seq} after seqNo {highest[tx]} "
-                                 f"(frame {f.index}, connection {f.connection_id})"))
+            found.append(
+                Problem(
+                    "order",
+                    f"tx {tx}: the CSMS received seqNo {seq} after seqNo {highest[tx]} "
+                    f"(frame {f.index}, connection {f.connection_id})",
+                )
+            )
         highest[tx] = max(seq, highest.get(tx, -1))
     return _limit(found)
 
 
 def _check_duplicates(
-    rows: list[_Row], receipts: dict[str, list[_Receipt]], answers: dict[tuple[int, str], list[RecordedFrame]],
+    rows: list[_Row],
+    receipts: dict[str, list[_Receipt]],
+    answers: dict[tuple[int, str], list[RecordedFrame]],
     faults: list[Fault],
 ) -> list[Problem]:
     """A message reaches the CSMS again only when no answer came: never after the station journaled its delivery,
@@ -1069,22 +1143,38 @@ def _check_duplicates(
         if r.delivered_at is not None:
             for g in got:
                 if g.frame.wall > r.delivered_at + ACK_SLACK_S:
-                    found.append(Problem("duplicate", f"sent again after an acknowledged delivery: {r.label} "
-                                         f"journaled as delivered at {_hms(r.delivered_at)}, received again at "
-                                         f"{_hms(g.frame.wall)} (connection {g.frame.connection_id})"))
+                    found.append(
+                        Problem(
+                            "duplicate",
+                            f"sent again after an acknowledged delivery: {r.label} "
+                            f"journaled as delivered at {_hms(r.delivered_at)}, received again at "
+                            f"{_hms(g.frame.wall)} (connection {g.frame.connection_id})",
+                        )
+                    )
         for previous, again in pairwise(got):
-            answer = next((a for a in answers.get((previous.frame.connection_id, r.message_id), [])
-                           if a.index > previous.frame.index), None)
+            answer = next(
+                (
+                    a
+                    for a in answers.get((previous.frame.connection_id, r.message_id), [])
+                    if a.index > previous.frame.index
+                ),
+                None,
+            )
             if answer is None or answer.message_type != 3 or answer.index > again.frame.index:
                 continue  # no CALLRESULT went out: the resend was due
             if answer.wall - previous.frame.wall > MESSAGE_TIMEOUT_S / 2:
                 continue  # answered so late that the station may have given up waiting
             if any(_may_have_lost(f, answer.wall) for f in faults):
                 continue  # the answer may have been lost in the fault, or the station died before recording it
-            found.append(Problem("duplicate", f"sent again although the CSMS answered in time and no fault was near:"
-                                 f" {r.label} answered at {_hms(answer.wall)} (connection {answer.connection_id}), "
-                                 f"received again at {_hms(again.frame.wall)} (connection "
-                                 f"{again.frame.connection_id})"))
+            found.append(
+                Problem(
+                    "duplicate",
+                    f"sent again although the CSMS answered in time and no fault was near:"
+                    f" {r.label} answered at {_hms(answer.wall)} (connection {answer.connection_id}), "
+                    f"received again at {_hms(again.frame.wall)} (connection "
+                    f"{again.frame.connection_id})",
+                )
+            )
     return _limit(found)
 
 
@@ -1112,31 +1202,49 @@ def _check_sequences(
         if types[0] != "Started" or types.count("Started") != 1:
             seq.append(Problem("sequence", f"tx {tx}: event types {types}: Started must come first, once"))
         if types.count("Ended") != 1 or types[-1] != "Ended":
-            seq.append(Problem("sequence", f"tx {tx}: {types.count('Ended')} Ended event(s), the last is "
-                               f"{types[-1]}: a transaction ends exactly once, last"))
+            seq.append(
+                Problem(
+                    "sequence",
+                    f"tx {tx}: {types.count('Ended')} Ended event(s), the last is "
+                    f"{types[-1]}: a transaction ends exactly once, last",
+                )
+            )
         last: tuple[float, int | None] | None = None
         for r in evs:
             wh = _register(r.payload)
             if wh is None:
                 continue
             if last is not None and wh < last[0] - 1e-6:
-                meter.append(Problem("meter", f"tx {tx}: the energy register goes back from {last[0]:.3f} Wh "
-                                     f"(seqNo {last[1]}) to {wh:.3f} Wh (seqNo {r.seq_no})"))
+                meter.append(
+                    Problem(
+                        "meter",
+                        f"tx {tx}: the energy register goes back from {last[0]:.3f} Wh "
+                        f"(seqNo {last[1]}) to {wh:.3f} Wh (seqNo {r.seq_no})",
+                    )
+                )
             last = (wh, r.seq_no)
     for tx, row in txs.items():
         if row["state"] != "ended":
-            seq.append(Problem("sequence", f"tx {tx} on EVSE {row['evseId']} never ended (journal state "
-                               f"{row['state']})"))
+            seq.append(
+                Problem("sequence", f"tx {tx} on EVSE {row['evseId']} never ended (journal state {row['state']})")
+            )
         if tx not in tx_events:
             seq.append(Problem("sequence", f"tx {tx} has a transactions row but no journaled TransactionEvent"))
     received = [g.payload for got in receipts.values() for g in got if g.frame.action == "TransactionEvent"]
-    at_csms = [Problem("meter" if "register" in v.problem else "sequence",
-                       f"as received by the CSMS: tx {v.transaction_id} seqNo {v.seq_no}: {v.problem}")
-               for v in check_events(received, allow_resends=True)]
+    at_csms = [
+        Problem(
+            "meter" if "register" in v.problem else "sequence",
+            f"as received by the CSMS: tx {v.transaction_id} seqNo {v.seq_no}: {v.problem}",
+        )
+        for v in check_events(received, allow_resends=True)
+    ]
     distinct = {json.dumps(p, sort_keys=True): p for p in received}.values()
     ended = Counter(p["transactionInfo"]["transactionId"] for p in distinct if p.get("eventType") == "Ended")
-    endings = [Problem("sequence", f"tx {tx}: the CSMS got {ended.get(tx, 0)} distinct Ended events, expected 1")
-               for tx in tx_events if ended.get(tx, 0) != 1]
+    endings = [
+        Problem("sequence", f"tx {tx}: the CSMS got {ended.get(tx, 0)} distinct Ended events, expected 1")
+        for tx in tx_events
+        if ended.get(tx, 0) != 1
+    ]
     return _limit(seq) + _limit(meter) + _limit(at_csms) + _limit(endings)
 
 
@@ -1160,16 +1268,31 @@ def _check_offline_flags(
             if not r.offline:
                 cut = next((w for w in cuts if w.start + NOTICE_S <= t <= w.end), None)
                 if cut is not None:
-                    found.append(Problem("offline-flag", f"{r.label} at {_hms(t)} has offline=false, but the link had "
-                                         f"been cut for {t - cut.start:.1f} s ({_hms(cut.start)}..{_hms(cut.end)})"))
+                    found.append(
+                        Problem(
+                            "offline-flag",
+                            f"{r.label} at {_hms(t)} has offline=false, but the link had "
+                            f"been cut for {t - cut.start:.1f} s ({_hms(cut.start)}..{_hms(cut.end)})",
+                        )
+                    )
                 elif not any(w.start - 0.5 <= t <= w.end + NOTICE_S for w in windows):
-                    found.append(Problem("offline-flag", f"{r.label} at {_hms(t)} has offline=false, but the CSMS "
-                                         "had no connection from the station then"))
+                    found.append(
+                        Problem(
+                            "offline-flag",
+                            f"{r.label} at {_hms(t)} has offline=false, but the CSMS "
+                            "had no connection from the station then",
+                        )
+                    )
             else:
                 up = next((w for w in windows if w.start + EDGE_S <= t <= w.end - EDGE_S), None)
                 if up is not None and not any(w.start - EDGE_S <= t <= w.end + RECONNECT_S for w in cuts):
-                    found.append(Problem("offline-flag", f"{r.label} at {_hms(t)} has offline=true, but the CSMS "
-                                         f"connection {_hms(up.start)}..{_hms(up.end)} was up and no fault was near"))
+                    found.append(
+                        Problem(
+                            "offline-flag",
+                            f"{r.label} at {_hms(t)} has offline=true, but the CSMS "
+                            f"connection {_hms(up.start)}..{_hms(up.end)} was up and no fault was near",
+                        )
+                    )
     return _limit(found)
 
 

@@ -39,7 +39,7 @@ class MessageSizes:
             if end < 0:
                 self._lost = len(self._pending) > _MAX_HTTP_RESPONSE
                 return
-            view = memoryview(bytes(self._pending[end + len(_END_OF_HTTP):]))
+            view = memoryview(bytes(self._pending[end + len(_END_OF_HTTP) :]))
             self._pending.clear()
             self._in_http = False
         while view:
@@ -56,7 +56,7 @@ class MessageSizes:
                 self._pending += view
                 return
             self._pending.clear()
-            view = view[consumed - known:]
+            view = view[consumed - known :]
 
     def _header(self, head: bytes) -> int:
         """Parse the frame header at the start of `head`; return its length, or 0 while it is incomplete."""

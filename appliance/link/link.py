@@ -41,8 +41,10 @@ def _leaf(group: BaseExceptionGroup) -> BaseException:
 
 #: What one CSMS request may hold by the device model's own limits. ItemsPerMessage needs no entry of its own:
 #: a request within ItemsPerMessage but over BytesPerMessage is not permitted either.
-BYTES_PER_MESSAGE = (*(keys.bytes_per_message(request) for request in keys.DEVICE_DATA_REQUESTS),
-                     keys.LOCAL_LIST_BYTES_PER_MESSAGE)
+BYTES_PER_MESSAGE = (
+    *(keys.bytes_per_message(request) for request in keys.DEVICE_DATA_REQUESTS),
+    keys.LOCAL_LIST_BYTES_PER_MESSAGE,
+)
 
 
 def _only_link_down(exc: BaseException) -> bool:
@@ -196,8 +198,9 @@ class Link:
         reason = "reconnect requested"
         refusal: tuple[str, str] | None = None
         try:
-            async with open_websocket(endpoint, connect_timeout=timeout, dead_after=dead_after,
-                                      max_message_size=self.frame_limit()) as ws:
+            async with open_websocket(
+                endpoint, connect_timeout=timeout, dead_after=dead_after, max_message_size=self.frame_limit()
+            ) as ws:
                 self.connections += 1
                 self.backoff.reset()
                 self._ws = ws

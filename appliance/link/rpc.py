@@ -111,8 +111,9 @@ class Dispatcher:
                 raise OcppError(ErrorCode.InternalError, "station produced an invalid response") from exc
             return CallResult(call.message_id, reply.payload), reply
         except OcppError as exc:
-            log.warning("answering %s %s with CALLERROR %s: %s", call.action, call.message_id,
-                        exc.code.value, exc.description)
+            log.warning(
+                "answering %s %s with CALLERROR %s: %s", call.action, call.message_id, exc.code.value, exc.description
+            )
             return call_error_for(call.message_id, exc), None
         except Exception:
             log.exception("handler for %s failed", call.action)
@@ -170,8 +171,9 @@ class RpcSession:
                 if event.reply is not None:
                     await self._send(event.reply)
             elif isinstance(event, Late):
-                log.warning("dropping a late answer to %s %r (given up on already)", event.call.action,
-                            event.frame.message_id)
+                log.warning(
+                    "dropping a late answer to %s %r (given up on already)", event.call.action, event.frame.message_id
+                )
             elif isinstance(event, Stray):
                 log.warning("dropping a response to unknown message id %r", event.frame.message_id)
 
@@ -182,8 +184,13 @@ class RpcSession:
                 answer: CallResult | CallError
                 reply: Reply | None
                 if refusal is not None:
-                    log.warning("answering %s %s with CALLERROR %s: %s", call.action, call.message_id,
-                                refusal.code.value, refusal.description)
+                    log.warning(
+                        "answering %s %s with CALLERROR %s: %s",
+                        call.action,
+                        call.message_id,
+                        refusal.code.value,
+                        refusal.description,
+                    )
                     answer, reply = call_error_for(call.message_id, refusal), None
                 else:
                     answer, reply = await self._dispatcher.handle(call)
@@ -260,6 +267,7 @@ class RpcSession:
             raise CallErrorReply(exc.code.value, f"invalid response: {exc.description}", {}) from exc
         self._warn_deviations(action, deviations)
         return payload
+
     def _warn_deviations(self, action: str, deviations: list[Found]) -> None:
         """Say once per connection and kind what the CSMS does differently, so the log stays readable while
         an integrator still learns every habit of their CSMS."""
@@ -267,6 +275,11 @@ class RpcSession:
             if found.kind in self._deviations_warned:
                 continue
             self._deviations_warned.add(found.kind)
-            log.warning("CSMS answer deviates from OCPP 2.0.1 (%s) in %s at %s: %s; further ones on this "
-                        "connection are accepted silently", found.kind.value, action, found.path or "payload",
-                        ACCEPTED_AS[found.kind])
+            log.warning(
+                "CSMS answer deviates from OCPP 2.0.1 (%s) in %s at %s: %s; further ones on this "
+                "connection are accepted silently",
+                found.kind.value,
+                action,
+                found.path or "payload",
+                ACCEPTED_AS[found.kind],
+            )

@@ -96,9 +96,14 @@ async def _handshake(
         # trio-websocket annotates `stream` as a SocketStream or SSLStream, but only uses it as a trio Stream
         # (its WebSocketConnection takes any `trio.abc.Stream`; the type decides only how the peer is named).
         ws = await wrap_client_stream(
-            nursery, watched,  # type: ignore[arg-type]
-            host, resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-            message_queue_size=4, max_message_size=watched.sizes.limit,
+            nursery,
+            watched,  # type: ignore[arg-type]
+            host,
+            resource,
+            subprotocols=[SUBPROTOCOL],
+            extra_headers=headers,
+            message_queue_size=4,
+            max_message_size=watched.sizes.limit,
         )
         guard.cancel_scope.cancel()
     if ws is None or (watched.peer_gone.is_set() and ws.closed):
@@ -218,8 +223,12 @@ async def open_websocket(
                 yield ws
             finally:
                 if watched.sizes.oversized is not None:
-                    log.error("CSMS sent a message of %d bytes, over the %d-byte limit: connection closed with 1009 "
-                              "(Message Too Big)", watched.sizes.oversized, watched.sizes.limit)
+                    log.error(
+                        "CSMS sent a message of %d bytes, over the %d-byte limit: connection closed with 1009 "
+                        "(Message Too Big)",
+                        watched.sizes.oversized,
+                        watched.sizes.limit,
+                    )
                 with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
                     await ws.aclose()
         finally:

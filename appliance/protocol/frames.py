@@ -124,14 +124,11 @@ class FrameError(OcppError):
 
     def __repr__(self) -> str:
         return (
-            f"FrameError({self.code.value!r}, {self.description!r}, message_id={self.message_id!r}, "
-            f"kind={self.kind!r})"
+            f"FrameError({self.code.value!r}, {self.description!r}, message_id={self.message_id!r}, kind={self.kind!r})"
         )
 
 
-def _rebuild_frame_error(
-    code: ErrorCode, description: str, message_id: str, kind: MessageType | None
-) -> FrameError:
+def _rebuild_frame_error(code: ErrorCode, description: str, message_id: str, kind: MessageType | None) -> FrameError:
     return FrameError(code, description, message_id=message_id, kind=kind)
 
 
@@ -228,9 +225,7 @@ def _parse_json(data: str | bytes | bytearray) -> Any:
             ErrorCode.RpcFrameworkError, f"message is not valid JSON ({exc.msg} at char {exc.pos})"
         ) from None
     except (ValueError, RecursionError) as exc:
-        raise FrameError(
-            ErrorCode.RpcFrameworkError, f"message is not usable JSON ({_reason(exc)})"
-        ) from None
+        raise FrameError(ErrorCode.RpcFrameworkError, f"message is not usable JSON ({_reason(exc)})") from None
     if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
         raise FrameError(ErrorCode.RpcFrameworkError, "message holds a lone UTF-16 surrogate")
     return value
@@ -289,9 +284,7 @@ def _readable_id(message: list[Any]) -> str | None:
 def _message_type(number: Any, message_id: str | None) -> MessageType:
     reply_id = UNREADABLE_MESSAGE_ID if message_id is None else message_id
     if type(number) is not int:
-        raise FrameError(
-            ErrorCode.RpcFrameworkError, "message type number is not an integer", message_id=reply_id
-        )
+        raise FrameError(ErrorCode.RpcFrameworkError, "message type number is not an integer", message_id=reply_id)
     try:
         return MessageType(number)
     except ValueError:
@@ -306,9 +299,7 @@ def _decode_call(message: list[Any], message_id: str) -> Call:
     _expect_length(message, 4, message_id, kind)
     action = message[2]
     if not isinstance(action, str):
-        raise FrameError(
-            ErrorCode.RpcFrameworkError, "CALL action is not a string", message_id=message_id, kind=kind
-        )
+        raise FrameError(ErrorCode.RpcFrameworkError, "CALL action is not a string", message_id=message_id, kind=kind)
     return Call(message_id, action, _payload(message[3], message_id, kind, "payload"))
 
 

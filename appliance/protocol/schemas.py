@@ -175,9 +175,7 @@ class SchemaRegistry:
         cache = self._requests if direction is Direction.REQUEST else self._responses
         validate = cache.get(action)
         if validate is None:
-            validate = fastjsonschema.compile(
-                self.schema(action, direction), formats=_FORMATS, use_default=False
-            )
+            validate = fastjsonschema.compile(self.schema(action, direction), formats=_FORMATS, use_default=False)
             cache[action] = validate
         return validate
 
@@ -200,9 +198,7 @@ def _run(validate: Validator, payload: Any) -> None:
 
 def _scan_actions(directory: Traversable) -> frozenset[str]:
     suffix = f"{Direction.REQUEST.value}{_SCHEMA_SUFFIX}"
-    actions = frozenset(
-        entry.name[: -len(suffix)] for entry in directory.iterdir() if entry.name.endswith(suffix)
-    )
+    actions = frozenset(entry.name[: -len(suffix)] for entry in directory.iterdir() if entry.name.endswith(suffix))
     if not actions:
         raise FileNotFoundError(f"no OCPP request schemas in {directory}")
     return actions

@@ -176,8 +176,11 @@ class Session:
         """
         if self.state is not LinkState.REJECTED:
             return None
-        if call.action == "TriggerMessage" and isinstance(call.payload, dict) and \
-                call.payload.get("requestedMessage") == BOOT_ACTION:
+        if (
+            call.action == "TriggerMessage"
+            and isinstance(call.payload, dict)
+            and call.payload.get("requestedMessage") == BOOT_ACTION
+        ):
             return None
         return OcppError(ErrorCode.SecurityError, "boot was rejected; no requests accepted")
 

@@ -126,7 +126,7 @@ class Normaliser:
     def _resolve(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/definitions/"):
-            return self._definitions.get(ref[len("#/definitions/"):], {})
+            return self._definitions.get(ref[len("#/definitions/") :], {})
         return node
 
     def _walk(self, node: Mapping[str, Any], value: Any, path: str, found: list[Found]) -> Any:

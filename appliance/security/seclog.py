@@ -64,8 +64,10 @@ class SecurityLog:
 
 
 def _insert(conn: sqlite3.Connection, kind: str, tech_info: str, timestamp: str) -> None:
-    conn.execute("INSERT INTO security_log (timestamp, type, tech_info, critical) VALUES (?, ?, ?, 0)",
-                 (timestamp, kind, tech_info))
+    conn.execute(
+        "INSERT INTO security_log (timestamp, type, tech_info, critical) VALUES (?, ?, ?, 0)",
+        (timestamp, kind, tech_info),
+    )
 
 
 def _read(db: Path, oldest: datetime | None, latest: datetime | None) -> list[Entry]:

@@ -42,8 +42,12 @@ from cryptography.x509.oid import NameOID
 log = logging.getLogger("appliance.security.tls")
 
 #: OCPP's TLS 1.2 cipher suites in OpenSSL's names (ECDHE-ECDSA pair first, then the plain-RSA pair).
-OCPP_TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-                      "AES128-GCM-SHA256", "AES256-GCM-SHA384")
+OCPP_TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+)
 
 INVALID_CERTIFICATE = "InvalidCsmsCertificate"
 INVALID_VERSION = "InvalidTLSVersion"
@@ -64,11 +68,21 @@ _VERIFY_CAUSES = {
     26: "certificate not meant for a TLS server",
 }
 #: OpenSSL reasons of handshake failures that say the protocol version was refused (either side).
-_VERSION_REASONS = {"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE",
-                    "WRONG_SSL_VERSION", "VERSION_TOO_LOW"}
+_VERSION_REASONS = {
+    "UNSUPPORTED_PROTOCOL",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "WRONG_SSL_VERSION",
+    "VERSION_TOO_LOW",
+}
 #: … and those that say no cipher suite was acceptable to both.
-_SUITE_REASONS = {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE",
-                  "TLSV1_ALERT_INSUFFICIENT_SECURITY", "WRONG_CIPHER_RETURNED"}
+_SUITE_REASONS = {
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "NO_SHARED_CIPHER",
+    "NO_CIPHERS_AVAILABLE",
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    "WRONG_CIPHER_RETURNED",
+}
 
 
 class TlsRefused(Exception):
@@ -95,8 +109,9 @@ class TlsTrust:
     @classmethod
     def from_files(cls, ca_file: Path | None, client: tuple[Path, Path] | None) -> TlsTrust:
         """The factory trust: the config's CA file and, for Security Profile 3, its client certificate."""
-        return cls(csms_roots=lambda: load_certificates(ca_file) if ca_file is not None else [],
-                   client_identity=lambda: client)
+        return cls(
+            csms_roots=lambda: load_certificates(ca_file) if ca_file is not None else [], client_identity=lambda: client
+        )
 
 
 def client_context(roots: list[x509.Certificate], identity: tuple[Path, Path] | None) -> ssl.SSLContext:
@@ -136,7 +151,8 @@ def check_peer_name(der: bytes, host: str) -> None:
         address = None
     try:
         san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value
+            x509.SubjectAlternativeName
+        ).value
     except x509.ExtensionNotFound:
         san = None
     if san is not None:
@@ -152,8 +168,10 @@ def check_peer_name(der: bytes, host: str) -> None:
         return
     wildcards = [n for n in names if "*" in n]
     if wildcards and address is None and any(_wildcard_matches(w, host) for w in wildcards):
-        raise TlsRefused(f"wildcard certificate ({', '.join(wildcards)}) refused: OCPP requires the CSMS's "
-                         f"exact name {host}", INVALID_CERTIFICATE)
+        raise TlsRefused(
+            f"wildcard certificate ({', '.join(wildcards)}) refused: OCPP requires the CSMS's exact name {host}",
+            INVALID_CERTIFICATE,
+        )
     shown = ", ".join([*names, *(str(a) for a in addresses)]) or "no name"
     raise TlsRefused(f"name mismatch: the certificate is for {shown}, the CSMS is {host}", INVALID_CERTIFICATE)
 
@@ -181,14 +199,11 @@ def classify(exc: BaseException) -> TlsRefused | None:
         return TlsRefused(cause, INVALID_CERTIFICATE)
     reason = str(error.reason or "")
     if reason in _VERSION_REASONS:
-        return TlsRefused(f"protocol version refused ({reason}): the CSMS offers only TLS below 1.2",
-                          INVALID_VERSION)
+        return TlsRefused(f"protocol version refused ({reason}): the CSMS offers only TLS below 1.2", INVALID_VERSION)
     if reason in _SUITE_REASONS:
-        return TlsRefused(f"no common cipher suite ({reason}): the CSMS accepts none of OCPP's",
-                          INVALID_SUITE)
+        return TlsRefused(f"no common cipher suite ({reason}): the CSMS accepts none of OCPP's", INVALID_SUITE)
     if reason == "UNEXPECTED_EOF_WHILE_READING":
         return TlsRefused("the CSMS closed the connection during the TLS handshake, without saying why", None)
     if reason == "WRONG_VERSION_NUMBER":
-        return TlsRefused("the CSMS did not answer with TLS (WRONG_VERSION_NUMBER: plain HTTP on a wss:// port?)",
-                          None)
+        return TlsRefused("the CSMS did not answer with TLS (WRONG_VERSION_NUMBER: plain HTTP on a wss:// port?)", None)
     return TlsRefused(f"handshake failed ({reason or error})", None)

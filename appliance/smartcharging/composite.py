@@ -92,8 +92,9 @@ class Composite:
             "duration": self.duration,
             "scheduleStart": self.start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "chargingRateUnit": self.unit,
-            "chargingSchedulePeriod": [{"startPeriod": p.start, "limit": p.limit, "numberPhases": p.phases}
-                                       for p in self.periods],
+            "chargingSchedulePeriod": [
+                {"startPeriod": p.start, "limit": p.limit, "numberPhases": p.phases} for p in self.periods
+            ],
         }
 
     def limit_at(self, offset: float) -> CompositePeriod:
@@ -130,8 +131,9 @@ def _anchor(profile: Profile, t: float, facts: EvseFacts, origin: float) -> floa
 
 
 def _valid(profile: Profile, t: float) -> bool:
-    return ((profile.valid_from is None or t >= _ts(profile.valid_from))
-            and (profile.valid_to is None or t < _ts(profile.valid_to)))
+    return (profile.valid_from is None or t >= _ts(profile.valid_from)) and (
+        profile.valid_to is None or t < _ts(profile.valid_to)
+    )
 
 
 def period_limit(period: Period, unit: str, phases: int, voltage: float) -> Limit:
@@ -194,8 +196,11 @@ def applicable(profiles: Iterable[Profile], facts: EvseFacts) -> list[Profile]:
     result = []
     for p in profiles:
         if p.purpose == TX:
-            if (p.evse_id == facts.evse_id and facts.transaction_id is not None
-                    and p.transaction_id in (None, facts.transaction_id)):
+            if (
+                p.evse_id == facts.evse_id
+                and facts.transaction_id is not None
+                and p.transaction_id in (None, facts.transaction_id)
+            ):
                 result.append(p)
         elif p.evse_id in (0, facts.evse_id):
             result.append(p)
@@ -212,8 +217,9 @@ def _prevailing(profiles: Iterable[Profile], t: float, facts: EvseFacts, origin:
     return None
 
 
-def evse_limit(profiles: Sequence[Profile], t: float, facts: EvseFacts, origin: float, *,
-               station_max: bool = True) -> Limit:
+def evse_limit(
+    profiles: Sequence[Profile], t: float, facts: EvseFacts, origin: float, *, station_max: bool = True
+) -> Limit:
     """The EVSE's limit at `t` from its applicable profiles (see the module docstring)."""
     limit = Limit(facts.max_current, facts.phases)
     by = {purpose: [p for p in profiles if p.purpose == purpose] for purpose in (STATION_MAX, EXTERNAL, TX_DEFAULT, TX)}
@@ -268,8 +274,9 @@ def _window(now: datetime, duration: int) -> tuple[int, int, int]:
     return t0, t0 + max(duration, 1), duration
 
 
-def evse_composite(profiles: Iterable[Profile], facts: EvseFacts, *, now: datetime, duration: int,
-                   unit: str) -> Composite:
+def evse_composite(
+    profiles: Iterable[Profile], facts: EvseFacts, *, now: datetime, duration: int, unit: str
+) -> Composite:
     """K08 for one EVSE: the limits from scheduleStart (`now`, whole seconds) for `duration` seconds."""
     t0, t1, duration = _window(now, duration)
     origin = _ts(now)
@@ -287,8 +294,14 @@ def station_cap(profiles: Iterable[Profile], t: float, phases: int, voltage: flo
     """The station's own limit at `t` (ChargingStationMaxProfile, external constraints on evseId 0)."""
     station = EvseFacts(0, phases, voltage, math.inf)
     own = [p for p in profiles if p.evse_id == 0 and p.purpose in (STATION_MAX, EXTERNAL)]
-    limits = [lim for lim in (_prevailing([p for p in own if p.purpose == purpose], t, station, origin)
-                              for purpose in (STATION_MAX, EXTERNAL)) if lim is not None]
+    limits = [
+        lim
+        for lim in (
+            _prevailing([p for p in own if p.purpose == purpose], t, station, origin)
+            for purpose in (STATION_MAX, EXTERNAL)
+        )
+        if lim is not None
+    ]
     if not limits:
         return None
     result = limits[0]
@@ -297,8 +310,9 @@ def station_cap(profiles: Iterable[Profile], t: float, phases: int, voltage: flo
     return result
 
 
-def station_composite(profiles: Iterable[Profile], evses: Sequence[EvseFacts], *, now: datetime, duration: int,
-                      unit: str) -> Composite:
+def station_composite(
+    profiles: Iterable[Profile], evses: Sequence[EvseFacts], *, now: datetime, duration: int, unit: str
+) -> Composite:
     """K08 for evseId 0: the sum of the EVSEs' schedules, capped by the station's own profiles."""
     profiles = list(profiles)
     t0, t1, duration = _window(now, duration)
@@ -310,8 +324,10 @@ def station_composite(profiles: Iterable[Profile], evses: Sequence[EvseFacts], *
     starts, inside = _segments(t0, t1, bounds)
 
     def total(t: float) -> float:
-        value = sum(_in_unit(evse_limit(relevant, t, facts, origin, station_max=False), unit, facts.voltage)
-                    for facts, relevant in per_evse)
+        value = sum(
+            _in_unit(evse_limit(relevant, t, facts, origin, station_max=False), unit, facts.voltage)
+            for facts, relevant in per_evse
+        )
         cap = station_cap(profiles, t, phases, voltage, origin)
         return value if cap is None else min(value, _in_unit(cap, unit, voltage))
 
@@ -352,6 +368,7 @@ def next_change(profiles: Sequence[Profile], evses: Sequence[EvseFacts], now: da
     """The next instant (epoch seconds) after `now` at which some EVSE's limit may change, within a day."""
     t = _ts(now)
     horizon = t + 86_400
-    upcoming = [b for f in evses for p in applicable(profiles, f) for b in _boundaries(p, t, horizon, f, t)
-                if t < b < horizon]
+    upcoming = [
+        b for f in evses for p in applicable(profiles, f) for b in _boundaries(p, t, horizon, f, t) if t < b < horizon
+    ]
     return min(upcoming, default=None)

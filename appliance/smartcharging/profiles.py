@@ -81,12 +81,24 @@ def _time(value: Any) -> datetime | None:
 def parse(evse_id: int, raw: Mapping[str, Any], source: str = CSO) -> Profile:
     """A schema-valid ChargingProfileType (the first schedule; `check` refuses more than one) as a Profile."""
     sched = raw["chargingSchedule"][0]
-    periods = tuple(Period(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
-                    for p in sched["chargingSchedulePeriod"])
+    periods = tuple(
+        Period(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases")) for p in sched["chargingSchedulePeriod"]
+    )
     schedule = Schedule(sched["chargingRateUnit"], periods, _time(sched.get("startSchedule")), sched.get("duration"))
-    return Profile(int(raw["id"]), evse_id, int(raw["stackLevel"]), raw["chargingProfilePurpose"],
-                   raw["chargingProfileKind"], schedule, raw.get("recurrencyKind"), _time(raw.get("validFrom")),
-                   _time(raw.get("validTo")), raw.get("transactionId"), source, dict(raw))
+    return Profile(
+        int(raw["id"]),
+        evse_id,
+        int(raw["stackLevel"]),
+        raw["chargingProfilePurpose"],
+        raw["chargingProfileKind"],
+        schedule,
+        raw.get("recurrencyKind"),
+        _time(raw.get("validFrom")),
+        _time(raw.get("validTo")),
+        raw.get("transactionId"),
+        source,
+        dict(raw),
+    )
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,16 @@ class Limits:
     max_entries: int  # Entries[ChargingProfiles] maxLimit
 
 
-def check(raw: Mapping[str, Any], evse_id: int, *, limits: Limits, installed: Iterable[Profile],
-          transactions: Mapping[int, str | None], now: datetime, remote_start: bool = False) -> Refusal | None:
+def check(
+    raw: Mapping[str, Any],
+    evse_id: int,
+    *,
+    limits: Limits,
+    installed: Iterable[Profile],
+    transactions: Mapping[int, str | None],
+    now: datetime,
+    remote_start: bool = False,
+) -> Refusal | None:
     """None if the profile may be installed on `evse_id`, else why not.
 
     `transactions` maps each EVSE to its running transaction's id (None: none). A RequestStartTransaction's
@@ -120,8 +140,10 @@ def check(raw: Mapping[str, Any], evse_id: int, *, limits: Limits, installed: It
         return Refusal("UnknownEvse", f"no EVSE {evse_id}")
     purpose = raw["chargingProfilePurpose"]
     if purpose == EXTERNAL:
-        return Refusal("InvalidProfile", "ChargingStationExternalConstraints are set by the station's external "
-                       "limit source, not by the CSMS")
+        return Refusal(
+            "InvalidProfile",
+            "ChargingStationExternalConstraints are set by the station's external limit source, not by the CSMS",
+        )
     if purpose == STATION_MAX and evse_id != 0:
         return Refusal("InvalidProfile", "a ChargingStationMaxProfile applies to evseId 0 only")
     if remote_start and purpose != TX:
@@ -133,8 +155,9 @@ def check(raw: Mapping[str, Any], evse_id: int, *, limits: Limits, installed: It
     elif "transactionId" in raw:
         return Refusal("InvalidProfile", f"a {purpose} has no transactionId")
     if raw["stackLevel"] > limits.max_stack_level:
-        return Refusal("InvalidStackLevel", f"stackLevel {raw['stackLevel']} is above ProfileStackLevel "
-                       f"{limits.max_stack_level}")
+        return Refusal(
+            "InvalidStackLevel", f"stackLevel {raw['stackLevel']} is above ProfileStackLevel {limits.max_stack_level}"
+        )
     refusal = _check_schedule(raw, evse_id, limits)
     if refusal is not None:
         return refusal
@@ -148,17 +171,20 @@ def check(raw: Mapping[str, Any], evse_id: int, *, limits: Limits, installed: It
         return Refusal("InvalidProfile", "validTo has passed")
     others = [p for p in installed if p.id != profile.id]
     if len(others) >= limits.max_entries:
-        return Refusal("TooManyElements", f"{len(others)} profiles installed; Entries maxLimit is "
-                       f"{limits.max_entries}")
+        return Refusal("TooManyElements", f"{len(others)} profiles installed; Entries maxLimit is {limits.max_entries}")
     for other in others:
         if _conflicts(profile, other):
-            return Refusal("DuplicateProfile", f"profile {other.id} has the same stackLevel and purpose on EVSE "
-                           f"{evse_id} with an overlapping validity")
+            return Refusal(
+                "DuplicateProfile",
+                f"profile {other.id} has the same stackLevel and purpose on EVSE "
+                f"{evse_id} with an overlapping validity",
+            )
     return None
 
 
-def _check_tx(raw: Mapping[str, Any], evse_id: int, transactions: Mapping[int, str | None],
-              remote_start: bool) -> Refusal | None:
+def _check_tx(
+    raw: Mapping[str, Any], evse_id: int, transactions: Mapping[int, str | None], remote_start: bool
+) -> Refusal | None:
     if evse_id == 0:
         return Refusal("InvalidProfile", "a TxProfile needs a specific EVSE")
     tx_id = raw.get("transactionId")
@@ -177,8 +203,10 @@ def _check_schedule(raw: Mapping[str, Any], evse_id: int, limits: Limits) -> Ref
         return Refusal("TooManyElements", "one chargingSchedule per profile (more are for ISO 15118 only)")
     sched = schedules[0]
     if sched["chargingRateUnit"] not in limits.rate_units:
-        return Refusal("UnsupportedRateUnit", f"chargingRateUnit {sched['chargingRateUnit']}; RateUnit is "
-                       f"{','.join(limits.rate_units)}")
+        return Refusal(
+            "UnsupportedRateUnit",
+            f"chargingRateUnit {sched['chargingRateUnit']}; RateUnit is {','.join(limits.rate_units)}",
+        )
     periods = sched["chargingSchedulePeriod"]
     if len(periods) > limits.max_periods:
         return Refusal("TooManyElements", f"{len(periods)} periods; PeriodsPerSchedule is {limits.max_periods}")

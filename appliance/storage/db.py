@@ -157,8 +157,10 @@ def _claim(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a foreign database; mark a new one, or one of ours from before the id existed, as ours."""
     reason = _foreign_reason(conn)
     if reason is not None:
-        raise JournalError(f"{path}: another program's SQLite database, not a station journal ({reason}); "
-                           "refusing to touch it: move it away or choose another station.data_dir")
+        raise JournalError(
+            f"{path}: another program's SQLite database, not a station journal ({reason}); "
+            "refusing to touch it: move it away or choose another station.data_dir"
+        )
     if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
@@ -177,8 +179,10 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _damaged(path: Path, detail: str) -> str:
-    return (f"{path}: the journal is damaged ({detail}); run `appliance-journal --db {path} verify` to see what "
-            "is affected, then restore a backup or move the file away")
+    return (
+        f"{path}: the journal is damaged ({detail}); run `appliance-journal --db {path} verify` to see what "
+        "is affected, then restore a backup or move the file away"
+    )
 
 
 def _problem(path: Path, exc: sqlite3.DatabaseError) -> str:
@@ -189,8 +193,10 @@ def _problem(path: Path, exc: sqlite3.DatabaseError) -> str:
     if code == sqlite3.SQLITE_CORRUPT:
         return _damaged(path, str(exc))
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
-        return (f"{path}: cannot write the journal ({exc}): the station needs read and write permission on it, "
-                "its -wal and -shm files and its directory")
+        return (
+            f"{path}: cannot write the journal ({exc}): the station needs read and write permission on it, "
+            "its -wal and -shm files and its directory"
+        )
     return f"{path}: not a usable journal: {exc}"
 
 
@@ -218,8 +224,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, now_text()),
             )
         log.info("journal migration applied: %s", name)
@@ -270,8 +275,12 @@ def open_read_only(path: Path) -> sqlite3.Connection:
             conn.close()  # the station stopped between our look at the -wal and the open: nobody writes now
             conn = _connect_read_only(path, immutable=True)
             reason = _foreign_reason(conn)
-        if reason is None and not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone():
+        if (
+            reason is None
+            and not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+        ):
             reason = "no schema_migrations table"  # an empty database: nothing a station ever wrote
     except sqlite3.DatabaseError as exc:
         conn.close()
@@ -309,12 +318,16 @@ def _missing_permission(path: Path) -> str | None:
     absolute = path.absolute()
     for directory in reversed(absolute.parents):
         if not os.access(directory, os.X_OK, effective_ids=True):
-            return (f"{absolute}: permission denied: no search (x) permission on the directory {directory}; "
-                    "read the journal as the station's user or a member of its group")
+            return (
+                f"{absolute}: permission denied: no search (x) permission on the directory {directory}; "
+                "read the journal as the station's user or a member of its group"
+            )
     for file in (absolute, Path(f"{absolute}-wal"), Path(f"{absolute}-shm")):
         if file.exists() and not os.access(file, os.R_OK, effective_ids=True):
-            return (f"{file}: permission denied: no read permission on this file (reading the journal needs read "
-                    "permission on journal.db and, while they exist, its -wal and -shm files)")
+            return (
+                f"{file}: permission denied: no read permission on this file (reading the journal needs read "
+                "permission on journal.db and, while they exist, its -wal and -shm files)"
+            )
     return None
 
 
@@ -326,8 +339,10 @@ def _read_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
         return f"{path}: the journal is damaged beyond reading ({exc}): restore a backup"
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
         if Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists():
-            return (f"{path}: cannot open it read-only: its -wal file has no -shm index beside it and this user "
-                    f"may not create one (no write permission on {path.parent}); read it as the station's user")
+            return (
+                f"{path}: cannot open it read-only: its -wal file has no -shm index beside it and this user "
+                f"may not create one (no write permission on {path.parent}); read it as the station's user"
+            )
         return f"{path}: cannot open it read-only ({exc})"
     return f"{path}: not a journal ({exc})"
 

@@ -51,15 +51,23 @@ class ScriptedCsms:
 
 class Rig:
     def __init__(self, storage: Storage, capacity_bytes: int = 1_048_576) -> None:
-        self.settings: dict[str, Any] = {f"{s.component}.{s.variable}": s.default for s in STATION
-                                         if s.component in ("AuthCtrlr", "AuthCacheCtrlr", "LocalAuthListCtrlr")}
+        self.settings: dict[str, Any] = {
+            f"{s.component}.{s.variable}": s.default
+            for s in STATION
+            if s.component in ("AuthCtrlr", "AuthCacheCtrlr", "LocalAuthListCtrlr")
+        }
         self.clock = StationClock()
         self.csms = ScriptedCsms()
         self.cache = AuthCache(storage, capacity_bytes=capacity_bytes)
         self.local_list = LocalList(storage)
         # The Authorizer uses only `online` and `call` of its link: the scripted source stands in for it.
-        self.authorizer = Authorizer(cast(Link, self.csms), cache=self.cache, local_list=self.local_list,
-                                     clock=self.clock, settings=Settings(self.settings.__getitem__))
+        self.authorizer = Authorizer(
+            cast(Link, self.csms),
+            cache=self.cache,
+            local_list=self.local_list,
+            clock=self.clock,
+            settings=Settings(self.settings.__getitem__),
+        )
 
     def script(self, *answers: dict | Exception, online: bool = True) -> ScriptedCsms:
         self.csms.answers, self.csms.calls, self.csms.online = list(answers), [], online
@@ -89,6 +97,7 @@ def answer(status: str, **more: Any) -> dict:
 
 
 # --- online: the CSMS decides, and what it says is remembered ----------------------------------------------
+
 
 async def test_unknown_token_online_asks_the_csms_and_caches_its_word(rig: Rig) -> None:
     csms = rig.script(answer("Accepted", groupIdToken=GROUP))
@@ -174,6 +183,7 @@ async def test_a_disabled_list_or_cache_is_not_consulted(rig: Rig) -> None:
 
 # --- offline, or the CSMS gave no usable answer -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["list", "cache"])
 @pytest.mark.parametrize("offline_allowed", [True, False])
 async def test_offline_a_locally_accepted_token_charges_only_with_local_authorize_offline(
@@ -205,8 +215,9 @@ async def test_offline_an_unknown_token_is_refused_without_asking(rig: Rig) -> N
     assert csms.calls == []
 
 
-@pytest.mark.parametrize("failure", [CallTimeout("no answer"), LinkDown("gone"),
-                                     CallErrorReply("InternalError", "busy", {})], ids=type)
+@pytest.mark.parametrize(
+    "failure", [CallTimeout("no answer"), LinkDown("gone"), CallErrorReply("InternalError", "busy", {})], ids=type
+)
 async def test_no_usable_answer_is_decided_as_offline(rig: Rig, failure: Exception) -> None:
     rig.settings["AuthCtrlr.LocalPreAuthorize"] = False  # so the CSMS is asked for the cached token too
     await rig.cached(CARD, ACCEPTED)
@@ -217,6 +228,7 @@ async def test_no_usable_answer_is_decided_as_offline(rig: Rig, failure: Excepti
 
 
 # --- the cache's time: LifeTime since last use, or the CSMS's cacheExpiryDateTime --------------------------
+
 
 async def test_a_cached_accepted_token_expires_after_its_life_time_since_last_use(rig: Rig) -> None:
     rig.settings["AuthCacheCtrlr.LifeTime"] = 3600
@@ -264,6 +276,7 @@ async def test_a_full_cache_evicts_the_least_recently_used_entry(storage: Storag
 
 
 # --- group ids: what the stop-by-group decision (blocks/transactions.py) is given -------------------------
+
 
 async def test_the_group_id_comes_back_from_every_source(rig: Rig) -> None:
     """C09: whoever decides — the CSMS, the cache online or offline, the list — hands over the GroupId."""

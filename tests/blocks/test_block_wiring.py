@@ -20,15 +20,35 @@ from tests.harness import make_config
 
 #: CSMS → station requests of OCPP 2.0.1 Core that this station answers (everything else: NotSupported).
 HANDLED = {
-    "ChangeAvailability", "ClearCache", "CustomerInformation", "DataTransfer", "GetBaseReport",
-    "GetLocalListVersion", "GetLog", "GetReport", "GetTransactionStatus", "GetVariables",
-    "RequestStartTransaction", "RequestStopTransaction", "Reset", "SendLocalList", "SetNetworkProfile",
-    "SetVariables", "TriggerMessage", "UnlockConnector",
+    "ChangeAvailability",
+    "ClearCache",
+    "CustomerInformation",
+    "DataTransfer",
+    "GetBaseReport",
+    "GetLocalListVersion",
+    "GetLog",
+    "GetReport",
+    "GetTransactionStatus",
+    "GetVariables",
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+    "Reset",
+    "SendLocalList",
+    "SetNetworkProfile",
+    "SetVariables",
+    "TriggerMessage",
+    "UnlockConnector",
     # certificates block (issue 10)
-    "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
+    "InstallCertificate",
+    "GetInstalledCertificateIds",
+    "DeleteCertificate",
+    "CertificateSigned",
     "UpdateFirmware",  # firmware update block
     # smart charging block
-    "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
+    "SetChargingProfile",
+    "GetChargingProfiles",
+    "ClearChargingProfile",
+    "GetCompositeSchedule",
 }
 
 
@@ -69,6 +89,12 @@ async def test_each_action_and_trigger_has_exactly_one_block(blocks: list[Block]
     # The messages the station produces; the others TriggerMessage may name (V2G and combined certificate
     # signing, published firmware) are NotImplemented until their blocks exist.
     assert set(triggers) == {
-        "BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
-        "FirmwareStatusNotification", "LogStatusNotification", "SignChargingStationCertificate",
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "TransactionEvent",
+        "FirmwareStatusNotification",
+        "LogStatusNotification",
+        "SignChargingStationCertificate",
     }

@@ -60,8 +60,12 @@ def test_leaf_under_sub_ca(kind: str) -> None:
 def test_comparison_ignores_case_and_leading_zeros_but_not_algorithm() -> None:
     root = certificate("Root", new_key("ec"), serial=0x1A2B)
     actual = hashdata.hash_data(root, root.public_key())
-    shouted = {**actual, "issuerNameHash": actual["issuerNameHash"].upper(),
-               "issuerKeyHash": actual["issuerKeyHash"].upper(), "serialNumber": "001A2B"}
+    shouted = {
+        **actual,
+        "issuerNameHash": actual["issuerNameHash"].upper(),
+        "issuerKeyHash": actual["issuerKeyHash"].upper(),
+        "serialNumber": "001A2B",
+    }
     assert hashdata.same(shouted, actual)
     assert not hashdata.same({**shouted, "hashAlgorithm": "SHA384"}, actual)
     assert not hashdata.same({**actual, "serialNumber": "1a2c"}, actual)

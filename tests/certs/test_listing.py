@@ -19,8 +19,9 @@ from tests.harness import REPO
 
 
 def certs_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", "certs", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "certs", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_listing_shows_roots_and_station_certificate(csms: LoopbackCsms, data_dir: Path) -> None:
@@ -32,14 +33,14 @@ async def test_listing_shows_roots_and_station_certificate(csms: LoopbackCsms, d
     (data_dir / "cs-cert.pem").write_text(chain)
     (data_dir / "cs-key.pem").write_bytes(key)
     (data_dir / "cs-key.pem").chmod(0o600)
-    extra = (f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\n'
-             f'client_key_file = "{data_dir}/cs-key.pem"\n')
+    extra = f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\nclient_key_file = "{data_dir}/cs-key.pem"\n'
     config_file = data_dir / "station.toml"
     async with booted_station(csms, data_dir, extra=extra) as station:
         config_file.write_text(config_text(data_dir, csms.url, extra=extra))
         for use, text in ((CSMS_ROOT, authority.root_pem), (MANUFACTURER_ROOT, pem(mf))):
-            answer = await csms.trio.call(STATION_ID, "InstallCertificate", {"certificateType": use,
-                                                                            "certificate": text})
+            answer = await csms.trio.call(
+                STATION_ID, "InstallCertificate", {"certificateType": use, "certificate": text}
+            )
             assert answer["status"] == "Accepted"
         leaf = station.identity.current.leaf if station.identity.current else None
         assert leaf is not None
@@ -48,13 +49,19 @@ async def test_listing_shows_roots_and_station_certificate(csms: LoopbackCsms, d
         listed = json.loads(done.stdout)["certificates"]
         by_type = {row["certificateType"]: row for row in listed}
         assert set(by_type) == {CSMS_ROOT, MANUFACTURER_ROOT, "ChargingStationCertificate"}
-        for use, cert, issuer in ((CSMS_ROOT, authority.root, authority.root), (MANUFACTURER_ROOT, mf, mf),
-                                  ("ChargingStationCertificate", leaf, authority.root)):
+        for use, cert, issuer in (
+            (CSMS_ROOT, authority.root, authority.root),
+            (MANUFACTURER_ROOT, mf, mf),
+            ("ChargingStationCertificate", leaf, authority.root),
+        ):
             request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA256()).build()
             row = by_type[use]
             assert row["certificateHashData"] == {
-                "hashAlgorithm": "SHA256", "issuerNameHash": request.issuer_name_hash.hex(),
-                "issuerKeyHash": request.issuer_key_hash.hex(), "serialNumber": format(cert.serial_number, "x")}
+                "hashAlgorithm": "SHA256",
+                "issuerNameHash": request.issuer_name_hash.hex(),
+                "issuerKeyHash": request.issuer_key_hash.hex(),
+                "serialNumber": format(cert.serial_number, "x"),
+            }
             assert row["subject"] == cert.subject.rfc4514_string()
             assert row["notAfter"].startswith(cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
         assert by_type[CSMS_ROOT]["origin"] == "csms" and by_type["ChargingStationCertificate"]["origin"] == "factory"

@@ -60,8 +60,7 @@ def id_token(token: str) -> dict[str, str]:
 def authorizes(csms: LoopbackCsms, since: int = 0, token: str | None = None) -> list[dict[str, Any]]:
     """AuthorizeRequest payloads after frame `since` (for `token` only, if given)."""
     return [
-        p for p in csms.actions(STATION_ID, "Authorize", since)
-        if token is None or p["idToken"]["idToken"] == token
+        p for p in csms.actions(STATION_ID, "Authorize", since) if token is None or p["idToken"]["idToken"] == token
     ]
 
 
@@ -115,9 +114,15 @@ async def refused_silently(csms: LoopbackCsms, station: Station, token: str, evs
 # --- memory states ------------------------------------------------------------------------------------------------
 
 
-async def seed_cache(csms: LoopbackCsms, station: Station, token: str, status: str = "Accepted",
-                     group: str | None = None, cache_expiry: datetime | None = None,
-                     evse_id: int = SEED_EVSE) -> None:
+async def seed_cache(
+    csms: LoopbackCsms,
+    station: Station,
+    token: str,
+    status: str = "Accepted",
+    group: str | None = None,
+    cache_expiry: datetime | None = None,
+    evse_id: int = SEED_EVSE,
+) -> None:
     """Memory state IdTokenCached: the CSMS answers `status` for the token and the card is presented once.
 
     Accepted (Main A): the session this starts on the seed EVSE (TxStartPoint Authorized) is stopped with the same
@@ -150,8 +155,9 @@ def entry(token: str, status: str | None = "Accepted", group: str | None = None,
     return data
 
 
-async def send_local_list(csms: LoopbackCsms, version: int, entries: list[dict[str, Any]] | None,
-                          update_type: str = "Full") -> dict[str, Any]:
+async def send_local_list(
+    csms: LoopbackCsms, version: int, entries: list[dict[str, Any]] | None, update_type: str = "Full"
+) -> dict[str, Any]:
     """SendLocalListRequest; `entries` None or empty leaves localAuthorizationList out (the schema wants ≥ 1)."""
     payload: dict[str, Any] = {"versionNumber": version, "updateType": update_type}
     if entries:
@@ -174,7 +180,7 @@ async def list_version(csms: LoopbackCsms) -> int:
 
 
 async def go_offline(csms: LoopbackCsms, station: Station, timeout: float = 10, *, drained: bool = True) -> None:
-    """"The OCTT closes the WebSocket connection AND does not accept a reconnect": returns once the station itself
+    """ "The OCTT closes the WebSocket connection AND does not accept a reconnect": returns once the station itself
     knows it is offline, so what happens next is produced offline. Reconnection attempts get HTTP 503 until
     `go_online`.
 

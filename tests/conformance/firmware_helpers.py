@@ -50,18 +50,36 @@ class FirmwareLab:
             self.images[version] = make_image(self.directory, version, **kw)
         return self.images[version]
 
-    def request(self, location: str, path: Path, *, request_id: int = 1, signer: Signer | None = None,
-                retrieve: str | None = None, install: str | None = None, **extra: Any) -> dict[str, Any]:
+    def request(
+        self,
+        location: str,
+        path: Path,
+        *,
+        request_id: int = 1,
+        signer: Signer | None = None,
+        retrieve: str | None = None,
+        install: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """An UpdateFirmware payload signed by `signer` (default: the good one); Part 6's usual times."""
         by = signer or self.signer
-        firmware = {"location": location, "retrieveDateTime": retrieve or iso(hours=-2),
-                    "signingCertificate": by.cert_pem, "signature": by.sign(path)}
+        firmware = {
+            "location": location,
+            "retrieveDateTime": retrieve or iso(hours=-2),
+            "signingCertificate": by.cert_pem,
+            "signature": by.sign(path),
+        }
         firmware["installDateTime"] = install or iso(hours=-2)
         return {"requestId": request_id, "firmware": firmware, **extra}
 
     def config_extra(self, **keys: Any) -> str:
-        values = {"manufacturer_root_file": str(self.mfr.root_file), "connect_timeout": 2, "stall_timeout": 5,
-                  "transfer_timeout": 30, **keys}
+        values = {
+            "manufacturer_root_file": str(self.mfr.root_file),
+            "connect_timeout": 2,
+            "stall_timeout": 5,
+            "transfer_timeout": 30,
+            **keys,
+        }
         lines = ["[firmware]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         return "\n".join(lines) + "\n"
 
@@ -90,11 +108,13 @@ def fw_payloads(csms: LoopbackCsms, since: int = 0) -> list[dict[str, Any]]:
 
 async def wait_fw_status(csms: LoopbackCsms, since: int, status: str, timeout: float = 20) -> None:
     try:
-        await csms.trio.wait_for(lambda: status in fw_statuses(csms, since), timeout,
-                                 what=f"FirmwareStatusNotification {status}")
+        await csms.trio.wait_for(
+            lambda: status in fw_statuses(csms, since), timeout, what=f"FirmwareStatusNotification {status}"
+        )
     except TimeoutError as exc:
-        raise AssertionError(f"no FirmwareStatusNotification {status} within {timeout:g} s; "
-                             f"statuses so far: {fw_statuses(csms, since)}") from exc
+        raise AssertionError(
+            f"no FirmwareStatusNotification {status} within {timeout:g} s; statuses so far: {fw_statuses(csms, since)}"
+        ) from exc
 
 
 async def wait_restart(station: Station, timeout: float = 15) -> None:

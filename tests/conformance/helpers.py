@@ -58,8 +58,9 @@ async def booted_station(csms: LoopbackCsms, data_dir: Path, **config: Any) -> A
         yield station
 
 
-def variable(component: str, name: str, *, instance: str | None = None, evse: int | None = None,
-             connector: int | None = None) -> dict[str, Any]:
+def variable(
+    component: str, name: str, *, instance: str | None = None, evse: int | None = None, connector: int | None = None
+) -> dict[str, Any]:
     """The component/variable part of a Get/SetVariableData item."""
     comp: dict[str, Any] = {"name": component}
     if evse is not None:
@@ -77,8 +78,7 @@ def get_item(component: str, name: str, attribute_type: str | None = None, **kw:
     return item
 
 
-def set_item(component: str, name: str, value: str, attribute_type: str | None = None,
-             **kw: Any) -> dict[str, Any]:
+def set_item(component: str, name: str, value: str, attribute_type: str | None = None, **kw: Any) -> dict[str, Any]:
     item = get_item(component, name, attribute_type, **kw)
     item["attributeValue"] = value
     return item

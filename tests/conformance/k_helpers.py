@@ -25,19 +25,41 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def profile(pid: int, purpose: str = "TxDefaultProfile", *, stack: int = 0, kind: str = "Absolute",
-            unit: str = "A", periods: tuple[tuple[int, float], ...] = ((0, 6.0),), phases: int | None = 3,
-            duration: int | None = None, start: datetime | None = None, valid_from: datetime | None = None,
-            valid_to: datetime | None = None, tx: str | None = None, recurrency: str | None = None) -> dict[str, Any]:
+def profile(
+    pid: int,
+    purpose: str = "TxDefaultProfile",
+    *,
+    stack: int = 0,
+    kind: str = "Absolute",
+    unit: str = "A",
+    periods: tuple[tuple[int, float], ...] = ((0, 6.0),),
+    phases: int | None = 3,
+    duration: int | None = None,
+    start: datetime | None = None,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+    tx: str | None = None,
+    recurrency: str | None = None,
+) -> dict[str, Any]:
     """A ChargingProfileType; Absolute and Recurring profiles start now unless `start` says otherwise."""
-    sched: dict[str, Any] = {"id": pid, "chargingRateUnit": unit, "chargingSchedulePeriod": [
-        {"startPeriod": s, "limit": lim, **({"numberPhases": phases} if phases else {})} for s, lim in periods]}
+    sched: dict[str, Any] = {
+        "id": pid,
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [
+            {"startPeriod": s, "limit": lim, **({"numberPhases": phases} if phases else {})} for s, lim in periods
+        ],
+    }
     if kind != "Relative":
         sched["startSchedule"] = iso(start or now())
     if duration is not None:
         sched["duration"] = duration
-    raw: dict[str, Any] = {"id": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
-                           "chargingProfileKind": kind, "chargingSchedule": [sched]}
+    raw: dict[str, Any] = {
+        "id": pid,
+        "stackLevel": stack,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": kind,
+        "chargingSchedule": [sched],
+    }
     if recurrency is not None:
         raw["recurrencyKind"] = recurrency
     if tx is not None:
@@ -61,8 +83,9 @@ async def install(csms: LoopbackCsms, evse_id: int, raw: dict[str, Any]) -> None
 _request_ids = iter(range(1000, 10**6))
 
 
-async def get_profiles(csms: LoopbackCsms, criteria: dict[str, Any], evse_id: int | None = None
-                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def get_profiles(
+    csms: LoopbackCsms, criteria: dict[str, Any], evse_id: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """GetChargingProfiles, then every ReportChargingProfiles up to the one without tbc (none if not Accepted)."""
     request_id = next(_request_ids)
     payload: dict[str, Any] = {"requestId": request_id, "chargingProfile": criteria}
@@ -105,7 +128,8 @@ def near(actual: list[tuple[int, float]], expected: list[tuple[float, float]], s
     """The same limits, each period starting within `slack` seconds of where Part 6 puts it."""
     return len(actual) == len(expected) and all(
         lim == want_lim and abs(start - want_start) <= slack
-        for (start, lim), (want_start, want_lim) in zip(actual, expected, strict=True))
+        for (start, lim), (want_start, want_lim) in zip(actual, expected, strict=True)
+    )
 
 
 def seconds(n: float) -> timedelta:

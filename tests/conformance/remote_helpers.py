@@ -49,8 +49,6 @@ REEXEC_TIMEOUT = 8.0
 AUTH_ONLINE = {"AuthCtrlr.LocalPreAuthorize": False}
 
 
-
-
 # --- talking to the station ----------------------------------------------------------------------------------
 
 
@@ -68,9 +66,15 @@ async def call_error(csms: LoopbackCsms, action: str, payload: Any) -> str:
 
 async def assert_still_running(csms: LoopbackCsms) -> None:
     """The station still answers on the same connection (a plain GetVariables)."""
-    answer = await call(csms, "GetVariables", {"getVariableData": [
-        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
-    ]})
+    answer = await call(
+        csms,
+        "GetVariables",
+        {
+            "getVariableData": [
+                {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            ]
+        },
+    )
     assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted", answer
 
 
@@ -170,7 +174,10 @@ class SimCliDriver:
     async def run(self, *args: str) -> dict[str, Any]:
         result = await trio.run_process(
             [sys.executable, "-m", "appliance", "sim", "--config", str(self.config_path), *args],
-            capture_stdout=True, capture_stderr=True, check=False, cwd=REPO,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=REPO,
         )
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return json.loads(result.stdout)
@@ -193,28 +200,31 @@ class SimCliDriver:
 
 def tx_events(csms: LoopbackCsms, since: int = 0, tx_id: str | None = None) -> list[dict[str, Any]]:
     return [
-        e for e in csms.actions(STATION_ID, "TransactionEvent", since)
+        e
+        for e in csms.actions(STATION_ID, "TransactionEvent", since)
         if tx_id is None or e["transactionInfo"]["transactionId"] == tx_id
     ]
 
 
-async def wait_tx_event(csms: LoopbackCsms, since: int, what: str, timeout: float = 10, **match: Any
-                        ) -> dict[str, Any]:
+async def wait_tx_event(csms: LoopbackCsms, since: int, what: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
     """The first TransactionEvent after `since` whose fields match: eventType, triggerReason, tx_id,
     charging_state, stopped_reason (each optional)."""
 
     def ok(e: dict[str, Any]) -> bool:
         info = e["transactionInfo"]
-        return all((
-            match.get("event_type") in (None, e["eventType"]),
-            match.get("trigger") in (None, e["triggerReason"]),
-            match.get("tx_id") in (None, info["transactionId"]),
-            match.get("charging_state") in (None, info.get("chargingState")),
-            match.get("stopped_reason") in (None, info.get("stoppedReason")),
-        ))
+        return all(
+            (
+                match.get("event_type") in (None, e["eventType"]),
+                match.get("trigger") in (None, e["triggerReason"]),
+                match.get("tx_id") in (None, info["transactionId"]),
+                match.get("charging_state") in (None, info.get("chargingState")),
+                match.get("stopped_reason") in (None, info.get("stoppedReason")),
+            )
+        )
 
-    return await csms.trio.wait_for(lambda: next((e for e in tx_events(csms, since) if ok(e)), None), timeout,
-                                    what=what)
+    return await csms.trio.wait_for(
+        lambda: next((e for e in tx_events(csms, since) if ok(e)), None), timeout, what=what
+    )
 
 
 async def energy_transfer_started(csms: LoopbackCsms, driver: Driver, evse_id: int, token: str = TOKEN) -> str:
@@ -223,9 +233,16 @@ async def energy_transfer_started(csms: LoopbackCsms, driver: Driver, evse_id: i
     mark = csms.mark()
     await driver.plug(evse_id)
     started = await csms.trio.wait_for(
-        lambda: next((e for e in tx_events(csms, mark)
-                      if e["eventType"] == "Started" and e.get("evse", {}).get("id") == evse_id), None),
-        10, what=f"TransactionEvent Started on EVSE {evse_id}",
+        lambda: next(
+            (
+                e
+                for e in tx_events(csms, mark)
+                if e["eventType"] == "Started" and e.get("evse", {}).get("id") == evse_id
+            ),
+            None,
+        ),
+        10,
+        what=f"TransactionEvent Started on EVSE {evse_id}",
     )
     tx_id = str(started["transactionInfo"]["transactionId"])
     await driver.tap(token, evse_id)
@@ -235,8 +252,9 @@ async def energy_transfer_started(csms: LoopbackCsms, driver: Driver, evse_id: i
     return tx_id
 
 
-async def stop_authorized(csms: LoopbackCsms, driver: Driver, evse_id: int, tx_id: str, token: str = TOKEN
-                          ) -> dict[str, Any]:
+async def stop_authorized(
+    csms: LoopbackCsms, driver: Driver, evse_id: int, tx_id: str, token: str = TOKEN
+) -> dict[str, Any]:
     """Reusable State StopAuthorized (local): present the same card. With TxStopPoint Authorized (this
     station's default EVConnected,Authorized) the transaction ends here; returns its Ended event."""
     mark = csms.mark()
@@ -259,12 +277,18 @@ def last_status(csms: LoopbackCsms, since: int = 0) -> dict[tuple[int, int], str
     return result
 
 
-async def wait_status(csms: LoopbackCsms, since: int, evse_id: int, status: str, connector_id: int = 1,
-                      timeout: float = 10) -> dict[str, Any]:
+async def wait_status(
+    csms: LoopbackCsms, since: int, evse_id: int, status: str, connector_id: int = 1, timeout: float = 10
+) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
-        return next((p for p in statuses(csms, since)
-                     if (p["evseId"], p["connectorId"], p["connectorStatus"]) == (evse_id, connector_id, status)),
-                    None)
+        return next(
+            (
+                p
+                for p in statuses(csms, since)
+                if (p["evseId"], p["connectorId"], p["connectorStatus"]) == (evse_id, connector_id, status)
+            ),
+            None,
+        )
 
     return await csms.trio.wait_for(find, timeout, what=f"StatusNotification {status} for EVSE {evse_id}")
 
@@ -272,8 +296,11 @@ async def wait_status(csms: LoopbackCsms, since: int, evse_id: int, status: str,
 async def wait_all_reported(csms: LoopbackCsms, since: int, timeout: float = 10) -> dict[tuple[int, int], str]:
     """Post-scenario validation "a message to report the state of a connector has been received for all
     connectors": waits for one StatusNotification per connector after `since`; the last status of each."""
-    await csms.trio.wait_for(lambda: set(CONNECTORS) <= set(last_status(csms, since)), timeout,
-                             what="a StatusNotification for every connector")
+    await csms.trio.wait_for(
+        lambda: set(CONNECTORS) <= set(last_status(csms, since)),
+        timeout,
+        what="a StatusNotification for every connector",
+    )
     return last_status(csms, since)
 
 
@@ -334,7 +361,10 @@ async def journal(config_path: Path, *args: str) -> tuple[int, Any]:
     """`appliance-journal --config … ARGS --json`: exit code and the parsed JSON (a list for listings)."""
     result = await trio.run_process(
         [sys.executable, "-m", "appliance.journal.cli", "--config", str(config_path), *args, "--json"],
-        capture_stdout=True, capture_stderr=True, check=False, cwd=REPO,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        cwd=REPO,
     )
     text = result.stdout.decode().strip()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]

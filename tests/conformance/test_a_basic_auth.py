@@ -123,7 +123,8 @@ async def test_TC_A_09_password_update_reconnects_with_new_password(csms: Loopba
         assert result["attributeStatus"] in ("Accepted", "RebootRequired"), result
 
         new = await csms.trio.wait_for(
-            lambda: next((c for c in accepted_connections(csms) if c.connection_id > old.connection_id), None), 10,
+            lambda: next((c for c in accepted_connections(csms) if c.connection_id > old.connection_id), None),
+            10,
             what="the reconnection with the new password",
         )
         attempts = [c for c in csms.connections_snapshot(STATION_ID) if c.connection_id > old.connection_id]
@@ -154,7 +155,15 @@ async def test_TC_A_10_password_update_rejected(csms: LoopbackCsms, data_dir: Pa
 
         station.link.reconnect("test: next connection")
         new = await csms.trio.wait_for(
-            lambda: next((c for c in csms.connections_snapshot(STATION_ID) if c.connection_id > old.connection_id
-                          and c.http_status is not None), None), 10, what="the next connection attempt",
+            lambda: next(
+                (
+                    c
+                    for c in csms.connections_snapshot(STATION_ID)
+                    if c.connection_id > old.connection_id and c.http_status is not None
+                ),
+                None,
+            ),
+            10,
+            what="the next connection attempt",
         )
         assert (new.http_status, new.auth_ok) == (101, True), new

@@ -31,20 +31,23 @@ from appliance.station import Station
 from tests.conformance.helpers import SLACK, STATION_ID, booted_station, get_value
 
 ORGANIZATION = "Lab Charging Services"
-VARIABLES = {"SecurityCtrlr.OrganizationName": ORGANIZATION, "SecurityCtrlr.CertSigningWaitMinimum": 1,
-             "SecurityCtrlr.CertSigningRepeatTimes": 2}
+VARIABLES = {
+    "SecurityCtrlr.OrganizationName": ORGANIZATION,
+    "SecurityCtrlr.CertSigningWaitMinimum": 1,
+    "SecurityCtrlr.CertSigningRepeatTimes": 2,
+}
 
 
 async def trust(csms: LoopbackCsms, authority: Authority) -> None:
-    answer = await csms.trio.call(STATION_ID, "InstallCertificate", {"certificateType": CSMS_ROOT,
-                                                                    "certificate": authority.root_pem})
+    answer = await csms.trio.call(
+        STATION_ID, "InstallCertificate", {"certificateType": CSMS_ROOT, "certificate": authority.root_pem}
+    )
     assert answer["status"] == "Accepted"
 
 
 async def trigger_sign(csms: LoopbackCsms, *, count: int = 1, since: int = 0, timeout: float = 10) -> str:
     """TriggerMessage SignChargingStationCertificate → Accepted, then the CSR of the SignCertificateRequest."""
-    answer = await csms.trio.call(STATION_ID, "TriggerMessage",
-                                  {"requestedMessage": "SignChargingStationCertificate"})
+    answer = await csms.trio.call(STATION_ID, "TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"})
     assert answer == {"status": "Accepted"}
     [request, *_] = await csms.trio.wait_action(STATION_ID, "SignCertificate", timeout, count=count, since=since)
     assert request["certificateType"] == "ChargingStationCertificate"
@@ -65,8 +68,9 @@ def check_csr(text: str) -> x509.CertificateSigningRequest:
 
 
 async def signed(csms: LoopbackCsms, chain: str) -> dict[str, Any]:
-    return await csms.trio.call(STATION_ID, "CertificateSigned", {"certificateChain": chain,
-                                                                  "certificateType": "ChargingStationCertificate"})
+    return await csms.trio.call(
+        STATION_ID, "CertificateSigned", {"certificateChain": chain, "certificateType": "ChargingStationCertificate"}
+    )
 
 
 @pytest.fixture
@@ -86,8 +90,9 @@ async def renew(csms: LoopbackCsms, station: Station, authority: Authority) -> x
     return leaf
 
 
-async def test_TC_A_11_renew_station_certificate(signing_csms: LoopbackCsms, data_dir: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_TC_A_11_renew_station_certificate(
+    signing_csms: LoopbackCsms, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """TC_A_11_CS (A02.FR.02/03/06/08/09, F06.FR.04/05/10): TriggerMessage SignChargingStationCertificate →
     Accepted; SignCertificate with a proper CSR; CertificateSigned of a certificate from that CSR, signed by
     the installed CSMS root (here via a sub-CA, sent along in the chain) → Accepted.
@@ -121,9 +126,11 @@ async def test_TC_A_11_renew_station_certificate(signing_csms: LoopbackCsms, dat
 
 def _invalid_chains(authority: Authority, csr_pem: str) -> dict[str, str]:
     stranger = Authority("Unknown CA")
-    other_csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "SN-1")])).sign(ec.generate_private_key(ec.SECP256R1()),
-                                                                 hashes.SHA256())
+    other_csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SN-1")]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
     return {
         "unknown-ca": stranger.sign_csr(csr_pem),
         "other-key": authority.sign_csr(other_csr.public_bytes(serialization.Encoding.PEM).decode()),
@@ -146,8 +153,13 @@ async def test_TC_A_14_invalid_certificate(signing_csms: LoopbackCsms, data_dir:
         csr = await trigger_sign(csms, since=mark)
         answer = await signed(csms, _invalid_chains(authority, csr)[kind])
         assert answer["status"] == "Rejected", answer
-        [event] = await csms.trio.wait_action(STATION_ID, "SecurityEventNotification", 5, since=mark,
-                                              predicate=lambda p: p["type"] == "InvalidChargingStationCertificate")
+        [event] = await csms.trio.wait_action(
+            STATION_ID,
+            "SecurityEventNotification",
+            5,
+            since=mark,
+            predicate=lambda p: p["type"] == "InvalidChargingStationCertificate",
+        )
         assert event["techInfo"]
         assert station.identity.current is None
         await trio.sleep(1 + SLACK)  # no further SignCertificate: the first retry would have come after 1 s
@@ -178,8 +190,11 @@ async def test_TC_A_23_certificate_signed_timeout(signing_csms: LoopbackCsms, da
         mark = csms.mark()
         first = await trigger_sign(csms, since=mark)
         await csms.trio.wait_action(STATION_ID, "SignCertificate", 10, count=3, since=mark)
-        requests = [f for f in csms.frames_snapshot(STATION_ID, mark)
-                    if f.direction == "in" and f.is_call and f.action == "SignCertificate"]
+        requests = [
+            f
+            for f in csms.frames_snapshot(STATION_ID, mark)
+            if f.direction == "in" and f.is_call and f.action == "SignCertificate"
+        ]
         assert [r.payload["csr"] for r in requests] == [first] * 3
         gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(requests)]
         assert gaps[0] >= 1 - SLACK and gaps[1] >= 2 - SLACK, gaps
@@ -199,8 +214,12 @@ async def test_TC_M_23_station_certificate_cannot_be_deleted(signing_csms: Loopb
         leaf = await renew(csms, station, authority)
         await csms.trio.call(STATION_ID, "GetInstalledCertificateIds", {})
         request = ocsp.OCSPRequestBuilder().add_certificate(leaf, authority.root, hashes.SHA256()).build()
-        hash_data = {"hashAlgorithm": "SHA256", "issuerNameHash": request.issuer_name_hash.hex(),
-                     "issuerKeyHash": request.issuer_key_hash.hex(), "serialNumber": format(leaf.serial_number, "x")}
+        hash_data = {
+            "hashAlgorithm": "SHA256",
+            "issuerNameHash": request.issuer_name_hash.hex(),
+            "issuerKeyHash": request.issuer_key_hash.hex(),
+            "serialNumber": format(leaf.serial_number, "x"),
+        }
         answer = await csms.trio.call(STATION_ID, "DeleteCertificate", {"certificateHashData": hash_data})
         assert answer["status"] == "Failed", answer
         assert station.identity.current is not None and station.identity.current.leaf == leaf
@@ -214,8 +233,7 @@ async def test_renewal_before_expiry(signing_csms: LoopbackCsms, data_dir: Path)
     chain, key = authority.issue("CN=SN-1", days=10)
     (data_dir / "cs-cert.pem").write_text(chain)
     (data_dir / "cs-key.pem").write_bytes(key)
-    extra = (f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\n'
-             f'client_key_file = "{data_dir}/cs-key.pem"\n')
+    extra = f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\nclient_key_file = "{data_dir}/cs-key.pem"\n'
     async with booted_station(csms, data_dir, variables=VARIABLES, extra=extra) as station:
         assert station.identity.current is not None and station.identity.current.origin == "factory"
         await trust(csms, authority)
@@ -227,8 +245,9 @@ async def test_renewal_before_expiry(signing_csms: LoopbackCsms, data_dir: Path)
         assert current.leaf.not_valid_after_utc > datetime.now(UTC) + timedelta(days=300)
 
 
-async def test_certificate_signed_after_restart_uses_the_pending_key(signing_csms: LoopbackCsms,
-                                                                     data_dir: Path) -> None:
+async def test_certificate_signed_after_restart_uses_the_pending_key(
+    signing_csms: LoopbackCsms, data_dir: Path
+) -> None:
     """The CSR's key is on disk (0600) before the CSR goes out: a CertificateSigned that arrives after the
     station restarted still fits it and is Accepted."""
     csms = signing_csms
@@ -258,8 +277,13 @@ async def test_certificate_signed_without_a_csr_or_too_large(signing_csms: Loopb
         assert big["status"] == "Rejected" and big["statusInfo"]["reasonCode"] == "TooLargeElement", big
         answer = await signed(csms, leaf_chain)
         assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"] == "InvalidCertificate"
-        [event] = await csms.trio.wait_action(STATION_ID, "SecurityEventNotification", 5, since=mark,
-                                              predicate=lambda p: p["type"] == "InvalidChargingStationCertificate")
+        [event] = await csms.trio.wait_action(
+            STATION_ID,
+            "SecurityEventNotification",
+            5,
+            since=mark,
+            predicate=lambda p: p["type"] == "InvalidChargingStationCertificate",
+        )
         assert "no certificate signing request is pending" in event["techInfo"]
         assert station.identity.current is None
 
@@ -271,8 +295,7 @@ async def test_no_renewal_with_more_than_30_days_left(signing_csms: LoopbackCsms
     chain, key = authority.issue("CN=SN-1", days=31)
     (data_dir / "cs-cert.pem").write_text(chain)
     (data_dir / "cs-key.pem").write_bytes(key)
-    extra = (f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\n'
-             f'client_key_file = "{data_dir}/cs-key.pem"\n')
+    extra = f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\nclient_key_file = "{data_dir}/cs-key.pem"\n'
     async with booted_station(csms, data_dir, variables=VARIABLES, extra=extra) as station:
         assert station.identity.current is not None
         await trio.sleep(1)

@@ -29,16 +29,24 @@ from tests.harness import running_station
 
 
 @contextlib.contextmanager
-def tls_csms(authority: Authority, *, client_certificates: bool = True, port: int = 0,
-             passwords: dict[str, str] | None = None) -> Iterator[LoopbackCsms]:
+def tls_csms(
+    authority: Authority, *, client_certificates: bool = True, port: int = 0, passwords: dict[str, str] | None = None
+) -> Iterator[LoopbackCsms]:
     context = authority.server_context(client_roots=[authority.root] if client_certificates else None)
     with LoopbackCsms(ssl_context=context, port=port, passwords=passwords) as csms:
         yield csms
         assert csms.violations == []
 
 
-def station_config(data_dir: Path, csms: LoopbackCsms, authority: Authority, *, profile: int = 3,
-                   cert_days: float = 365, variables: dict[str, Any] | None = None) -> Config:
+def station_config(
+    data_dir: Path,
+    csms: LoopbackCsms,
+    authority: Authority,
+    *,
+    profile: int = 3,
+    cert_days: float = 365,
+    variables: dict[str, Any] | None = None,
+) -> Config:
     """A profile-2/3 station: ca_file = the test CA's root, and (profile 3, or `cert_days` given) a factory
     station certificate from the same CA with CN = the serial number."""
     root_file = data_dir / "csms-root.pem"
@@ -48,8 +56,15 @@ def station_config(data_dir: Path, csms: LoopbackCsms, authority: Authority, *, 
     (data_dir / "cs-key.pem").write_bytes(key)
     (data_dir / "cs-key.pem").chmod(0o600)
     extra = f'[security]\nclient_cert_file = "{data_dir}/cs-cert.pem"\nclient_key_file = "{data_dir}/cs-key.pem"\n'
-    text = config_text(data_dir, csms.url, profile=profile, password=None if profile == 3 else PASSWORD,
-                       variables={**VARIABLES, **(variables or {})}, extra=extra, ca_file=root_file)
+    text = config_text(
+        data_dir,
+        csms.url,
+        profile=profile,
+        password=None if profile == 3 else PASSWORD,
+        variables={**VARIABLES, **(variables or {})},
+        extra=extra,
+        ca_file=root_file,
+    )
     return parse(text, source="test")
 
 
@@ -96,9 +111,14 @@ async def test_TC_A_11_renewal_reconnects_with_new_certificate(data_dir: Path) -
             chain = authority.sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode())
             assert await signed(csms, chain) == {"status": "Accepted"}
             new = x509.load_pem_x509_certificate(chain.encode())
-            await csms.trio.wait_for(lambda: len([c for c in csms.connections_snapshot(STATION_ID)
-                                                  if c.is_open]) == 1 and
-                                     len(csms.connections_snapshot(STATION_ID)) == 2, 15, what="the reconnect")
+            await csms.trio.wait_for(
+                lambda: (
+                    len([c for c in csms.connections_snapshot(STATION_ID) if c.is_open]) == 1
+                    and len(csms.connections_snapshot(STATION_ID)) == 2
+                ),
+                15,
+                what="the reconnect",
+            )
             first, second = csms.connections_snapshot(STATION_ID)
             assert presented(first) == old and presented(second) == new and second.accepted
             await csms.trio.wait_for(lambda: station.link.online, 10, what="the station online again")
@@ -112,10 +132,21 @@ async def test_TC_A_21_no_valid_station_certificate(data_dir: Path) -> None:
         config = station_config(data_dir, csms, authority, profile=2, cert_days=-1)
         async with booted(csms, config) as station:
             assert station.identity.current is not None  # present, but expired
-            answer = await csms.trio.call(STATION_ID, "SetNetworkProfile", {"configurationSlot": 2, "connectionData": {
-                "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": csms.url.replace("127.0.0.1",
-                                                                                                  "localhost"),
-                "messageTimeout": 30, "securityProfile": 3, "ocppInterface": "Wired0"}})
+            answer = await csms.trio.call(
+                STATION_ID,
+                "SetNetworkProfile",
+                {
+                    "configurationSlot": 2,
+                    "connectionData": {
+                        "ocppVersion": "OCPP20",
+                        "ocppTransport": "JSON",
+                        "ocppCsmsUrl": csms.url.replace("127.0.0.1", "localhost"),
+                        "messageTimeout": 30,
+                        "securityProfile": 3,
+                        "ocppInterface": "Wired0",
+                    },
+                },
+            )
             assert answer["status"] == "Accepted", answer
             [result] = await set_variables(csms, set_item("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"))
             assert result["attributeStatus"] == "Rejected", result
@@ -133,9 +164,11 @@ async def test_installed_root_is_trusted_at_the_next_connection(data_dir: Path) 
             await trust(first, new_authority)
             assert await delete(first, expected_hash(old_authority.root)) == {"status": "Accepted"}
             first.stop()
-            with tls_csms(new_authority, client_certificates=False, port=port,
-                          passwords={STATION_ID: PASSWORD}) as second:
+            with tls_csms(
+                new_authority, client_certificates=False, port=port, passwords={STATION_ID: PASSWORD}
+            ) as second:
                 connection = await second.trio.wait_connected(STATION_ID, 20)  # no new boot: a reconnect
                 assert connection.accepted
                 assert [c.subject for c in station.certificate_store.trusted("CSMSRootCertificate")] == [
-                    new_authority.root.subject]
+                    new_authority.root.subject
+                ]

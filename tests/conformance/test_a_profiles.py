@@ -48,8 +48,12 @@ async def test_TC_A_19_upgrade_profile_1_to_2(csms: LoopbackCsms, data_dir: Path
     ca = trustme.CA()
     new = tls_csms(server_context(ca.issue_cert("127.0.0.1")))
     with new:
-        config = write_config(data_dir, csms.url, ca_file=root_file(data_dir, ca),
-                              variables={"OCPPCommCtrlr.NetworkProfileConnectionAttempts": 1})
+        config = write_config(
+            data_dir,
+            csms.url,
+            ca_file=root_file(data_dir, ca),
+            variables={"OCPPCommCtrlr.NetworkProfileConnectionAttempts": 1},
+        )
         with station_proc(config) as proc:
             await wait_boot(csms, 0)
             await wait_all_reported(csms, 0)
@@ -85,10 +89,17 @@ async def test_TC_A_19_upgrade_profile_2_to_3(data_dir: Path) -> None:
     mutual = server_context(csms_ca.issue_cert("127.0.0.1"))
     mutual.verify_mode = ssl.CERT_REQUIRED
     mutual.load_verify_locations(cadata=station_ca.cert_pem.bytes().decode())
-    with tls_csms(server_context(csms_ca.issue_cert("127.0.0.1"))) as old, \
-            LoopbackCsms(ssl_context=mutual, heartbeat_interval=300) as new:
-        config = write_config(data_dir, old.url, profile=2, ca_file=root_file(data_dir, csms_ca),
-                              extra=f'[security]\nclient_cert_file = "{cert}"\nclient_key_file = "{key}"\n')
+    with (
+        tls_csms(server_context(csms_ca.issue_cert("127.0.0.1"))) as old,
+        LoopbackCsms(ssl_context=mutual, heartbeat_interval=300) as new,
+    ):
+        config = write_config(
+            data_dir,
+            old.url,
+            profile=2,
+            ca_file=root_file(data_dir, csms_ca),
+            extra=f'[security]\nclient_cert_file = "{cert}"\nclient_key_file = "{key}"\n',
+        )
         with station_proc(config) as proc:
             await wait_boot(old, 0)
             await wait_all_reported(old, 0)

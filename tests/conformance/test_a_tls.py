@@ -115,8 +115,7 @@ async def test_TC_A_04_valid_server_certificate(data_dir: Path, suite: str) -> N
     over TLS 1.3, so each suite the tool may pick is proven to work."""
     ca, ca_file = write_root(data_dir)
     rsa = suite.startswith("AES")
-    context = server_context(ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA if rsa
-                                           else trustme.KeyType.ECDSA))
+    context = server_context(ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA if rsa else trustme.KeyType.ECDSA))
     if suite != "TLSv1.3":
         context.maximum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(suite)
@@ -157,10 +156,10 @@ async def test_TC_A_04_host_name_matches_exactly(data_dir: Path) -> None:
             await wait_all_connectors_reported(csms, timeout=15)
 
 
-@pytest.mark.parametrize("bad", [b for b in BAD if b.name in ("other-ca", "expired", "wrong-host")],
-                         ids=lambda b: b.name)
-async def test_TC_A_05_invalid_server_certificate(data_dir: Path, caplog: pytest.LogCaptureFixture,
-                                                  bad: Bad) -> None:
+@pytest.mark.parametrize(
+    "bad", [b for b in BAD if b.name in ("other-ca", "expired", "wrong-host")], ids=lambda b: b.name
+)
+async def test_TC_A_05_invalid_server_certificate(data_dir: Path, caplog: pytest.LogCaptureFixture, bad: Bad) -> None:
     """TC_A_05_CS (A00.FR.309/310/311/412-414), for each kind Part 6 names — an unknown certificate, an expired
     one, one for another name — with NetworkProfileConnectionAttempts 2: the station terminates the handshake
     (step 3), connects when the configured certificate is shown (steps 4-13) and then sends one
@@ -183,8 +182,9 @@ BEYOND = [b for b in BAD if b.name not in ("other-ca", "expired", "wrong-host", 
 
 
 @pytest.mark.parametrize("bad", BEYOND, ids=lambda b: b.name)
-async def test_bad_server_refused_with_named_cause_and_event(data_dir: Path, caplog: pytest.LogCaptureFixture,
-                                                             bad: Bad) -> None:
+async def test_bad_server_refused_with_named_cause_and_event(
+    data_dir: Path, caplog: pytest.LogCaptureFixture, bad: Bad
+) -> None:
     """Beyond Part 6: each bad server is refused with its cause in the log ("certificate not yet valid",
     "wildcard certificate (*.test) refused", "self-signed certificate", "no common cipher suite") on every
     attempt, and its critical security event is raised once for the outage — two refused attempts, one event —

@@ -31,7 +31,8 @@ from tests.harness import make_config, running_station
 def boot_answers(csms: LoopbackCsms) -> list[RecordedFrame]:
     """The CSMS's CALLRESULTs to BootNotification, oldest first."""
     return [
-        f for f in csms.frames_snapshot(STATION_ID)
+        f
+        for f in csms.frames_snapshot(STATION_ID)
         if f.direction == "out" and f.message_type == 3 and f.action == "BootNotification"
     ]
 
@@ -77,7 +78,10 @@ async def test_TC_B_01_boot_notification_fields(csms: LoopbackCsms, data_dir: Pa
     async with running_station(make_config(data_dir, csms)):
         [boot] = await csms.trio.wait_action(STATION_ID, "BootNotification", 10)
         assert boot["chargingStation"] == {
-            "model": "TestModel", "vendorName": "TestVendor", "serialNumber": "SN-1", "firmwareVersion": "1.0.0",
+            "model": "TestModel",
+            "vendorName": "TestVendor",
+            "serialNumber": "SN-1",
+            "firmwareVersion": "1.0.0",
         }
 
 
@@ -111,7 +115,8 @@ async def test_TC_B_02_cold_boot_pending(csms: LoopbackCsms, data_dir: Path) -> 
         # Steps 7-10 (GetBaseReport + NotifyReport while Pending): test_TC_B_02_pending_base_report.
 
         answer = await csms.trio.call(
-            STATION_ID, "RequestStartTransaction",
+            STATION_ID,
+            "RequestStartTransaction",
             {"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}, "remoteStartId": 1, "evseId": 1},
         )
         assert answer["status"] == "Rejected", answer
@@ -120,7 +125,8 @@ async def test_TC_B_02_cold_boot_pending(csms: LoopbackCsms, data_dir: Path) -> 
         answer = await csms.trio.call(STATION_ID, "TriggerMessage", {"requestedMessage": "BootNotification"})
         assert answer["status"] in ("Accepted", "NotImplemented"), answer
         accepted = await csms.trio.wait_for(
-            lambda: next((a for a in boot_answers(csms) if a.payload["status"] == "Accepted"), None), interval + 10,
+            lambda: next((a for a in boot_answers(csms) if a.payload["status"] == "Accepted"), None),
+            interval + 10,
             what="an Accepted boot",
         )
         await wait_all_connectors_reported(csms, since=accepted.index)
@@ -143,7 +149,8 @@ async def test_TC_B_02_pending_base_report(csms: LoopbackCsms, data_dir: Path) -
         answer = await csms.trio.call(STATION_ID, "GetBaseReport", {"requestId": 7, "reportBase": "FullInventory"})
         assert answer["status"] == "Accepted", answer
         pages = await csms.trio.wait_for(
-            lambda: p if (p := notify_report_pages(csms, 7)) and not p[-1].get("tbc", False) else None, 5,
+            lambda: p if (p := notify_report_pages(csms, 7)) and not p[-1].get("tbc", False) else None,
+            5,
             what="the last NotifyReport page",
         )
         assert [p["seqNo"] for p in pages] == list(range(len(pages)))
@@ -162,7 +169,8 @@ async def test_TC_B_02_pending_retry_after_interval(csms: LoopbackCsms, data_dir
         await csms.trio.wait_for(lambda: boot_answers(csms), 10, what="the Pending answer")
         csms.set_boot_responses([("Accepted", 300)])
         accepted = await csms.trio.wait_for(
-            lambda: next((a for a in boot_answers(csms) if a.payload["status"] == "Accepted"), None), interval + 10,
+            lambda: next((a for a in boot_answers(csms) if a.payload["status"] == "Accepted"), None),
+            interval + 10,
             what="an Accepted boot",
         )
         await wait_all_connectors_reported(csms, since=accepted.index)
@@ -231,8 +239,10 @@ async def test_TC_B_31_trigger_boot_while_rejected(csms: LoopbackCsms, data_dir:
     csms.set_boot_responses([("Rejected", 30), ("Accepted", 300)])
     async with running_station(make_config(data_dir, csms)):
         await csms.trio.wait_for(lambda: boot_answers(csms), 10, what="the Rejected answer")
-        refused = [("TriggerMessage", {"requestedMessage": "Heartbeat"}),
-                   ("GetVariables", {"getVariableData": [get_item("OCPPCommCtrlr", "HeartbeatInterval")]})]
+        refused = [
+            ("TriggerMessage", {"requestedMessage": "Heartbeat"}),
+            ("GetVariables", {"getVariableData": [get_item("OCPPCommCtrlr", "HeartbeatInterval")]}),
+        ]
         for action, payload in refused:
             with pytest.raises(StationCallError) as error:
                 await csms.trio.call(STATION_ID, action, payload)

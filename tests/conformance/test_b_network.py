@@ -44,8 +44,15 @@ from tests.harness import make_config
 
 
 def connection_data(url: str, security_profile: int = 1, **overrides: Any) -> dict[str, Any]:
-    return {"ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": url, "messageTimeout": 30,
-            "securityProfile": security_profile, "ocppInterface": "Wired0", **overrides}
+    return {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": url,
+        "messageTimeout": 30,
+        "securityProfile": security_profile,
+        "ocppInterface": "Wired0",
+        **overrides,
+    }
 
 
 async def set_profile(csms: LoopbackCsms, slot: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -53,15 +60,28 @@ async def set_profile(csms: LoopbackCsms, slot: int, data: dict[str, Any]) -> di
 
 
 async def set_priority(csms: LoopbackCsms, value: str) -> str:
-    answer = await call(csms, "SetVariables", {"setVariableData": [{
-        "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"},
-        "attributeValue": value}]})
+    answer = await call(
+        csms,
+        "SetVariables",
+        {
+            "setVariableData": [
+                {
+                    "component": {"name": "OCPPCommCtrlr"},
+                    "variable": {"name": "NetworkConfigurationPriority"},
+                    "attributeValue": value,
+                }
+            ]
+        },
+    )
     return str(answer["setVariableResult"][0]["attributeStatus"])
 
 
 async def get_value(csms: LoopbackCsms, component: str, variable: str, station: str = STATION_ID) -> str | None:
-    answer = await csms.trio.call(station, "GetVariables", {"getVariableData": [
-        {"component": {"name": component}, "variable": {"name": variable}}]})
+    answer = await csms.trio.call(
+        station,
+        "GetVariables",
+        {"getVariableData": [{"component": {"name": component}, "variable": {"name": variable}}]},
+    )
     [result] = answer["getVariableResult"]
     assert result["attributeStatus"] == "Accepted", result
     return result.get("attributeValue")
@@ -113,8 +133,9 @@ REJECTED: list[tuple[str, int, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("slot", "data"), [r[1:] for r in REJECTED], ids=[r[0] for r in REJECTED])
-async def test_TC_B_43_set_network_profile_rejected(csms: LoopbackCsms, data_dir: Path, slot: int,
-                                                     data: dict[str, Any]) -> None:
+async def test_TC_B_43_set_network_profile_rejected(
+    csms: LoopbackCsms, data_dir: Path, slot: int, data: dict[str, Any]
+) -> None:
     """TC_B_43_CS (B09.FR.02): configurationSlot 999 — and other data the station cannot use (slot 0, the slot in
     use, another OCPP version or transport, a lower security profile, a URL scheme that does not
     fit the profile) → Rejected; nothing is stored (the slot cannot be put in NetworkConfigurationPriority);
@@ -152,21 +173,34 @@ async def test_network_configuration_priority_checks(csms: LoopbackCsms, data_di
 
 MALFORMED: list[tuple[str, Any, set[str]]] = [
     ("missing-connection-data", {"configurationSlot": 2}, {"OccurrenceConstraintViolation"}),
-    ("unknown-interface", {"configurationSlot": 2, "connectionData": connection_data("ws://h/o", ocppInterface="Eth9")},
-     {"PropertyConstraintViolation"}),
-    ("url-too-long", {"configurationSlot": 2, "connectionData": connection_data("ws://h/" + "o" * 512)},
-     {"PropertyConstraintViolation"}),
-    ("slot-as-string", {"configurationSlot": "2", "connectionData": connection_data("ws://h/o")},
-     {"TypeConstraintViolation"}),
-    ("missing-security-profile", {"configurationSlot": 2, "connectionData": {
-        k: v for k, v in connection_data("ws://h/o").items() if k != "securityProfile"}},
-     {"OccurrenceConstraintViolation"}),
+    (
+        "unknown-interface",
+        {"configurationSlot": 2, "connectionData": connection_data("ws://h/o", ocppInterface="Eth9")},
+        {"PropertyConstraintViolation"},
+    ),
+    (
+        "url-too-long",
+        {"configurationSlot": 2, "connectionData": connection_data("ws://h/" + "o" * 512)},
+        {"PropertyConstraintViolation"},
+    ),
+    (
+        "slot-as-string",
+        {"configurationSlot": "2", "connectionData": connection_data("ws://h/o")},
+        {"TypeConstraintViolation"},
+    ),
+    (
+        "missing-security-profile",
+        {
+            "configurationSlot": 2,
+            "connectionData": {k: v for k, v in connection_data("ws://h/o").items() if k != "securityProfile"},
+        },
+        {"OccurrenceConstraintViolation"},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("payload", "codes"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
-async def test_malformed_set_network_profile(csms: LoopbackCsms, data_dir: Path, payload: Any, codes: set[str]
-                                             ) -> None:
+async def test_malformed_set_network_profile(csms: LoopbackCsms, data_dir: Path, payload: Any, codes: set[str]) -> None:
     """A SetNetworkProfile breaking its schema gets the CALLERROR of the broken rule, stores nothing, and the
     station keeps running."""
     async with station_up(csms, data_dir):

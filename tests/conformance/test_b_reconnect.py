@@ -38,7 +38,8 @@ async def test_TC_B_57_reconnect_back_off(csms: LoopbackCsms, data_dir: Path) ->
         # Steps 1-3.
         assert await csms.trio.disconnect(STATION_ID)
         second = await csms.trio.wait_for(
-            lambda: next((c for c in attempts_after(csms, first) if c.is_open), None), WAIT_MINIMUM + 5,
+            lambda: next((c for c in attempts_after(csms, first) if c.is_open), None),
+            WAIT_MINIMUM + 5,
             what="the reconnection",
         )
         first = next(c for c in csms.connections_snapshot(STATION_ID) if c.connection_id == first.connection_id)
@@ -53,7 +54,8 @@ async def test_TC_B_57_reconnect_back_off(csms: LoopbackCsms, data_dir: Path) ->
         assert await csms.trio.disconnect(STATION_ID)
         refused = await csms.trio.wait_for(
             lambda: next((c for c in attempts_after(csms, second) if c.http_status is not None), None),
-            WAIT_MINIMUM + 5, what="the refused attempt",
+            WAIT_MINIMUM + 5,
+            what="the refused attempt",
         )
         csms.refuse_connections(False)
         assert refused.http_status == 503 and not refused.accepted
@@ -64,7 +66,8 @@ async def test_TC_B_57_reconnect_back_off(csms: LoopbackCsms, data_dir: Path) ->
 
         # Steps 7-8: doubled wait, then accepted.
         third = await csms.trio.wait_for(
-            lambda: next((c for c in attempts_after(csms, refused) if c.is_open), None), 4 * WAIT_MINIMUM + 5,
+            lambda: next((c for c in attempts_after(csms, refused) if c.is_open), None),
+            4 * WAIT_MINIMUM + 5,
             what="the reconnection after the refused attempt",
         )
         assert [c.connection_id for c in attempts_after(csms, refused)] == [third.connection_id], "retried twice"

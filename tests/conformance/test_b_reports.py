@@ -81,32 +81,54 @@ REQUIRED_CONTROLLER_VARIABLES: tuple[tuple[str, str, str | None], ...] = (
 )
 #: The required ones Part 2 defines as ReadWrite (TC_B_12: "the required writable variables").
 REQUIRED_WRITABLE = {
-    ("AlignedDataCtrlr", "Interval", None), ("AlignedDataCtrlr", "Measurands", None),
-    ("AlignedDataCtrlr", "TxEndedInterval", None), ("AlignedDataCtrlr", "TxEndedMeasurands", None),
-    ("AuthCtrlr", "LocalAuthorizeOffline", None), ("AuthCtrlr", "LocalPreAuthorize", None),
+    ("AlignedDataCtrlr", "Interval", None),
+    ("AlignedDataCtrlr", "Measurands", None),
+    ("AlignedDataCtrlr", "TxEndedInterval", None),
+    ("AlignedDataCtrlr", "TxEndedMeasurands", None),
+    ("AuthCtrlr", "LocalAuthorizeOffline", None),
+    ("AuthCtrlr", "LocalPreAuthorize", None),
     ("ClockCtrlr", "TimeSource", None),
     ("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent"),
-    ("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent"), ("OCPPCommCtrlr", "NetworkConfigurationPriority", None),
-    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", None), ("OCPPCommCtrlr", "OfflineThreshold", None),
-    ("OCPPCommCtrlr", "ResetRetries", None), ("OCPPCommCtrlr", "RetryBackOffRandomRange", None),
-    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes", None), ("OCPPCommCtrlr", "RetryBackOffWaitMinimum", None),
+    ("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent"),
+    ("OCPPCommCtrlr", "NetworkConfigurationPriority", None),
+    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", None),
+    ("OCPPCommCtrlr", "OfflineThreshold", None),
+    ("OCPPCommCtrlr", "ResetRetries", None),
+    ("OCPPCommCtrlr", "RetryBackOffRandomRange", None),
+    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes", None),
+    ("OCPPCommCtrlr", "RetryBackOffWaitMinimum", None),
     ("OCPPCommCtrlr", "WebSocketPingInterval", None),
-    ("SampledDataCtrlr", "TxEndedInterval", None), ("SampledDataCtrlr", "TxEndedMeasurands", None),
-    ("SampledDataCtrlr", "TxStartedMeasurands", None), ("SampledDataCtrlr", "TxUpdatedInterval", None),
+    ("SampledDataCtrlr", "TxEndedInterval", None),
+    ("SampledDataCtrlr", "TxEndedMeasurands", None),
+    ("SampledDataCtrlr", "TxStartedMeasurands", None),
+    ("SampledDataCtrlr", "TxUpdatedInterval", None),
     ("SampledDataCtrlr", "TxUpdatedMeasurands", None),
     ("SecurityCtrlr", "OrganizationName", None),
-    ("TxCtrlr", "EVConnectionTimeOut", None), ("TxCtrlr", "StopTxOnInvalidId", None),
-    ("TxCtrlr", "TxStartPoint", None), ("TxCtrlr", "TxStopPoint", None),
+    ("TxCtrlr", "EVConnectionTimeOut", None),
+    ("TxCtrlr", "StopTxOnInvalidId", None),
+    ("TxCtrlr", "TxStartPoint", None),
+    ("TxCtrlr", "TxStopPoint", None),
 }
 #: "Charging Infrastructure Related" required variables, per component of the default two-EVSE layout.
 REQUIRED_INFRASTRUCTURE: tuple[tuple[str, int | None, int | None, str], ...] = (
     ("ChargingStation", None, None, "AvailabilityState"),
     ("ChargingStation", None, None, "Available"),
     ("ChargingStation", None, None, "SupplyPhases"),
-    *((name, evse, None, var) for evse in (1, 2) for name, var in (
-        ("EVSE", "AvailabilityState"), ("EVSE", "Available"), ("EVSE", "Power"), ("EVSE", "SupplyPhases"))),
-    *((name, evse, 1, var) for evse in (1, 2) for name, var in (
-        ("Connector", "Available"), ("Connector", "ConnectorType"), ("Connector", "SupplyPhases"))),
+    *(
+        (name, evse, None, var)
+        for evse in (1, 2)
+        for name, var in (
+            ("EVSE", "AvailabilityState"),
+            ("EVSE", "Available"),
+            ("EVSE", "Power"),
+            ("EVSE", "SupplyPhases"),
+        )
+    ),
+    *(
+        (name, evse, 1, var)
+        for evse in (1, 2)
+        for name, var in (("Connector", "Available"), ("Connector", "ConnectorType"), ("Connector", "SupplyPhases"))
+    ),
 )
 CERTIFIED = (1, 1000)
 LARGER = (20, 8000)
@@ -128,8 +150,9 @@ def compact(value: Any) -> int:
 _request_ids = itertools.count(1001)
 
 
-async def report(csms: LoopbackCsms, action: str, payload: dict[str, Any], timeout: float = 20
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def report(
+    csms: LoopbackCsms, action: str, payload: dict[str, Any], timeout: float = 20
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send GetBaseReport/GetReport with a fresh requestId; the response and, when Accepted, every NotifyReport
     of that request (waits for the one without tbc)."""
     request_id = next(_request_ids)
@@ -275,8 +298,11 @@ async def test_TC_B_14_summary_inventory(csms: LoopbackCsms, data_dir: Path) -> 
         check_pages(pages, *CERTIFIED)
         items = data(pages)
         check_items(items)
-        states = {(k[0], k[1], k[2]): attribute(i)["value"]  # type: ignore[index]
-                  for i in items if (k := key(i))[3] == "AvailabilityState"}
+        states = {
+            (k[0], k[1], k[2]): attribute(i)["value"]  # type: ignore[index]
+            for i in items
+            if (k := key(i))[3] == "AvailabilityState"
+        }
         assert states.get(("ChargingStation", None, None)) in ("Available", "Occupied"), states
         assert states.get(("EVSE", 1, None)) == "Available", states
         assert states.get(("EVSE", 2, None)) == "Occupied", states
@@ -323,8 +349,11 @@ async def test_TC_B_16_custom_report_component_criteria(csms: LoopbackCsms, data
     """
     async with station_up(csms, data_dir, variables={"AlignedDataCtrlr.Enabled": False}):
         _, full_pages = await report(csms, "GetBaseReport", {"reportBase": "FullInventory"})
-        enabled = {(k[0], k[1], k[2]): attribute(i)["value"]  # type: ignore[index]
-                   for i in data(full_pages) if (k := key(i))[3] == "Enabled"}
+        enabled = {
+            (k[0], k[1], k[2]): attribute(i)["value"]  # type: ignore[index]
+            for i in data(full_pages)
+            if (k := key(i))[3] == "Enabled"
+        }
         assert enabled[("AlignedDataCtrlr", None, None)] == "false"
         answer, pages = await report(csms, "GetReport", {"componentCriteria": ["Enabled"]})
         assert answer["status"] == "Accepted" and no_error(answer), answer
@@ -339,9 +368,11 @@ async def test_TC_B_16_custom_report_component_criteria(csms: LoopbackCsms, data
                 assert component not in reported, f"{component} (Enabled false) reported"
         enabled_items = [i for i in items if key(i)[3] == "Enabled"]
         assert enabled_items and all(attribute(i)["value"] == "true" for i in enabled_items)  # type: ignore[index]
-        result = await call(csms, "GetVariables", {"getVariableData": [
-            {"component": i["component"], "variable": i["variable"]} for i in enabled_items[:10]
-        ]})
+        result = await call(
+            csms,
+            "GetVariables",
+            {"getVariableData": [{"component": i["component"], "variable": i["variable"]} for i in enabled_items[:10]]},
+        )
         for r in result["getVariableResult"]:
             assert (r["attributeStatus"], r.get("attributeValue")) == ("Accepted", "true"), r
 
@@ -359,7 +390,12 @@ def check_evse1_availability(pages: list[dict[str, Any]]) -> None:
     chars = item["variableCharacteristics"]
     assert chars["dataType"] == "OptionList", chars
     assert [v.strip() for v in chars["valuesList"].split(",")] == [
-        "Available", "Occupied", "Reserved", "Unavailable", "Faulted"], chars
+        "Available",
+        "Occupied",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    ], chars
     [attr] = item["variableAttribute"]
     assert attr.get("type", "Actual") == "Actual" and attr["mutability"] == "ReadOnly", attr
     assert attr["value"] == "Available", attr
@@ -380,13 +416,15 @@ async def test_TC_B_18_custom_report_criteria_and_component_variable(csms: Loopb
     variable (as in B_17); criteria {Problem} + the same variable → EmptyResultSet (statusInfo absent or
     NotFound) and no NotifyReport."""
     async with station_up(csms, data_dir):
-        answer, pages = await report(csms, "GetReport", {
-            "componentCriteria": ["Available"], "componentVariable": [EVSE1_AVAILABILITY]})
+        answer, pages = await report(
+            csms, "GetReport", {"componentCriteria": ["Available"], "componentVariable": [EVSE1_AVAILABILITY]}
+        )
         assert answer["status"] == "Accepted" and no_error(answer), answer
         check_evse1_availability(pages)
         mark = csms.mark()
-        answer, _ = await report(csms, "GetReport", {
-            "componentCriteria": ["Problem"], "componentVariable": [EVSE1_AVAILABILITY]})
+        answer, _ = await report(
+            csms, "GetReport", {"componentCriteria": ["Problem"], "componentVariable": [EVSE1_AVAILABILITY]}
+        )
         assert answer["status"] == "EmptyResultSet" and no_error(answer, "NotFound"), answer
         await assert_still_running(csms)
         assert csms.actions("CS001", "NotifyReport", mark) == []
@@ -423,11 +461,13 @@ REPORTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize("limit", [CERTIFIED, LARGER, BYTES_BOUND],
-                         ids=["certified-1x1000", "larger-20x8000", "bytes-bound-50x2000"])
+@pytest.mark.parametrize(
+    "limit", [CERTIFIED, LARGER, BYTES_BOUND], ids=["certified-1x1000", "larger-20x8000", "bytes-bound-50x2000"]
+)
 @pytest.mark.parametrize(("name", "action", "payload"), REPORTS, ids=[r[0] for r in REPORTS])
-async def test_report_paging(csms: LoopbackCsms, data_dir: Path, name: str, action: str, payload: dict[str, Any],
-                             limit: tuple[int, int]) -> None:
+async def test_report_paging(
+    csms: LoopbackCsms, data_dir: Path, name: str, action: str, payload: dict[str, Any], limit: tuple[int, int]
+) -> None:
     """B07.FR.04/B08.FR.04 paging: NotifyReport seqNo 0..n, tbc true on all but the last, each page within
     ItemsPerMessage[GetReport]; with the certified limit
     (1 item) every page holds exactly one item; with larger limits the pages are filled (a page ends only
@@ -467,8 +507,11 @@ async def test_get_report_limits(csms: LoopbackCsms, data_dir: Path) -> None:
     async with station_up(csms, data_dir):
         code = await call_error(csms, "GetReport", {"requestId": 5, "componentVariable": two})
         assert code == "OccurrenceConstraintViolation"
-        big = {"requestId": 6, "componentVariable": [{"component": {"name": "OCPPCommCtrlr"}}],
-               "customData": {"vendorId": "org.test", "padding": "x" * 1200}}
+        big = {
+            "requestId": 6,
+            "componentVariable": [{"component": {"name": "OCPPCommCtrlr"}}],
+            "customData": {"vendorId": "org.test", "padding": "x" * 1200},
+        }
         assert await call_error(csms, "GetReport", big) == "FormatViolation"
         await assert_still_running(csms)
 
@@ -476,8 +519,10 @@ async def test_get_report_limits(csms: LoopbackCsms, data_dir: Path) -> None:
 async def test_get_report_two_component_variables_under_larger_limit(csms: LoopbackCsms, data_dir: Path) -> None:
     """With ItemsPerMessage[GetReport] 20 (config `[variables]`) two componentVariable entries are fine: both
     components' variables are reported, nothing else."""
-    two = [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"}},
-           {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}}]
+    two = [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"}},
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}},
+    ]
     async with station_up(csms, data_dir, variables=limits(*LARGER)):
         answer, pages = await report(csms, "GetReport", {"componentVariable": two})
         assert answer["status"] == "Accepted", answer
@@ -514,8 +559,19 @@ async def test_component_criteria_filters(csms: LoopbackCsms, data_dir: Path) ->
             assert (component in reported) == (value == "true"), (component, value)
         assert {("ChargingStation", None, None), ("EVSE", 1, None), ("Connector", 2, 1)} <= reported
 
-        result = await call(csms, "SetVariables", {"setVariableData": [{
-            "component": {"name": "SampledDataCtrlr"}, "variable": {"name": "Enabled"}, "attributeValue": "false"}]})
+        result = await call(
+            csms,
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "SampledDataCtrlr"},
+                        "variable": {"name": "Enabled"},
+                        "attributeValue": "false",
+                    }
+                ]
+            },
+        )
         assert result["setVariableResult"][0]["attributeStatus"] == "Accepted", result
         answer, pages = await report(csms, "GetReport", {"componentCriteria": ["Enabled"]})
         assert answer["status"] == "Accepted", answer
@@ -530,34 +586,56 @@ async def test_get_report_unknown_component_is_empty(csms: LoopbackCsms, data_di
     NotifyReport."""
     async with station_up(csms, data_dir):
         mark = csms.mark()
-        for cv in ({"component": {"name": "FluxCapacitor"}},
-                   {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Gigawatts"}},
-                   {"component": {"name": "EVSE", "evse": {"id": 9}}}):
+        for cv in (
+            {"component": {"name": "FluxCapacitor"}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Gigawatts"}},
+            {"component": {"name": "EVSE", "evse": {"id": 9}}},
+        ):
             answer, _ = await report(csms, "GetReport", {"componentVariable": [cv]})
             assert answer["status"] == "EmptyResultSet" and no_error(answer, "NotFound"), (cv, answer)
         assert csms.actions("CS001", "NotifyReport", mark) == []
 
 
 MALFORMED: list[tuple[str, str, Any, set[str]]] = [
-    ("base-unknown-report", "GetBaseReport", {"requestId": 1, "reportBase": "Everything"},
-     {"PropertyConstraintViolation"}),
+    (
+        "base-unknown-report",
+        "GetBaseReport",
+        {"requestId": 1, "reportBase": "Everything"},
+        {"PropertyConstraintViolation"},
+    ),
     ("base-missing-request-id", "GetBaseReport", {"reportBase": "FullInventory"}, {"OccurrenceConstraintViolation"}),
-    ("base-request-id-string", "GetBaseReport", {"requestId": "one", "reportBase": "FullInventory"},
-     {"TypeConstraintViolation"}),
-    ("base-extra-field", "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory", "verbose": True},
-     {"FormatViolation"}),
-    ("report-missing-request-id", "GetReport", {"componentCriteria": ["Available"]},
-     {"OccurrenceConstraintViolation"}),
-    ("report-component-without-name", "GetReport", {"requestId": 2, "componentVariable": [{"component": {}}]},
-     {"OccurrenceConstraintViolation"}),
-    ("report-empty-criteria", "GetReport", {"requestId": 3, "componentCriteria": []},
-     {"OccurrenceConstraintViolation"}),
+    (
+        "base-request-id-string",
+        "GetBaseReport",
+        {"requestId": "one", "reportBase": "FullInventory"},
+        {"TypeConstraintViolation"},
+    ),
+    (
+        "base-extra-field",
+        "GetBaseReport",
+        {"requestId": 1, "reportBase": "FullInventory", "verbose": True},
+        {"FormatViolation"},
+    ),
+    ("report-missing-request-id", "GetReport", {"componentCriteria": ["Available"]}, {"OccurrenceConstraintViolation"}),
+    (
+        "report-component-without-name",
+        "GetReport",
+        {"requestId": 2, "componentVariable": [{"component": {}}]},
+        {"OccurrenceConstraintViolation"},
+    ),
+    (
+        "report-empty-criteria",
+        "GetReport",
+        {"requestId": 3, "componentCriteria": []},
+        {"OccurrenceConstraintViolation"},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("action", "payload", "codes"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
-async def test_malformed_report_requests(csms: LoopbackCsms, data_dir: Path, action: str, payload: Any,
-                                         codes: set[str]) -> None:
+async def test_malformed_report_requests(
+    csms: LoopbackCsms, data_dir: Path, action: str, payload: Any, codes: set[str]
+) -> None:
     """A GetBaseReport/GetReport that breaks its schema gets the OCPP-J CALLERROR for the rule it breaks
     (Part 4 table 8), no NotifyReport follows, and the station keeps running."""
     async with station_up(csms, data_dir):
@@ -583,7 +661,8 @@ async def test_report_requests_while_busy(csms: LoopbackCsms, data_dir: Path) ->
         again = await call(csms, "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"})
         assert again["status"] == "Rejected" and again["statusInfo"]["reasonCode"] == "DuplicateRequestId", again
         assert (await call(csms, "GetBaseReport", {"requestId": 2, "reportBase": "SummaryInventory"}))[
-            "status"] == "Accepted"
+            "status"
+        ] == "Accepted"
         assert (await call(csms, "GetReport", {"requestId": 3, **ocpp}))["status"] == "Accepted"
         busy = await call(csms, "GetBaseReport", {"requestId": 4, "reportBase": "FullInventory"})
         assert busy["status"] == "Rejected" and busy["statusInfo"]["reasonCode"] == "Unspecified", busy
@@ -616,8 +695,11 @@ async def test_reports_cut_by_a_lost_connection_free_their_places(csms: Loopback
         assert (await call(csms, "GetReport", {"requestId": 4, **ocpp}))["status"] == "Rejected"
         before = len(csms.connections_snapshot("CS001"))
         await csms.trio.disconnect("CS001")
-        await csms.trio.wait_for(lambda: len(csms.connections_snapshot("CS001")) > before
-                                 and csms.is_connected("CS001"), 15, what="the reconnection")
+        await csms.trio.wait_for(
+            lambda: len(csms.connections_snapshot("CS001")) > before and csms.is_connected("CS001"),
+            15,
+            what="the reconnection",
+        )
         csms.set_response("NotifyReport", None)
         answer, pages = await report(csms, "GetBaseReport", {"reportBase": "SummaryInventory"})
         assert answer["status"] == "Accepted", answer

@@ -109,7 +109,8 @@ async def test_TC_B_20_reset_on_idle_without_transaction(csms: LoopbackCsms, dat
         assert await wait_all_reported(csms, boot_mark(csms, mark)) == {(1, 1): "Available", (2, 1): "Available"}
         assert_same_process_reconnected(csms, proc, connection)
         events = await csms.trio.wait_for(
-            lambda: [e for e in security_events(csms, mark) if e["type"] == "ResetOrReboot"], 10)
+            lambda: [e for e in security_events(csms, mark) if e["type"] == "ResetOrReboot"], 10
+        )
         assert events[0]["timestamp"].endswith("Z"), events
         await assert_journal_clean(config)
         assert await stop_proc(proc) == 0
@@ -166,8 +167,7 @@ async def test_TC_B_22_reset_immediate_with_transaction(csms: LoopbackCsms, data
         reported = await wait_all_reported(csms, boot_mark(csms, mark))
         assert reported[(1, 1)] == PLUGGED_AFTER_REBOOT and reported[(2, 1)] == "Available", reported
         assert_same_process_reconnected(csms, proc, connection)
-        assert "ResetOrReboot" in [e["type"] for e in await csms.trio.wait_for(
-            lambda: security_events(csms, mark), 10)]
+        assert "ResetOrReboot" in [e["type"] for e in await csms.trio.wait_for(lambda: security_events(csms, mark), 10)]
         events = tx_events(csms, 0, tx_id)
         assert [e["seqNo"] for e in events] == list(range(len(events))), events
 
@@ -191,8 +191,9 @@ async def test_TC_B_23_unavailable_persists_reset(csms: LoopbackCsms, data_dir: 
     with station_proc(config) as proc:
         await booted_process(csms)
         mark = csms.mark()
-        answer = await call(csms, "ChangeAvailability", {"operationalStatus": "Inoperative",
-                                                         "evse": {"id": 1, "connectorId": 1}})
+        answer = await call(
+            csms, "ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 1}}
+        )
         assert answer["status"] == "Accepted", answer
         await wait_status(csms, mark, 1, "Unavailable")
         mark, connection, before = csms.mark(), last_connection_id(csms), incarnations(proc)

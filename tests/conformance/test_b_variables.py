@@ -75,8 +75,10 @@ async def test_TC_B_07_get_variables_multiple_values(csms: LoopbackCsms, data_di
         )
         by_name = {(r["component"]["name"], r["variable"]["name"]): r for r in results}
         assert set(by_name) == {("OCPPCommCtrlr", "OfflineThreshold"), ("AuthCtrlr", "LocalAuthorizeOffline")}
-        for key, value in ((("OCPPCommCtrlr", "OfflineThreshold"), "300"),
-                           (("AuthCtrlr", "LocalAuthorizeOffline"), "true")):
+        for key, value in (
+            (("OCPPCommCtrlr", "OfflineThreshold"), "300"),
+            (("AuthCtrlr", "LocalAuthorizeOffline"), "true"),
+        ):
             result = by_name[key]
             assert result["attributeStatus"] == "Accepted", result
             assert result["attributeType"] == "Actual", result
@@ -195,8 +197,9 @@ async def test_TC_B_11_set_variables_invalidly_formatted_values(csms: LoopbackCs
             [result] = await set_variables(csms, set_item("SmartChargingCtrlr", "LimitChangeSignificance", value))
             expected = "Accepted" if value in decimals else "Rejected"
             info = result.get("attributeStatusInfo")
-            if result["attributeStatus"] != expected or (expected == "Rejected" and info is not None
-                                                         and info.get("reasonCode") != "InvalidValue"):
+            if result["attributeStatus"] != expected or (
+                expected == "Rejected" and info is not None and info.get("reasonCode") != "InvalidValue"
+            ):
                 wrong.append(f"SmartChargingCtrlr.LimitChangeSignificance := {value!r}: got {result}")
         assert wrong == [], "\n".join(wrong)
         assert await get_value(csms, "OCPPCommCtrlr", "OfflineThreshold") == "300"
@@ -371,13 +374,20 @@ LIMITS = """[limits]
 _REPORT_IDS = itertools.count(42)
 
 
-async def reported_characteristics(csms: LoopbackCsms, component: str, name: str,
-                                   instance: str | None = None) -> dict[str, Any]:
+async def reported_characteristics(
+    csms: LoopbackCsms, component: str, name: str, instance: str | None = None
+) -> dict[str, Any]:
     """variableCharacteristics of one variable, from a GetReport's NotifyReport."""
     mark = csms.mark()
     variable = {"name": name} if instance is None else {"name": name, "instance": instance}
-    answer = await csms.trio.call(STATION_ID, "GetReport", {"requestId": next(_REPORT_IDS), "componentVariable": [
-        {"component": {"name": component}, "variable": variable}]})
+    answer = await csms.trio.call(
+        STATION_ID,
+        "GetReport",
+        {
+            "requestId": next(_REPORT_IDS),
+            "componentVariable": [{"component": {"name": component}, "variable": variable}],
+        },
+    )
     assert answer["status"] == "Accepted", answer
     [page] = await csms.trio.wait_action(STATION_ID, "NotifyReport", 10, since=mark)
     [item] = page["reportData"]

@@ -169,8 +169,9 @@ async def _offline_start_then_invalid(csms: LoopbackCsms, station: Station) -> i
 def _offline_validations(events: list[dict]) -> None:
     """Step 3 of TC_C_16 (step 2 of TC_C_17): a message Authorized with the idToken and offline true, a message
     ChargingStateChanged with offline true."""
-    assert any(e["triggerReason"] == "Authorized" and has_token(e, VALID) and e.get("offline") is True
-               for e in events), events
+    assert any(
+        e["triggerReason"] == "Authorized" and has_token(e, VALID) and e.get("offline") is True for e in events
+    ), events
     assert any(e["triggerReason"] == "ChargingStateChanged" and e.get("offline") is True for e in events), events
 
 
@@ -206,8 +207,10 @@ async def test_TC_C_17_cache_stop_tx_on_invalid_id_false(csms: LoopbackCsms, dat
     async with auth_station(csms, data_dir, variables=variables) as station:
         mark = await _offline_start_then_invalid(csms, station)
         suspended = await wait_event(
-            csms, lambda e: e["transactionInfo"].get("chargingState") == "SuspendedEVSE" and not e.get("offline"),
-            since=mark, what="chargingState SuspendedEVSE",
+            csms,
+            lambda e: e["transactionInfo"].get("chargingState") == "SuspendedEVSE" and not e.get("offline"),
+            since=mark,
+            what="chargingState SuspendedEVSE",
         )
         await trio.sleep(QUIET)
         events = tx_events(csms, mark)

@@ -46,15 +46,20 @@ async def test_TC_E_38_ev_not_ready(csms: LoopbackCsms, data_dir: Path, start_po
         await station.hardware.tap(TOKEN, evse_id=EVSE)
         [authorize] = await csms.trio.wait_action(STATION_ID, "Authorize", since=mark)
         assert authorize["idToken"] == {"idToken": TOKEN, "type": TOKEN_TYPE}
-        await csms.trio.wait_for(lambda: station.runners[EVSE].state.authorization is not None, 5,
-                                 what="the EVSE authorized")
+        await csms.trio.wait_for(
+            lambda: station.runners[EVSE].state.authorization is not None, 5, what="the EVSE authorized"
+        )
 
         plug_mark = csms.mark()
         await station.hardware.plug(EVSE)  # state B: connected, not ready
         await wait_status(csms, "Occupied", since=plug_mark)
         plugged = await wait_trigger(csms, "CablePluggedIn", since=plug_mark)
-        suspended = await wait_event(csms, lambda e: e["seqNo"] > plugged["seqNo"] and tx_id_of(e) == tx_id_of(plugged),
-                                     since=plug_mark, what="the TransactionEvent after the plug-in")
+        suspended = await wait_event(
+            csms,
+            lambda e: e["seqNo"] > plugged["seqNo"] and tx_id_of(e) == tx_id_of(plugged),
+            since=plug_mark,
+            what="the TransactionEvent after the plug-in",
+        )
         hardware = station.hardware.evse_status(EVSE)
         events = tx_events(csms, mark)
     assert suspended["triggerReason"] == "ChargingStateChanged", suspended
@@ -75,10 +80,13 @@ async def test_TC_E_25_ev_side_disconnect_cable_stays_locked(csms: LoopbackCsms,
     StatusNotification Available for the connector.
     """
     async with booted_station(csms, data_dir, variables=AUTH_ONLINE) as station:
-        configured = await get_variables(csms, get_item("TxCtrlr", "StopTxOnEVSideDisconnect"),
-                                         get_item("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"))
-        assert [(r["attributeStatus"], r.get("attributeValue")) for r in configured] == \
-            [("Accepted", "true"), ("Accepted", "false")], configured
+        configured = await get_variables(
+            csms, get_item("TxCtrlr", "StopTxOnEVSideDisconnect"), get_item("OCPPCommCtrlr", "UnlockOnEVSideDisconnect")
+        )
+        assert [(r["attributeStatus"], r.get("attributeValue")) for r in configured] == [
+            ("Accepted", "true"),
+            ("Accepted", "false"),
+        ], configured
 
         tx_id = await charging_session(csms, station)
         mark = csms.mark()

@@ -97,7 +97,7 @@ def assert_resends(frames: list[Any], extra: float, late: float = 0) -> None:
 
 
 async def assert_no_more_sends(csms: LoopbackCsms, frames: list[Any], wait: float) -> None:
-    """"The OCTT waits an additional iteration where the interval is multiplied again": nothing is resent."""
+    """ "The OCTT waits an additional iteration where the interval is multiplied again": nothing is resent."""
     await trio.sleep(wait)
     later = [f for f in tx_frames(csms, frames[-1].index + 1) if f.message_id == frames[0].message_id]
     assert later == [], f"resent {len(later)} more time(s)"
@@ -176,8 +176,11 @@ async def test_TC_E_40_connection_loss_during_transaction(csms: LoopbackCsms, da
     every message produced offline is TransactionEvent Updated with meterValue and offline true, in seqNo order,
     none lost; those produced online, before and after, say offline false explicitly."""
     wait_minimum = 3
-    variables = {**OFFLINE, "SampledDataCtrlr.TxUpdatedInterval": 1,
-                 "OCPPCommCtrlr.RetryBackOffWaitMinimum": wait_minimum}
+    variables = {
+        **OFFLINE,
+        "SampledDataCtrlr.TxUpdatedInterval": 1,
+        "OCPPCommCtrlr.RetryBackOffWaitMinimum": wait_minimum,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         await wait_queue_empty(station)
@@ -268,13 +271,23 @@ async def test_TC_E_45_stop_offline_same_group(csms: LoopbackCsms, data_dir: Pat
     by the group token (StopAuthorized), not only by the unplug."""
     async with booted_station(csms, data_dir, variables=OFFLINE) as station:
         csms.set_token(TOKEN, "Accepted", group_id="GROUP-1")
-        answer = await csms.trio.call(STATION_ID, "SendLocalList", {
-            "versionNumber": 1, "updateType": "Full",
-            "localAuthorizationList": [{
-                "idToken": {"idToken": TOKEN2, "type": "ISO14443"},
-                "idTokenInfo": {"status": "Accepted", "groupIdToken": {"idToken": "GROUP-1", "type": "Central"}},
-            }],
-        })
+        answer = await csms.trio.call(
+            STATION_ID,
+            "SendLocalList",
+            {
+                "versionNumber": 1,
+                "updateType": "Full",
+                "localAuthorizationList": [
+                    {
+                        "idToken": {"idToken": TOKEN2, "type": "ISO14443"},
+                        "idTokenInfo": {
+                            "status": "Accepted",
+                            "groupIdToken": {"idToken": "GROUP-1", "type": "Central"},
+                        },
+                    }
+                ],
+            },
+        )
         assert answer["status"] == "Accepted"
         tx_id = await charging_session(csms, station)
         await wait_queue_empty(station)

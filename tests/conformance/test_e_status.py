@@ -57,8 +57,9 @@ def hold_first_answer(csms: LoopbackCsms) -> None:
     csms.set_response("TransactionEvent", responder)
 
 
-async def reconnect_and_ask(csms: LoopbackCsms, station: Station, offline_at: float, tx_id: str | None
-                            ) -> tuple[dict[str, Any], int]:
+async def reconnect_and_ask(
+    csms: LoopbackCsms, station: Station, offline_at: float, tx_id: str | None
+) -> tuple[dict[str, Any], int]:
     """Accept the reconnection after RetryBackOffWaitMinimum and send GetTransactionStatus at once; returns the
     answer and the frame mark taken before reconnecting."""
     hold_first_answer(csms)

@@ -222,7 +222,9 @@ async def test_TC_E_16_stop_point_deauthorized_invalid_id(csms: LoopbackCsms, da
     Deauthorized, stoppedReason DeAuthorized.
     """
     variables = {
-        **OFFLINE, "TxCtrlr.StopTxOnInvalidId": True, "AuthCacheCtrlr.Enabled": True,
+        **OFFLINE,
+        "TxCtrlr.StopTxOnInvalidId": True,
+        "AuthCacheCtrlr.Enabled": True,
         "AuthCtrlr.LocalAuthorizeOffline": True,
     }
     async with booted_station(csms, data_dir, variables=variables) as station:
@@ -320,8 +322,11 @@ async def test_TC_E_39_stop_point_deauthorized_timeout(csms: LoopbackCsms, data_
     cannot describe a plug-in; with TxStartPoint EVConnected the plug-in starts a new, unauthorized
     transaction, so it is a Started that is not Charging.)
     """
-    variables = {**AUTH_ONLINE, "TxCtrlr.TxStopPoint": "Authorized",
-                 "TxCtrlr.EVConnectionTimeOut": EV_CONNECTION_TIMEOUT}
+    variables = {
+        **AUTH_ONLINE,
+        "TxCtrlr.TxStopPoint": "Authorized",
+        "TxCtrlr.EVConnectionTimeOut": EV_CONNECTION_TIMEOUT,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         started = await authorized_local(csms, station)
         ended = await wait_trigger(csms, "EVConnectTimeout", timeout=EV_CONNECTION_TIMEOUT + 5)

@@ -32,8 +32,9 @@ from tests.conformance.tx_helpers import (
 EV_CONNECTION_TIMEOUT = 2
 
 
-async def authorized_remote(csms: LoopbackCsms, remote_start_id: int, *, authorize: bool,
-                            running: str | None = None) -> dict[str, Any]:
+async def authorized_remote(
+    csms: LoopbackCsms, remote_start_id: int, *, authorize: bool, running: str | None = None
+) -> dict[str, Any]:
     """Reusable state Authorized (remote), main B; returns the RemoteStart TransactionEvent.
 
     `authorize`: an AuthorizeRequest for the token is expected (AuthorizeRemoteStart true) or must not come.
@@ -102,8 +103,11 @@ async def test_TC_F_04_remote_start_cable_plugin_timeout(csms: LoopbackCsms, dat
     """TC_F_04_CS: EVConnectionTimeOut 2 s, TxStartPoint Authorized. Authorized (remote), no EV: after the
     timeout TransactionEvent Ended, triggerReason EVConnectTimeout (stoppedReason Timeout). Step 3: the EVSE
     accepts the next remote start (a new transaction with the new remoteStartId)."""
-    variables = {**AUTH_ONLINE, "TxCtrlr.EVConnectionTimeOut": EV_CONNECTION_TIMEOUT,
-                 "TxCtrlr.TxStartPoint": "Authorized"}
+    variables = {
+        **AUTH_ONLINE,
+        "TxCtrlr.EVConnectionTimeOut": EV_CONNECTION_TIMEOUT,
+        "TxCtrlr.TxStartPoint": "Authorized",
+    }
     async with booted_station(csms, data_dir, variables=variables):
         started = await authorized_remote(csms, 104, authorize=True)
         ended = await wait_trigger(csms, "EVConnectTimeout", timeout=EV_CONNECTION_TIMEOUT + 5)

@@ -133,8 +133,10 @@ async def test_TC_F_14_transaction_event_all_evse(csms: LoopbackCsms, data_dir: 
     transaction's EVSE)."""
     async with station_up(csms, data_dir, variables=AUTH_ONLINE) as station:
         driver = HardwareDriver(station)
-        txs = {1: await energy_transfer_started(csms, driver, 1),
-               2: await energy_transfer_started(csms, driver, 2, token="04D5E6F7")}
+        txs = {
+            1: await energy_transfer_started(csms, driver, 1),
+            2: await energy_transfer_started(csms, driver, 2, token="04D5E6F7"),
+        }
         mark = csms.mark()
         answer = await trigger(csms, "TransactionEvent")
         assert answer["status"] == "Accepted", answer
@@ -247,7 +249,9 @@ async def test_trigger_status_notification_whole_station(csms: LoopbackCsms, dat
         assert answer["status"] == "Accepted", answer
         sns = await csms.trio.wait_action(STATION_ID, "StatusNotification", count=len(CONNECTORS), since=mark)
         assert {(p["evseId"], p["connectorId"]): p["connectorStatus"] for p in sns} == {
-            (1, 1): "Available", (2, 1): "Occupied"}
+            (1, 1): "Available",
+            (2, 1): "Occupied",
+        }
 
 
 async def test_trigger_status_notification_while_report_in_flight(csms: LoopbackCsms, data_dir: Path) -> None:
@@ -264,7 +268,9 @@ async def test_trigger_status_notification_while_report_in_flight(csms: Loopback
         assert answer["status"] == "Accepted", answer
         sns = await csms.trio.wait_action(STATION_ID, "StatusNotification", 3, count=len(CONNECTORS), since=mark)
         assert {(p["evseId"], p["connectorId"]): p["connectorStatus"] for p in sns} == {
-            (1, 1): "Available", (2, 1): "Occupied"}
+            (1, 1): "Available",
+            (2, 1): "Occupied",
+        }
 
 
 # --- BootNotification ---------------------------------------------------------------------------------------------
@@ -358,10 +364,14 @@ async def test_trigger_unknown_evse_rejected(csms: LoopbackCsms, data_dir: Path)
 
 
 @pytest.mark.parametrize("message", ["StatusNotification", "MeterValues"])
-@pytest.mark.parametrize("evse", [{"id": 1, "connectorId": 2}, {"id": 0, "connectorId": 1}],
-                         ids=["connector-2-of-evse-1", "connector-of-evse-0"])
-async def test_trigger_unknown_connector_rejected(csms: LoopbackCsms, data_dir: Path, message: str,
-                                                  evse: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "evse",
+    [{"id": 1, "connectorId": 2}, {"id": 0, "connectorId": 1}],
+    ids=["connector-2-of-evse-1", "connector-of-evse-0"],
+)
+async def test_trigger_unknown_connector_rejected(
+    csms: LoopbackCsms, data_dir: Path, message: str, evse: dict[str, int]
+) -> None:
     """A trigger naming a connector the station does not have (each EVSE has connector 1 only; EVSE 0, the station
     itself, has none) → Rejected, and nothing is sent (not an Accepted followed by silence)."""
     async with station_up(csms, data_dir):

@@ -65,7 +65,7 @@ async def make_unavailable(csms: LoopbackCsms, evse: dict[str, int] | None) -> N
     mark = csms.mark()
     answer = await change(csms, "Inoperative", evse)
     assert answer["status"] == "Accepted", answer
-    for evse_id in ([evse["id"]] if evse else [1, 2]):
+    for evse_id in [evse["id"]] if evse else [1, 2]:
         await wait_status(csms, mark, evse_id, "Unavailable")
 
 
@@ -88,8 +88,11 @@ async def test_TC_G_03_evse_operative_to_inoperative(csms: LoopbackCsms, data_di
         [sn] = [p for p in statuses(csms, mark) if p["evseId"] == 1]
         assert (sn["connectorId"], sn["connectorStatus"]) == (1, "Unavailable") and sn["timestamp"].endswith("Z")
         await no_status_for(csms, mark, 2)
-        answer = await call(csms, "RequestStartTransaction", {
-            "idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}, "remoteStartId": 1, "evseId": 1})
+        answer = await call(
+            csms,
+            "RequestStartTransaction",
+            {"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}, "remoteStartId": 1, "evseId": 1},
+        )
         assert answer["status"] == "Rejected", answer
 
 
@@ -404,16 +407,18 @@ async def test_change_availability_unknown_evse_or_connector(csms: LoopbackCsms,
 MALFORMED: list[tuple[str, Any, set[str]]] = [
     ("unknown-status", {"operationalStatus": "Broken"}, {"PropertyConstraintViolation"}),
     ("missing-status", {"evse": {"id": 1}}, {"OccurrenceConstraintViolation"}),
-    ("evse-without-id", {"operationalStatus": "Inoperative", "evse": {"connectorId": 1}},
-     {"OccurrenceConstraintViolation"}),
+    (
+        "evse-without-id",
+        {"operationalStatus": "Inoperative", "evse": {"connectorId": 1}},
+        {"OccurrenceConstraintViolation"},
+    ),
     ("status-not-string", {"operationalStatus": 0}, {"TypeConstraintViolation"}),
     ("extra-field", {"operationalStatus": "Inoperative", "force": True}, {"FormatViolation"}),
 ]
 
 
 @pytest.mark.parametrize(("payload", "codes"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
-async def test_malformed_change_availability(csms: LoopbackCsms, data_dir: Path, payload: Any, codes: set[str]
-                                             ) -> None:
+async def test_malformed_change_availability(csms: LoopbackCsms, data_dir: Path, payload: Any, codes: set[str]) -> None:
     """A ChangeAvailability breaking its schema gets the CALLERROR of the broken rule and changes nothing; the
     station keeps running."""
     async with station_up(csms, data_dir):

@@ -15,10 +15,12 @@ from tests.conformance.helpers import STATION_ID, booted_station, statuses
 
 async def wait_status(csms: LoopbackCsms, evse: int, status: str, since: int) -> dict:
     """The first StatusNotification for (evse, connector 1) with `status` after frame `since`."""
+
     def found() -> dict | None:
         wanted = (evse, 1, status)
         matches = (p for p in statuses(csms, since) if (p["evseId"], p["connectorId"], p["connectorStatus"]) == wanted)
         return next(matches, None)
+
     return await csms.trio.wait_for(found, 10, what=f"EVSE {evse} {status}")
 
 

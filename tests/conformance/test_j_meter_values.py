@@ -88,8 +88,12 @@ async def test_TC_J_02_clock_aligned_transaction(csms: LoopbackCsms, data_dir: P
     EVSE with the transaction reports in TransactionEventRequests (triggerReason MeterValueClock, context
     Sample.Clock, every measurand); the idle EVSE 2 in MeterValuesRequests (Sample.Clock). Timestamps one interval
     apart, on the interval's wall-clock boundaries."""
-    variables = {**AUTH_ONLINE, "AlignedDataCtrlr.Interval": ALIGNED, "AlignedDataCtrlr.Measurands": ALL_MEASURANDS,
-                 "AlignedDataCtrlr.SendDuringIdle": False}
+    variables = {
+        **AUTH_ONLINE,
+        "AlignedDataCtrlr.Interval": ALIGNED,
+        "AlignedDataCtrlr.Measurands": ALL_MEASURANDS,
+        "AlignedDataCtrlr.SendDuringIdle": False,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         mark = csms.mark()
@@ -117,9 +121,14 @@ async def test_TC_J_03_clock_aligned_tx_ended(csms: LoopbackCsms, data_dir: Path
     empty, SendDuringIdle false; EnergyTransferStarted, a few seconds, then the session ends (card, unplug). The
     Ended TransactionEvent has meterValue with one element per aligned moment: context Sample.Clock, every
     AlignedDataCtrlr.TxEndedMeasurands measurand, timestamps one interval apart on the wall-clock boundaries."""
-    variables = {**AUTH_ONLINE, "AlignedDataCtrlr.TxEndedInterval": ALIGNED,
-                 "AlignedDataCtrlr.TxEndedMeasurands": ALL_MEASURANDS, "SampledDataCtrlr.TxEndedMeasurands": "",
-                 "AlignedDataCtrlr.SendDuringIdle": False, "AlignedDataCtrlr.Interval": 0}
+    variables = {
+        **AUTH_ONLINE,
+        "AlignedDataCtrlr.TxEndedInterval": ALIGNED,
+        "AlignedDataCtrlr.TxEndedMeasurands": ALL_MEASURANDS,
+        "SampledDataCtrlr.TxEndedMeasurands": "",
+        "AlignedDataCtrlr.SendDuringIdle": False,
+        "AlignedDataCtrlr.Interval": 0,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         await trio.sleep(2 * ALIGNED + 0.5)
@@ -150,8 +159,12 @@ async def test_TC_J_06_no_clock_aligned_values_during_transaction(csms: Loopback
     EVSE 1 and not as MeterValuesRequests from the idle EVSE 2 ("SHALL NOT send clock aligned meter values when a
     transaction is ongoing" is the station's condition). Step 6: after more than an interval + 5 s, the session
     ends (card, unplug). Step 7: idle again, MeterValuesRequests with Sample.Clock come back from both EVSEs."""
-    variables = {**AUTH_ONLINE, "AlignedDataCtrlr.Interval": ALIGNED, "AlignedDataCtrlr.Measurands": ALL_MEASURANDS,
-                 "AlignedDataCtrlr.SendDuringIdle": True}
+    variables = {
+        **AUTH_ONLINE,
+        "AlignedDataCtrlr.Interval": ALIGNED,
+        "AlignedDataCtrlr.Measurands": ALL_MEASURANDS,
+        "AlignedDataCtrlr.SendDuringIdle": True,
+    }
 
     def both_report(since: int) -> list[dict[str, Any]] | None:
         requests = csms.actions(STATION_ID, "MeterValues", since)
@@ -159,8 +172,9 @@ async def test_TC_J_06_no_clock_aligned_values_during_transaction(csms: Loopback
 
     async with booted_station(csms, data_dir, variables=variables) as station:
         start = csms.mark()
-        idle = await csms.trio.wait_for(lambda: both_report(start), 2 * ALIGNED + 5,
-                                        what="step 1: aligned MeterValues from both idle EVSEs")
+        idle = await csms.trio.wait_for(
+            lambda: both_report(start), 2 * ALIGNED + 5, what="step 1: aligned MeterValues from both idle EVSEs"
+        )
         tx_id = await charging_session(csms, station)
         during = csms.mark()
         await trio.sleep(ALIGNED + 5)
@@ -170,8 +184,9 @@ async def test_TC_J_06_no_clock_aligned_values_during_transaction(csms: Loopback
         ended = await wait_trigger(csms, "StopAuthorized", since=during)
         await station.hardware.unplug(EVSE)
         after = csms.mark()
-        back = await csms.trio.wait_for(lambda: both_report(after), 2 * ALIGNED + 5,
-                                        what="step 7: aligned MeterValues from both EVSEs once idle")
+        back = await csms.trio.wait_for(
+            lambda: both_report(after), 2 * ALIGNED + 5, what="step 7: aligned MeterValues from both EVSEs once idle"
+        )
     for requests in (idle, back):
         for evse_id, mvs in aligned_by_evse(requests).items():
             for mv in mvs:
@@ -185,8 +200,11 @@ async def test_TC_J_07_sampled_transaction_begin(csms: LoopbackCsms, data_dir: P
     """TC_J_07_CS: TxStartPoint EVConnected, SampledDataCtrlr.TxStartedMeasurands all six. EVConnectedPreSession
     then EnergyTransferStarted: the Started TransactionEvent has meterValue with context Transaction.Begin and
     one element per TxStartedMeasurands measurand (units A/V/W/Wh, per-phase Current.Import and Voltage)."""
-    variables = {**AUTH_ONLINE, "TxCtrlr.TxStartPoint": "EVConnected",
-                 "SampledDataCtrlr.TxStartedMeasurands": ALL_MEASURANDS}
+    variables = {
+        **AUTH_ONLINE,
+        "TxCtrlr.TxStartPoint": "EVConnected",
+        "SampledDataCtrlr.TxStartedMeasurands": ALL_MEASURANDS,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         started = await ev_connected_pre_session(csms, station)
         await authorized_local(csms, station)
@@ -201,8 +219,11 @@ async def test_TC_J_09_sampled_updated(csms: LoopbackCsms, data_dir: Path) -> No
     TransactionEvents with triggerReason MeterValuePeriodic, context Sample.Periodic, every measurand; consecutive
     timestamps one interval apart."""
     interval = 1
-    variables = {**AUTH_ONLINE, "SampledDataCtrlr.TxUpdatedInterval": interval,
-                 "SampledDataCtrlr.TxUpdatedMeasurands": ALL_MEASURANDS}
+    variables = {
+        **AUTH_ONLINE,
+        "SampledDataCtrlr.TxUpdatedInterval": interval,
+        "SampledDataCtrlr.TxUpdatedMeasurands": ALL_MEASURANDS,
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         mark = csms.mark()
@@ -216,8 +237,12 @@ async def test_TC_J_09_sampled_updated(csms: LoopbackCsms, data_dir: Path) -> No
         [mv] = event["meterValue"]
         assert_measurands(mv, ALL_MEASURANDS, "Sample.Periodic", 3)
     assert_spacing([epoch(e["meterValue"][0]["timestamp"]) for e in events], interval, JITTER)
-    registers = [s["value"] for e in events for s in e["meterValue"][0]["sampledValue"]
-                 if s["measurand"] == "Energy.Active.Import.Register"]
+    registers = [
+        s["value"]
+        for e in events
+        for s in e["meterValue"][0]["sampledValue"]
+        if s["measurand"] == "Energy.Active.Import.Register"
+    ]
     assert registers == sorted(registers) and registers[-1] > registers[0], "the register rises while charging"
 
 
@@ -227,8 +252,12 @@ async def test_TC_J_10_sampled_tx_ended(csms: LoopbackCsms, data_dir: Path) -> N
     TransactionEvent has meterValue: Sample.Periodic elements one interval apart and one Transaction.End, each with
     every TxEndedMeasurands measurand."""
     interval = 1
-    variables = {**AUTH_ONLINE, "SampledDataCtrlr.TxEndedInterval": interval,
-                 "SampledDataCtrlr.TxEndedMeasurands": ALL_MEASURANDS, "AlignedDataCtrlr.TxEndedMeasurands": ""}
+    variables = {
+        **AUTH_ONLINE,
+        "SampledDataCtrlr.TxEndedInterval": interval,
+        "SampledDataCtrlr.TxEndedMeasurands": ALL_MEASURANDS,
+        "AlignedDataCtrlr.TxEndedMeasurands": "",
+    }
     async with booted_station(csms, data_dir, variables=variables) as station:
         tx_id = await charging_session(csms, station)
         await trio.sleep(2 * interval + 0.5)

@@ -138,8 +138,9 @@ async def test_TC_K_19_recurring(csms: LoopbackCsms, data_dir: Path) -> None:
     6 A again from its next repetition a minute from now."""
     async with station_up(csms, data_dir):
         start = now() - seconds(86400 - 60)
-        await install(csms, EVSE, profile(21, kind="Recurring", recurrency="Daily", start=start,
-                                          periods=((0, 6.0), (120, 32.0))))
+        await install(
+            csms, EVSE, profile(21, kind="Recurring", recurrency="Daily", start=start, periods=((0, 6.0), (120, 32.0)))
+        )
         await install(csms, 2, profile(22, kind="Recurring", recurrency="Weekly"))
         missing = profile(23, kind="Recurring")
         assert (await set_profile(csms, EVSE, missing))["status"] == "Rejected"
@@ -165,8 +166,18 @@ async def test_TC_K_22_valid_to(csms: LoopbackCsms, data_dir: Path) -> None:
     every EVSE i the composite is 6000 W (for evseId 0: × the number of EVSEs), then the local limit from (300 - x)."""
     async with station_up(csms, data_dir):
         sent = now()
-        await install(csms, 0, profile(25, unit="W", periods=((0, 6000.0),), valid_from=sent - seconds(DEVIATION),
-                                       valid_to=sent + seconds(300), start=sent))
+        await install(
+            csms,
+            0,
+            profile(
+                25,
+                unit="W",
+                periods=((0, 6000.0),),
+                valid_from=sent - seconds(DEVIATION),
+                valid_to=sent + seconds(300),
+                start=sent,
+            ),
+        )
         local = {0: LOCAL_W + 32 * 230, 1: LOCAL_W, 2: 32 * 230.0}
         for evse_id in (0, 1, 2):
             answer = await composite(csms, evse_id, 400, "W")
@@ -182,8 +193,16 @@ async def test_TC_K_23_start_schedule(csms: LoopbackCsms, data_dir: Path) -> Non
     first, 6 A from (60 - x)."""
     async with station_up(csms, data_dir):
         sent = now()
-        await install(csms, EVSE, profile(26, valid_from=sent - seconds(DEVIATION) + seconds(50),
-                                          valid_to=sent + seconds(400 + DEVIATION), start=sent + seconds(60)))
+        await install(
+            csms,
+            EVSE,
+            profile(
+                26,
+                valid_from=sent - seconds(DEVIATION) + seconds(50),
+                valid_to=sent + seconds(400 + DEVIATION),
+                start=sent + seconds(60),
+            ),
+        )
         answer = await composite(csms, EVSE, 300)
         x = shift(answer, sent)
         assert near(periods(answer), [(0, LOCAL_A), (60 - x, 6.0)]), periods(answer)
@@ -208,8 +227,11 @@ async def test_TC_K_07_clear_unknown_criteria(csms: LoopbackCsms, data_dir: Path
     ChargingStationMaxProfile stackLevel 0 → Unknown, and the installed profile stays."""
     async with station_up(csms, data_dir):
         await install(csms, EVSE, profile(28, stack=1))
-        answer = await csms.trio.call("CS001", "ClearChargingProfile", {"chargingProfileCriteria": {
-            "chargingProfilePurpose": "ChargingStationMaxProfile", "stackLevel": 0}})
+        answer = await csms.trio.call(
+            "CS001",
+            "ClearChargingProfile",
+            {"chargingProfileCriteria": {"chargingProfilePurpose": "ChargingStationMaxProfile", "stackLevel": 0}},
+        )
         assert answer["status"] == "Unknown", answer
         assert (await get_profiles(csms, {"chargingProfileId": [28]}))[0]["status"] == "Accepted"
 
@@ -356,15 +378,19 @@ async def test_TC_K_40_composite_stacking(csms: LoopbackCsms, data_dir: Path) ->
         sent = now()
         start = sent - seconds(DEVIATION)
         valid = {"valid_from": start, "valid_to": sent + seconds(DEVIATION + 401), "start": start}
-        await install(csms, EVSE, profile(44, periods=((0, 6.0), (100, 8.0), (200, 10.0)),
-                                          duration=400 + DEVIATION, **valid))
-        await install(csms, EVSE, profile(45, stack=1, periods=((0, 7.0), (100, 9.0)), duration=150 + DEVIATION,
-                                          **valid))
+        await install(
+            csms, EVSE, profile(44, periods=((0, 6.0), (100, 8.0), (200, 10.0)), duration=400 + DEVIATION, **valid)
+        )
+        await install(
+            csms, EVSE, profile(45, stack=1, periods=((0, 7.0), (100, 9.0)), duration=150 + DEVIATION, **valid)
+        )
         answer = await composite(csms, EVSE, 350)
         assert answer["status"] == "Accepted" and answer["schedule"]["duration"] == 350
         x = shift(answer, start)
-        assert near(periods(answer), [(0, 7.0), (100 - x, 9.0), (150 + DEVIATION - x, 8.0), (200 - x, 10.0)]), \
-            (x, periods(answer))
+        assert near(periods(answer), [(0, 7.0), (100 - x, 9.0), (150 + DEVIATION - x, 8.0), (200 - x, 10.0)]), (
+            x,
+            periods(answer),
+        )
 
 
 async def test_TC_K_42_composite_unsupported_unit(csms: LoopbackCsms, data_dir: Path) -> None:

@@ -89,14 +89,23 @@ async def test_TC_K_09_clear_tx_default_during_transaction(csms: LoopbackCsms, d
     async with station_up(csms, data_dir, variables={"SmartChargingCtrlr.LimitChangeSignificance": 1.0}) as station:
         await charging(csms, station)
         sent = now()
-        await install(csms, EVSE, profile(52, valid_from=sent - seconds(DEVIATION),
-                                          valid_to=sent + seconds(DEVIATION + 401), start=sent,
-                                          duration=400 + DEVIATION))
+        await install(
+            csms,
+            EVSE,
+            profile(
+                52,
+                valid_from=sent - seconds(DEVIATION),
+                valid_to=sent + seconds(DEVIATION + 401),
+                start=sent,
+                duration=400 + DEVIATION,
+            ),
+        )
         answer = await composite(csms, EVSE, 300)
         assert answer["status"] == "Accepted" and answer["schedule"]["duration"] == 300
         assert periods(answer)[0] == (0, 6.0)
-        cleared = await call(csms, "ClearChargingProfile", {"chargingProfileCriteria": {
-            "chargingProfilePurpose": "TxDefaultProfile"}})
+        cleared = await call(
+            csms, "ClearChargingProfile", {"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}
+        )
         assert cleared["status"] == "Accepted"
         after = periods(await composite(csms, EVSE, 300))
         assert after == [(0, 32.0)], after
@@ -118,8 +127,17 @@ async def test_TC_K_28_tx_default_with_transaction(csms: LoopbackCsms, data_dir:
     async with station_up(csms, data_dir, variables={"SmartChargingCtrlr.LimitChangeSignificance": 1.0}) as station:
         await charging(csms, station)
         sent = now()
-        await install(csms, EVSE, profile(54, duration=300, valid_from=sent - seconds(DEVIATION),
-                                          valid_to=sent + seconds(DEVIATION + 300), start=sent - seconds(DEVIATION)))
+        await install(
+            csms,
+            EVSE,
+            profile(
+                54,
+                duration=300,
+                valid_from=sent - seconds(DEVIATION),
+                valid_to=sent + seconds(DEVIATION + 300),
+                start=sent - seconds(DEVIATION),
+            ),
+        )
         await power_at_most(station, SIX_A_W)
         answer = await composite(csms, EVSE, 300)
         assert periods(answer)[0] == (0, 6.0), periods(answer)
@@ -135,16 +153,37 @@ async def test_TC_K_41_composite_combining_purposes(csms: LoopbackCsms, data_dir
         sent = now()
         start = sent - seconds(DEVIATION)
         valid = {"valid_from": start, "valid_to": sent + seconds(DEVIATION + 401), "start": start}
-        await install(csms, 0, profile(55, "ChargingStationMaxProfile", periods=((0, 10.0),), duration=86400,
-                                       start=start))
-        await install(csms, EVSE, profile(56, periods=tuple(zip((0, 60, 120, 180, 260), (6.0, 10.0, 8.0, 15.0, 8.0),
-                                                                strict=True)), duration=300, **valid))
-        await install(csms, EVSE, profile(57, "TxProfile", tx=tx_id, duration=260, **valid, periods=tuple(
-            zip((0, 50, 140, 200, 240), (8.0, 11.0, 16.0, 6.0, 12.0), strict=True))))
+        await install(
+            csms, 0, profile(55, "ChargingStationMaxProfile", periods=((0, 10.0),), duration=86400, start=start)
+        )
+        await install(
+            csms,
+            EVSE,
+            profile(
+                56,
+                periods=tuple(zip((0, 60, 120, 180, 260), (6.0, 10.0, 8.0, 15.0, 8.0), strict=True)),
+                duration=300,
+                **valid,
+            ),
+        )
+        await install(
+            csms,
+            EVSE,
+            profile(
+                57,
+                "TxProfile",
+                tx=tx_id,
+                duration=260,
+                **valid,
+                periods=tuple(zip((0, 50, 140, 200, 240), (8.0, 11.0, 16.0, 6.0, 12.0), strict=True)),
+            ),
+        )
         answer = await composite(csms, EVSE, 400)
         x = shift(answer, start)
-        assert near(periods(answer), [(0, 8.0), (50 - x, 10.0), (200 - x, 6.0), (240 - x, 10.0), (260 - x, 8.0),
-                                      (300 - x, 10.0)]), (x, periods(answer))
+        assert near(
+            periods(answer),
+            [(0, 8.0), (50 - x, 10.0), (200 - x, 6.0), (240 - x, 10.0), (260 - x, 8.0), (300 - x, 10.0)],
+        ), (x, periods(answer))
 
 
 async def test_TC_K_60_tx_profile_for_running_transaction(csms: LoopbackCsms, data_dir: Path) -> None:
@@ -161,8 +200,12 @@ async def test_TC_K_60_tx_profile_for_running_transaction(csms: LoopbackCsms, da
         assert answer["status"] == "Accepted"
         assert reported(reports) == [(EVSE, raw)]
         event = await wait_tx_event(csms, mark, "ChargingRateChanged", trigger="ChargingRateChanged", tx_id=tx_id)
-        offered = {s["measurand"]: s["value"] for mv in event["meterValue"] for s in mv["sampledValue"]
-                   if s.get("measurand") in ("Current.Offered", "Power.Offered")}
+        offered = {
+            s["measurand"]: s["value"]
+            for mv in event["meterValue"]
+            for s in mv["sampledValue"]
+            if s.get("measurand") in ("Current.Offered", "Power.Offered")
+        }
         assert offered["Current.Offered"] == 6.0, event
         assert abs(offered["Power.Offered"] - SIX_A_W) < 100, event  # at the measured, not the nominal, voltage
         hw: Any = station.hardware
@@ -182,9 +225,16 @@ async def test_TC_K_37_remote_start_with_charging_profile(csms: LoopbackCsms, da
         started = await wait_tx_event(csms, mark, "Started", event_type="Started")
         tx_id = started["transactionInfo"]["transactionId"]
         raw = profile(59, "TxProfile", kind="Relative")
-        answer = await call(csms, "RequestStartTransaction", {
-            "idToken": {"idToken": TOKEN, "type": TOKEN_TYPE}, "remoteStartId": 4711, "evseId": EVSE,
-            "chargingProfile": raw})
+        answer = await call(
+            csms,
+            "RequestStartTransaction",
+            {
+                "idToken": {"idToken": TOKEN, "type": TOKEN_TYPE},
+                "remoteStartId": 4711,
+                "evseId": EVSE,
+                "chargingProfile": raw,
+            },
+        )
         assert answer["status"] == "Accepted" and answer.get("transactionId") == tx_id, answer
         [authorize] = await csms.trio.wait_action(STATION_ID, "Authorize", since=mark)
         assert authorize["idToken"] == {"idToken": TOKEN, "type": TOKEN_TYPE}, authorize
@@ -204,16 +254,24 @@ async def test_remote_start_with_invalid_profile_is_rejected(csms: LoopbackCsms,
     """A RequestStartTransaction whose chargingProfile is not a TxProfile → Rejected, and no session starts."""
     async with station_up(csms, data_dir, variables=AUTH_ONLINE):
         mark = csms.mark()
-        answer = await call(csms, "RequestStartTransaction", {
-            "idToken": {"idToken": TOKEN, "type": TOKEN_TYPE}, "remoteStartId": 1, "evseId": EVSE,
-            "chargingProfile": profile(60, "TxDefaultProfile")})
+        answer = await call(
+            csms,
+            "RequestStartTransaction",
+            {
+                "idToken": {"idToken": TOKEN, "type": TOKEN_TYPE},
+                "remoteStartId": 1,
+                "evseId": EVSE,
+                "chargingProfile": profile(60, "TxDefaultProfile"),
+            },
+        )
         assert answer["status"] == "Rejected", answer
         await trio.sleep(0.3)
         assert csms.actions(STATION_ID, "Authorize", mark) == []
 
 
 async def test_lowered_limit_followed_within_a_second_and_tx_profile_ends_with_its_transaction(
-        csms: LoopbackCsms, data_dir: Path) -> None:
+    csms: LoopbackCsms, data_dir: Path
+) -> None:
     """End to end: charging at 11 kW, a ChargingStationMaxProfile of 16 A, then a TxProfile of 6 A: each time
     the EV's power is at or under the new limit within a second. When the transaction ends its TxProfile is
     removed (GetChargingProfiles: only the station's profile is left) and a new session gets 16 A."""
@@ -260,17 +318,40 @@ async def test_disabled_smart_charging(csms: LoopbackCsms, data_dir: Path) -> No
         await charging(csms, station)
         await install(csms, EVSE, profile(64))
         await power_at_most(station, SIX_A_W)
-        [result] = (await call(csms, "SetVariables", {"setVariableData": [{
-            "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
-            "attributeValue": "false"}]}))["setVariableResult"]
+        [result] = (
+            await call(
+                csms,
+                "SetVariables",
+                {
+                    "setVariableData": [
+                        {
+                            "component": {"name": "SmartChargingCtrlr"},
+                            "variable": {"name": "Enabled"},
+                            "attributeValue": "false",
+                        }
+                    ]
+                },
+            )
+        )["setVariableResult"]
         assert result["attributeStatus"] == "Accepted", result
         with trio.fail_after(2):
             while hw.read_meter(EVSE).power_w < 10_000:  # noqa: ASYNC110 - polling the simulated meter
                 await trio.sleep(0.02)
         answer = await set_profile(csms, EVSE, profile(65, stack=1))
         assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"] == "NotEnabled", answer
-        await call(csms, "SetVariables", {"setVariableData": [{
-            "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"}, "attributeValue": "true"}]})
+        await call(
+            csms,
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "SmartChargingCtrlr"},
+                        "variable": {"name": "Enabled"},
+                        "attributeValue": "true",
+                    }
+                ]
+            },
+        )
         await power_at_most(station, SIX_A_W)
 
 

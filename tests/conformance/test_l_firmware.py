@@ -74,8 +74,7 @@ async def _update(csms: LoopbackCsms, payload: dict[str, Any]) -> dict[str, Any]
     return await call(csms, "UpdateFirmware", payload)
 
 
-async def _after_reboot(csms: LoopbackCsms, data_dir: Path, config: Any, mark: int, version: str = NEW_VERSION
-                        ) -> None:
+async def _after_reboot(csms: LoopbackCsms, data_dir: Path, config: Any, mark: int, version: str = NEW_VERSION) -> None:
     """The station's next start after InstallRebooting: boot reason FirmwareUpdate and the new version, every
     connector Available again, then Installed and FirmwareUpdated."""
     relaunch(data_dir)
@@ -84,14 +83,18 @@ async def _after_reboot(csms: LoopbackCsms, data_dir: Path, config: Any, mark: i
         assert boot["reason"] == "FirmwareUpdate"
         assert boot["chargingStation"]["firmwareVersion"] == version
         await wait_fw_status(csms, mark, "Installed")
-        await csms.trio.wait_for(lambda: any(e["type"] == "FirmwareUpdated" for e in security_events(csms, mark)),
-                                 10, what="security event FirmwareUpdated")
+        await csms.trio.wait_for(
+            lambda: any(e["type"] == "FirmwareUpdated" for e in security_events(csms, mark)),
+            10,
+            what="security event FirmwareUpdated",
+        )
         assert set(last_status(csms, mark).values()) == {"Available"}
     assert slots.running_version(data_dir) == version
 
 
-async def _install_flow(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, location: str,
-                        config: Any | None = None) -> None:
+async def _install_flow(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, location: str, config: Any | None = None
+) -> None:
     config = config or _config(csms, data_dir, lab)
     async with incarnation(csms, config) as station:
         mark = csms.mark()
@@ -102,8 +105,10 @@ async def _install_flow(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, lo
         assert fw_statuses(csms, mark) == SUCCESS
         assert all(p["requestId"] == 1 for p in fw_payloads(csms, mark))
         # Before installing, every idle connector went Unavailable (step 9).
-        assert {(s["evseId"], s["connectorStatus"]) for s in csms.actions(STATION_ID, "StatusNotification", mark)
-                } >= {(1, "Unavailable"), (2, "Unavailable")}
+        assert {(s["evseId"], s["connectorStatus"]) for s in csms.actions(STATION_ID, "StatusNotification", mark)} >= {
+            (1, "Unavailable"),
+            (2, "Unavailable"),
+        }
         reboot_mark = csms.mark()
     await _after_reboot(csms, data_dir, config, reboot_mark)
     assert fw_statuses(csms, mark) == [*SUCCESS, "Installed"]
@@ -119,8 +124,9 @@ async def test_TC_L_01_installation_successful_https(csms: LoopbackCsms, data_di
     ca.cert_pem.write_to_path(str(ca_file))
     with http_server(tls=ca) as https:
         https.files["/fw.img"] = lab.image().read_bytes()
-        await _install_flow(csms, data_dir, lab, https.url("/fw.img"),
-                            _config(csms, data_dir, lab, ca_file=str(ca_file)))
+        await _install_flow(
+            csms, data_dir, lab, https.url("/fw.img"), _config(csms, data_dir, lab, ca_file=str(ca_file))
+        )
 
 
 async def test_TC_L_01_installation_successful_ftp(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
@@ -176,16 +182,21 @@ async def test_TC_L_03_download_scheduled(csms: LoopbackCsms, data_dir: Path, la
 async def test_TC_L_05_invalid_certificate(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, why: str) -> None:
     from tests.firmware.pki import Manufacturer
 
-    signer = (Manufacturer(data_dir / "lab", "Stranger Root").signer() if why == "foreign root"
-              else lab.mfr.signer(days=(-10, -1)))
+    signer = (
+        Manufacturer(data_dir / "lab", "Stranger Root").signer()
+        if why == "foreign root"
+        else lab.mfr.signer(days=(-10, -1))
+    )
     async with station_up(csms, data_dir, extra=lab.config_extra()):
         mark = csms.mark()
         location = lab.publish("fw.img", lab.image())
         answer = await _update(csms, lab.request(location, lab.image(), signer=signer))
         assert answer["status"] in ("InvalidCertificate", "RevokedCertificate")
         await csms.trio.wait_for(
-            lambda: any(e["type"] == "InvalidFirmwareSigningCertificate" for e in security_events(csms, mark)), 5,
-            what="security event InvalidFirmwareSigningCertificate")
+            lambda: any(e["type"] == "InvalidFirmwareSigningCertificate" for e in security_events(csms, mark)),
+            5,
+            what="security event InvalidFirmwareSigningCertificate",
+        )
         assert lab.server.requests["/fw.img"] == 0  # checked before anything is downloaded
         assert fw_statuses(csms, mark) == []
 
@@ -199,8 +210,10 @@ async def test_TC_L_06_invalid_signature(csms: LoopbackCsms, data_dir: Path, lab
         assert (await _update(csms, payload))["status"] == "Accepted"
         await wait_fw_status(csms, mark, "InvalidSignature")
         await csms.trio.wait_for(
-            lambda: any(e["type"] == "InvalidFirmwareSignature" for e in security_events(csms, mark)), 5,
-            what="security event InvalidFirmwareSignature")
+            lambda: any(e["type"] == "InvalidFirmwareSignature" for e in security_events(csms, mark)),
+            5,
+            what="security event InvalidFirmwareSignature",
+        )
         assert fw_statuses(csms, mark) == ["Downloading", "Downloaded", "InvalidSignature"]
         await _idle_again(csms)
 
@@ -226,8 +239,9 @@ async def test_TC_L_07_download_failed_after_retries(csms: LoopbackCsms, data_di
 
 
 @pytest.mark.parametrize("what", ["foreign file", "damaged image"])
-async def test_TC_L_08_install_verification_failed(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab,
-                                                   what: str) -> None:
+async def test_TC_L_08_install_verification_failed(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, what: str
+) -> None:
     """Correctly signed, but not a sound image: InstallVerificationFailed, connectors back, no restart, the old
     version keeps running."""
     bad = data_dir / "lab" / "bad.img"
@@ -242,10 +256,16 @@ async def test_TC_L_08_install_verification_failed(csms: LoopbackCsms, data_dir:
         answer = await _update(csms, lab.request(lab.publish("bad.img", bad), bad))
         assert answer["status"] == "Accepted"
         await wait_fw_status(csms, mark, "InstallVerificationFailed")
-        assert fw_statuses(csms, mark) == ["Downloading", "Downloaded", "SignatureVerified", "Installing",
-                                           "InstallVerificationFailed"]
-        await csms.trio.wait_for(lambda: set(last_status(csms, mark).values()) == {"Available"}, 5,
-                                 what="connectors Available again")
+        assert fw_statuses(csms, mark) == [
+            "Downloading",
+            "Downloaded",
+            "SignatureVerified",
+            "Installing",
+            "InstallVerificationFailed",
+        ]
+        await csms.trio.wait_for(
+            lambda: set(last_status(csms, mark).values()) == {"Available"}, 5, what="connectors Available again"
+        )
         assert station.restart_reason is None
         assert slots.running_version(data_dir) is None  # still the factory firmware
         await _idle_again(csms)
@@ -269,8 +289,7 @@ async def test_TC_L_11_unable_to_cancel(csms: LoopbackCsms, data_dir: Path, lab:
     await _after_reboot(csms, data_dir, config, reboot_mark)
 
 
-async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, data_dir: Path,
-                                                        lab: FirmwareLab) -> None:
+async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
     """AllowNewSessionsPendingFirmwareUpdate false: InstallScheduled while EVSE 1 charges, the idle EVSE 2 goes
     Unavailable at once, EVSE 1 when its transaction ends; then Installing, the restart, Installed."""
     config = _config(csms, data_dir, lab, variables={**AUTH_ONLINE})
@@ -281,15 +300,22 @@ async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, dat
         location = lab.publish("fw.img", lab.image())
         assert (await _update(csms, lab.request(location, lab.image())))["status"] == "Accepted"
         await wait_fw_status(csms, mark, "InstallScheduled")
-        await csms.trio.wait_for(lambda: last_status(csms, mark).get((2, 1)) == "Unavailable", 5,
-                                 what="idle EVSE 2 Unavailable")
+        await csms.trio.wait_for(
+            lambda: last_status(csms, mark).get((2, 1)) == "Unavailable", 5, what="idle EVSE 2 Unavailable"
+        )
         await trio.sleep(0.5)
         assert "Installing" not in fw_statuses(csms, mark)  # not while the transaction runs
         await driver.plug(2)  # a new EV on the Unavailable EVSE starts nothing
         await driver.unplug(1)  # ParkingBayUnoccupied: the transaction ends
         await wait_fw_status(csms, mark, "InstallRebooting")
-        assert fw_statuses(csms, mark) == ["Downloading", "Downloaded", "SignatureVerified", "InstallScheduled",
-                                           "Installing", "InstallRebooting"]
+        assert fw_statuses(csms, mark) == [
+            "Downloading",
+            "Downloaded",
+            "SignatureVerified",
+            "InstallScheduled",
+            "Installing",
+            "InstallRebooting",
+        ]
         assert last_status(csms, mark).get((1, 1)) == "Unavailable"
         started = [e for e in csms.actions(STATION_ID, "TransactionEvent", mark) if e["eventType"] == "Started"]
         assert started == []
@@ -299,12 +325,14 @@ async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, dat
     await _after_reboot(csms, data_dir, config, reboot_mark)
 
 
-async def test_TC_L_14_new_sessions_allowed_pending_install(csms: LoopbackCsms, data_dir: Path,
-                                                            lab: FirmwareLab) -> None:
+async def test_TC_L_14_new_sessions_allowed_pending_install(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab
+) -> None:
     """AllowNewSessionsPendingFirmwareUpdate true: InstallScheduled while EVSE 1 charges, a second session may
     start on EVSE 2; the install begins when both have ended."""
-    config = _config(csms, data_dir, lab, variables={**AUTH_ONLINE,
-                                                     "ChargingStation.AllowNewSessionsPendingFirmwareUpdate": True})
+    config = _config(
+        csms, data_dir, lab, variables={**AUTH_ONLINE, "ChargingStation.AllowNewSessionsPendingFirmwareUpdate": True}
+    )
     async with incarnation(csms, config) as station:
         driver = HardwareDriver(station)
         await energy_transfer_started(csms, driver, 1)
@@ -313,8 +341,7 @@ async def test_TC_L_14_new_sessions_allowed_pending_install(csms: LoopbackCsms, 
         assert (await _update(csms, lab.request(location, lab.image())))["status"] == "Accepted"
         await wait_fw_status(csms, mark, "InstallScheduled")
         await energy_transfer_started(csms, driver, 2)  # allowed while the update waits
-        assert "Unavailable" not in [s["connectorStatus"] for s in csms.actions(STATION_ID, "StatusNotification",
-                                                                                 mark)]
+        assert "Unavailable" not in [s["connectorStatus"] for s in csms.actions(STATION_ID, "StatusNotification", mark)]
         await driver.unplug(1)
         await trio.sleep(0.5)
         assert "Installing" not in fw_statuses(csms, mark)  # the second transaction still runs
@@ -342,8 +369,9 @@ async def test_TC_F_19_trigger_while_downloading(csms: LoopbackCsms, data_dir: P
         mark = csms.mark()
         location = lab.publish("fw.img", lab.image())
         lab.server.delay["/fw.img"] = 10
-        answer = await _update(csms, lab.request(location, lab.image(), request_id=42,
-                                                 install=iso(hours=1)))  # stays InstallScheduled afterwards
+        answer = await _update(
+            csms, lab.request(location, lab.image(), request_id=42, install=iso(hours=1))
+        )  # stays InstallScheduled afterwards
         assert answer["status"] == "Accepted"
         await wait_fw_status(csms, mark, "Downloading")
         trigger_mark = csms.mark()

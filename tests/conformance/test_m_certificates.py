@@ -36,8 +36,12 @@ def root(name: str, **kw: Any) -> x509.Certificate:
 def expected_hash(cert: x509.Certificate, algorithm: str = "SHA256") -> dict[str, str]:
     """<HashData from the configured certificate>: the OCSP CertID of a self-signed root."""
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, cert, OCSP_HASHES[algorithm]).build()
-    return {"hashAlgorithm": algorithm, "issuerNameHash": request.issuer_name_hash.hex(),
-            "issuerKeyHash": request.issuer_key_hash.hex(), "serialNumber": format(request.serial_number, "x")}
+    return {
+        "hashAlgorithm": algorithm,
+        "issuerNameHash": request.issuer_name_hash.hex(),
+        "issuerKeyHash": request.issuer_key_hash.hex(),
+        "serialNumber": format(request.serial_number, "x"),
+    }
 
 
 async def install(csms: LoopbackCsms, use: str, cert: x509.Certificate | str) -> dict[str, Any]:
@@ -60,8 +64,9 @@ async def delete(csms: LoopbackCsms, hash_data: dict[str, str]) -> dict[str, Any
 
 async def reconfigurations(station: Station) -> list[str | None]:
     """techInfo of the ReconfigurationOfSecurityParameters events in the security log."""
-    return [e.tech_info for e in await station.security.log.entries()
-            if e.type == "ReconfigurationOfSecurityParameters"]
+    return [
+        e.tech_info for e in await station.security.log.entries() if e.type == "ReconfigurationOfSecurityParameters"
+    ]
 
 
 # --- M05 install -----------------------------------------------------------------------------------------
@@ -211,9 +216,12 @@ async def test_delete_by_other_algorithm_and_case(csms: LoopbackCsms, data_dir: 
             assert (await install(csms, MANUFACTURER_ROOT, cert))["status"] == "Accepted"
         for alg, cert in certs.items():
             wanted = expected_hash(cert, alg)
-            shouted = {**wanted, "issuerNameHash": wanted["issuerNameHash"].upper(),
-                       "issuerKeyHash": wanted["issuerKeyHash"].upper(), "serialNumber": "000" + wanted[
-                           "serialNumber"].upper()}
+            shouted = {
+                **wanted,
+                "issuerNameHash": wanted["issuerNameHash"].upper(),
+                "issuerKeyHash": wanted["issuerKeyHash"].upper(),
+                "serialNumber": "000" + wanted["serialNumber"].upper(),
+            }
             assert await delete(csms, shouted) == {"status": "Accepted"}, alg
         assert await installed(csms, MANUFACTURER_ROOT) == {"status": "NotFound"}
 
@@ -252,6 +260,7 @@ async def test_store_survives_restart_and_factory_roots_import_once(csms: Loopba
         assert station.certificate_store.trusted(MANUFACTURER_ROOT) == [installed_root]
         assert station.certificate_store.trusted(CSMS_ROOT) == [csms_root]
         assert {h["serialNumber"] for _, h in entries(await installed(csms))} == {
-            format(c.serial_number, "x") for c in (installed_root, csms_root)}
+            format(c.serial_number, "x") for c in (installed_root, csms_root)
+        }
         assert await get_value(csms, "SecurityCtrlr", "CertificateEntries") == "2"
         assert stat.S_IMODE((data_dir / "certs").stat().st_mode) == 0o700

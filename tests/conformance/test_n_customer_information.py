@@ -26,17 +26,21 @@ from tests.conformance.remote_helpers import call
 UNKNOWN = "04DEAD00"
 
 
-async def customer_information(csms: LoopbackCsms, request_id: int, *, report: bool, clear: bool,
-                               **reference: Any) -> dict[str, Any]:
-    return await call(csms, "CustomerInformation", {"requestId": request_id, "report": report, "clear": clear,
-                                                    **reference})
+async def customer_information(
+    csms: LoopbackCsms, request_id: int, *, report: bool, clear: bool, **reference: Any
+) -> dict[str, Any]:
+    return await call(
+        csms, "CustomerInformation", {"requestId": request_id, "report": report, "clear": clear, **reference}
+    )
 
 
 async def notifications(csms: LoopbackCsms, request_id: int, since: int) -> list[dict[str, Any]]:
     """Every NotifyCustomerInformation of `request_id` up to the one without tbc (all report parts)."""
+
     def complete() -> list[dict[str, Any]] | None:
-        parts = [p for p in csms.actions(STATION_ID, "NotifyCustomerInformation", since)
-                 if p["requestId"] == request_id]
+        parts = [
+            p for p in csms.actions(STATION_ID, "NotifyCustomerInformation", since) if p["requestId"] == request_id
+        ]
         return parts if parts and not parts[-1].get("tbc", False) else None
 
     parts = await csms.trio.wait_for(complete, 10, what=f"NotifyCustomerInformation of {request_id}")
@@ -61,8 +65,9 @@ def journal_rows(data_dir: Path) -> tuple[list[str | None], list[dict[str, Any]]
     """The transactions' id_token column and every TransactionEvent payload, read from the file itself."""
     with sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True) as db:
         tokens = [row[0] for row in db.execute("SELECT id_token FROM transactions")]
-        events = [json.loads(row[0]) for row in db.execute("SELECT payload FROM outbox WHERE action = "
-                                                           "'TransactionEvent'")]
+        events = [
+            json.loads(row[0]) for row in db.execute("SELECT payload FROM outbox WHERE action = 'TransactionEvent'")
+        ]
         assert verify(db) == []
     return tokens, events
 
@@ -166,12 +171,17 @@ async def test_TC_N_32_clear_without_report(csms: LoopbackCsms, data_dir: Path) 
 async def test_customer_identifier_and_certificate_hold_no_data(csms: LoopbackCsms, data_dir: Path) -> None:
     """The station stores no customer identifiers and no customer certificates: Accepted, then a message saying
     there is no data for either (N09.FR.06); a clear of them is Accepted too (nothing to remove)."""
-    certificate = {"hashAlgorithm": "SHA256", "issuerNameHash": "a" * 64, "issuerKeyHash": "b" * 64,
-                   "serialNumber": "0A1B"}
+    certificate = {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": "a" * 64,
+        "issuerKeyHash": "b" * 64,
+        "serialNumber": "0A1B",
+    }
     async with auth_station(csms, data_dir):
         mark = csms.mark()
-        answer = await customer_information(csms, 40, report=True, clear=True, customerIdentifier="CUST-7",
-                                            customerCertificate=certificate)
+        answer = await customer_information(
+            csms, 40, report=True, clear=True, customerIdentifier="CUST-7", customerCertificate=certificate
+        )
         assert answer["status"] == "Accepted", answer
         data = text(await notifications(csms, 40, mark))
         assert "customerIdentifier CUST-7: no data" in data and "customerCertificate 0A1B: no data" in data

@@ -46,8 +46,9 @@ def info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @asynccontextmanager
-async def station(csms: LoopbackCsms, data_dir: Path, tweak: Callable[[Any], Any] | None = None
-                  ) -> AsyncIterator[Station]:
+async def station(
+    csms: LoopbackCsms, data_dir: Path, tweak: Callable[[Any], Any] | None = None
+) -> AsyncIterator[Station]:
     config = make_config(data_dir, csms)
     if tweak is not None:
         config = tweak(config)
@@ -56,8 +57,9 @@ async def station(csms: LoopbackCsms, data_dir: Path, tweak: Callable[[Any], Any
         yield running
 
 
-async def get_log(csms: LoopbackCsms, request_id: int, url: str, log_type: str = "DiagnosticsLog",
-                  **extra: Any) -> dict[str, Any]:
+async def get_log(
+    csms: LoopbackCsms, request_id: int, url: str, log_type: str = "DiagnosticsLog", **extra: Any
+) -> dict[str, Any]:
     window = {"remoteLocation": url, **extra.pop("window", {})}
     return await call(csms, "GetLog", {"logType": log_type, "requestId": request_id, "log": window, **extra})
 
@@ -68,6 +70,7 @@ def log_statuses(csms: LoopbackCsms, request_id: int | None, since: int = 0) -> 
 
 async def until_final(csms: LoopbackCsms, request_id: int, since: int, timeout: float = 15) -> list[str]:
     """The statuses of request `request_id` up to and including its final one."""
+
     def done() -> list[str] | None:
         seen = [p["status"] for p in log_statuses(csms, request_id, since)]
         return seen if seen and seen[-1] in FINAL else None
@@ -78,8 +81,9 @@ async def until_final(csms: LoopbackCsms, request_id: int, since: int, timeout: 
 def journaled(data_dir: Path) -> list[tuple[dict[str, Any], str | None]]:
     """LogStatusNotifications in the station's journal, in order, with when the CSMS acknowledged each."""
     with sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT payload, delivered_at FROM outbox WHERE action = 'LogStatusNotification'"
-                          " ORDER BY id").fetchall()
+        rows = db.execute(
+            "SELECT payload, delivered_at FROM outbox WHERE action = 'LogStatusNotification' ORDER BY id"
+        ).fetchall()
     return [(json.loads(p), d) for p, d in rows]
 
 
@@ -117,8 +121,12 @@ async def test_diagnostics_log_window_and_https_upload(csms: LoopbackCsms, data_
             mark = csms.mark()
             before = await get_log(csms, 12, server.url, window={"latestTimestamp": "2020-01-01T00:00:00Z"})
             assert before["status"] == "Rejected" and "filename" not in before, before
-            answer = await get_log(csms, 13, server.url, window={"oldestTimestamp": "2020-01-01T00:00:00Z",
-                                                                  "latestTimestamp": "2099-01-01T00:00:00Z"})
+            answer = await get_log(
+                csms,
+                13,
+                server.url,
+                window={"oldestTimestamp": "2020-01-01T00:00:00Z", "latestTimestamp": "2099-01-01T00:00:00Z"},
+            )
             assert answer["status"] == "Accepted", answer
             assert await until_final(csms, 13, mark) == ["Uploading", "Uploaded"]
     [got] = server.received
@@ -147,8 +155,9 @@ async def test_TC_N_35_security_log_uploaded(csms: LoopbackCsms, data_dir: Path,
     with FtpUploadServer(root) as server:
         async with station(csms, data_dir):
             mark = csms.mark()
-            empty = await get_log(csms, 24, server.url(), "SecurityLog",
-                                  window={"latestTimestamp": "2001-01-01T00:00:00Z"})
+            empty = await get_log(
+                csms, 24, server.url(), "SecurityLog", window={"latestTimestamp": "2001-01-01T00:00:00Z"}
+            )
             assert empty["status"] == "Rejected" and "filename" not in empty, empty
             answer = await get_log(csms, 25, server.url(), "SecurityLog")
             assert answer["status"] == "Accepted" and "SecurityLog" in answer["filename"], answer
@@ -233,7 +242,8 @@ async def test_TC_F_16_trigger_while_uploading_and_second_get_log(csms: Loopback
             assert (await until_final(csms, 21, mark))[-1] == "Uploaded"
             idle_mark = csms.mark()
             assert (await call(csms, "TriggerMessage", {"requestedMessage": "LogStatusNotification"}))[
-                "status"] == "Accepted"
+                "status"
+            ] == "Accepted"
             [idle] = await csms.trio.wait_action(STATION_ID, "LogStatusNotification", since=idle_mark)
             assert idle == {"status": "Idle"}
     assert len(server.received) == 1

@@ -22,8 +22,11 @@ async def test_TC_P_01_unknown_vendor(csms: LoopbackCsms, data_dir: Path) -> Non
     """TC_P_01_CS (P01.FR.05/06): DataTransfer vendorId org.openchargealliance.octt, messageId <configured> →
     status UnknownVendorId, UnknownMessageId or Rejected; the station keeps running."""
     async with station_up(csms, data_dir):
-        answer = await call(csms, "DataTransfer", {
-            "vendorId": "org.openchargealliance.octt", "messageId": "TestMessage", "data": {"x": 1}})
+        answer = await call(
+            csms,
+            "DataTransfer",
+            {"vendorId": "org.openchargealliance.octt", "messageId": "TestMessage", "data": {"x": 1}},
+        )
         assert answer["status"] in ("UnknownVendorId", "UnknownMessageId", "Rejected"), answer
         await assert_still_running(csms)
 
@@ -55,20 +58,38 @@ async def test_TC_P_03_receive_custom_data(csms: LoopbackCsms, data_dir: Path) -
     the item, its component and variable → setVariableResult[0].attributeStatus Accepted; GetVariables (also
     with customData) → Accepted, attributeType Actual or omitted, attributeValue "200"."""
     async with station_up(csms, data_dir):
-        answer = await call(csms, "SetVariables", {
-            "customData": CUSTOM,
-            "setVariableData": [{
-                "customData": CUSTOM, "attributeType": "Actual", "attributeValue": "200",
-                "component": {"name": "OCPPCommCtrlr", "customData": CUSTOM},
-                "variable": {"name": "OfflineThreshold", "customData": CUSTOM},
-            }],
-        })
+        answer = await call(
+            csms,
+            "SetVariables",
+            {
+                "customData": CUSTOM,
+                "setVariableData": [
+                    {
+                        "customData": CUSTOM,
+                        "attributeType": "Actual",
+                        "attributeValue": "200",
+                        "component": {"name": "OCPPCommCtrlr", "customData": CUSTOM},
+                        "variable": {"name": "OfflineThreshold", "customData": CUSTOM},
+                    }
+                ],
+            },
+        )
         assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted", answer
-        answer = await call(csms, "GetVariables", {
-            "customData": CUSTOM,
-            "getVariableData": [{"customData": CUSTOM, "attributeType": "Actual",
-                                 "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"}}],
-        })
+        answer = await call(
+            csms,
+            "GetVariables",
+            {
+                "customData": CUSTOM,
+                "getVariableData": [
+                    {
+                        "customData": CUSTOM,
+                        "attributeType": "Actual",
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "OfflineThreshold"},
+                    }
+                ],
+            },
+        )
         [result] = answer["getVariableResult"]
         assert result["attributeStatus"] == "Accepted", result
         assert result.get("attributeType", "Actual") == "Actual", result
@@ -79,8 +100,9 @@ async def test_custom_data_on_data_transfer_and_trigger(csms: LoopbackCsms, data
     """customData (a vendorId plus anything) is accepted on other requests too: DataTransfer Ping, TriggerMessage
     Heartbeat and ChangeAvailability answer normally."""
     async with station_up(csms, data_dir):
-        answer = await call(csms, "DataTransfer", {"vendorId": "org.appliance", "messageId": "Ping", "data": 1,
-                                                    "customData": CUSTOM})
+        answer = await call(
+            csms, "DataTransfer", {"vendorId": "org.appliance", "messageId": "Ping", "data": 1, "customData": CUSTOM}
+        )
         assert answer["status"] == "Accepted", answer
         answer = await call(csms, "TriggerMessage", {"requestedMessage": "Heartbeat", "customData": CUSTOM})
         assert answer["status"] == "Accepted", answer
@@ -94,8 +116,11 @@ MALFORMED: list[tuple[str, Any, set[str]]] = [
     ("message-id-too-long", {"vendorId": "org.appliance", "messageId": "m" * 51}, {"PropertyConstraintViolation"}),
     ("vendor-not-string", {"vendorId": 42}, {"TypeConstraintViolation"}),
     ("unknown-field", {"vendorId": "org.appliance", "messageId": "Ping", "urgent": True}, {"FormatViolation"}),
-    ("custom-data-without-vendor", {"vendorId": "org.appliance", "customData": {"x": 1}},
-     {"OccurrenceConstraintViolation"}),
+    (
+        "custom-data-without-vendor",
+        {"vendorId": "org.appliance", "customData": {"x": 1}},
+        {"OccurrenceConstraintViolation"},
+    ),
 ]
 
 

@@ -58,7 +58,8 @@ PHASES = {"Current.Import": {"L1", "L2", "L3"}, "Voltage": {"L1-N", "L2-N", "L3-
 def tx_events(csms: LoopbackCsms, since: int = 0, tx_id: str | None = None) -> list[dict[str, Any]]:
     """TransactionEvent payloads received after frame `since` (resends included), oldest first."""
     return [
-        e for e in csms.actions(STATION_ID, "TransactionEvent", since)
+        e
+        for e in csms.actions(STATION_ID, "TransactionEvent", since)
         if tx_id is None or e["transactionInfo"]["transactionId"] == tx_id
     ]
 
@@ -83,17 +84,22 @@ async def wait_event(
     return await csms.trio.wait_for(find, timeout, what=what)
 
 
-async def wait_trigger(csms: LoopbackCsms, trigger: str, since: int = 0, timeout: float = 10,
-                       event_type: str | None = None) -> dict[str, Any]:
+async def wait_trigger(
+    csms: LoopbackCsms, trigger: str, since: int = 0, timeout: float = 10, event_type: str | None = None
+) -> dict[str, Any]:
     """The first TransactionEvent after `since` with this triggerReason (and eventType, if given)."""
     return await wait_event(
-        csms, lambda e: e["triggerReason"] == trigger and event_type in (None, e["eventType"]), since, timeout,
+        csms,
+        lambda e: e["triggerReason"] == trigger and event_type in (None, e["eventType"]),
+        since,
+        timeout,
         what=f"TransactionEvent {event_type or ''} {trigger}",
     )
 
 
-async def wait_status(csms: LoopbackCsms, status: str, evse_id: int = EVSE, since: int = 0,
-                      timeout: float = 10) -> dict[str, Any]:
+async def wait_status(
+    csms: LoopbackCsms, status: str, evse_id: int = EVSE, since: int = 0, timeout: float = 10
+) -> dict[str, Any]:
     """The first StatusNotification after `since` reporting `status` for the EVSE's connector."""
 
     def find() -> dict[str, Any] | None:
@@ -159,7 +165,7 @@ async def wait_queue_empty(station: Station, timeout: float = 10) -> None:
 
 
 async def go_offline(csms: LoopbackCsms, station: Station, timeout: float = 10) -> float:
-    """"The OCTT closes the WebSocket connection AND does not accept a reconnect": returns (the Trio time)
+    """ "The OCTT closes the WebSocket connection AND does not accept a reconnect": returns (the Trio time)
     once the station itself knows it is offline, so what happens next is produced offline."""
     csms.refuse_connections(True)
     assert await csms.trio.disconnect(STATION_ID), "the station was not connected"
@@ -168,9 +174,8 @@ async def go_offline(csms: LoopbackCsms, station: Station, timeout: float = 10) 
     return trio.current_time()
 
 
-async def go_online(csms: LoopbackCsms, station: Station, accept_at: float | None = None, timeout: float = 15
-                    ) -> None:
-    """"The OCTT accepts the reconnection attempt" (from Trio time `accept_at` on; `first_attempt(offline_at)`
+async def go_online(csms: LoopbackCsms, station: Station, accept_at: float | None = None, timeout: float = 15) -> None:
+    """ "The OCTT accepts the reconnection attempt" (from Trio time `accept_at` on; `first_attempt(offline_at)`
     is just before the station's first attempt): returns once the station is online again."""
     if accept_at is not None:
         await trio.sleep_until(accept_at)
@@ -201,8 +206,9 @@ async def ev_connected_pre_session(csms: LoopbackCsms, station: Station, evse_id
     return event
 
 
-async def authorized_local(csms: LoopbackCsms, station: Station, evse_id: int = EVSE, token: str = TOKEN
-                           ) -> dict[str, Any]:
+async def authorized_local(
+    csms: LoopbackCsms, station: Station, evse_id: int = EVSE, token: str = TOKEN
+) -> dict[str, Any]:
     """Authorized (local): present the idToken; AuthorizeRequest with it; then a TransactionEvent with
     triggerReason Authorized carrying the idToken."""
     mark = csms.mark()
@@ -214,12 +220,19 @@ async def authorized_local(csms: LoopbackCsms, station: Station, evse_id: int = 
     return event
 
 
-async def request_start(csms: LoopbackCsms, remote_start_id: int, evse_id: int = EVSE,
-                        token: str = TOKEN) -> dict[str, Any]:
+async def request_start(
+    csms: LoopbackCsms, remote_start_id: int, evse_id: int = EVSE, token: str = TOKEN
+) -> dict[str, Any]:
     """RequestStartTransactionRequest for the configured EVSE and token; returns the station's answer."""
-    return await csms.trio.call(STATION_ID, "RequestStartTransaction", {
-        "idToken": {"idToken": token, "type": TOKEN_TYPE}, "remoteStartId": remote_start_id, "evseId": evse_id,
-    })
+    return await csms.trio.call(
+        STATION_ID,
+        "RequestStartTransaction",
+        {
+            "idToken": {"idToken": token, "type": TOKEN_TYPE},
+            "remoteStartId": remote_start_id,
+            "evseId": evse_id,
+        },
+    )
 
 
 async def energy_transfer_started(csms: LoopbackCsms, station: Station, evse_id: int = EVSE) -> dict[str, Any]:
@@ -228,8 +241,12 @@ async def energy_transfer_started(csms: LoopbackCsms, station: Station, evse_id:
     mark = csms.mark()
     await station.hardware.charge(evse_id, watts=WATTS)
     event = await wait_event(
-        csms, lambda e: e["triggerReason"] == "ChargingStateChanged"
-        and e["transactionInfo"].get("chargingState") == "Charging", mark, what="ChargingStateChanged Charging",
+        csms,
+        lambda e: (
+            e["triggerReason"] == "ChargingStateChanged" and e["transactionInfo"].get("chargingState") == "Charging"
+        ),
+        mark,
+        what="ChargingStateChanged Charging",
     )
     return event
 

@@ -150,14 +150,10 @@ async def test_boot_accepted_over_basic_auth_and_recorded(csms: LoopbackCsms) ->
         (None, None, 401),
     ],
 )
-async def test_bad_credentials_get_401(
-    csms: LoopbackCsms, user: str | None, password: str | None, status: int
-) -> None:
+async def test_bad_credentials_get_401(csms: LoopbackCsms, user: str | None, password: str | None, status: int) -> None:
     headers = [basic(user, password)] if user is not None and password is not None else []
     with pytest.raises(ConnectionRejected) as rejected:
-        async with open_websocket_url(
-            f"{csms.url}/{STATION}", subprotocols=["ocpp2.0.1"], extra_headers=headers
-        ):
+        async with open_websocket_url(f"{csms.url}/{STATION}", subprotocols=["ocpp2.0.1"], extra_headers=headers):
             pass
     assert rejected.value.status_code == status
     assert (b"www-authenticate", b'Basic realm="ocpp", charset="UTF-8"') in [
@@ -241,9 +237,7 @@ async def test_boot_script_pending_then_accepted_and_last_repeats() -> None:
                 {"timestamp": now(), "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
             )
             assert refused[0] == 4 and refused[2] == "SecurityError"
-            assert [(v.kind, v.action) for v in scripted.violations] == [
-                ("not-accepted", "StatusNotification")
-            ]
+            assert [(v.kind, v.action) for v in scripted.violations] == [("not-accepted", "StatusNotification")]
 
             second = await cs.call("BootNotification", BOOT)
             third = await cs.call("BootNotification", BOOT)
@@ -267,9 +261,7 @@ async def test_pending_station_may_answer_what_the_csms_asks_for() -> None:
                 await cs.send([3, request[1], {"status": "Accepted"}])
 
             nursery.start_soon(answer_get_base_report)
-            await scripted.trio.call(
-                STATION, "GetBaseReport", {"requestId": 7, "reportBase": "SummaryInventory"}
-            )
+            await scripted.trio.call(STATION, "GetBaseReport", {"requestId": 7, "reportBase": "SummaryInventory"})
             report = {"requestId": 7, "generatedAt": now(), "seqNo": 0}
             assert (await cs.call("NotifyReport", report))[0] == 3
         assert scripted.violations == []
@@ -315,9 +307,7 @@ async def test_call_round_trip_against_a_hand_written_responder(csms: LoopbackCs
         result = await trio.to_thread.run_sync(lambda: csms.call(STATION, "GetVariables", get_variables))
         assert result == answer
         # The same through the adapter, with an ocpp library request object.
-        assert await csms.trio.call(STATION, "Reset", ocpp_call.Reset(type="Immediate")) == {
-            "status": "Accepted"
-        }
+        assert await csms.trio.call(STATION, "Reset", ocpp_call.Reset(type="Immediate")) == {"status": "Accepted"}
 
         with pytest.raises(StationCallError) as error:
             await csms.trio.call(
@@ -513,14 +503,10 @@ async def test_tokens_drive_authorize_and_transaction_event(csms: LoopbackCsms) 
                 "cacheExpiryDateTime": "2030-01-02T03:04:05Z",
             }
         }
-        assert (await cs.call("TransactionEvent", tx("BLOCKED1")))[2] == {
-            "idTokenInfo": {"status": "Blocked"}
-        }
+        assert (await cs.call("TransactionEvent", tx("BLOCKED1")))[2] == {"idTokenInfo": {"status": "Blocked"}}
         assert (await cs.call("TransactionEvent", tx(None)))[2] == {}
         csms.set_unknown_token_status("Invalid")
-        assert (await cs.call("TransactionEvent", tx("STRANGER")))[2] == {
-            "idTokenInfo": {"status": "Invalid"}
-        }
+        assert (await cs.call("TransactionEvent", tx("STRANGER")))[2] == {"idTokenInfo": {"status": "Invalid"}}
     assert csms.violations == []
 
 

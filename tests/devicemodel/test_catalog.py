@@ -19,29 +19,51 @@ REQUIRED = {
     "AuthCtrlr": ["AuthorizeRemoteStart", "LocalAuthorizeOffline", "LocalPreAuthorize"],
     "ChargingStation": ["AvailabilityState", "Available", "SupplyPhases"],
     "ClockCtrlr": ["DateTime", "TimeSource"],
-    "DeviceDataCtrlr": ["BytesPerMessage[GetReport]", "BytesPerMessage[GetVariables]",
-                        "BytesPerMessage[SetVariables]", "ItemsPerMessage[GetReport]",
-                        "ItemsPerMessage[GetVariables]", "ItemsPerMessage[SetVariables]"],
+    "DeviceDataCtrlr": [
+        "BytesPerMessage[GetReport]",
+        "BytesPerMessage[GetVariables]",
+        "BytesPerMessage[SetVariables]",
+        "ItemsPerMessage[GetReport]",
+        "ItemsPerMessage[GetVariables]",
+        "ItemsPerMessage[SetVariables]",
+    ],
     "LocalAuthListCtrlr": ["BytesPerMessage", "Entries", "ItemsPerMessage"],
-    "OCPPCommCtrlr": ["FileTransferProtocols", "MessageTimeout[Default]", "MessageAttemptInterval[TransactionEvent]",
-                      "MessageAttempts[TransactionEvent]", "NetworkConfigurationPriority",
-                      "NetworkProfileConnectionAttempts", "OfflineThreshold", "ResetRetries",
-                      "UnlockOnEVSideDisconnect",
-                      # required by Part 4 / the errata though "no" in the CSV:
-                      "ActiveNetworkProfile", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes",
-                      "RetryBackOffWaitMinimum", "WebSocketPingInterval"],
-    "SampledDataCtrlr": ["TxEndedInterval", "TxEndedMeasurands", "TxStartedMeasurands", "TxUpdatedInterval",
-                         "TxUpdatedMeasurands"],
+    "OCPPCommCtrlr": [
+        "FileTransferProtocols",
+        "MessageTimeout[Default]",
+        "MessageAttemptInterval[TransactionEvent]",
+        "MessageAttempts[TransactionEvent]",
+        "NetworkConfigurationPriority",
+        "NetworkProfileConnectionAttempts",
+        "OfflineThreshold",
+        "ResetRetries",
+        "UnlockOnEVSideDisconnect",
+        # required by Part 4 / the errata though "no" in the CSV:
+        "ActiveNetworkProfile",
+        "RetryBackOffRandomRange",
+        "RetryBackOffRepeatTimes",
+        "RetryBackOffWaitMinimum",
+        "WebSocketPingInterval",
+    ],
+    "SampledDataCtrlr": [
+        "TxEndedInterval",
+        "TxEndedMeasurands",
+        "TxStartedMeasurands",
+        "TxUpdatedInterval",
+        "TxUpdatedMeasurands",
+    ],
     "SecurityCtrlr": ["CertificateEntries", "OrganizationName", "SecurityProfile", "BasicAuthPassword"],
-    "TxCtrlr": ["EVConnectionTimeOut", "StopTxOnEVSideDisconnect", "StopTxOnInvalidId", "TxStartPoint",
-                "TxStopPoint"],
+    "TxCtrlr": ["EVConnectionTimeOut", "StopTxOnEVSideDisconnect", "StopTxOnInvalidId", "TxStartPoint", "TxStopPoint"],
 }
 REQUIRED_EVSE = ["AvailabilityState", "Available", "Power", "SupplyPhases"]
 REQUIRED_CONNECTOR = ["Available", "ConnectorType", "SupplyPhases"]
 CSV = Path("/work/shared/ocpp-2.0.1/appendices-csv/dm_components_vars.csv")
 #: dataTypes deliberately different from the CSV: the appendix text says integer; CSV-only pseudo types.
-DATATYPE_EXCEPTIONS = {("OCPPCommCtrlr", "ActiveNetworkProfile"), ("SecurityCtrlr", "BasicAuthPassword"),
-                       ("SecurityCtrlr", "Identity")}
+DATATYPE_EXCEPTIONS = {
+    ("OCPPCommCtrlr", "ActiveNetworkProfile"),
+    ("SecurityCtrlr", "BasicAuthPassword"),
+    ("SecurityCtrlr", "Identity"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +158,24 @@ def test_mutabilities(paths: dict) -> None:
         return paths[path].attribute(AttributeType.Actual).mutability
 
     assert mutability("SecurityCtrlr.BasicAuthPassword") is Mutability.WriteOnly
-    for path in ("SecurityCtrlr.SecurityProfile", "OCPPCommCtrlr.MessageTimeout[Default]",
-                 "DeviceDataCtrlr.ItemsPerMessage[SetVariables]", "ClockCtrlr.DateTime",
-                 "LocalAuthListCtrlr.Entries", "TxCtrlr.StopTxOnEVSideDisconnect", "EVSE[1].AvailabilityState"):
+    for path in (
+        "SecurityCtrlr.SecurityProfile",
+        "OCPPCommCtrlr.MessageTimeout[Default]",
+        "DeviceDataCtrlr.ItemsPerMessage[SetVariables]",
+        "ClockCtrlr.DateTime",
+        "LocalAuthListCtrlr.Entries",
+        "TxCtrlr.StopTxOnEVSideDisconnect",
+        "EVSE[1].AvailabilityState",
+    ):
         assert mutability(path) is Mutability.ReadOnly, path
-    for path in ("OCPPCommCtrlr.HeartbeatInterval", "OCPPCommCtrlr.OfflineThreshold", "TxCtrlr.TxStartPoint",
-                 "ClockCtrlr.TimeSource", "AuthCtrlr.LocalAuthorizeOffline", "SampledDataCtrlr.TxUpdatedInterval"):
+    for path in (
+        "OCPPCommCtrlr.HeartbeatInterval",
+        "OCPPCommCtrlr.OfflineThreshold",
+        "TxCtrlr.TxStartPoint",
+        "ClockCtrlr.TimeSource",
+        "AuthCtrlr.LocalAuthorizeOffline",
+        "SampledDataCtrlr.TxUpdatedInterval",
+    ):
         assert mutability(path) is Mutability.ReadWrite, path
     password = paths["SecurityCtrlr.BasicAuthPassword"].characteristics
     assert (password.data_type, password.min_limit, password.max_limit) == (DataType.string, 16, 40)

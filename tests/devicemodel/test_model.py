@@ -24,17 +24,20 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 
 async def test_factory_values_of_every_toml_type(db: sqlite3.Connection) -> None:
-    dm = await open_model(db, {
-        "OCPPCommCtrlr.HeartbeatInterval": 120,
-        "TxCtrlr.TxStartPoint": ["Authorized"],
-        "TxCtrlr.TxStopPoint": "EVConnected",
-        "AuthCtrlr.LocalPreAuthorize": False,
-        "SecurityCtrlr.OrganizationName": "Example CPO",
-        "EVSE[2].Power.MaxSet": 5000.5,
-        "EVSE[1].Power.MaxSet": 11000,
-        "DeviceDataCtrlr.ItemsPerMessage[SetVariables]": 4,
-        "SecurityCtrlr.BasicAuthPassword": "factory-password-0001",
-    })
+    dm = await open_model(
+        db,
+        {
+            "OCPPCommCtrlr.HeartbeatInterval": 120,
+            "TxCtrlr.TxStartPoint": ["Authorized"],
+            "TxCtrlr.TxStopPoint": "EVConnected",
+            "AuthCtrlr.LocalPreAuthorize": False,
+            "SecurityCtrlr.OrganizationName": "Example CPO",
+            "EVSE[2].Power.MaxSet": 5000.5,
+            "EVSE[1].Power.MaxSet": 11000,
+            "DeviceDataCtrlr.ItemsPerMessage[SetVariables]": 4,
+            "SecurityCtrlr.BasicAuthPassword": "factory-password-0001",
+        },
+    )
     assert dm.get("OCPPCommCtrlr.HeartbeatInterval") == 120
     assert dm.get("TxCtrlr.TxStartPoint") == ["Authorized"]
     assert dm.get("TxCtrlr.TxStopPoint") == ["EVConnected"]
@@ -54,24 +57,27 @@ async def test_factory_list_and_string_forms_are_the_same(tmp_path: Path) -> Non
     assert a.get("TxCtrlr.TxStartPoint") == b.get("TxCtrlr.TxStartPoint") == ["EVConnected", "Authorized"]
 
 
-@pytest.mark.parametrize(("key", "value", "fragment"), [
-    ("NoSuchCtrlr.HeartbeatInterval", 1, "no component"),
-    ("OCPPCommCtrlr.NoSuchVariable", 1, "no variable"),
-    ("OCPPCommCtrlr.HeartbeatInterval.Target", 1, "no Target attribute"),
-    ("OCPPCommCtrlr.HeartbeatInterval.Bogus", 1, "not an attribute"),
-    ("OCPPCommCtrlr", 1, "is not Component"),
-    ("EVSE[3].Power.MaxSet", 1000, "no component"),
-    ("OCPPCommCtrlr.HeartbeatInterval", "soon", "not an integer"),
-    ("OCPPCommCtrlr.HeartbeatInterval", 60.0, "not an integer"),
-    ("OCPPCommCtrlr.HeartbeatInterval", True, "not an integer"),
-    ("OCPPCommCtrlr.HeartbeatInterval", -1, "minLimit"),
-    ("TxCtrlr.TxStartPoint", ["EVConnected", "Nope"], "not one of"),
-    ("TxCtrlr.TxStartPoint", [], "at least one"),
-    ("AuthCtrlr.Enabled", "yes", "not a boolean"),
-    ("SecurityCtrlr.BasicAuthPassword", "short", "minLimit"),
-    ("EVSE[2].Power.MaxSet", 7361, "maxLimit"),
-    ("OCPPCommCtrlr.HeartbeatInterval", ["60"], "only allowed for MemberList"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("NoSuchCtrlr.HeartbeatInterval", 1, "no component"),
+        ("OCPPCommCtrlr.NoSuchVariable", 1, "no variable"),
+        ("OCPPCommCtrlr.HeartbeatInterval.Target", 1, "no Target attribute"),
+        ("OCPPCommCtrlr.HeartbeatInterval.Bogus", 1, "not an attribute"),
+        ("OCPPCommCtrlr", 1, "is not Component"),
+        ("EVSE[3].Power.MaxSet", 1000, "no component"),
+        ("OCPPCommCtrlr.HeartbeatInterval", "soon", "not an integer"),
+        ("OCPPCommCtrlr.HeartbeatInterval", 60.0, "not an integer"),
+        ("OCPPCommCtrlr.HeartbeatInterval", True, "not an integer"),
+        ("OCPPCommCtrlr.HeartbeatInterval", -1, "minLimit"),
+        ("TxCtrlr.TxStartPoint", ["EVConnected", "Nope"], "not one of"),
+        ("TxCtrlr.TxStartPoint", [], "at least one"),
+        ("AuthCtrlr.Enabled", "yes", "not a boolean"),
+        ("SecurityCtrlr.BasicAuthPassword", "short", "minLimit"),
+        ("EVSE[2].Power.MaxSet", 7361, "maxLimit"),
+        ("OCPPCommCtrlr.HeartbeatInterval", ["60"], "only allowed for MemberList"),
+    ],
+)
 async def test_bad_factory_key_names_the_key(db: sqlite3.Connection, key: str, value: object, fragment: str) -> None:
     with pytest.raises(FactoryValueError) as info:
         await open_model(db, {"OCPPCommCtrlr.OfflineThreshold": 30, key: value})
@@ -118,8 +124,9 @@ async def test_variable_new_in_later_firmware_gets_factory_or_default(db: sqlite
 
 async def test_a_persisted_value_the_catalog_now_refuses_is_reset(db: sqlite3.Connection) -> None:
     await open_model(db)
-    db.execute("UPDATE device_variable SET value = 'ParkingBayOccupancy', set_by = 'csms' "
-               "WHERE variable = 'TxStartPoint'")
+    db.execute(
+        "UPDATE device_variable SET value = 'ParkingBayOccupancy', set_by = 'csms' WHERE variable = 'TxStartPoint'"
+    )
     db.execute("UPDATE device_variable SET value = 'soon' WHERE variable = 'OfflineThreshold'")
     dm = await open_model(db, {"TxCtrlr.TxStartPoint": "Authorized"})
     assert dm.get("TxCtrlr.TxStartPoint") == ["Authorized"]  # factory value
@@ -129,8 +136,10 @@ async def test_a_persisted_value_the_catalog_now_refuses_is_reset(db: sqlite3.Co
 
 async def test_rows_of_unknown_variables_are_kept(db: sqlite3.Connection) -> None:
     await open_model(db)
-    db.execute("INSERT INTO device_variable (component, variable, attribute, value, set_by, set_at) "
-               "VALUES ('OldCtrlr', 'Gone', 'Actual', 'x', 'csms', 'then')")
+    db.execute(
+        "INSERT INTO device_variable (component, variable, attribute, value, set_by, set_at) "
+        "VALUES ('OldCtrlr', 'Gone', 'Actual', 'x', 'csms', 'then')"
+    )
     dm = await open_model(db)
     with pytest.raises(KeyError):
         dm.get("OldCtrlr.Gone")
@@ -166,8 +175,9 @@ async def test_set_internal_bypasses_mutability_and_persists(db: sqlite3.Connect
     await dm.set_internal("LocalAuthListCtrlr.Entries", 7)
     await dm.set_internal("SecurityCtrlr.SecurityProfile", 2)
     assert (await open_model(db)).get("LocalAuthListCtrlr.Entries") == 7
-    row = db.execute("SELECT value, set_by FROM device_variable WHERE component = 'SecurityCtrlr' "
-                     "AND variable = 'SecurityProfile'").fetchone()
+    row = db.execute(
+        "SELECT value, set_by FROM device_variable WHERE component = 'SecurityCtrlr' AND variable = 'SecurityProfile'"
+    ).fetchone()
     assert row == ("2", "station")
     with pytest.raises(ValueRefused):
         await dm.set_internal("LocalAuthListCtrlr.Entries", 11)  # maxLimit 10
@@ -218,8 +228,11 @@ async def test_listeners_hear_csms_and_station_changes(db: sqlite3.Connection) -
     await dm.set_internal("OCPPCommCtrlr.HeartbeatInterval", 45)  # unchanged: no second call
     await set_(dm, {"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "Authorized")
     await set_(dm, COMM, {"name": "OfflineThreshold"}, "abc")  # refused: nothing to hear
-    assert heard == [("OCPPCommCtrlr.HeartbeatInterval", 90), ("OCPPCommCtrlr.HeartbeatInterval", 45),
-                     ("TxCtrlr.TxStartPoint", ["Authorized"])]
+    assert heard == [
+        ("OCPPCommCtrlr.HeartbeatInterval", 90),
+        ("OCPPCommCtrlr.HeartbeatInterval", 45),
+        ("TxCtrlr.TxStartPoint", ["Authorized"]),
+    ]
 
 
 async def test_a_failing_listener_does_not_break_the_answer(db: sqlite3.Connection) -> None:
@@ -243,13 +256,19 @@ async def test_a_failed_write_applies_nothing(db: sqlite3.Connection) -> None:
     heard: list[str] = []
     dm.add_listener(lambda path, value: heard.append(path))
     # A write failing half-way (as a full disk or power cut would): the second row's insert aborts.
-    db.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON device_variable WHEN NEW.variable = 'OfflineThreshold' "
-               "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    db.execute(
+        "CREATE TEMP TRIGGER fail BEFORE INSERT ON device_variable WHEN NEW.variable = 'OfflineThreshold' "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
     with pytest.raises(sqlite3.DatabaseError):
-        await dm.handle_set_variables({"setVariableData": [
-            {"component": COMM, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "90"},
-            {"component": COMM, "variable": {"name": "OfflineThreshold"}, "attributeValue": "90"},
-        ]})
+        await dm.handle_set_variables(
+            {
+                "setVariableData": [
+                    {"component": COMM, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "90"},
+                    {"component": COMM, "variable": {"name": "OfflineThreshold"}, "attributeValue": "90"},
+                ]
+            }
+        )
     assert not db.in_transaction
     assert dm.get("OCPPCommCtrlr.HeartbeatInterval") == 60 and heard == []
     db.execute("DROP TRIGGER fail")
@@ -263,11 +282,14 @@ async def test_entries_make_a_valid_notify_report(db: sqlite3.Connection) -> Non
     dm = await open_model(db, {"SecurityCtrlr.BasicAuthPassword": "factory-password-0001"})
     entries = list(dm.entries())
     report = [entry.report_data() for entry in entries]
-    assert_valid("NotifyReportRequest", {"requestId": 1, "generatedAt": "2024-05-06T10:00:00Z", "seqNo": 0,
-                                         "tbc": False, "reportData": report})
+    assert_valid(
+        "NotifyReportRequest",
+        {"requestId": 1, "generatedAt": "2024-05-06T10:00:00Z", "seqNo": 0, "tbc": False, "reportData": report},
+    )
     password = next(r for r in report if r["variable"]["name"] == "BasicAuthPassword")
-    assert password["variableAttribute"] == [{"type": "Actual", "mutability": "WriteOnly", "persistent": True,
-                                              "constant": False}]
+    assert password["variableAttribute"] == [
+        {"type": "Actual", "mutability": "WriteOnly", "persistent": True, "constant": False}
+    ]
     assert "factory-password-0001" not in repr(report)
     power = next(r for r in report if r["variable"]["name"] == "Power" and r["component"]["evse"]["id"] == 1)
     assert [a["type"] for a in power["variableAttribute"]] == ["Actual", "MaxSet"]
@@ -284,14 +306,20 @@ async def test_entry_matching_and_configuration_inventory(db: sqlite3.Connection
     entries = list((await open_model(db)).entries())
 
     def selected(component: dict, variable: dict | None = None) -> list[str]:
-        return sorted({f"{e.component.name}/{e.component.evse}/{e.variable.name}"
-                       for e in entries if e.matches(component, variable)})
+        return sorted(
+            {
+                f"{e.component.name}/{e.component.evse}/{e.variable.name}"
+                for e in entries
+                if e.matches(component, variable)
+            }
+        )
 
     assert selected({"name": "evse"}, {"name": "power"}) == ["EVSE/1/Power", "EVSE/2/Power"]
     assert selected({"name": "EVSE", "evse": {"id": 2}}, {"name": "Power"}) == ["EVSE/2/Power"]
     assert len(selected({"name": "Connector", "evse": {"id": 1, "connectorId": 1}})) == 4
-    assert selected({"name": "DeviceDataCtrlr"}, {"name": "ItemsPerMessage", "instance": "getreport"}) == \
-        ["DeviceDataCtrlr/None/ItemsPerMessage"]
+    assert selected({"name": "DeviceDataCtrlr"}, {"name": "ItemsPerMessage", "instance": "getreport"}) == [
+        "DeviceDataCtrlr/None/ItemsPerMessage"
+    ]
     writable = {e.variable.name for e in entries if e.writable}
     assert "HeartbeatInterval" in writable and "BasicAuthPassword" in writable
     assert "MessageTimeout" not in writable

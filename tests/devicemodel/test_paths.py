@@ -22,8 +22,13 @@ def test_contract_examples() -> None:
     assert p.variable_instance == "GetVariables"
 
     p = parse_path("EVSE[2].Power.MaxSet")
-    assert (p.component, p.evse, p.connector, p.variable, p.attribute) == ("EVSE", 2, None, "Power",
-                                                                            AttributeType.MaxSet)
+    assert (p.component, p.evse, p.connector, p.variable, p.attribute) == (
+        "EVSE",
+        2,
+        None,
+        "Power",
+        AttributeType.MaxSet,
+    )
 
 
 def test_every_part() -> None:
@@ -34,9 +39,22 @@ def test_every_part() -> None:
     assert p.attribute is AttributeType.Target
 
 
-@pytest.mark.parametrize("text", ["", "OCPPCommCtrlr", "OCPPCommCtrlr.", ".HeartbeatInterval",
-                                  "OCPPCommCtrlr.HeartbeatInterval.Bogus", "EVSE[x].Power", "EVSE[1,].Power",
-                                  "A.B.C.D", "OCPPCommCtrlr.Heartbeat Interval", "A().B", "A.B[]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "OCPPCommCtrlr",
+        "OCPPCommCtrlr.",
+        ".HeartbeatInterval",
+        "OCPPCommCtrlr.HeartbeatInterval.Bogus",
+        "EVSE[x].Power",
+        "EVSE[1,].Power",
+        "A.B.C.D",
+        "OCPPCommCtrlr.Heartbeat Interval",
+        "A().B",
+        "A.B[]",
+    ],
+)
 def test_bad_syntax(text: str) -> None:
     with pytest.raises(PathError):
         parse_path(text)
@@ -55,10 +73,24 @@ _names = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True)
 _instances = st.none() | st.from_regex(r"[A-Za-z0-9_.]{1,10}", fullmatch=True)
 
 
-@given(_names, _instances, st.none() | st.integers(1, 99), st.none() | st.integers(1, 9), _names, _instances,
-       st.sampled_from(AttributeType))
-def test_format_parse_round_trip(component: str, cinst: str | None, evse: int | None, connector: int | None,
-                                 variable: str, vinst: str | None, attribute: AttributeType) -> None:
+@given(
+    _names,
+    _instances,
+    st.none() | st.integers(1, 99),
+    st.none() | st.integers(1, 9),
+    _names,
+    _instances,
+    st.sampled_from(AttributeType),
+)
+def test_format_parse_round_trip(
+    component: str,
+    cinst: str | None,
+    evse: int | None,
+    connector: int | None,
+    variable: str,
+    vinst: str | None,
+    attribute: AttributeType,
+) -> None:
     if evse is None:
         connector = None
     key = VariableKey(ComponentKey(component, cinst, evse, connector), variable, vinst)

@@ -84,18 +84,21 @@ async def test_every_constant_reads_its_factory_value_with_its_type(db: sqlite3.
         assert isinstance(value, expected[type(key)]), key.path
 
 
-@pytest.mark.parametrize(("key", "wrong"), [
-    (Integer("X.I"), True),  # a bool is an int to Python, not to the device model
-    (Integer("X.I"), 1.5),
-    (Integer("X.I"), None),
-    (Flag("X.F"), 1),
-    (Seconds("X.S"), "30"),
-    (Seconds("X.S"), False),
-    (Number("X.N"), "10"),
-    (Members("X.M"), "EVConnected,Authorized"),
-    (Members("X.M"), [1, 2]),
-    (Text("X.T"), 7),
-])
+@pytest.mark.parametrize(
+    ("key", "wrong"),
+    [
+        (Integer("X.I"), True),  # a bool is an int to Python, not to the device model
+        (Integer("X.I"), 1.5),
+        (Integer("X.I"), None),
+        (Flag("X.F"), 1),
+        (Seconds("X.S"), "30"),
+        (Seconds("X.S"), False),
+        (Number("X.N"), "10"),
+        (Members("X.M"), "EVConnected,Authorized"),
+        (Members("X.M"), [1, 2]),
+        (Text("X.T"), 7),
+    ],
+)
 def test_a_value_of_another_type_is_refused_naming_the_path(key: Key, wrong: object) -> None:
     with pytest.raises(SettingError, match=key.path.replace(".", r"\.")):
         read(Settings({key.path: wrong}.__getitem__), key)

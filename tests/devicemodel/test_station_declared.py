@@ -31,10 +31,11 @@ async def limited(conn: sqlite3.Connection, limits: dict, factory: dict | None =
 # --- the optional variables a station without the feature must not have ------------------------------------
 
 
-@pytest.mark.parametrize(("component", "variable"), [("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
-                                                     ("TxCtrlr", "MaxEnergyOnInvalidId")])
+@pytest.mark.parametrize(
+    ("component", "variable"), [("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), ("TxCtrlr", "MaxEnergyOnInvalidId")]
+)
 async def test_unsupported_features_have_no_variable(db: sqlite3.Connection, component: str, variable: str) -> None:
-    """"If this key exists, the Charging Station supports Unknown Offline Authorization": the station supports
+    """ "If this key exists, the Charging Station supports Unknown Offline Authorization": the station supports
     neither it nor MaxEnergyOnInvalidId, so both are unknown — to GetVariables, to SetVariables, to reports, and
     as factory keys."""
     dm = await open_model(db)
@@ -53,8 +54,11 @@ async def test_phase_rotation_defaults_to_not_known_and_reports_its_values(db: s
     for component in (STATION, EVSE1, EVSE2):
         result = get(dm, component, ROTATION)
         assert (result["attributeStatus"], result["attributeValue"]) == ("Accepted", ""), component
-    entries = {(e.component.name, e.component.evse): e.report_data() for e in dm.entries()
-               if e.variable.name == "PhaseRotation"}
+    entries = {
+        (e.component.name, e.component.evse): e.report_data()
+        for e in dm.entries()
+        if e.variable.name == "PhaseRotation"
+    }
     assert set(entries) == {("ChargingStation", None), ("EVSE", 1), ("EVSE", 2)}
     three = entries[("EVSE", 1)]
     assert three["variableCharacteristics"]["dataType"] == "OptionList"
@@ -63,30 +67,37 @@ async def test_phase_rotation_defaults_to_not_known_and_reports_its_values(db: s
     assert entries[("ChargingStation", None)]["variableCharacteristics"]["valuesList"] == ",RST,RTS,SRT,STR,TRS,TSR"
     [attribute] = three["variableAttribute"]
     assert (attribute["mutability"], attribute["persistent"]) == ("ReadWrite", True)
-    assert_valid("NotifyReportRequest", {"requestId": 1, "generatedAt": "2024-01-01T00:00:00Z", "seqNo": 0,
-                                         "reportData": list(entries.values())})
+    assert_valid(
+        "NotifyReportRequest",
+        {"requestId": 1, "generatedAt": "2024-01-01T00:00:00Z", "seqNo": 0, "reportData": list(entries.values())},
+    )
 
 
-@pytest.mark.parametrize(("component", "value", "status", "stored"), [
-    (STATION, "TRS", "Accepted", "TRS"),
-    (STATION, "rts", "Accepted", "RTS"),  # the valuesList's spelling
-    (EVSE1, "STR", "Accepted", "STR"),
-    (EVSE2, "Sxx", "Accepted", "Sxx"),
-    (EVSE2, "SXX", "Accepted", "Sxx"),
-    (EVSE1, "", "Accepted", ""),  # back to "not known"
-    (STATION, "RSS", "Rejected", None),  # a feed phase twice
-    (STATION, "RS", "Rejected", None),
-    (STATION, "RSTx", "Rejected", None),
-    (STATION, "ABC", "Rejected", None),
-    (EVSE1, "Rxx", "Rejected", None),  # a three-phase EVSE has all three phases wired
-    (EVSE2, "RST", "Rejected", None),  # a single-phase EVSE has one
-    (EVSE2, "xRx", "Rejected", None),  # … on its L1
-])
-async def test_phase_rotation_set_variables(tmp_path: Path, component: dict, value: str, status: str,
-                                      stored: str | None) -> None:
+@pytest.mark.parametrize(
+    ("component", "value", "status", "stored"),
+    [
+        (STATION, "TRS", "Accepted", "TRS"),
+        (STATION, "rts", "Accepted", "RTS"),  # the valuesList's spelling
+        (EVSE1, "STR", "Accepted", "STR"),
+        (EVSE2, "Sxx", "Accepted", "Sxx"),
+        (EVSE2, "SXX", "Accepted", "Sxx"),
+        (EVSE1, "", "Accepted", ""),  # back to "not known"
+        (STATION, "RSS", "Rejected", None),  # a feed phase twice
+        (STATION, "RS", "Rejected", None),
+        (STATION, "RSTx", "Rejected", None),
+        (STATION, "ABC", "Rejected", None),
+        (EVSE1, "Rxx", "Rejected", None),  # a three-phase EVSE has all three phases wired
+        (EVSE2, "RST", "Rejected", None),  # a single-phase EVSE has one
+        (EVSE2, "xRx", "Rejected", None),  # … on its L1
+    ],
+)
+async def test_phase_rotation_set_variables(
+    tmp_path: Path, component: dict, value: str, status: str, stored: str | None
+) -> None:
     db = new_db(tmp_path / "dm.db")
-    dm = await open_model(db, {"EVSE[1].PhaseRotation": "RST", "EVSE[2].PhaseRotation": "Rxx",
-                         "ChargingStation.PhaseRotation": "RST"})
+    dm = await open_model(
+        db, {"EVSE[1].PhaseRotation": "RST", "EVSE[2].PhaseRotation": "Rxx", "ChargingStation.PhaseRotation": "RST"}
+    )
     before = get(dm, component, ROTATION)["attributeValue"]
     result = await set_(dm, component, ROTATION, value)
     assert result["attributeStatus"] == status, result
@@ -110,10 +121,18 @@ async def test_phase_rotation_factory_value(db: sqlite3.Connection) -> None:
 async def test_limits_are_reported_and_enforced(db: sqlite3.Connection) -> None:
     """A certified minimum TxUpdatedInterval of 10 s and a HeartbeatInterval of 30 s … 86400 s: reported as
     minLimit/maxLimit, SetVariables outside → Rejected ValueOutOfRange (nothing written), inside → Accepted."""
-    dm = await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10},
-                      "OCPPCommCtrlr.HeartbeatInterval": {"min": 30, "max": 86400}})
-    chars = {e.variable.name: e.report_data()["variableCharacteristics"] for e in dm.entries()
-             if e.variable.name in ("TxUpdatedInterval", "HeartbeatInterval", "OfflineThreshold")}
+    dm = await limited(
+        db,
+        {
+            "SampledDataCtrlr.TxUpdatedInterval": {"min": 10},
+            "OCPPCommCtrlr.HeartbeatInterval": {"min": 30, "max": 86400},
+        },
+    )
+    chars = {
+        e.variable.name: e.report_data()["variableCharacteristics"]
+        for e in dm.entries()
+        if e.variable.name in ("TxUpdatedInterval", "HeartbeatInterval", "OfflineThreshold")
+    }
     assert chars["TxUpdatedInterval"]["minLimit"] == 10 and "maxLimit" not in chars["TxUpdatedInterval"]
     assert (chars["HeartbeatInterval"]["minLimit"], chars["HeartbeatInterval"]["maxLimit"]) == (30, 86400)
     assert chars["OfflineThreshold"]["minLimit"] == 0  # unlimited variables keep the firmware's own limits
@@ -141,30 +160,36 @@ async def test_a_persisted_value_outside_new_limits_is_reset(db: sqlite3.Connect
     dm = await open_model(db)
     assert (await set_(dm, SAMPLED, INTERVAL, "5"))["attributeStatus"] == "Accepted"
     assert (await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}})).get(
-        "SampledDataCtrlr.TxUpdatedInterval") == 60
+        "SampledDataCtrlr.TxUpdatedInterval"
+    ) == 60
 
 
 async def test_a_factory_value_must_fit_the_limits(db: sqlite3.Connection) -> None:
     with pytest.raises(FactoryValueError) as error:
-        await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}},
-                      {"SampledDataCtrlr.TxUpdatedInterval": 5})
+        await limited(
+            db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 10}}, {"SampledDataCtrlr.TxUpdatedInterval": 5}
+        )
     assert (error.value.section, error.value.key) == ("variables", "SampledDataCtrlr.TxUpdatedInterval")
-    dm = await limited(db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 120}},
-                       {"SampledDataCtrlr.TxUpdatedInterval": 300})
+    dm = await limited(
+        db, {"SampledDataCtrlr.TxUpdatedInterval": {"min": 120}}, {"SampledDataCtrlr.TxUpdatedInterval": 300}
+    )
     assert dm.get("SampledDataCtrlr.TxUpdatedInterval") == 300
 
 
-@pytest.mark.parametrize(("key", "bounds", "fragment"), [
-    ("SampledDataCtrlr.Nope", {"min": 1}, "no variable"),
-    ("Nope.TxUpdatedInterval", {"min": 1}, "no component"),
-    ("SampledDataCtrlr.Enabled", {"min": 1}, "only integer and decimal"),
-    ("SampledDataCtrlr.TxUpdatedInterval", {"min": -5}, "below the firmware's minLimit 0"),
-    ("SecurityCtrlr.SecurityProfile", {"max": 4}, "above the firmware's maxLimit 3"),
-    ("SampledDataCtrlr.TxUpdatedInterval", {"min": 1.5}, "whole number"),
-    ("SampledDataCtrlr.TxUpdatedInterval", {"min": 90}, "the default 60 is outside"),
-    ("OCPPCommCtrlr.HeartbeatInterval", {"max": 30}, "the default 60 is outside"),
-    ("EVSE[1].Power.MaxSet", {"max": 1000}, "without an attribute"),
-])
+@pytest.mark.parametrize(
+    ("key", "bounds", "fragment"),
+    [
+        ("SampledDataCtrlr.Nope", {"min": 1}, "no variable"),
+        ("Nope.TxUpdatedInterval", {"min": 1}, "no component"),
+        ("SampledDataCtrlr.Enabled", {"min": 1}, "only integer and decimal"),
+        ("SampledDataCtrlr.TxUpdatedInterval", {"min": -5}, "below the firmware's minLimit 0"),
+        ("SecurityCtrlr.SecurityProfile", {"max": 4}, "above the firmware's maxLimit 3"),
+        ("SampledDataCtrlr.TxUpdatedInterval", {"min": 1.5}, "whole number"),
+        ("SampledDataCtrlr.TxUpdatedInterval", {"min": 90}, "the default 60 is outside"),
+        ("OCPPCommCtrlr.HeartbeatInterval", {"max": 30}, "the default 60 is outside"),
+        ("EVSE[1].Power.MaxSet", {"max": 1000}, "without an attribute"),
+    ],
+)
 async def test_bad_limits_name_the_key(db: sqlite3.Connection, key: str, bounds: dict, fragment: str) -> None:
     with pytest.raises(FactoryValueError) as error:
         await limited(db, {key: bounds})

@@ -68,8 +68,9 @@ def close_storage(conn: sqlite3.Connection) -> None:
         storage.close()
 
 
-async def open_model(conn: sqlite3.Connection, factory: Mapping[str, object] | None = None,
-                     layouts: list[EvseLayout] | None = None) -> DeviceModel:
+async def open_model(
+    conn: sqlite3.Connection, factory: Mapping[str, object] | None = None, layouts: list[EvseLayout] | None = None
+) -> DeviceModel:
     return await DeviceModel.open(storage_for(conn), list(layouts or DEFAULT_LAYOUTS), dict(factory or {}))
 
 
@@ -113,8 +114,18 @@ async def set_(dm: DeviceModel, component: dict, variable: dict, value: str, att
 def test_migration_creates_the_table(tmp_path: Path) -> None:
     conn = new_db(tmp_path / "dm.db")
     columns = [row[1] for row in conn.execute("PRAGMA table_info(device_variable)")]
-    assert columns == ["component", "component_instance", "evse_id", "connector_id", "variable",
-                       "variable_instance", "attribute", "value", "set_by", "set_at"]
+    assert columns == [
+        "component",
+        "component_instance",
+        "evse_id",
+        "connector_id",
+        "variable",
+        "variable_instance",
+        "attribute",
+        "value",
+        "set_by",
+        "set_at",
+    ]
     conn.close()
 
 
@@ -127,8 +138,7 @@ async def test_the_station_migration_runner_applies_it(tmp_path: Path) -> None:
 
 
 def test_schema_validator_rejects_bad_payloads() -> None:
-    bad = {"getVariableResult": [{"attributeStatus": "Maybe", "component": {"name": "X"},
-                                  "variable": {"name": "Y"}}]}
+    bad = {"getVariableResult": [{"attributeStatus": "Maybe", "component": {"name": "X"}, "variable": {"name": "Y"}}]}
     try:
         assert_valid("GetVariablesResponse", bad)
     except jsonschema.ValidationError:

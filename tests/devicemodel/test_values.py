@@ -37,8 +37,9 @@ def test_integer_accepted(value: object, text: str) -> None:
     assert canonical(INTEGER, value) == text
 
 
-@pytest.mark.parametrize("value", ["300.1", "300.0", "true", "abc", "", " 3", "3e2", "2024-01-01T00:00:00Z",
-                                   "١٢", 300.0, True, ["1"]])
+@pytest.mark.parametrize(
+    "value", ["300.1", "300.0", "true", "abc", "", " 3", "3e2", "2024-01-01T00:00:00Z", "١٢", 300.0, True, ["1"]]
+)
 def test_integer_format_refused(value: object) -> None:
     assert refused(INTEGER, value).reason_code == "InvalidValue"
 
@@ -76,8 +77,19 @@ def test_integer_limits_are_exact(number: int) -> None:
 # --- decimal -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "text"), [("7360", "7360"), ("7360.0", "7360"), ("0.50", "0.5"), (".5", "0.5"),
-                                             (22080.0, "22080"), (7, "7"), ("-0", "0"), ("1.", "1")])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("7360", "7360"),
+        ("7360.0", "7360"),
+        ("0.50", "0.5"),
+        (".5", "0.5"),
+        (22080.0, "22080"),
+        (7, "7"),
+        ("-0", "0"),
+        ("1.", "1"),
+    ],
+)
 def test_decimal_accepted(value: object, text: str) -> None:
     assert canonical(DECIMAL, value) == text
 
@@ -102,8 +114,9 @@ def test_decimal_round_trip(number: object) -> None:
 # --- boolean -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "text"), [("true", "true"), ("TRUE", "true"), ("False", "false"),
-                                             (True, "true"), (False, "false")])
+@pytest.mark.parametrize(
+    ("value", "text"), [("true", "true"), ("TRUE", "true"), ("False", "false"), (True, "true"), (False, "false")]
+)
 def test_boolean_accepted_lowercase_out(value: object, text: str) -> None:
     assert canonical(BOOLEAN, value) == text
     assert typed(BOOLEAN, text) is (text == "true")
@@ -117,19 +130,34 @@ def test_boolean_refused(value: object) -> None:
 # --- dateTime ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    ("2024-05-06T10:00:00Z", "2024-05-06T10:00:00Z"),
-    ("2024-05-06t10:00:00.123z", "2024-05-06T10:00:00.123Z"),
-    ("2024-05-06T10:00:00+02:00", "2024-05-06T10:00:00+02:00"),
-    ("2024-05-06T10:00:00.123456789-05:30", "2024-05-06T10:00:00.123456789-05:30"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("2024-05-06T10:00:00Z", "2024-05-06T10:00:00Z"),
+        ("2024-05-06t10:00:00.123z", "2024-05-06T10:00:00.123Z"),
+        ("2024-05-06T10:00:00+02:00", "2024-05-06T10:00:00+02:00"),
+        ("2024-05-06T10:00:00.123456789-05:30", "2024-05-06T10:00:00.123456789-05:30"),
+    ],
+)
 def test_datetime_accepted(value: str, text: str) -> None:
     assert canonical(DATETIME, value) == text
 
 
-@pytest.mark.parametrize("value", ["300", "300.1", "true", "abc", "2024-05-06", "2024-05-06T10:00:00",
-                                   "2024-05-06 10:00:00Z", "2024-02-30T10:00:00Z", "2024-05-06T25:00:00Z",
-                                   "2024-05-06T10:00:00+0200"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "300",
+        "300.1",
+        "true",
+        "abc",
+        "2024-05-06",
+        "2024-05-06T10:00:00",
+        "2024-05-06 10:00:00Z",
+        "2024-02-30T10:00:00Z",
+        "2024-05-06T25:00:00Z",
+        "2024-05-06T10:00:00+0200",
+    ],
+)
 def test_datetime_refused(value: str) -> None:
     assert refused(DATETIME, value).reason_code == "InvalidValue"
 
@@ -188,8 +216,9 @@ def test_member_list_forms() -> None:
     assert typed(MEMBERS, "Voltage,Current.Import") == ["Voltage", "Current.Import"]
 
 
-@pytest.mark.parametrize("value", ["Voltage,Voltage", "Voltage,Power.Offered", "Voltage,", ",Voltage", "x",
-                                   ["Voltage", 1]])
+@pytest.mark.parametrize(
+    "value", ["Voltage,Voltage", "Voltage,Power.Offered", "Voltage,", ",Voltage", "x", ["Voltage", 1]]
+)
 def test_member_list_refused(value: object) -> None:
     assert refused(MEMBERS, value).reason_code == "InvalidValue"
 

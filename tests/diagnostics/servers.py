@@ -29,8 +29,14 @@ class Received:
 class HttpUploadServer:
     """Takes PUTs and answers `status`; with `hold` set, waits for it before answering (an upload in progress)."""
 
-    def __init__(self, *, status: int = 201, ca: trustme.CA | None = None, hold: threading.Event | None = None,
-                 hostname: str = "localhost") -> None:
+    def __init__(
+        self,
+        *,
+        status: int = 201,
+        ca: trustme.CA | None = None,
+        hold: threading.Event | None = None,
+        hostname: str = "localhost",
+    ) -> None:
         self.status = status
         self.hold = hold
         self.received: list[Received] = []
@@ -66,8 +72,7 @@ class HttpUploadServer:
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
             self.scheme = "https"
         self.hostname = hostname
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:

@@ -21,12 +21,15 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     assert (config.log_file_max_bytes, config.log_file_count) == (65536, 2)
 
 
-@pytest.mark.parametrize(("table", "key"), [
-    ("file_max_bytes = 100", "logging.file_max_bytes"),
-    ('file_max_bytes = "1M"', "logging.file_max_bytes"),
-    ("file_count = 0", "logging.file_count"),
-    ("file_count = true", "logging.file_count"),
-])
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("file_max_bytes = 100", "logging.file_max_bytes"),
+        ('file_max_bytes = "1M"', "logging.file_max_bytes"),
+        ("file_count = 0", "logging.file_count"),
+        ("file_count = true", "logging.file_count"),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path: Path, table: str, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse(logging_config(tmp_path, table), source="t")

@@ -44,10 +44,12 @@ def test_export_filters_by_station_time(tmp_path: Path) -> None:
     directory.mkdir()
     (directory / "appliance.log.1").write_text(
         "ts=2026-12-01T10:00:00.000Z level=info logger=a msg=early\n"
-        "ts=2026-12-01T11:00:00.500Z level=info logger=a msg=middle\n")
+        "ts=2026-12-01T11:00:00.500Z level=info logger=a msg=middle\n"
+    )
     (directory / "appliance.log").write_text(
         "ts=2026-12-01T12:00:00.000Z level=info logger=a msg=late\n"
-        "ts=2026-12-01T13:00:00.000Z level=info logger=a msg=half-writ")  # no newline: being written
+        "ts=2026-12-01T13:00:00.000Z level=info logger=a msg=half-writ"
+    )  # no newline: being written
     offset = 3600.0  # the station clock is an hour ahead of the host's
     source = DiagnosticsLog(directory, lambda: offset)
     at = datetime(2026, 12, 1, tzinfo=UTC)

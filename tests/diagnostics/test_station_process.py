@@ -18,8 +18,11 @@ from tests.diagnostics.servers import HttpUploadServer
 
 
 def statuses(csms: LoopbackCsms, request_id: int, since: int) -> list[str]:
-    return [p["status"] for p in csms.actions(STATION_ID, "LogStatusNotification", since)
-            if p.get("requestId") == request_id]
+    return [
+        p["status"]
+        for p in csms.actions(STATION_ID, "LogStatusNotification", since)
+        if p.get("requestId") == request_id
+    ]
 
 
 async def test_sigkill_mid_upload(csms: LoopbackCsms, data_dir: Path) -> None:
@@ -29,11 +32,13 @@ async def test_sigkill_mid_upload(csms: LoopbackCsms, data_dir: Path) -> None:
         mark = csms.mark()
         with station_proc(config) as proc:
             await wait_boot(csms, mark, START_TIMEOUT)
-            answer = await call(csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 41,
-                                                 "log": {"remoteLocation": stalled.url}})
+            answer = await call(
+                csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 41, "log": {"remoteLocation": stalled.url}}
+            )
             assert answer["status"] == "Accepted", answer
-            await csms.trio.wait_for(lambda: statuses(csms, 41, mark) == ["Uploading"] and stalled.requests == 1,
-                                     10, what="upload under way")
+            await csms.trio.wait_for(
+                lambda: statuses(csms, 41, mark) == ["Uploading"] and stalled.requests == 1, 10, what="upload under way"
+            )
             await trio.to_thread.run_sync(proc.stop, signal.SIGKILL)
         hold.set()
         logs = data_dir / "logs"
@@ -44,13 +49,18 @@ async def test_sigkill_mid_upload(csms: LoopbackCsms, data_dir: Path) -> None:
         restart = csms.mark()
         with station_proc(config) as proc:
             await wait_boot(csms, restart, START_TIMEOUT)
-            await csms.trio.wait_for(lambda: statuses(csms, 41, mark) == ["Uploading", "UploadFailure"], 10,
-                                     what="UploadFailure after the restart")
-            answer = await call(csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 42,
-                                                 "log": {"remoteLocation": good.url}})
+            await csms.trio.wait_for(
+                lambda: statuses(csms, 41, mark) == ["Uploading", "UploadFailure"],
+                10,
+                what="UploadFailure after the restart",
+            )
+            answer = await call(
+                csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 42, "log": {"remoteLocation": good.url}}
+            )
             assert answer["status"] == "Accepted", answer
-            await csms.trio.wait_for(lambda: statuses(csms, 42, restart) == ["Uploading", "Uploaded"], 10,
-                                     what="second upload")
+            await csms.trio.wait_for(
+                lambda: statuses(csms, 42, restart) == ["Uploading", "Uploaded"], 10, what="second upload"
+            )
             await trio.sleep(0.3)  # a duplicate would have come by now
             await trio.to_thread.run_sync(proc.stop)
     assert statuses(csms, 41, mark) == ["Uploading", "UploadFailure"]

@@ -63,10 +63,17 @@ async def test_https_put_trusts_the_given_root_only(bundle: Path) -> None:
     assert refused.value.status == "UploadFailure" and "certificate" in refused.value.reason
 
 
-@pytest.mark.parametrize(("status", "expected", "final"), [
-    (401, "PermissionDenied", False), (403, "PermissionDenied", False), (405, "NotSupportedOperation", True),
-    (413, "BadMessage", False), (500, "UploadFailure", False), (404, "UploadFailure", False),
-])
+@pytest.mark.parametrize(
+    ("status", "expected", "final"),
+    [
+        (401, "PermissionDenied", False),
+        (403, "PermissionDenied", False),
+        (405, "NotSupportedOperation", True),
+        (413, "BadMessage", False),
+        (500, "UploadFailure", False),
+        (404, "UploadFailure", False),
+    ],
+)
 async def test_http_refusals_map_to_statuses(bundle: Path, status: int, expected: str, final: bool) -> None:
     with HttpUploadServer(status=status) as server, pytest.raises(UploadFailed) as failed:
         await upload(bundle, server.url + "a.log", timeouts=FAST)
@@ -89,8 +96,9 @@ async def test_overall_transfer_timeout_ends_a_stalled_attempt(bundle: Path) -> 
     """With a long idle timeout, the overall transfer deadline still ends it (the sockets are shut from the Trio
     side, so the worker thread does not linger)."""
     with SilentServer() as silent, trio.fail_after(4), pytest.raises(UploadFailed) as failed:
-        await upload(bundle, f"http://127.0.0.1:{silent.port}/x.log",
-                     timeouts=Timeouts(connect=2, idle=60, transfer=0.5))
+        await upload(
+            bundle, f"http://127.0.0.1:{silent.port}/x.log", timeouts=Timeouts(connect=2, idle=60, transfer=0.5)
+        )
     assert "not finished within 0.5 s" in failed.value.reason
 
 

@@ -78,8 +78,12 @@ class EvseSession(RuleBasedStateMachine):
         """The TxStartPoint/TxStopPoint conditions as the model sees them (not read from the machine)."""
         faulted = self.fault_code is not None or bool(self.silent)
         allowed = self.authorized and self.plugged and self.operative and not faulted and not self.blocked
-        return {"EVConnected": self.plugged, "Authorized": self.authorized, "PowerPathClosed": allowed,
-                "EnergyTransfer": allowed and self.wants}
+        return {
+            "EVConnected": self.plugged,
+            "Authorized": self.authorized,
+            "PowerPathClosed": allowed,
+            "EnergyTransfer": allowed and self.wants,
+        }
 
     # --- feeding the machine -----------------------------------------------------------------------------
 
@@ -108,10 +112,15 @@ class EvseSession(RuleBasedStateMachine):
             seq = self.next_seq[tx_id]
             self.next_seq[tx_id] = seq + 1
             stamp = (EPOCH + timedelta(seconds=len(self.payloads))).strftime("%Y-%m-%dT%H:%M:%SZ")
-            self.payloads.append({
-                "eventType": event.event_type, "timestamp": stamp, "triggerReason": event.trigger_reason,
-                "seqNo": seq, "transactionInfo": {"transactionId": tx_id, "chargingState": event.charging_state},
-            })
+            self.payloads.append(
+                {
+                    "eventType": event.event_type,
+                    "timestamp": stamp,
+                    "triggerReason": event.trigger_reason,
+                    "seqNo": seq,
+                    "transactionInfo": {"transactionId": tx_id, "chargingState": event.charging_state},
+                }
+            )
 
     # --- inputs --------------------------------------------------------------------------------------------
 
@@ -231,17 +240,26 @@ class EvseSession(RuleBasedStateMachine):
         allowed = self.authorized and self.plugged and self.operative and not faulted and not self.blocked
         assert self.s.offering == allowed, (self.s, self.authorized, self.blocked)
         assert self.s.fault == (self.fault_code or (f"{min(self.silent)}Silent" if self.silent else None))
-        expected_state = "Idle" if not self.plugged else (
-            ("Charging" if self.wants else "SuspendedEV") if allowed else
-            ("SuspendedEVSE" if self.wants else "EVConnected"))
+        expected_state = (
+            "Idle"
+            if not self.plugged
+            else (
+                ("Charging" if self.wants else "SuspendedEV")
+                if allowed
+                else ("SuspendedEVSE" if self.wants else "EVConnected")
+            )
+        )
         assert self.s.charging_state == expected_state
         # Energy never flows unbilled: an offer without a transaction only while no start condition holds yet
         # (TxStartPoint EnergyTransfer alone, the EV not drawing).
-        conditions = {"EVConnected": self.plugged, "Authorized": self.authorized, "PowerPathClosed": allowed,
-                      "EnergyTransfer": allowed and self.wants}
+        conditions = {
+            "EVConnected": self.plugged,
+            "Authorized": self.authorized,
+            "PowerPathClosed": allowed,
+            "EnergyTransfer": allowed and self.wants,
+        }
         if allowed and self.s.tx is None:
             assert not any(conditions[c] for c in self.s.start_points), (self.s.start_points, conditions)
-
 
     @invariant()
     def start_and_stop_points_are_obeyed(self) -> None:
@@ -252,7 +270,7 @@ class EvseSession(RuleBasedStateMachine):
         now = self.conditions()
         fell = [c for c in self.s.stop_points if self.last_conditions[c] and not now[c]]
         rose = [c for c in self.s.start_points if now[c] and not self.last_conditions[c]]
-        step = self.payloads[self.last_count:]
+        step = self.payloads[self.last_count :]
         ended = [p for p in step if p["eventType"] == "Ended"]
         started = [p for p in step if p["eventType"] == "Started"]
         if self.last_tx is not None and fell:
@@ -274,8 +292,9 @@ FORCED_ENDS = {"EVCommunicationLost", "EVConnectTimeout", "ResetCommand", "Abnor
 
 
 def _case(start: tuple[str, ...], stop: tuple[str, ...]) -> type[EvseSession]:
-    return type(f"Session_{'_'.join(start)}__{'_'.join(stop)}", (EvseSession,),
-                {"start_points": start, "stop_points": stop})
+    return type(
+        f"Session_{'_'.join(start)}__{'_'.join(stop)}", (EvseSession,), {"start_points": start, "stop_points": stop}
+    )
 
 
 @pytest.mark.parametrize("stop", POINT_SETS, ids=",".join)
@@ -300,8 +319,10 @@ test_certified_points = DefaultPoints.TestCase
 
 # --- what the machine decides, case by case (the sequences above check only the invariants) -----------------
 
-def _machine(start: tuple[str, ...] = ("EVConnected", "Authorized"),
-             stop: tuple[str, ...] = ("EVConnected", "Authorized")) -> EvseState:
+
+def _machine(
+    start: tuple[str, ...] = ("EVConnected", "Authorized"), stop: tuple[str, ...] = ("EVConnected", "Authorized")
+) -> EvseState:
     ids = (f"tx-{n}" for n in itertools.count(1))
     return EvseState(1, start_points=start, stop_points=stop, transaction_ids=lambda: next(ids))
 
@@ -336,8 +357,10 @@ def test_remote_start_before_plug_carries_remote_start_id_once() -> None:
     assert _kinds(started) == [("Started", "RemoteStart", "Idle")]
     assert started[0].remote_start_id == 7
     plugged = s.plug()
-    assert _kinds(plugged) == [("Updated", "CablePluggedIn", "EVConnected"),
-                               ("Updated", "ChargingStateChanged", "SuspendedEV")]
+    assert _kinds(plugged) == [
+        ("Updated", "CablePluggedIn", "EVConnected"),
+        ("Updated", "ChargingStateChanged", "SuspendedEV"),
+    ]
     assert [e.remote_start_id for e in plugged] == [None, None]
 
 
@@ -375,7 +398,6 @@ def test_invalid_id_without_stop_blocks_energy_but_keeps_the_transaction() -> No
     ended = s.invalid_id(stop=True)
     assert _kinds(ended) == [("Ended", "Deauthorized", "SuspendedEVSE")]  # the EV still asks
     assert ended[0].stopped_reason == "DeAuthorized"
-
 
 
 @pytest.mark.parametrize("how", ["local stop", "reset"])

@@ -18,23 +18,35 @@ Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TestVendor"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TestVendor"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def _key(kind: str) -> Key:
     return rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
 
 
-def _cert(subject: str, key: Key, issuer: x509.Certificate | None, issuer_key: Key, *, ca: bool,
-          days: tuple[int, int] = (-1, 365)) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key: Key,
+    issuer: x509.Certificate | None,
+    issuer_key: Key,
+    *,
+    ca: bool,
+    days: tuple[int, int] = (-1, 365),
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject))
-               .issuer_name(issuer.subject if issuer else _name(subject))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now + datetime.timedelta(days=days[0]))
-               .not_valid_after(now + datetime.timedelta(days=days[1]))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.subject if issuer else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -43,8 +55,9 @@ def pem(cert: x509.Certificate) -> str:
 
 
 def key_pem(key: Key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @dataclass

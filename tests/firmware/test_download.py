@@ -15,6 +15,8 @@ from appliance.firmware.download import DownloadError, Limits, download
 from tests.firmware.servers import ftp_server, http_server
 
 BODY = os.urandom(300_000)
+
+
 def left_behind(directory: Path, name: str = "fw.img") -> list[Path]:
     """The file itself (if the download failed it must not exist) and any partial file."""
     return [p for p in directory.iterdir() if p.name == name or p.name.endswith(".part")]
@@ -41,8 +43,12 @@ async def test_https_with_the_configured_ca(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(ca_file))
     with http_server(tls=ca) as server:
         server.files["/fw.img"] = BODY
-        await download(server.url("/fw.img"), tmp_path / "fw.img", FAST,
-                       ssl_context=lambda: ssl.create_default_context(cafile=str(ca_file)))
+        await download(
+            server.url("/fw.img"),
+            tmp_path / "fw.img",
+            FAST,
+            ssl_context=lambda: ssl.create_default_context(cafile=str(ca_file)),
+        )
         assert content(tmp_path / "fw.img") == BODY
         with pytest.raises(DownloadError, match="cannot connect"):  # a server the station does not trust
             await download(server.url("/fw.img"), tmp_path / "other.img", FAST)
@@ -104,8 +110,9 @@ async def test_file_over_the_cap(tmp_path: Path, announced: bool) -> None:
 
 async def test_not_enough_free_space(tmp_path: Path) -> None:
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
-    limits = Limits(connect_timeout=2, stall_timeout=1, transfer_timeout=10, max_bytes=1_000_000,
-                    reserve_bytes=free + 10**9)
+    limits = Limits(
+        connect_timeout=2, stall_timeout=1, transfer_timeout=10, max_bytes=1_000_000, reserve_bytes=free + 10**9
+    )
     with http_server() as server:
         server.files["/fw.img"] = BODY
         with pytest.raises(DownloadError, match="not enough free space"):
@@ -123,8 +130,7 @@ async def test_cancellation_ends_the_transfer(tmp_path: Path) -> None:
     with http_server() as server:
         server.files["/fw.img"] = BODY
         server.stall_after["/fw.img"] = 1000
-        limits = Limits(connect_timeout=2, stall_timeout=20, transfer_timeout=20, max_bytes=1_000_000,
-                        reserve_bytes=0)
+        limits = Limits(connect_timeout=2, stall_timeout=20, transfer_timeout=20, max_bytes=1_000_000, reserve_bytes=0)
         with trio.move_on_after(0.3) as scope:
             await download(server.url("/fw.img"), tmp_path / "fw.img", limits)
         assert scope.cancelled_caught

@@ -19,33 +19,49 @@ def _text(tmp_path: Path, firmware: str) -> str:
 def test_defaults_and_the_contract_keys(tmp_path: Path) -> None:
     config = parse(_text(tmp_path, ""), source="t")
     assert config.firmware.installer == "slots" and config.firmware.manufacturer_root_file is None
-    config = parse(_text(tmp_path, 'manufacturer_root_file = "mfr.pem"\ninstaller = "command"\n'
-                                   'install_command = "rauc install"\nstall_timeout = 2.5'), source="t")
+    config = parse(
+        _text(
+            tmp_path,
+            'manufacturer_root_file = "mfr.pem"\ninstaller = "command"\n'
+            'install_command = "rauc install"\nstall_timeout = 2.5',
+        ),
+        source="t",
+    )
     assert config.firmware.installer == "command" and config.firmware.install_command == "rauc install"
     assert config.firmware.manufacturer_root_file == Path("mfr.pem") and config.firmware.stall_timeout == 2.5
     assert set(INSTALLERS) == {"slots", "command"}
 
 
-@pytest.mark.parametrize(("firmware", "key"), [
-    ('installer = "flash-o-matic"', "firmware.installer"),
-    ('installer = "command"', "firmware.install_command"),
-    ("connect_timeout = 0", "firmware.connect_timeout"),
-    ("trial_boots = 0", "firmware.trial_boots"),
-    ('max_image_bytes = "big"', "firmware.max_image_bytes"),
-    ("colour = 1", "firmware.colour"),
-])
+@pytest.mark.parametrize(
+    ("firmware", "key"),
+    [
+        ('installer = "flash-o-matic"', "firmware.installer"),
+        ('installer = "command"', "firmware.install_command"),
+        ("connect_timeout = 0", "firmware.connect_timeout"),
+        ("trial_boots = 0", "firmware.trial_boots"),
+        ('max_image_bytes = "big"', "firmware.max_image_bytes"),
+        ("colour = 1", "firmware.colour"),
+    ],
+)
 def test_bad_keys_are_named(tmp_path: Path, firmware: str, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse(_text(tmp_path, firmware), source="t")
     assert error.value.key == key
 
 
-@pytest.mark.parametrize(("firmware", "line"), [
-    ('installer = "flash-o-matic"', "config error: firmware.installer: unknown installer 'flash-o-matic' "
-                                    "(known: command, slots)"),
-    ('manufacturer_root_file = "/nonexistent/mfr.pem"', "config error: firmware.manufacturer_root_file: "
-                                                         "/nonexistent/mfr.pem:"),
-])
+@pytest.mark.parametrize(
+    ("firmware", "line"),
+    [
+        (
+            'installer = "flash-o-matic"',
+            "config error: firmware.installer: unknown installer 'flash-o-matic' (known: command, slots)",
+        ),
+        (
+            'manufacturer_root_file = "/nonexistent/mfr.pem"',
+            "config error: firmware.manufacturer_root_file: /nonexistent/mfr.pem:",
+        ),
+    ],
+)
 def test_appliance_run_exits_2(tmp_path: Path, firmware: str, line: str) -> None:
     path = tmp_path / "station.toml"
     path.write_text(_text(tmp_path, firmware))

@@ -63,11 +63,12 @@ def _kill(proc: StationProcess) -> None:
         proc.kill()
 
 
-async def test_slot_program_is_launched_and_reports_its_version(csms: LoopbackCsms, data_dir: Path,
-                                                               lab: FirmwareLab) -> None:
+async def test_slot_program_is_launched_and_reports_its_version(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab
+) -> None:
     """An image whose entry is a program: after the install the launcher hands the process over to it (same PID),
     it boots with reason FirmwareUpdate and the image's version, then Installed and FirmwareUpdated."""
-    entry = f"#!/bin/sh\n# the new release's start script\nexec {sys.executable} -m appliance \"$@\"\n"
+    entry = f'#!/bin/sh\n# the new release\'s start script\nexec {sys.executable} -m appliance "$@"\n'
     image = lab.image(entry_script=entry)
     config_path = write_config(data_dir, csms.url, extra=lab.config_extra())
     proc = _start(config_path)
@@ -81,8 +82,9 @@ async def test_slot_program_is_launched_and_reports_its_version(csms: LoopbackCs
         boot = await _boot_after(csms, csms.mark())  # delivered before the restart, so the boot comes after it
         assert boot["reason"] == "FirmwareUpdate" and boot["chargingStation"]["firmwareVersion"] == NEW_VERSION
         await wait_fw_status(csms, mark, "Installed", timeout=START_TIMEOUT)
-        await csms.trio.wait_for(lambda: any(e["type"] == "FirmwareUpdated" for e in security_events(csms, mark)),
-                                 10, what="FirmwareUpdated")
+        await csms.trio.wait_for(
+            lambda: any(e["type"] == "FirmwareUpdated" for e in security_events(csms, mark)), 10, what="FirmwareUpdated"
+        )
         assert fw_statuses(csms, mark) == SUCCESS
         assert proc.proc is not None and proc.proc.pid == pid and proc.proc.poll() is None
         assert "starting firmware 2.0.0 from slot a" in proc.log()
@@ -134,7 +136,7 @@ async def test_sigkill_in_every_stage(csms: LoopbackCsms, data_dir: Path, lab: F
     elif stage == "downloaded":
         install = iso(seconds=12)  # the image waits on disk for its install time (the restart comes within it)
     elif stage == "installing":
-        script = (f"if [ -e {mark_file} ]; then exit 0; fi; touch {mark_file}; echo $$ > {pid_file}; exec sleep 30")
+        script = f"if [ -e {mark_file} ]; then exit 0; fi; touch {mark_file}; echo $$ > {pid_file}; exec sleep 30"
         keys = {"installer": "command", "install_command": f"/bin/sh -c '{script}' installer"}
     config_path = write_config(data_dir, csms.url, extra=lab.config_extra(**keys))
     proc = _start(config_path)

@@ -77,11 +77,13 @@ def _manifest(files: dict) -> dict:
 
 def test_member_outside_payload_is_refused(tmp_path: Path) -> None:
     import hashlib
+
     data = b"root::0:0::/:/bin/sh\n"
     info = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     with pytest.raises(image.ImageError, match="outside"):
-        image.verify(_tar_with(tmp_path, _manifest({"payload/../../etc/passwd": info}),
-                               {"payload/../../etc/passwd": data}))
+        image.verify(
+            _tar_with(tmp_path, _manifest({"payload/../../etc/passwd": info}), {"payload/../../etc/passwd": data})
+        )
 
 
 def test_unlisted_and_missing_members_are_refused(tmp_path: Path) -> None:

@@ -63,8 +63,9 @@ def test_chain_through_an_intermediate(tmp_path: Path) -> None:
 
 
 def _appliance(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", "firmware", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "firmware", *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
@@ -86,8 +87,9 @@ def test_cli_pack_sign_verify(tmp_path: Path, kind: str) -> None:
     ok = _appliance("verify", "--cert", str(tmp_path / "cert.pem"), "--signature", signature, str(image_file))
     assert ok.returncode == 0 and "2.0.0" in ok.stdout, ok.stdout + ok.stderr
     (tmp_path / "sig.txt").write_text(signature + "\n")
-    from_file = _appliance("verify", "--cert", str(tmp_path / "cert.pem"), "--signature", f"@{tmp_path / 'sig.txt'}",
-                           str(image_file))
+    from_file = _appliance(
+        "verify", "--cert", str(tmp_path / "cert.pem"), "--signature", f"@{tmp_path / 'sig.txt'}", str(image_file)
+    )
     assert from_file.returncode == 0
     image_file.write_bytes(image_file.read_bytes()[:-1] + b"!")
     bad = _appliance("verify", "--cert", str(tmp_path / "cert.pem"), "--signature", signature, str(image_file))
@@ -100,6 +102,7 @@ def test_cli_verify_signed_but_not_an_image(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.bin"
     foreign.write_bytes(b"not an image" * 100)
     (tmp_path / "cert.pem").write_text(pem(signer.cert))
-    result = _appliance("verify", "--cert", str(tmp_path / "cert.pem"), "--signature", signer.sign(foreign),
-                        str(foreign))
+    result = _appliance(
+        "verify", "--cert", str(tmp_path / "cert.pem"), "--signature", signer.sign(foreign), str(foreign)
+    )
     assert result.returncode == 1 and "not a sound firmware image" in result.stdout

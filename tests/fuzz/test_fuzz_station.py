@@ -37,6 +37,8 @@ def test_quick_fuzz_campaign(data_dir: Path) -> None:
     assert fuzz.problems == [], fuzz.problems
     assert grown < MEMORY_BOUND, f"RSS grew by {grown / 1e6:.1f} MB over {tally.inputs} inputs"
     journal_verifies(fuzz)
-    print(f"fuzz quick: {tally.inputs} inputs ({tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated, "
-          f"{tally.answers} answers), {fuzz.restarts} restarts, tasks {tasks_before} -> {tasks_after}, "
-          f"RSS {grown / 1e6:+.1f} MB, answers {dict(tally.codes)}")
+    print(
+        f"fuzz quick: {tally.inputs} inputs ({tally.calls_valid} valid CALLs, {tally.calls_mutated} mutated, "
+        f"{tally.answers} answers), {fuzz.restarts} restarts, tasks {tasks_before} -> {tasks_after}, "
+        f"RSS {grown / 1e6:+.1f} MB, answers {dict(tally.codes)}"
+    )

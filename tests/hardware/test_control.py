@@ -119,8 +119,14 @@ async def test_every_command_prints_json_and_emits_its_event(
         code, out, _ = await st.cli("unplug", "1")
         assert code == 0 and out["evse"]["evState"] == "A"
         code, out, _ = await st.cli("tap", "04A2B3C4D5E6F7", "--evse", "2")
-        assert code == 0 and out == {"ok": True, "command": "tap", "token": "04A2B3C4D5E6F7",
-                                     "tokenType": "ISO14443", "evseId": 2, "event": "CardPresented"}
+        assert code == 0 and out == {
+            "ok": True,
+            "command": "tap",
+            "token": "04A2B3C4D5E6F7",
+            "tokenType": "ISO14443",
+            "evseId": 2,
+            "event": "CardPresented",
+        }
         code, out, _ = await st.cli("tap", "AABBCCDD")
         assert code == 0 and out["evseId"] is None
         code, out, _ = await st.cli("fault", "2", "GroundFailure")
@@ -163,8 +169,9 @@ async def test_status_reports_every_evse(short_dir: Path, capsys: pytest.Capture
         for key in ("evState", "energyWh", "powerW", "fault", "offeredCurrentA", "phases", "indication"):
             assert key in first
 
-        st.hw.set_status_provider(lambda: [StationSnapshot(1, "Occupied", "AABBCCDD", "tx-42"),
-                                           StationSnapshot(2, "Available")])
+        st.hw.set_status_provider(
+            lambda: [StationSnapshot(1, "Occupied", "AABBCCDD", "tx-42"), StationSnapshot(2, "Available")]
+        )
         await st.cli("plug", "1")
         await st.cli("charge", "1")
         st.hw.set_offered_current(1, 16)
@@ -172,7 +179,10 @@ async def test_status_reports_every_evse(short_dir: Path, capsys: pytest.Capture
         code, out, _ = await st.cli("status")
         first, second = out["evses"]
         assert (first["connectorStatus"], first["authorizedToken"], first["transactionId"]) == (
-            "Occupied", "AABBCCDD", "tx-42")
+            "Occupied",
+            "AABBCCDD",
+            "tx-42",
+        )
         assert first["evState"] == "C" and first["offeredCurrentA"] == 16
         assert first["powerW"] == pytest.approx(16 * 3 * 230, rel=0.011)
         assert second["connectorStatus"] == "Available" and second["powerW"] == 0
@@ -186,7 +196,13 @@ async def test_status_reports_every_evse(short_dir: Path, capsys: pytest.Capture
     [
         ([], ["plug", "3"], "unknown EVSE 3"),
         ([], ["plug", "0"], "unknown EVSE 0"),
-        ([], ["status", ], None),
+        (
+            [],
+            [
+                "status",
+            ],
+            None,
+        ),
         (["plug", "1"], ["plug", "1"], "already has an EV"),
         ([], ["charge", "1"], "no EV plugged"),
         ([], ["suspend", "1"], "no EV plugged"),
@@ -210,7 +226,10 @@ async def test_status_reports_every_evse(short_dir: Path, capsys: pytest.Capture
     ],
 )
 async def test_refusals_exit_1_with_a_message(
-    short_dir: Path, capsys: pytest.CaptureFixture[str], setup: list[str], argv: list[str],
+    short_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: list[str],
+    argv: list[str],
     message: str | None,
 ) -> None:
     async with station(short_dir, capsys) as st:
@@ -230,8 +249,15 @@ async def test_refusals_exit_1_with_a_message(
 
 
 def test_usage_errors_are_argparse_exit_2() -> None:
-    for argv in (["plug"], ["plug", "one"], ["charge", "1", "--watts", "lots"], ["teleport", "1"], [],
-                 ["silence"], ["revive", "x"]):
+    for argv in (
+        ["plug"],
+        ["plug", "one"],
+        ["charge", "1", "--watts", "lots"],
+        ["teleport", "1"],
+        [],
+        ["silence"],
+        ["revive", "x"],
+    ):
         with pytest.raises(SystemExit) as exc:
             parser().parse_args(argv)
         assert exc.value.code == 2
@@ -330,9 +356,7 @@ async def test_back_pressure_blocks_the_command_not_drops_it(
 # --------------------------------------------------------------------------------------- socket lifecycle
 
 
-async def test_socket_is_private_and_removed_on_exit(
-    short_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_socket_is_private_and_removed_on_exit(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nested = short_dir / "var" / "cs"
     async with station(nested, capsys) as st:
         info = os.lstat(st.path)
@@ -408,13 +432,12 @@ async def test_concurrent_clients(short_dir: Path, capsys: pytest.CaptureFixture
                 nursery.start_soon(client, {"command": "tap", "token": f"CAFE000{evse}"})
         assert len(results) == 64 and all(r["ok"] for r in results)
         await st.settle()
-        assert sorted(map(repr, st.events)) == sorted(map(repr, [
-            Plugged(1), Plugged(2), CardPresented("CAFE0001", None), CardPresented("CAFE0002", None)]))
+        assert sorted(map(repr, st.events)) == sorted(
+            map(repr, [Plugged(1), Plugged(2), CardPresented("CAFE0001", None), CardPresented("CAFE0002", None)])
+        )
 
 
-async def test_a_silent_client_does_not_block_others(
-    short_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_silent_client_does_not_block_others(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with station(short_dir, capsys) as st:
         idle = await trio.open_unix_socket(str(st.path))
         partial = await trio.open_unix_socket(str(st.path))
@@ -467,9 +490,7 @@ async def test_malformed_requests_get_error_responses(
         assert (await st.cli("status"))[0] == 0  # the station is still fine
 
 
-async def test_request_without_newline_is_answered_at_eof(
-    short_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_request_without_newline_is_answered_at_eof(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with station(short_dir, capsys) as st:
         stream = await trio.open_unix_socket(str(st.path))
         async with stream:
@@ -485,6 +506,7 @@ async def test_internal_errors_become_responses(
     short_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with station(short_dir, capsys) as st:
+
         def broken() -> dict[str, Any]:
             raise ZeroDivisionError("oops")
 
@@ -500,9 +522,7 @@ def test_responses_are_strict_json() -> None:
     assert json.loads(encoded) == {"ok": True, "x": [None, 1.5], "y": {"z": None}}
 
 
-async def test_a_full_backlog_is_waited_for_then_exits_4(
-    short_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_full_backlog_is_waited_for_then_exits_4(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = short_dir / "busy.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))

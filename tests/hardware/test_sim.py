@@ -111,8 +111,7 @@ async def test_commands_change_state_and_emit_events(short_dir: Path) -> None:
     event, state = await hw.unplug(1)  # while charging: the EV drives away
     assert (event, state["evState"], state["requestedW"]) == ("Unplugged", "A", None)
     tapped = await hw.tap("04A1B2C3D4E5F6", 2)
-    assert tapped == {"token": "04A1B2C3D4E5F6", "tokenType": "ISO14443", "evseId": 2,
-                      "event": "CardPresented"}
+    assert tapped == {"token": "04A1B2C3D4E5F6", "tokenType": "ISO14443", "evseId": 2, "event": "CardPresented"}
     await hw.tap("AABBCCDD")
     event, state = await hw.raise_fault(2, "GroundFailure")
     assert (event, state["fault"], hw.faulted(2)) == ("FaultRaised", "GroundFailure", "GroundFailure")
@@ -206,8 +205,7 @@ async def test_indications_are_recorded_and_logged(short_dir: Path, caplog: pyte
 async def test_status_uses_the_station_view_when_there_is_one(short_dir: Path) -> None:
     hw = make_hw(short_dir)
     first = hw.status()["evses"][0]
-    assert (first["connectorStatus"], first["authorizedToken"], first["transactionId"]) == (
-        "Unknown", None, None)
+    assert (first["connectorStatus"], first["authorizedToken"], first["transactionId"]) == ("Unknown", None, None)
     snapshot = StationSnapshot(1, "Occupied", "AABBCCDD", "tx-1", {"chargingState": "EV"})
     hw.set_status_provider(lambda: [snapshot])
     status = hw.status()["evses"]
@@ -216,8 +214,19 @@ async def test_status_uses_the_station_view_when_there_is_one(short_dir: Path) -
     assert status[0]["transactionId"] == "tx-1"
     assert status[0]["station"] == {"chargingState": "EV"}
     assert status[1]["connectorStatus"] == "Unknown"  # the station said nothing about EVSE 2
-    keys = {"evseId", "connectorStatus", "evState", "authorizedToken", "transactionId", "energyWh", "powerW",
-            "fault", "offeredCurrentA", "phases", "indication"}
+    keys = {
+        "evseId",
+        "connectorStatus",
+        "evState",
+        "authorizedToken",
+        "transactionId",
+        "energyWh",
+        "powerW",
+        "fault",
+        "offeredCurrentA",
+        "phases",
+        "indication",
+    }
     assert keys <= set(status[1])
 
     def broken() -> list[StationSnapshot]:
@@ -252,9 +261,7 @@ async def test_energy_grows_by_power_times_time(short_dir: Path, autojump_clock:
     assert_consistent(reading, THREE_PHASE)
 
 
-async def test_power_is_the_evs_wish_when_below_the_offer(
-    short_dir: Path, autojump_clock: MockClock
-) -> None:
+async def test_power_is_the_evs_wish_when_below_the_offer(short_dir: Path, autojump_clock: MockClock) -> None:
     hw = make_hw(short_dir)
     await hw.plug(2)
     await hw.charge(2, watts=3000)
@@ -289,9 +296,7 @@ async def test_power_follows_the_offered_limit(short_dir: Path, autojump_clock: 
 
 
 @pytest.mark.parametrize("condition", ["suspended", "unplugged", "faulted", "offered0", "plugged_only"])
-async def test_no_power_without_all_conditions(
-    short_dir: Path, autojump_clock: MockClock, condition: str
-) -> None:
+async def test_no_power_without_all_conditions(short_dir: Path, autojump_clock: MockClock, condition: str) -> None:
     hw = make_hw(short_dir)
     await hw.plug(1)
     await hw.charge(1)
@@ -469,8 +474,10 @@ async def test_idle_meter_is_not_rewritten(short_dir: Path) -> None:
         settled = len(writes)
         await trio.sleep(0.3)
         assert len(writes) == settled  # idle again: no more writes
-    assert writes[-1] == {1: pytest.approx(hw.read_meter(1).energy_wh, abs=0.0011),
-                          2: pytest.approx(hw.read_meter(2).energy_wh, abs=0.0011)}
+    assert writes[-1] == {
+        1: pytest.approx(hw.read_meter(1).energy_wh, abs=0.0011),
+        2: pytest.approx(hw.read_meter(2).energy_wh, abs=0.0011),
+    }
 
 
 async def test_unreadable_meter_file_falls_back_to_seed_values(
@@ -536,12 +543,19 @@ async def stopped_after_charging(directory: Path) -> float:
     return hw.read_meter(1).energy_wh
 
 
-@pytest.mark.parametrize("damage", [
-    b"{not json", b"", b"\x00\x00\x00", b'{"format": 1, "evses": []}', b'[1, 2]',
-    b'{"format": 1, "evses": {"1": {"energyWh": 1.0, "evState": "C"}}}',  # valid, but far behind
-    b'{"format": 1, "evses": {"1": {"energyWh": -3, "evState": "C"}}}',
-    b'{"format": 1, "evses": {"1": "C"}}',
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"{not json",
+        b"",
+        b"\x00\x00\x00",
+        b'{"format": 1, "evses": []}',
+        b"[1, 2]",
+        b'{"format": 1, "evses": {"1": {"energyWh": 1.0, "evState": "C"}}}',  # valid, but far behind
+        b'{"format": 1, "evses": {"1": {"energyWh": -3, "evState": "C"}}}',
+        b'{"format": 1, "evses": {"1": "C"}}',
+    ],
+)
 async def test_a_damaged_state_file_never_makes_the_register_go_backwards(
     short_dir: Path, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture, damage: bytes
 ) -> None:
@@ -565,8 +579,7 @@ async def test_a_damaged_state_file_never_makes_the_register_go_backwards(
     assert json.loads((short_dir / "sim.state.json").read_text())["evses"]["1"]["energyWh"] >= register
 
 
-async def test_a_damaged_meter_copy_is_outvoted_by_the_state_file(short_dir: Path, autojump_clock: MockClock
-                                                                  ) -> None:
+async def test_a_damaged_meter_copy_is_outvoted_by_the_state_file(short_dir: Path, autojump_clock: MockClock) -> None:
     register = await stopped_after_charging(short_dir)
     (short_dir / "sim.meter.json").write_text('{"format": 1, "evses": {"1": {"energyWh": 0.5}}}')
     restarted = make_hw(short_dir)
@@ -574,9 +587,7 @@ async def test_a_damaged_meter_copy_is_outvoted_by_the_state_file(short_dir: Pat
     assert restarted.ev_state(1) is EVState.C
 
 
-async def test_a_bad_physical_entry_empties_only_that_evse(
-    short_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_bad_physical_entry_empties_only_that_evse(short_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     hw = make_hw(short_dir)
     await hw.plug(1)
     await hw.plug(2)
@@ -596,8 +607,9 @@ async def test_state_files_are_replaced_atomically(short_dir: Path) -> None:
     await hw.plug(1)
     state = json.loads((short_dir / "sim.state.json").read_text())
     meter = json.loads((short_dir / "sim.meter.json").read_text())
-    assert {k: v["energyWh"] for k, v in state["evses"].items()} == \
-        {k: v["energyWh"] for k, v in meter["evses"].items()}
+    assert {k: v["energyWh"] for k, v in state["evses"].items()} == {
+        k: v["energyWh"] for k, v in meter["evses"].items()
+    }
     assert state["evses"]["1"]["evState"] == "B"
     assert sorted(os.listdir(short_dir)) == ["sim.meter.json", "sim.state.json"]
 
@@ -634,9 +646,12 @@ async def test_a_silent_controller_reports_nothing_and_drops_the_contactor(
         assert (await hw.revive(1))[0] == "DeviceRecovered"
         with pytest.raises(CommandRefused, match="not silent"):
             await hw.revive(1)
-        assert drain(hw) == [Plugged(1), EVStateChanged(1, EVState.C),
-                             DeviceFault(1, "ChargeController", "no answer from the controller"),
-                             DeviceRecovered(1, "ChargeController")]
+        assert drain(hw) == [
+            Plugged(1),
+            EVStateChanged(1, EVState.C),
+            DeviceFault(1, "ChargeController", "no answer from the controller"),
+            DeviceRecovered(1, "ChargeController"),
+        ]
         hw.set_offered_current(1, 16)
         assert hw.offered_current(1) == 16
 

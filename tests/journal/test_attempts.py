@@ -18,8 +18,9 @@ from tests.conformance.test_e_offline_retries import RETRIES, Script, step5_send
 from tests.conformance.tx_helpers import wait_queue_empty
 
 
-async def test_attempts_counts_failed_attempts(csms: LoopbackCsms, data_dir: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+async def test_attempts_counts_failed_attempts(
+    csms: LoopbackCsms, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with booted_station(csms, data_dir, variables=RETRIES) as station:
         frames = await step5_sends(csms, station, Script(CsmsCallError("InternalError"), NO_ANSWER, None), 3)
         csms.set_response("TransactionEvent", None)

@@ -23,10 +23,21 @@ from appliance.journal.cli import main, render_table
 from appliance.storage.db import DB_NAME, migration_files
 from tests.journal.test_verify import TOKEN, build_journal, edit_payload, ts
 
-EVENT_FIELDS = {"action", "messageId", "transactionId", "seqNo", "eventType", "triggerReason", "offline",
-                "createdAt", "deliveredAt", "attempts", "payload", "outcome"}
-TX_FIELDS = {"transactionId", "evseId", "idToken", "idTokenType", "startedAt", "endedAt", "energyWh", "state",
-             "events"}
+EVENT_FIELDS = {
+    "action",
+    "messageId",
+    "transactionId",
+    "seqNo",
+    "eventType",
+    "triggerReason",
+    "offline",
+    "createdAt",
+    "deliveredAt",
+    "attempts",
+    "payload",
+    "outcome",
+}
+TX_FIELDS = {"transactionId", "evseId", "idToken", "idTokenType", "startedAt", "endedAt", "energyWh", "state", "events"}
 
 
 @pytest.fixture
@@ -56,7 +67,8 @@ def test_summary_json(journal: sqlite3.Connection, tmp_path: Path, capsys: pytes
     assert data["dropped"] == 1
     assert data["oldestPendingAt"] == ts(35)
     assert data["openTransactions"] == [
-        {"transactionId": "TX-B", "evseId": 2, "lastSeqNo": 3, "startedAt": ts(20), "pending": 1}]
+        {"transactionId": "TX-B", "evseId": 2, "lastSeqNo": 3, "startedAt": ts(20), "pending": 1}
+    ]
 
 
 def test_summary_table(journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,18 +88,42 @@ def test_transactions(journal: sqlite3.Connection, tmp_path: Path, capsys: pytes
     a, b = json_lines(out)
     assert a.keys() >= TX_FIELDS
     assert {k: a[k] for k in TX_FIELDS} == {
-        "transactionId": "TX-A", "evseId": 1, "idToken": TOKEN["idToken"], "idTokenType": "ISO14443",
-        "startedAt": ts(0), "endedAt": ts(15), "energyWh": 2000.0, "state": "ended", "events": 4}
+        "transactionId": "TX-A",
+        "evseId": 1,
+        "idToken": TOKEN["idToken"],
+        "idTokenType": "ISO14443",
+        "startedAt": ts(0),
+        "endedAt": ts(15),
+        "energyWh": 2000.0,
+        "state": "ended",
+        "events": 4,
+    }
     assert (b["transactionId"], b["state"], b["endedAt"], b["idToken"], b["energyWh"], b["events"]) == (
-        "TX-B", "open", None, None, 1200.0, 4)
+        "TX-B",
+        "open",
+        None,
+        None,
+        1200.0,
+        4,
+    )
 
     code, out, _ = run(capsys, tmp_path, "transactions", "--open", "--json")
     assert [t["transactionId"] for t in json_lines(out)] == ["TX-B"]
 
     code, out, _ = run(capsys, tmp_path, "transactions")
     lines = out.splitlines()
-    assert lines[0].split() == ["TRANSACTION", "EVSE", "ID", "TOKEN", "STARTED", "ENDED", "ENERGY", "WH", "STATE",
-                                "EVENTS"]
+    assert lines[0].split() == [
+        "TRANSACTION",
+        "EVSE",
+        "ID",
+        "TOKEN",
+        "STARTED",
+        "ENDED",
+        "ENERGY",
+        "WH",
+        "STATE",
+        "EVENTS",
+    ]
     assert lines[1].split() == ["TX-A", "1", "04A1B2C3D4", ts(0), ts(15), "2000", "ended", "4"]
     assert lines[2].split() == ["TX-B", "2", "-", ts(20), "-", "1200", "open", "4"]
 
@@ -100,14 +136,24 @@ def test_events_json(journal: sqlite3.Connection, tmp_path: Path, capsys: pytest
     assert all(e.keys() >= EVENT_FIELDS for e in events)
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # journal order
     offline = events[3]
-    assert (offline["action"], offline["transactionId"], offline["seqNo"], offline["eventType"],
-            offline["triggerReason"], offline["offline"], offline["outcome"]) == (
-        "TransactionEvent", "TX-A", 2, "Updated", "MeterValuePeriodic", True, "delivered")
+    assert (
+        offline["action"],
+        offline["transactionId"],
+        offline["seqNo"],
+        offline["eventType"],
+        offline["triggerReason"],
+        offline["offline"],
+        offline["outcome"],
+    ) == ("TransactionEvent", "TX-A", 2, "Updated", "MeterValuePeriodic", True, "delivered")
     assert offline["payload"]["seqNo"] == 2 and offline["payload"]["offline"] is True
     assert offline["createdAt"] == ts(10) and offline["deliveredAt"].endswith("Z")
     dropped = next(e for e in events if e["action"] == "SecurityEventNotification")
     assert (dropped["outcome"], dropped["attempts"], dropped["deliveredAt"], dropped["transactionId"]) == (
-        "dropped", 2, None, None)
+        "dropped",
+        2,
+        None,
+        None,
+    )
     pending = events[-1]
     assert (pending["deliveredAt"], pending["outcome"], pending["seqNo"]) == (None, None, 3)
 
@@ -131,11 +177,21 @@ def test_events_table(journal: sqlite3.Connection, tmp_path: Path, capsys: pytes
     code, out, _ = run(capsys, tmp_path, "events")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["#", "ACTION", "TRANSACTION", "SEQNO", "EVENT", "TRIGGER", "OFFLINE", "CREATED",
-                                "DELIVERED", "ATTEMPTS", "OUTCOME"]
+    assert lines[0].split() == [
+        "#",
+        "ACTION",
+        "TRANSACTION",
+        "SEQNO",
+        "EVENT",
+        "TRIGGER",
+        "OFFLINE",
+        "CREATED",
+        "DELIVERED",
+        "ATTEMPTS",
+        "OUTCOME",
+    ]
     assert len(lines) == 11
-    assert lines[4].split()[1:8] == ["TransactionEvent", "TX-A", "2", "Updated", "MeterValuePeriodic", "yes",
-                                     ts(10)]
+    assert lines[4].split()[1:8] == ["TransactionEvent", "TX-A", "2", "Updated", "MeterValuePeriodic", "yes", ts(10)]
     assert lines[-1].split()[-3:] == ["-", "0", "pending"]
     _, out, _ = run(capsys, tmp_path, "events", "--pending")
     assert len(out.splitlines()) == 2
@@ -167,8 +223,7 @@ def test_verify_violations(journal: sqlite3.Connection, tmp_path: Path, capsys: 
     assert lines[3] == "2 violation(s) (2 transactions, 9 messages checked)"
 
 
-def test_export_jsonl_and_csv(journal: sqlite3.Connection, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_jsonl_and_csv(journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, events_out, _ = run(capsys, tmp_path, "events", "--json")
     code, out, _ = run(capsys, tmp_path, "export")
     assert code == 0
@@ -179,13 +234,19 @@ def test_export_jsonl_and_csv(journal: sqlite3.Connection, tmp_path: Path,
     assert len(rows) == 10
     row = rows[3]
     assert (row["transactionId"], row["seqNo"], row["offline"], row["outcome"], row["deliveredAt"] != "") == (
-        "TX-A", "2", "true", "delivered", True)
+        "TX-A",
+        "2",
+        "true",
+        "delivered",
+        True,
+    )
     assert json.loads(row["payload"])["meterValue"][0]["sampledValue"][0]["value"] == 2200
     assert rows[-1]["deliveredAt"] == "" and rows[-1]["outcome"] == ""
 
 
-def test_json_flag_before_command(journal: sqlite3.Connection, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_flag_before_command(
+    journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--json", "--db", str(tmp_path), "summary"]) == 0  # --db may name the data directory
     assert json.loads(capsys.readouterr().out)["messages"] == 10
 
@@ -202,8 +263,9 @@ def test_empty_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert run(capsys, tmp_path, "verify")[0] == 0
 
 
-def test_reads_beside_an_open_write_transaction(journal: sqlite3.Connection, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_reads_beside_an_open_write_transaction(
+    journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     journal.execute("BEGIN IMMEDIATE")
     journal.execute("UPDATE outbox SET attempts = 99")
     journal.execute("UPDATE transactions SET next_seq_no = 50")
@@ -225,11 +287,13 @@ def test_never_writes(journal: sqlite3.Connection, tmp_path: Path, capsys: pytes
     assert hashlib.sha256((tmp_path / DB_NAME).read_bytes()).hexdigest() == before
 
 
-def test_config_and_default_config(journal: sqlite3.Connection, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_and_default_config(
+    journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "station.toml"
-    config.write_text(f'[station]\nid = "CS001"\ndata_dir = "{tmp_path}"\n[csms]\nurl = "ws://127.0.0.1:9/"\n'
-                      "security_profile = 0\n")
+    config.write_text(
+        f'[station]\nid = "CS001"\ndata_dir = "{tmp_path}"\n[csms]\nurl = "ws://127.0.0.1:9/"\nsecurity_profile = 0\n'
+    )
     assert main(["--config", str(config), "summary", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["messages"] == 10
 
@@ -239,24 +303,37 @@ def test_config_and_default_config(journal: sqlite3.Connection, tmp_path: Path,
     assert len(json_lines(capsys.readouterr().out)) == 2
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    (None, ["--db", "{tmp}/missing.db", "summary"], "no such journal file"),
-    ("garbage", ["--db", "{tmp}/journal.db", "summary"], "not a journal"),
-    ("other-sqlite", ["--db", "{tmp}/journal.db", "verify"], "not a journal (no schema_migrations table)"),
-    ("old-schema", ["--db", "{tmp}/journal.db", "events"], "not a complete journal (no outbox table; no "
-     "transactions table)"),
-    ("rails", ["--db", "{tmp}/journal.db", "summary"], "not a journal (its schema_migrations table is another "
-     "program's)"),
-    ("foreign-id", ["--db", "{tmp}/journal.db", "summary"], "not a journal (its SQLite application_id is "
-     "0x000004d2, ours is 0x4f43504a)"),
-    ("bad-config", ["--config", "{tmp}/bad.toml", "summary"], "config error: station.colour: unknown key"),
-    (None, ["--config", "{tmp}/nowhere.toml", "summary"], "config error: --config: cannot read"),
-    (None, ["--db", "{tmp}/journal.db", "events", "--since", "last tuesday"], "not an ISO 8601 time"),
-    (None, ["--db", "x", "--config", "y", "summary"], "not allowed with argument"),
-    (None, ["--db", "{tmp}/journal.db", "dance"], "invalid choice"),
-])
-def test_errors_exit_2(setup: str | None, args: list[str], message: str, tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        (None, ["--db", "{tmp}/missing.db", "summary"], "no such journal file"),
+        ("garbage", ["--db", "{tmp}/journal.db", "summary"], "not a journal"),
+        ("other-sqlite", ["--db", "{tmp}/journal.db", "verify"], "not a journal (no schema_migrations table)"),
+        (
+            "old-schema",
+            ["--db", "{tmp}/journal.db", "events"],
+            "not a complete journal (no outbox table; no transactions table)",
+        ),
+        (
+            "rails",
+            ["--db", "{tmp}/journal.db", "summary"],
+            "not a journal (its schema_migrations table is another program's)",
+        ),
+        (
+            "foreign-id",
+            ["--db", "{tmp}/journal.db", "summary"],
+            "not a journal (its SQLite application_id is 0x000004d2, ours is 0x4f43504a)",
+        ),
+        ("bad-config", ["--config", "{tmp}/bad.toml", "summary"], "config error: station.colour: unknown key"),
+        (None, ["--config", "{tmp}/nowhere.toml", "summary"], "config error: --config: cannot read"),
+        (None, ["--db", "{tmp}/journal.db", "events", "--since", "last tuesday"], "not an ISO 8601 time"),
+        (None, ["--db", "x", "--config", "y", "summary"], "not allowed with argument"),
+        (None, ["--db", "{tmp}/journal.db", "dance"], "invalid choice"),
+    ],
+)
+def test_errors_exit_2(
+    setup: str | None, args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     if setup == "garbage":
         (tmp_path / "journal.db").write_bytes(b"definitely not SQLite " * 200)
     elif setup in ("other-sqlite", "old-schema", "rails", "foreign-id"):
@@ -271,8 +348,9 @@ def test_errors_exit_2(setup: str | None, args: list[str], message: str, tmp_pat
                 db.execute("PRAGMA application_id = 1234")
         db.close()
     elif setup == "bad-config":
-        (tmp_path / "bad.toml").write_text('[station]\nid = "CS001"\ndata_dir = "x"\ncolour = "red"\n'
-                                           '[csms]\nurl = "ws://h/"\nsecurity_profile = 0\n')
+        (tmp_path / "bad.toml").write_text(
+            '[station]\nid = "CS001"\ndata_dir = "x"\ncolour = "red"\n[csms]\nurl = "ws://h/"\nsecurity_profile = 0\n'
+        )
     code = main([a.replace("{tmp}", str(tmp_path)) for a in args])
     captured = capsys.readouterr()
     assert code == 2
@@ -295,25 +373,45 @@ def test_console_script_subprocess(journal: sqlite3.Connection, tmp_path: Path) 
     root = Path(appliance.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     script = Path(sys.executable).with_name("appliance-journal")
-    wrapper = [str(script)] if script.exists() else [
-        sys.executable, "-c", "import sys; from appliance.journal.cli import main; sys.exit(main())"]
+    wrapper = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "import sys; from appliance.journal.cli import main; sys.exit(main())"]
+    )
     for command in (wrapper, [sys.executable, "-m", "appliance.journal.cli"]):
-        done = subprocess.run([*command, "--db", str(tmp_path / DB_NAME), "summary", "--json"], env=env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [*command, "--db", str(tmp_path / DB_NAME), "summary", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["transactions"] == {"open": 1, "ended": 1}
     journal.execute("UPDATE transactions SET next_seq_no = 9 WHERE transaction_id = 'TX-B'")
-    done = subprocess.run([*wrapper, "--db", str(tmp_path / DB_NAME), "verify"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [*wrapper, "--db", str(tmp_path / DB_NAME), "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1 and "next_seq_no is 9" in done.stdout
-    done = subprocess.run([*wrapper, "--db", str(tmp_path / "none.db"), "verify"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [*wrapper, "--db", str(tmp_path / "none.db"), "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert 'appliance-journal = appliance.journal.cli:main' in (root / "setup.cfg").read_text()
+    assert "appliance-journal = appliance.journal.cli:main" in (root / "setup.cfg").read_text()
 
 
-def test_schema_introspection(journal: sqlite3.Connection, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_introspection(journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A journal missing a column the queries read: the reading commands name it, verify lists it as a violation."""
     journal.close()
     db = Database(tmp_path / DB_NAME)
@@ -326,5 +424,8 @@ def test_schema_introspection(journal: sqlite3.Connection, tmp_path: Path,
     code, out, _ = run(capsys, tmp_path, "verify", "--json")
     report = json.loads(out)
     assert code == 1 and not report["ok"]
-    assert {"transactionId": None, "problem": "schema: the outbox table has no column last_error",
-            "seqNo": None} in report["violations"]
+    assert {
+        "transactionId": None,
+        "problem": "schema: the outbox table has no column last_error",
+        "seqNo": None,
+    } in report["violations"]

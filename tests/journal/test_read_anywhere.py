@@ -76,8 +76,9 @@ def test_clean_stop_in_a_read_only_directory_as_another_user(shared: Path) -> No
     assert sidecars(data) == set()  # immutable: nothing created, nothing left for the station to trip over
 
 
-def test_clean_stop_as_root_leaves_no_files_the_station_cannot_write(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_stop_as_root_leaves_no_files_the_station_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`mode=ro` would create -wal/-shm owned by whoever reads (root) that the station user could not open."""
     build_journal(tmp_path).close()
     for command in (["summary"], ["verify"], ["export"]):
@@ -143,12 +144,15 @@ def test_read_only_mount(shared: Path) -> None:
     assert sidecars(clean) == set()
 
 
-@pytest.mark.parametrize(("lock", "names"), [
-    ("file", f"{DB_NAME}: permission denied: no read permission on this file"),
-    ("wal", f"{DB_NAME}-wal: permission denied: no read permission on this file"),
-    ("directory", "permission denied: no search (x) permission on the directory"),
-    ("no-shm", "its -wal file has no -shm index beside it and this user may not create one"),
-])
+@pytest.mark.parametrize(
+    ("lock", "names"),
+    [
+        ("file", f"{DB_NAME}: permission denied: no read permission on this file"),
+        ("wal", f"{DB_NAME}-wal: permission denied: no read permission on this file"),
+        ("directory", "permission denied: no search (x) permission on the directory"),
+        ("no-shm", "its -wal file has no -shm index beside it and this user may not create one"),
+    ],
+)
 def test_missing_permission_is_named(shared: Path, lock: str, names: str) -> None:
     live = shared / "live"
     writer = build_journal(live)

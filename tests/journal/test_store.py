@@ -12,11 +12,23 @@ from appliance.storage.db import open_station_db
 
 
 def tx_event(tx: str, event_type: str, ts: str, wh: float | None = None, **extra: object) -> dict:
-    payload: dict = {"eventType": event_type, "timestamp": ts, "triggerReason": "Trigger", "seqNo": 0,
-                     "transactionInfo": {"transactionId": tx}, **extra}
+    payload: dict = {
+        "eventType": event_type,
+        "timestamp": ts,
+        "triggerReason": "Trigger",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": tx},
+        **extra,
+    }
     if wh is not None:
-        payload["meterValue"] = [{"timestamp": ts, "sampledValue": [
-            {"value": wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}]}]
+        payload["meterValue"] = [
+            {
+                "timestamp": ts,
+                "sampledValue": [
+                    {"value": wh, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}}
+                ],
+            }
+        ]
     return payload
 
 
@@ -26,16 +38,19 @@ def store(tmp_path: Path) -> JournalStore:
 
 
 def start(store: JournalStore, tx: str, ts: str = "2026-01-01T00:00:00.000Z") -> dict:
-    return store.append_batch([Append("TransactionEvent", tx_event(tx, "Started", ts, 1000.0),
-                                      new_transaction=NewTransaction(tx, 1))])[0]
+    return store.append_batch(
+        [Append("TransactionEvent", tx_event(tx, "Started", ts, 1000.0), new_transaction=NewTransaction(tx, 1))]
+    )[0]
 
 
 def test_seq_no_allocated_in_order_and_closed(store: JournalStore) -> None:
     assert start(store, "t1")["seqNo"] == 0
-    stored = store.append_batch([
-        Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z", 1500.0)),
-        Append("TransactionEvent", tx_event("t1", "Ended", "2026-01-01T00:02:00.000Z", 2000.0)),
-    ])
+    stored = store.append_batch(
+        [
+            Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z", 1500.0)),
+            Append("TransactionEvent", tx_event("t1", "Ended", "2026-01-01T00:02:00.000Z", 2000.0)),
+        ]
+    )
     assert [p["seqNo"] for p in stored] == [1, 2]
     assert store.transaction_state("t1") == "ended"
     row = store.conn.execute("SELECT meter_start_wh, meter_last_wh, stopped_reason FROM transactions").fetchone()
@@ -48,10 +63,12 @@ def test_seq_no_allocated_in_order_and_closed(store: JournalStore) -> None:
 def test_failed_batch_rolls_back_whole(store: JournalStore) -> None:
     start(store, "t1")
     with pytest.raises(ValueError):
-        store.append_batch([
-            Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")),
-            Append("TransactionEvent", tx_event("nope", "Updated", "2026-01-01T00:01:00.000Z")),
-        ])
+        store.append_batch(
+            [
+                Append("TransactionEvent", tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")),
+                Append("TransactionEvent", tx_event("nope", "Updated", "2026-01-01T00:01:00.000Z")),
+            ]
+        )
     assert store.pending_count() == 1
     assert store.conn.execute("SELECT next_seq_no FROM transactions").fetchone()[0] == 1
 
@@ -117,8 +134,13 @@ async def test_full_disk_is_reported_and_leaves_the_file_intact(tmp_path: Path) 
     journal = Journal(storage)
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
-        first = await journal.append(Append("TransactionEvent", tx_event("t1", "Started", "2026-01-01T00:00:00.000Z"),
-                                            new_transaction=NewTransaction("t1", 1)))
+        first = await journal.append(
+            Append(
+                "TransactionEvent",
+                tx_event("t1", "Started", "2026-01-01T00:00:00.000Z"),
+                new_transaction=NewTransaction("t1", 1),
+            )
+        )
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages}")
         big = tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")

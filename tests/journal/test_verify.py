@@ -30,21 +30,53 @@ def ts(minute: float) -> str:
 
 def meter_value(minute: float, wh: float, context: str = "Sample.Periodic") -> dict:
     """A realistic MeterValueType: the total register plus power and per-phase readings (ignored by checks)."""
-    return {"timestamp": ts(minute), "sampledValue": [
-        {"value": wh, "context": context, "measurand": REGISTER, "location": "Outlet",
-         "unitOfMeasure": {"unit": "Wh"}},
-        {"value": 7200.0, "context": context, "measurand": "Power.Active.Import", "location": "Outlet",
-         "unitOfMeasure": {"unit": "W"}},
-        {"value": 10.0, "context": context, "measurand": REGISTER, "phase": "L1", "unitOfMeasure": {"unit": "Wh"}},
-        {"value": 231.2, "context": context, "measurand": "Voltage", "phase": "L1-N", "unitOfMeasure": {"unit": "V"}},
-    ]}
+    return {
+        "timestamp": ts(minute),
+        "sampledValue": [
+            {
+                "value": wh,
+                "context": context,
+                "measurand": REGISTER,
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "Wh"},
+            },
+            {
+                "value": 7200.0,
+                "context": context,
+                "measurand": "Power.Active.Import",
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "W"},
+            },
+            {"value": 10.0, "context": context, "measurand": REGISTER, "phase": "L1", "unitOfMeasure": {"unit": "Wh"}},
+            {
+                "value": 231.2,
+                "context": context,
+                "measurand": "Voltage",
+                "phase": "L1-N",
+                "unitOfMeasure": {"unit": "V"},
+            },
+        ],
+    }
 
 
-def tx_event(event_type: str, tx_id: str, minute: float, trigger: str, wh: float | None = None, *,
-             evse: int = 1, offline: bool = False, charging: str = "Charging", **extra: object) -> dict:
+def tx_event(
+    event_type: str,
+    tx_id: str,
+    minute: float,
+    trigger: str,
+    wh: float | None = None,
+    *,
+    evse: int = 1,
+    offline: bool = False,
+    charging: str = "Charging",
+    **extra: object,
+) -> dict:
     """A TransactionEvent payload as the station builds it (the journal fills in seqNo)."""
     payload: dict = {
-        "eventType": event_type, "timestamp": ts(minute), "triggerReason": trigger, "seqNo": 0,
+        "eventType": event_type,
+        "timestamp": ts(minute),
+        "triggerReason": trigger,
+        "seqNo": 0,
         "transactionInfo": {"transactionId": tx_id, "chargingState": charging},
         "evse": {"id": evse, "connectorId": 1},
     }
@@ -68,30 +100,58 @@ def build_journal(data_dir: Path) -> sqlite3.Connection:
     """
     conn = open_station_db(data_dir)
     store = JournalStore(conn)
-    ended = tx_event("Ended", "TX-A", 15, "EVCommunicationLost", 3000,
-                     transactionInfo={"transactionId": "TX-A", "chargingState": "Idle",
-                                      "stoppedReason": "EVDisconnected"})
-    ended["meterValue"] = [meter_value(0, 1000, "Transaction.Begin"), meter_value(5, 1500), meter_value(10, 2200),
-                           meter_value(15, 3000, "Transaction.End")]
-    store.append_batch([
-        Append("TransactionEvent", tx_event("Started", "TX-A", 0, "Authorized", 1000, idToken=TOKEN),
-               new_transaction=NewTransaction("TX-A", 1, id_token=TOKEN)),
-        Append("StatusNotification", {"timestamp": ts(0.5), "connectorStatus": "Occupied", "evseId": 1,
-                                      "connectorId": 1}),
-    ])
+    ended = tx_event(
+        "Ended",
+        "TX-A",
+        15,
+        "EVCommunicationLost",
+        3000,
+        transactionInfo={"transactionId": "TX-A", "chargingState": "Idle", "stoppedReason": "EVDisconnected"},
+    )
+    ended["meterValue"] = [
+        meter_value(0, 1000, "Transaction.Begin"),
+        meter_value(5, 1500),
+        meter_value(10, 2200),
+        meter_value(15, 3000, "Transaction.End"),
+    ]
+    store.append_batch(
+        [
+            Append(
+                "TransactionEvent",
+                tx_event("Started", "TX-A", 0, "Authorized", 1000, idToken=TOKEN),
+                new_transaction=NewTransaction("TX-A", 1, id_token=TOKEN),
+            ),
+            Append(
+                "StatusNotification",
+                {"timestamp": ts(0.5), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+            ),
+        ]
+    )
     store.append_batch([Append("TransactionEvent", tx_event("Updated", "TX-A", 5, "MeterValuePeriodic", 1500))])
-    store.append_batch([
-        Append("TransactionEvent", tx_event("Updated", "TX-A", 10, "MeterValuePeriodic", 2200, offline=True)),
-        Append("TransactionEvent", ended),
-    ])
-    store.append_batch([
-        Append("TransactionEvent", tx_event("Started", "TX-B", 20, "CablePluggedIn", 500, evse=2,
-                                            charging="EVConnected"),
-               new_transaction=NewTransaction("TX-B", 2)),
-        Append("SecurityEventNotification", {"type": "TamperDetectionActivated", "timestamp": ts(21)}),
-    ])
-    store.append_batch([Append("TransactionEvent", tx_event("Updated", "TX-B", 25 + i * 5, "MeterValuePeriodic",
-                                                            900 + i * 400, evse=2)) for i in range(3)])
+    store.append_batch(
+        [
+            Append("TransactionEvent", tx_event("Updated", "TX-A", 10, "MeterValuePeriodic", 2200, offline=True)),
+            Append("TransactionEvent", ended),
+        ]
+    )
+    store.append_batch(
+        [
+            Append(
+                "TransactionEvent",
+                tx_event("Started", "TX-B", 20, "CablePluggedIn", 500, evse=2, charging="EVConnected"),
+                new_transaction=NewTransaction("TX-B", 2),
+            ),
+            Append("SecurityEventNotification", {"type": "TamperDetectionActivated", "timestamp": ts(21)}),
+        ]
+    )
+    store.append_batch(
+        [
+            Append(
+                "TransactionEvent", tx_event("Updated", "TX-B", 25 + i * 5, "MeterValuePeriodic", 900 + i * 400, evse=2)
+            )
+            for i in range(3)
+        ]
+    )
     conn.execute("UPDATE outbox SET created_at = json_extract(payload, '$.timestamp')")
     ids = [r[0] for r in conn.execute("SELECT id FROM outbox ORDER BY id")]
     for row_id in ids[:6]:
@@ -122,11 +182,12 @@ def problems(tmp_path: Path) -> list[Violation]:
 
 def edit_payload(conn: sqlite3.Connection, tx_id: str, seq_no: int, path: str, value: object) -> None:
     """Corrupt one field of a stored payload (and keep the event_type column in step when it is eventType)."""
-    conn.execute("UPDATE outbox SET payload = json_set(payload, ?, ?) WHERE transaction_id = ? AND seq_no = ?",
-                 (path, value, tx_id, seq_no))
+    conn.execute(
+        "UPDATE outbox SET payload = json_set(payload, ?, ?) WHERE transaction_id = ? AND seq_no = ?",
+        (path, value, tx_id, seq_no),
+    )
     if path == "$.eventType":
-        conn.execute("UPDATE outbox SET event_type = ? WHERE transaction_id = ? AND seq_no = ?",
-                     (value, tx_id, seq_no))
+        conn.execute("UPDATE outbox SET event_type = ? WHERE transaction_id = ? AND seq_no = ?", (value, tx_id, seq_no))
 
 
 def test_clean_journal(journal: sqlite3.Connection, tmp_path: Path) -> None:
@@ -135,25 +196,46 @@ def test_clean_journal(journal: sqlite3.Connection, tmp_path: Path) -> None:
 
 CORRUPTIONS = {
     "gap": (["DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no = 1"], "TX-B", "gap: seqNo 1 missing"),
-    "gap of several": (["DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no IN (1, 2)"], "TX-B",
-                       "gap: seqNos 1..2 missing"),
+    "gap of several": (
+        ["DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no IN (1, 2)"],
+        "TX-B",
+        "gap: seqNos 1..2 missing",
+    ),
     "first rows of an open transaction gone": (
-        ["DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no IN (0, 1)"], "TX-B", "seqNo 0 missing"),
+        ["DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no IN (0, 1)"],
+        "TX-B",
+        "seqNo 0 missing",
+    ),
     "transaction row still open after Ended": (
-        ["UPDATE transactions SET state = 'open' WHERE transaction_id = 'TX-A'"], "TX-A",
-        "an Ended event is journaled but the transactions row is still open"),
+        ["UPDATE transactions SET state = 'open' WHERE transaction_id = 'TX-A'"],
+        "TX-A",
+        "an Ended event is journaled but the transactions row is still open",
+    ),
     "transaction row ended without Ended": (
-        ["UPDATE transactions SET state = 'ended' WHERE transaction_id = 'TX-B'"], "TX-B",
-        "the transactions row is ended but no Ended event is journaled"),
-    "next_seq_no off": (["UPDATE transactions SET next_seq_no = 7 WHERE transaction_id = 'TX-B'"], "TX-B",
-                        "transactions.next_seq_no is 7 but the last journaled seqNo is 3"),
-    "open transaction without events": (["DELETE FROM outbox WHERE transaction_id = 'TX-B'"], "TX-B",
-                                        "open transaction without any journaled TransactionEvent"),
-    "orphan rows": (["PRAGMA foreign_keys = OFF", "DELETE FROM transactions WHERE transaction_id = 'TX-B'"], "TX-B",
-                    "4 journaled TransactionEvent(s) but no transactions row"),
+        ["UPDATE transactions SET state = 'ended' WHERE transaction_id = 'TX-B'"],
+        "TX-B",
+        "the transactions row is ended but no Ended event is journaled",
+    ),
+    "next_seq_no off": (
+        ["UPDATE transactions SET next_seq_no = 7 WHERE transaction_id = 'TX-B'"],
+        "TX-B",
+        "transactions.next_seq_no is 7 but the last journaled seqNo is 3",
+    ),
+    "open transaction without events": (
+        ["DELETE FROM outbox WHERE transaction_id = 'TX-B'"],
+        "TX-B",
+        "open transaction without any journaled TransactionEvent",
+    ),
+    "orphan rows": (
+        ["PRAGMA foreign_keys = OFF", "DELETE FROM transactions WHERE transaction_id = 'TX-B'"],
+        "TX-B",
+        "4 journaled TransactionEvent(s) but no transactions row",
+    ),
     "column and payload disagree": (
-        ["UPDATE outbox SET seq_no = 9 WHERE transaction_id = 'TX-B' AND seq_no = 3"], "TX-B",
-        "outbox.seq_no is 9 but the payload says 3"),
+        ["UPDATE outbox SET seq_no = 9 WHERE transaction_id = 'TX-B' AND seq_no = 3"],
+        "TX-B",
+        "outbox.seq_no is 9 but the payload says 3",
+    ),
 }
 
 
@@ -184,7 +266,8 @@ def test_started_not_first(journal: sqlite3.Connection, tmp_path: Path) -> None:
 def test_two_ended(journal: sqlite3.Connection, tmp_path: Path) -> None:
     edit_payload(journal, "TX-A", 2, "$.eventType", "Ended")
     assert [(v.transaction_id, v.problem, v.seq_no) for v in problems(tmp_path)] == [
-        ("TX-A", "Ended 2 times (seqNos 2, 3)", 3)]
+        ("TX-A", "Ended 2 times (seqNos 2, 3)", 3)
+    ]
 
 
 def test_event_after_ended(journal: sqlite3.Connection, tmp_path: Path) -> None:
@@ -247,8 +330,11 @@ def test_quick_check_reports_a_damaged_file(journal: sqlite3.Connection, tmp_pat
 
 def session(tx_id: str = "T1") -> list[dict]:
     """Bare payloads of a whole session with seqNos, as the CSMS receives them."""
-    payloads = [tx_event("Started", tx_id, 0, "Authorized", 1000), tx_event("Updated", tx_id, 1, "MeterValuePeriodic",
-                1200), tx_event("Ended", tx_id, 2, "StopAuthorized", 1300)]
+    payloads = [
+        tx_event("Started", tx_id, 0, "Authorized", 1000),
+        tx_event("Updated", tx_id, 1, "MeterValuePeriodic", 1200),
+        tx_event("Ended", tx_id, 2, "StopAuthorized", 1300),
+    ]
     payloads[2]["meterValue"] = [meter_value(0, 1000, "Transaction.Begin"), meter_value(2, 1300, "Transaction.End")]
     for seq, payload in enumerate(payloads):
         payload["seqNo"] = seq
@@ -261,8 +347,7 @@ def test_bare_payloads_clean() -> None:
 
 
 def test_bare_payloads_must_start_at_zero() -> None:
-    assert [v.problem for v in check_events(session()[1:])] == [
-        "seqNo 0 missing: the first journaled seqNo is 1"]
+    assert [v.problem for v in check_events(session()[1:])] == ["seqNo 0 missing: the first journaled seqNo is 1"]
 
 
 def test_resends() -> None:
@@ -288,13 +373,20 @@ def test_malformed_events() -> None:
 
 
 def test_register_samples_units_and_defaults() -> None:
-    payload = {"meterValue": [{"timestamp": ts(0), "sampledValue": [
-        {"value": 1.5, "unitOfMeasure": {"unit": "kWh"}},                       # measurand defaults to the register
-        {"value": 2, "measurand": REGISTER, "unitOfMeasure": {"unit": "Wh", "multiplier": 3}},
-        {"value": 7, "measurand": REGISTER, "phase": "L2"},                      # a phase register: not the total
-        {"value": 9, "measurand": REGISTER, "location": "EV"},                   # another meter
-        {"value": 5, "measurand": "Power.Active.Import"},
-    ]}]}
+    payload = {
+        "meterValue": [
+            {
+                "timestamp": ts(0),
+                "sampledValue": [
+                    {"value": 1.5, "unitOfMeasure": {"unit": "kWh"}},  # measurand defaults to the register
+                    {"value": 2, "measurand": REGISTER, "unitOfMeasure": {"unit": "Wh", "multiplier": 3}},
+                    {"value": 7, "measurand": REGISTER, "phase": "L2"},  # a phase register: not the total
+                    {"value": 9, "measurand": REGISTER, "location": "EV"},  # another meter
+                    {"value": 5, "measurand": "Power.Active.Import"},
+                ],
+            }
+        ]
+    }
     assert list(register_samples(payload)) == [(ts(0), 1500.0), (ts(0), 2000.0)]
 
 

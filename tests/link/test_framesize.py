@@ -39,8 +39,13 @@ def test_the_first_oversized_message_is_measured_exactly(cuts: list[int]) -> Non
 
 @given(st.lists(st.integers(min_value=0), max_size=30))
 def test_fragments_add_up_and_control_frames_do_not_count(cuts: list[int]) -> None:
-    stream = (HTTP + frame(400, final=False) + frame(125, opcode=0x9) + frame(400, opcode=0x0, final=False)
-              + frame(300, opcode=0x0, masked=True))
+    stream = (
+        HTTP
+        + frame(400, final=False)
+        + frame(125, opcode=0x9)
+        + frame(400, opcode=0x0, final=False)
+        + frame(300, opcode=0x0, masked=True)
+    )
     sizes = MessageSizes(limit=1000)
     feed_in_pieces(sizes, stream, cuts)
     assert sizes.oversized == 1100

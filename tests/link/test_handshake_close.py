@@ -111,8 +111,12 @@ async def test_back_off_applies_between_attempts(server: HangingUpCsms, clock: M
     async def never_boots(link: Link) -> None:
         raise AssertionError("no session can start")
 
-    link = Link(dispatcher=Dispatcher(default_registry()), registry=default_registry(),
-                settings=Settings(SETTINGS.__getitem__), settings_changed=Watched(0))
+    link = Link(
+        dispatcher=Dispatcher(default_registry()),
+        registry=default_registry(),
+        settings=Settings(SETTINGS.__getitem__),
+        settings_changed=Watched(0),
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link.run, lambda: endpoint(server), never_boots)
         with trio.fail_after(60):  # virtual seconds: four 30 s timeouts would not fit

@@ -18,6 +18,7 @@ async def test_one_runs_two_wait_the_rest_are_refused_in_order() -> None:
         async def run() -> None:
             order.append(n)
             await release.wait()
+
         return run
 
     tickets = [queue.admit(n, job(n)) for n in range(5)]

@@ -19,8 +19,12 @@ SETTINGS = {"OCPPCommCtrlr.MessageTimeout[Default]": 5, **{key.path: 1000 for ke
 
 def make_link() -> Link:
     """A link that never connects: these tests drive `_run_service` directly."""
-    return Link(dispatcher=Dispatcher(default_registry()), registry=default_registry(),
-                settings=Settings(SETTINGS.__getitem__), settings_changed=Watched(0))
+    return Link(
+        dispatcher=Dispatcher(default_registry()),
+        registry=default_registry(),
+        settings=Settings(SETTINGS.__getitem__),
+        settings_changed=Watched(0),
+    )
 
 
 async def test_link_down_inside_a_group_ends_the_service_quietly(caplog: pytest.LogCaptureFixture) -> None:

@@ -51,8 +51,10 @@ def _failures(tally: Tally, mode: str, keep: float) -> str:
     for result in tally.failures[:8]:
         lines.append(result.summary())
         lines += [f"    {p}" for p in [*result.corrupt, *result.problems, *(f"lost {op}" for op in result.lost)][:6]]
-        lines.append(f"    replay: python tools/powercut.py --mode {mode} --keep-unsynced {keep} "
-                     f"--seed {result.seed} --trials 1 -v")
+        lines.append(
+            f"    replay: python tools/powercut.py --mode {mode} --keep-unsynced {keep} "
+            f"--seed {result.seed} --trials 1 -v"
+        )
     return "\n".join(lines)
 
 
@@ -159,16 +161,21 @@ def _append(index: int, *ids: int) -> Op:
 
 def _recovered(*ids: int, outcome: dict[int, str] | None = None) -> Recovered:
     outcome = outcome or {}
-    return Recovered(outbox={i: (f"m{i}", "MeterValues", None, None, f'{{"n":{i}}}', outcome.get(i), 0) for i in ids},
-                     has_schema=True)
+    return Recovered(
+        outbox={i: (f"m{i}", "MeterValues", None, None, f'{{"n":{i}}}', outcome.get(i), 0) for i in ids},
+        has_schema=True,
+    )
 
 
-@pytest.mark.parametrize(("found", "delivered", "lost", "problem"), [
-    ((1, 2), True, [], None),
-    ((1,), True, ["#2 append ids [2]"], None),
-    ((1, 2), False, ["#1 mark_delivered 1"], "not a prefix"),  # #2 survived although #1 did not
-    ((1, 2, 9), True, [], "phantom outbox row 9"),
-])
+@pytest.mark.parametrize(
+    ("found", "delivered", "lost", "problem"),
+    [
+        ((1, 2), True, [], None),
+        ((1,), True, ["#2 append ids [2]"], None),
+        ((1, 2), False, ["#1 mark_delivered 1"], "not a prefix"),  # #2 survived although #1 did not
+        ((1, 2, 9), True, [], "phantom outbox row 9"),
+    ],
+)
 def test_judge(found: Sequence[int], delivered: bool, lost: list[str], problem: str | None) -> None:
     ops = [_append(0, 1), Op(1, "delivered", target=1), _append(2, 2)]
     judge = Judge(ops, None, _recovered(*found, outcome={1: "delivered"} if delivered else {}))
@@ -190,8 +197,12 @@ def test_judge_sees_a_torn_batch_and_a_changed_payload() -> None:
 
 def test_a_trial_is_reproducible() -> None:
     first, again = run_trial(11, "normal", keep_fraction=0.5), run_trial(11, "normal", keep_fraction=0.5)
-    assert (first.acked_ops, first.cut_at_io, first.inflight, first.lost) == \
-        (again.acked_ops, again.cut_at_io, again.inflight, again.lost)
+    assert (first.acked_ops, first.cut_at_io, first.inflight, first.lost) == (
+        again.acked_ops,
+        again.cut_at_io,
+        again.inflight,
+        again.lost,
+    )
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-dropped", "random-half-kept"])
@@ -207,11 +218,14 @@ def test_full_survives_power_cuts(keep: float) -> None:
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-dropped", "random-half-kept"])
 def test_negative_control_normal_loses_acked_commits_but_stays_consistent(keep: float) -> None:
     tally = run_trials(SEEDS, "normal", keep_fraction=keep)
-    print(f"synchronous=NORMAL keep-unsynced={keep}: {tally.line()} "
-          f"-> {tally.trials_with_loss / tally.trials:.0%} of trials lost an acked commit")
+    print(
+        f"synchronous=NORMAL keep-unsynced={keep}: {tally.line()} "
+        f"-> {tally.trials_with_loss / tally.trials:.0%} of trials lost an acked commit"
+    )
     assert tally.trials_with_loss >= 1, f"NORMAL lost nothing: the harness has no teeth. {tally.line()}"
     assert tally.corrupt == 0 and tally.inconsistent == 0, _failures(
-        Tally(failures=[r for r in tally.failures if r.corrupt or r.problems]), "normal", keep)
+        Tally(failures=[r for r in tally.failures if r.corrupt or r.problems]), "normal", keep
+    )
 
 
 class CommitPerItemStore(JournalStore):

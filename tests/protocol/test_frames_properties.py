@@ -23,14 +23,10 @@ from appliance.protocol import (
 )
 
 # JSON as the codec must carry it: finite floats only (NaN/Infinity are not JSON), any Unicode text.
-json_scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-)
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=25,
 )
 json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=6)

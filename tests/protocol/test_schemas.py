@@ -153,11 +153,7 @@ VALID: list[tuple[str, Direction, dict[str, Any]]] = [
     (
         "SetVariables",
         RES,
-        {
-            "setVariableResult": [
-                {"attributeStatus": "RebootRequired", "component": COMPONENT, "variable": VARIABLE}
-            ]
-        },
+        {"setVariableResult": [{"attributeStatus": "RebootRequired", "component": COMPONENT, "variable": VARIABLE}]},
     ),
     ("GetBaseReport", REQ, {"requestId": 7, "reportBase": "FullInventory"}),
     ("GetBaseReport", RES, {"status": "Accepted"}),
@@ -501,9 +497,7 @@ INVALID: list[tuple[str, Direction, Any, ErrorCode, str]] = [
 
 
 def error_of(action: str, direction: Direction, payload: Any) -> OcppError:
-    validate = (
-        default_registry().validate_request if direction is REQ else default_registry().validate_response
-    )
+    validate = default_registry().validate_request if direction is REQ else default_registry().validate_response
     with pytest.raises(OcppError) as caught:
         validate(action, payload)
     return caught.value
@@ -694,9 +688,7 @@ def _jsonschema_accepts(action: str, direction: Direction, payload: Any) -> bool
     ("action", "direction", "payload", "accepted"),
     [(a, d, p, True) for a, d, p in VALID] + [(a, d, p, False) for a, d, p, _, _ in INVALID],
 )
-def test_fastjsonschema_agrees_with_jsonschema(
-    action: str, direction: Direction, payload: Any, accepted: bool
-) -> None:
+def test_fastjsonschema_agrees_with_jsonschema(action: str, direction: Direction, payload: Any, accepted: bool) -> None:
     """jsonschema, the reference implementation, cross-checks what fastjsonschema accepts and refuses."""
     assert _jsonschema_accepts(action, direction, payload) is accepted
 

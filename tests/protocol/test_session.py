@@ -32,8 +32,14 @@ from appliance.protocol.session import (
     Stray,
 )
 
-OUR_ACTIONS = ["BootNotification", "Heartbeat", "NotifyReport", "NotifyMonitoringReport", "StatusNotification",
-               "TransactionEvent"]
+OUR_ACTIONS = [
+    "BootNotification",
+    "Heartbeat",
+    "NotifyReport",
+    "NotifyMonitoringReport",
+    "StatusNotification",
+    "TransactionEvent",
+]
 CSMS_CALLS = [
     ("TriggerMessage", {"requestedMessage": "BootNotification"}),
     ("TriggerMessage", {"requestedMessage": "Heartbeat"}),
@@ -48,8 +54,11 @@ def allowed(state: LinkState, holding: bool, action: str) -> bool:
     """The rule, stated again here from the spec rather than read from the module."""
     if state is LinkState.OFFLINE or holding:
         return False
-    return action == "BootNotification" or state is LinkState.ACCEPTED or (
-        state is LinkState.PENDING and action in ("NotifyReport", "NotifyMonitoringReport"))
+    return (
+        action == "BootNotification"
+        or state is LinkState.ACCEPTED
+        or (state is LinkState.PENDING and action in ("NotifyReport", "NotifyMonitoringReport"))
+    )
 
 
 def answer_text(message_id: str, error: bool) -> str:
@@ -192,7 +201,7 @@ class SessionMachine(RuleBasedStateMachine):
         else:
             assert refusal is None
 
-    @rule(text=st.sampled_from(["", "[", "{}", "[9, \"x\"]", "[3, \"x\"]", "[4, \"x\", 1]"]))
+    @rule(text=st.sampled_from(["", "[", "{}", '[9, "x"]', '[3, "x"]', '[4, "x", 1]']))
     def broken_frame(self, text: str) -> None:
         event = self.s.receive(text)
         assert isinstance(event, Malformed)

@@ -29,8 +29,11 @@ def journaled(data_dir: Path, kind: str) -> list[tuple[str | None]]:
     except sqlite3.OperationalError:  # the station has not created it yet
         return []
     try:
-        return conn.execute("SELECT outcome FROM outbox WHERE action = 'SecurityEventNotification' AND "
-                            "json_extract(payload, '$.type') = ?", (kind,)).fetchall()
+        return conn.execute(
+            "SELECT outcome FROM outbox WHERE action = 'SecurityEventNotification' AND "
+            "json_extract(payload, '$.type') = ?",
+            (kind,),
+        ).fetchall()
     except sqlite3.OperationalError:  # not migrated yet
         return []
     finally:
@@ -42,8 +45,9 @@ async def test_invalid_csms_certificate_survives_sigkill_and_arrives_once(data_d
     ca_file = data_dir / "csms-root.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     now = dt.datetime.now(dt.UTC)
-    context = server_context(ca.issue_cert("127.0.0.1", not_before=now - dt.timedelta(days=9),
-                                           not_after=now - dt.timedelta(days=1)))
+    context = server_context(
+        ca.issue_cert("127.0.0.1", not_before=now - dt.timedelta(days=9), not_after=now - dt.timedelta(days=1))
+    )
     with tls_csms(context) as csms:
         config = write_config(data_dir, csms.url, profile=2, ca_file=ca_file)
         first = StationProcess(config, data_dir / "first.log")
@@ -61,10 +65,14 @@ async def test_invalid_csms_certificate_survives_sigkill_and_arrives_once(data_d
         try:
             await wait_boot(csms, 0)
             await wait_all_reported(csms, 0)
-            await csms.trio.wait_for(lambda: journaled(data_dir, "InvalidCsmsCertificate") == [("delivered",)], 10,
-                                     what="the delivered mark")
-            await csms.trio.wait_for(lambda: len(csms.actions(STATION_ID, "SecurityEventNotification")) >= 3, 10,
-                                     what="three security events")
+            await csms.trio.wait_for(
+                lambda: journaled(data_dir, "InvalidCsmsCertificate") == [("delivered",)], 10, what="the delivered mark"
+            )
+            await csms.trio.wait_for(
+                lambda: len(csms.actions(STATION_ID, "SecurityEventNotification")) >= 3,
+                10,
+                what="three security events",
+            )
             types = [p["type"] for p in csms.actions(STATION_ID, "SecurityEventNotification")]
             assert sorted(types) == ["InvalidCsmsCertificate", "StartupOfTheDevice", "StartupOfTheDevice"], types
             assert await stop_proc(second) == 0

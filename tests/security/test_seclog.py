@@ -42,20 +42,28 @@ async def test_critical_journaled_and_logged_non_critical_only_logged(events: Se
     await events.raise_event("InvalidCsmsCertificate", "certificate has expired")
     await events.raise_event("ReconfigurationOfSecurityParameters", "SecurityCtrlr.BasicAuthPassword changed")
     await events.raise_event("InvalidFirmwareSignature", "x" * 400)  # techInfo cut to the schema's 255
-    assert outbox(events) == [("SecurityEventNotification", "InvalidCsmsCertificate"),
-                              ("SecurityEventNotification", "InvalidFirmwareSignature")]
+    assert outbox(events) == [
+        ("SecurityEventNotification", "InvalidCsmsCertificate"),
+        ("SecurityEventNotification", "InvalidFirmwareSignature"),
+    ]
     logged = await events.log.entries()
     assert [(e.type, e.critical) for e in logged] == [
-        ("InvalidCsmsCertificate", True), ("ReconfigurationOfSecurityParameters", False),
-        ("InvalidFirmwareSignature", True)]
+        ("InvalidCsmsCertificate", True),
+        ("ReconfigurationOfSecurityParameters", False),
+        ("InvalidFirmwareSignature", True),
+    ]
     assert len(logged[2].tech_info or "") == 255
 
 
 async def test_a_journaled_notification_is_logged_in_the_same_commit(events: SecurityEvents) -> None:
     """The trigger: whoever journals a SecurityEventNotification (here the journal directly) logs it with the
     row's id, so the two cannot disagree after a power cut."""
-    stored = await events._journal.append(Append("SecurityEventNotification", {
-        "type": "TamperDetectionActivated", "timestamp": "2026-01-02T03:04:05.000Z", "techInfo": "lid"}))
+    stored = await events._journal.append(
+        Append(
+            "SecurityEventNotification",
+            {"type": "TamperDetectionActivated", "timestamp": "2026-01-02T03:04:05.000Z", "techInfo": "lid"},
+        )
+    )
     assert stored["type"] == "TamperDetectionActivated"
     row = events._journal.storage.reader.execute(
         "SELECT l.type, l.tech_info, l.outbox_id = o.id FROM security_log l JOIN outbox o ON o.id = l.outbox_id"
@@ -87,7 +95,8 @@ async def test_the_log_is_bounded(events: SecurityEvents) -> None:
     def flood(conn: object) -> None:
         storage.writer.executemany(
             "INSERT INTO security_log (timestamp, type, tech_info, critical) VALUES (?, 'InvalidMessages', ?, 0)",
-            (("2026-01-01T00:00:00.000Z", str(i)) for i in range(CAPACITY + 50)))
+            (("2026-01-01T00:00:00.000Z", str(i)) for i in range(CAPACITY + 50)),
+        )
 
     await storage.write(flood, None)
     await events.raise_event("StartupOfTheDevice", "boot reason PowerUp")

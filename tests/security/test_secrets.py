@@ -62,14 +62,18 @@ async def test_password_never_shown(csms: LoopbackCsms, data_dir: Path, caplog: 
     `appliance-journal` command and the security log (which does record that the password changed) hold neither
     the new nor the factory password, nor their basic-auth token."""
     caplog.set_level(logging.DEBUG)
-    secrets = [NEW_PASSWORD, PASSWORD] + [base64.b64encode(f"{STATION_ID}:{p}".encode()).decode()
-                                          for p in (NEW_PASSWORD, PASSWORD)]
+    secrets = [NEW_PASSWORD, PASSWORD] + [
+        base64.b64encode(f"{STATION_ID}:{p}".encode()).decode() for p in (NEW_PASSWORD, PASSWORD)
+    ]
     async with booted_station(csms, data_dir) as station:
         csms.set_password(STATION_ID, NEW_PASSWORD)
         [result] = await set_variables(csms, set_item("SecurityCtrlr", "BasicAuthPassword", NEW_PASSWORD))
         assert result["attributeStatus"] == "Accepted", result
-        await csms.trio.wait_for(lambda: sum(c.accepted for c in csms.connections_snapshot(STATION_ID)) == 2, 10,
-                                 what="the reconnection with the new password")
+        await csms.trio.wait_for(
+            lambda: sum(c.accepted for c in csms.connections_snapshot(STATION_ID)) == 2,
+            10,
+            what="the reconnection with the new password",
+        )
         assert all(c.auth_ok for c in csms.connections_snapshot(STATION_ID) if c.accepted)
 
         [get] = await get_variables(csms, get_item("SecurityCtrlr", "BasicAuthPassword"))
@@ -78,8 +82,10 @@ async def test_password_never_shown(csms: LoopbackCsms, data_dir: Path, caplog: 
         answer = await csms.trio.call(STATION_ID, "GetBaseReport", {"requestId": 4711, "reportBase": "FullInventory"})
         assert answer["status"] == "Accepted"
         await csms.trio.wait_for(
-            lambda: any(not p.get("tbc", False) for p in csms.actions(STATION_ID, "NotifyReport", mark)), 10,
-            what="the last NotifyReport")
+            lambda: any(not p.get("tbc", False) for p in csms.actions(STATION_ID, "NotifyReport", mark)),
+            10,
+            what="the last NotifyReport",
+        )
         reports = csms.actions(STATION_ID, "NotifyReport", mark)
         [entry] = [d for p in reports for d in p["reportData"] if d["variable"]["name"] == "BasicAuthPassword"]
         assert all("value" not in a for a in entry["variableAttribute"]), entry
@@ -94,8 +100,13 @@ async def test_password_never_shown(csms: LoopbackCsms, data_dir: Path, caplog: 
         with redirect_stdout(out):
             assert journal_main(["--db", str(data_dir), *command]) == 0
         outputs.append(out.getvalue())
-    outputs.append("\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records
-                             if r.name.startswith("appliance.") and not r.name.startswith("appliance.lab")))
+    outputs.append(
+        "\n".join(
+            f"{r.name} {r.getMessage()} {r.exc_text or ''}"
+            for r in caplog.records
+            if r.name.startswith("appliance.") and not r.name.startswith("appliance.lab")
+        )
+    )
     assert "frame in: [2," in outputs[-1], "the DEBUG frame log ran"
     for text in outputs:
         for secret in secrets:

@@ -47,24 +47,30 @@ def test_no_roots_no_tls() -> None:
         client_context([], None)
 
 
-@pytest.mark.parametrize(("names", "host"), [
-    (["csms.example.com"], "csms.example.com"),
-    (["CSMS.Example.com"], "csms.example.com."),
-    (["other.example.com", "csms.example.com"], "csms.example.com"),
-    (["*.example.com", "csms.example.com"], "csms.example.com"),  # an exact name counts, the wildcard is unused
-    (["127.0.0.1"], "127.0.0.1"),
-    (["::1"], "::1"),
-])
+@pytest.mark.parametrize(
+    ("names", "host"),
+    [
+        (["csms.example.com"], "csms.example.com"),
+        (["CSMS.Example.com"], "csms.example.com."),
+        (["other.example.com", "csms.example.com"], "csms.example.com"),
+        (["*.example.com", "csms.example.com"], "csms.example.com"),  # an exact name counts, the wildcard is unused
+        (["127.0.0.1"], "127.0.0.1"),
+        (["::1"], "::1"),
+    ],
+)
 def test_exact_names_accepted(names: list[str], host: str) -> None:
     check_peer_name(der(trustme.CA().issue_cert(*names)), host)
 
 
-@pytest.mark.parametrize(("names", "host", "cause"), [
-    (["*.example.com"], "csms.example.com", "wildcard certificate (*.example.com) refused"),
-    (["other.example.com"], "csms.example.com", "name mismatch: the certificate is for other.example.com"),
-    (["csms.example.com"], "127.0.0.1", "name mismatch"),
-    (["127.0.0.2"], "127.0.0.1", "name mismatch: the certificate is for 127.0.0.2"),
-])
+@pytest.mark.parametrize(
+    ("names", "host", "cause"),
+    [
+        (["*.example.com"], "csms.example.com", "wildcard certificate (*.example.com) refused"),
+        (["other.example.com"], "csms.example.com", "name mismatch: the certificate is for other.example.com"),
+        (["csms.example.com"], "127.0.0.1", "name mismatch"),
+        (["127.0.0.2"], "127.0.0.1", "name mismatch: the certificate is for 127.0.0.2"),
+    ],
+)
 def test_other_names_and_wildcards_refused(names: list[str], host: str, cause: str) -> None:
     with pytest.raises(TlsRefused) as refused:
         check_peer_name(der(trustme.CA().issue_cert(*names)), host)
@@ -75,19 +81,33 @@ def test_common_name_counts_only_without_subject_alt_name() -> None:
     """OCPP's wording is "commonName equals the FQDN": used when the certificate has no subjectAltName."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csms.example.com")])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-               .serial_number(1).not_valid_before(dt.datetime(2020, 1, 1)).not_valid_after(dt.datetime(2030, 1, 1)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(dt.datetime(2020, 1, 1))
+        .not_valid_after(dt.datetime(2030, 1, 1))
+    )
     check_peer_name(builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER), "csms.example.com")
-    with_san = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]),
-                                     False).sign(key, hashes.SHA256())
+    with_san = builder.add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]), False
+    ).sign(key, hashes.SHA256())
     with pytest.raises(TlsRefused, match="name mismatch"):
         check_peer_name(with_san.public_bytes(Encoding.DER), "csms.example.com")
 
 
 def _config(tmp_path: Path, profile: int, extra: str = "", ca: Path | None = None) -> str:
     url = "wss://127.0.0.1:9/ocpp" if profile >= 2 else "ws://127.0.0.1:9/ocpp"
-    return config_text(tmp_path / "data", url, profile=profile, ca_file=ca, extra=extra,
-                       password=None if profile == 3 else "s3cret-password-16")
+    return config_text(
+        tmp_path / "data",
+        url,
+        profile=profile,
+        ca_file=ca,
+        extra=extra,
+        password=None if profile == 3 else "s3cret-password-16",
+    )
 
 
 def test_profile_3_needs_both_security_files(tmp_path: Path) -> None:
@@ -96,8 +116,9 @@ def test_profile_3_needs_both_security_files(tmp_path: Path) -> None:
         parse(_config(tmp_path, 3, ca=ca), source="test")
     with pytest.raises(ConfigError, match=r"security\.client_key_file: missing"):
         parse(_config(tmp_path, 3, '[security]\nclient_cert_file = "c.pem"\n', ca), source="test")
-    config = parse(_config(tmp_path, 3, '[security]\nclient_cert_file = "c.pem"\nclient_key_file = "k.pem"\n', ca),
-                   source="test")
+    config = parse(
+        _config(tmp_path, 3, '[security]\nclient_cert_file = "c.pem"\nclient_key_file = "k.pem"\n', ca), source="test"
+    )
     assert config.security.client_identity == (Path("c.pem"), Path("k.pem"))
     assert config.csms.basic_auth_password is None  # profile 3 authenticates by its certificate
 
@@ -112,8 +133,12 @@ def test_start_up_checks_the_client_certificate(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
 
     def check(cert_file: Path, key_file: Path) -> None:
-        text = _config(tmp_path, 3, f'[security]\nclient_cert_file = "{cert_file}"\nclient_key_file = "{key_file}"\n',
-                       tmp_path / "ca.pem")
+        text = _config(
+            tmp_path,
+            3,
+            f'[security]\nclient_cert_file = "{cert_file}"\nclient_key_file = "{key_file}"\n',
+            tmp_path / "ca.pem",
+        )
         preflight.check(parse(text, source="test"))
 
     check(cert, key)

@@ -51,14 +51,22 @@ def self_signed(directory: Path, host: str = "127.0.0.1") -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False)
+        .sign(key, hashes.SHA256())
+    )
     path = directory / "self-signed.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return path
 
 
@@ -106,20 +114,51 @@ def make_good(context: ssl.SSLContext, ca: trustme.CA, host: str = "127.0.0.1") 
 
 _NOW = dt.datetime.now(dt.UTC)
 BAD: list[Bad] = [
-    Bad("other-ca", _leaf(lambda ca: trustme.CA().issue_cert("127.0.0.1")),
-        "unknown CA (not issued by an installed CSMS root certificate)", "InvalidCsmsCertificate"),
-    Bad("expired", _leaf(lambda ca: ca.issue_cert("127.0.0.1", not_before=_NOW - dt.timedelta(days=30),
-                                                  not_after=_NOW - dt.timedelta(days=1))),
-        "certificate has expired", "InvalidCsmsCertificate"),
-    Bad("not-yet-valid", _leaf(lambda ca: ca.issue_cert("127.0.0.1", not_before=_NOW + dt.timedelta(days=1),
-                                                        not_after=_NOW + dt.timedelta(days=30))),
-        "certificate not yet valid", "InvalidCsmsCertificate"),
-    Bad("wrong-host", _leaf(lambda ca: ca.issue_cert("other.test")),
-        "name mismatch: the certificate is for other.test, the CSMS is 127.0.0.1", "InvalidCsmsCertificate"),
-    Bad("wildcard", _leaf(lambda ca: ca.issue_cert("*.test")),
-        "wildcard certificate (*.test) refused", "InvalidCsmsCertificate", host=CSMS_NAME),
-    Bad("self-signed", lambda context, ca, tmp: context.load_cert_chain(self_signed(tmp)),
-        "self-signed certificate", "InvalidCsmsCertificate"),
+    Bad(
+        "other-ca",
+        _leaf(lambda ca: trustme.CA().issue_cert("127.0.0.1")),
+        "unknown CA (not issued by an installed CSMS root certificate)",
+        "InvalidCsmsCertificate",
+    ),
+    Bad(
+        "expired",
+        _leaf(
+            lambda ca: ca.issue_cert(
+                "127.0.0.1", not_before=_NOW - dt.timedelta(days=30), not_after=_NOW - dt.timedelta(days=1)
+            )
+        ),
+        "certificate has expired",
+        "InvalidCsmsCertificate",
+    ),
+    Bad(
+        "not-yet-valid",
+        _leaf(
+            lambda ca: ca.issue_cert(
+                "127.0.0.1", not_before=_NOW + dt.timedelta(days=1), not_after=_NOW + dt.timedelta(days=30)
+            )
+        ),
+        "certificate not yet valid",
+        "InvalidCsmsCertificate",
+    ),
+    Bad(
+        "wrong-host",
+        _leaf(lambda ca: ca.issue_cert("other.test")),
+        "name mismatch: the certificate is for other.test, the CSMS is 127.0.0.1",
+        "InvalidCsmsCertificate",
+    ),
+    Bad(
+        "wildcard",
+        _leaf(lambda ca: ca.issue_cert("*.test")),
+        "wildcard certificate (*.test) refused",
+        "InvalidCsmsCertificate",
+        host=CSMS_NAME,
+    ),
+    Bad(
+        "self-signed",
+        lambda context, ca, tmp: context.load_cert_chain(self_signed(tmp)),
+        "self-signed certificate",
+        "InvalidCsmsCertificate",
+    ),
     Bad("tls-1.1", _tls_1_1, "protocol version refused", "InvalidTLSVersion", plain_server=True),
     Bad("non-ocpp-suite", _foreign_suite, "no common cipher suite", "InvalidTLSCipherSuite", plain_server=True),
 ]
@@ -128,8 +167,15 @@ BAD: list[Bad] = [
 class LoopbackNames(trio.abc.HostnameResolver):
     """Trio's resolver for this run: CSMS_NAME is 127.0.0.1, everything else as the host resolves it."""
 
-    async def getaddrinfo(self, host: bytes | str | None, port: bytes | str | int | None, family: int = 0,
-                          type: int = 0, proto: int = 0, flags: int = 0) -> Any:
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
         if name == CSMS_NAME:
             name = "127.0.0.1"

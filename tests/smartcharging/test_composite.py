@@ -34,18 +34,38 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def raw_profile(pid: int, purpose: str, stack: int, kind: str, periods: list[tuple[int, float, int | None]],
-                unit: str = "A", start: datetime | None = None, duration: int | None = None,
-                recurrency: str | None = None, valid_from: datetime | None = None,
-                valid_to: datetime | None = None, tx: str | None = None) -> dict[str, Any]:
-    sched: dict[str, Any] = {"id": 1, "chargingRateUnit": unit, "chargingSchedulePeriod": [
-        {"startPeriod": s, "limit": lim, **({"numberPhases": n} if n else {})} for s, lim, n in periods]}
+def raw_profile(
+    pid: int,
+    purpose: str,
+    stack: int,
+    kind: str,
+    periods: list[tuple[int, float, int | None]],
+    unit: str = "A",
+    start: datetime | None = None,
+    duration: int | None = None,
+    recurrency: str | None = None,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+    tx: str | None = None,
+) -> dict[str, Any]:
+    sched: dict[str, Any] = {
+        "id": 1,
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [
+            {"startPeriod": s, "limit": lim, **({"numberPhases": n} if n else {})} for s, lim, n in periods
+        ],
+    }
     if start is not None:
         sched["startSchedule"] = iso(start)
     if duration is not None:
         sched["duration"] = duration
-    raw: dict[str, Any] = {"id": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
-                           "chargingProfileKind": kind, "chargingSchedule": [sched]}
+    raw: dict[str, Any] = {
+        "id": pid,
+        "stackLevel": stack,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": kind,
+        "chargingSchedule": [sched],
+    }
     for key, value in (("recurrencyKind", recurrency), ("transactionId", tx)):
         if value is not None:
             raw[key] = value
@@ -93,8 +113,14 @@ def oracle(profiles: list[Profile], t: float, facts: EvseFacts, origin: float) -
                 return value
         return None
 
-    tx = [p for p in profiles if p.purpose == "TxProfile" and facts.transaction_id is not None
-          and p.evse_id == facts.evse_id and p.transaction_id == facts.transaction_id]
+    tx = [
+        p
+        for p in profiles
+        if p.purpose == "TxProfile"
+        and facts.transaction_id is not None
+        and p.evse_id == facts.evse_id
+        and p.transaction_id == facts.transaction_id
+    ]
     default = [p for p in profiles if p.purpose == "TxDefaultProfile" and p.evse_id in (0, facts.evse_id)]
     station = [p for p in profiles if p.purpose == "ChargingStationMaxProfile"]
     for value in (prevailing(tx) or prevailing(default), prevailing(station)):
@@ -106,7 +132,8 @@ def oracle(profiles: list[Profile], t: float, facts: EvseFacts, origin: float) -
 # --- strategies --------------------------------------------------------------------------------------------------
 
 offsets = st.integers(min_value=-200_000, max_value=200_000).map(float) | st.floats(-200_000, 200_000).map(
-    lambda x: round(x, 3))
+    lambda x: round(x, 3)
+)
 limits = st.integers(min_value=0, max_value=80).map(lambda x: x / 2)
 
 
@@ -134,8 +161,20 @@ def profiles(draw: st.DrawFn, pid: int) -> Profile:
     duration = draw(st.none() | st.integers(0, 100_000))
     valid_from = draw(st.none() | offsets.map(lambda x: BASE + timedelta(seconds=x)))
     valid_to = draw(st.none() | offsets.map(lambda x: BASE + timedelta(seconds=x)))
-    raw = raw_profile(pid, purpose, draw(st.integers(0, 3)), kind, chosen, unit, start, duration, recurrency,
-                      valid_from, valid_to, "tx-1" if purpose == "TxProfile" else None)
+    raw = raw_profile(
+        pid,
+        purpose,
+        draw(st.integers(0, 3)),
+        kind,
+        chosen,
+        unit,
+        start,
+        duration,
+        recurrency,
+        valid_from,
+        valid_to,
+        "tx-1" if purpose == "TxProfile" else None,
+    )
     return parse(evse, raw)
 
 
@@ -194,8 +233,16 @@ def test_recurring_daily_across_midnight() -> None:
     """A daily profile from 22:00 with 6 A until 01:00, then 10 A, seen from 20:00 over two days."""
     facts = EvseFacts(1, 3, VOLTAGE, 32.0)
     start = datetime(2026, 3, 20, 22, 0, tzinfo=UTC)
-    raw = raw_profile(1, "TxDefaultProfile", 0, "Recurring", [(0, 6, None), (3 * 3600, 10, None)], start=start,
-                      duration=6 * 3600, recurrency="Daily")
+    raw = raw_profile(
+        1,
+        "TxDefaultProfile",
+        0,
+        "Recurring",
+        [(0, 6, None), (3 * 3600, 10, None)],
+        start=start,
+        duration=6 * 3600,
+        recurrency="Daily",
+    )
     composite = evse_composite([parse(1, raw)], facts, now=BASE, duration=2 * 86400, unit="A")
     hours = [(p.start / 3600, p.limit) for p in composite.periods]
     assert hours == [(0, 32), (2, 6), (5, 10), (8, 32), (26, 6), (29, 10), (32, 32)]
@@ -206,8 +253,9 @@ def test_recurring_daily_keeps_utc_across_a_daylight_saving_change() -> None:
     OCPP time) still repeats exactly 24 h later, at the same UTC time."""
     facts = EvseFacts(1, 3, VOLTAGE, 32.0)
     start = datetime(2026, 3, 27, 23, 0, tzinfo=UTC)
-    raw = raw_profile(1, "TxDefaultProfile", 0, "Recurring", [(0, 8, None)], start=start, duration=3600,
-                      recurrency="Daily")
+    raw = raw_profile(
+        1, "TxDefaultProfile", 0, "Recurring", [(0, 8, None)], start=start, duration=3600, recurrency="Daily"
+    )
     composite = evse_composite([parse(1, raw)], facts, now=BASE, duration=2 * 86400, unit="A")
     eights = [BASE + timedelta(seconds=p.start) for p in composite.periods if p.limit == 8]
     assert eights == [datetime(2026, 3, 28, 23, 0, tzinfo=UTC), datetime(2026, 3, 29, 23, 0, tzinfo=UTC)]
@@ -230,8 +278,11 @@ def test_a_clock_step_changes_nothing_but_the_window(scenario: Any, step: int, s
     origin_before, origin_after = now.timestamp(), now.timestamp() + step
     for fraction in samples:
         t = math.floor(lo + fraction * (hi - lo - 2)) + 0.5
-        if {in_unit(oracle(found, x, facts, o), unit) for x in (math.floor(t), math.floor(t) + 0.999)
-                for o in (origin_before, origin_after)}.__len__() != 1:
+        if {
+            in_unit(oracle(found, x, facts, o), unit)
+            for x in (math.floor(t), math.floor(t) + 0.999)
+            for o in (origin_before, origin_after)
+        }.__len__() != 1:
             continue  # a change inside this second: folded, possibly differently
         assert before.limit_at(t - before.start.timestamp()).limit == after.limit_at(t - after.start.timestamp()).limit
 

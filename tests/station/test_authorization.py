@@ -91,8 +91,9 @@ async def test_online_authorize_verdict(csms: LoopbackCsms, data_dir: Path, toke
     [(VALID, GROUP, True), (VALID2, GROUP, True), (OTHER, None, False), (OTHER, "GROUP-0099", False)],
     ids=["same_token", "same_group", "other_token", "other_group"],
 )
-async def test_who_may_stop(csms: LoopbackCsms, data_dir: Path, stopper: str, stopper_group: str | None,
-                            stops: bool) -> None:
+async def test_who_may_stop(
+    csms: LoopbackCsms, data_dir: Path, stopper: str, stopper_group: str | None, stops: bool
+) -> None:
     """A session started by a card of group GROUP is stopped by the same card or by another card of GROUP
     (StopAuthorized, stoppedReason Local, energy off); a card without a group or of another group, even one the
     CSMS accepts, is refused and the session goes on (C09, E07, TC_C_04)."""
@@ -171,8 +172,17 @@ async def test_unknown_token_refused_offline(csms: LoopbackCsms, data_dir: Path)
     reaches the CSMS after reconnecting, although the CSMS would have accepted it. A SetVariables to allow unknown
     idTokens offline finds no such variable."""
     async with auth_station(csms, data_dir) as station:
-        [result] = (await csms.trio.call(STATION_ID, "SetVariables", {"setVariableData": [
-            {**get_item("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), "attributeValue": "true"}]}))["setVariableResult"]
+        [result] = (
+            await csms.trio.call(
+                STATION_ID,
+                "SetVariables",
+                {
+                    "setVariableData": [
+                        {**get_item("AuthCtrlr", "OfflineTxForUnknownIdEnabled"), "attributeValue": "true"}
+                    ]
+                },
+            )
+        )["setVariableResult"]
         assert result["attributeStatus"] == "UnknownVariable", result
         await ev_connected_pre_session(csms, station)
         await go_offline(csms, station)
@@ -181,8 +191,11 @@ async def test_unknown_token_refused_offline(csms: LoopbackCsms, data_dir: Path)
         await trio.sleep(QUIET)
         # The EVConnected transaction may have its own Updated events replayed (a sample, under load); none of
         # them is about the refused card, and the card is never sent for authorization.
-        about_card = [e for e in tx_events(csms, mark)
-                      if e.get("idToken", {}).get("idToken") == UNKNOWN or e["triggerReason"] == "Authorized"]
+        about_card = [
+            e
+            for e in tx_events(csms, mark)
+            if e.get("idToken", {}).get("idToken") == UNKNOWN or e["triggerReason"] == "Authorized"
+        ]
         assert about_card == [] and authorizes(csms, mark) == [], (about_card, tx_events(csms, mark))
 
 
@@ -280,8 +293,9 @@ async def test_send_local_list_limits(csms: LoopbackCsms, data_dir: Path) -> Non
 
 
 @pytest.mark.parametrize("stop_tx_on_invalid_id", [True, False])
-async def test_offline_start_rejected_on_reconnect(csms: LoopbackCsms, data_dir: Path,
-                                                   stop_tx_on_invalid_id: bool) -> None:
+async def test_offline_start_rejected_on_reconnect(
+    csms: LoopbackCsms, data_dir: Path, stop_tx_on_invalid_id: bool
+) -> None:
     """Offline, a card of the local list starts charging; on reconnection the CSMS answers the queued
     TransactionEvent that carries the idToken with Invalid. StopTxOnInvalidId true: the transaction ends
     (triggerReason Deauthorized, stoppedReason DeAuthorized); false: it goes on without energy (chargingState
@@ -316,21 +330,27 @@ async def test_offline_start_rejected_on_reconnect(csms: LoopbackCsms, data_dir:
 
 
 async def _request_start(csms: LoopbackCsms, token: str, remote_start_id: int) -> dict[str, Any]:
-    return await csms.trio.call(STATION_ID, "RequestStartTransaction", {
-        "idToken": id_token(token), "remoteStartId": remote_start_id, "evseId": EVSE,
-    })
+    return await csms.trio.call(
+        STATION_ID,
+        "RequestStartTransaction",
+        {
+            "idToken": id_token(token),
+            "remoteStartId": remote_start_id,
+            "evseId": EVSE,
+        },
+    )
 
 
 @pytest.mark.parametrize("authorize_remote_start", [True, False])
 @pytest.mark.parametrize("plug_first", [True, False], ids=["after_plug_in", "before_plug_in"])
-async def test_remote_start(csms: LoopbackCsms, data_dir: Path, authorize_remote_start: bool,
-                            plug_first: bool) -> None:
+async def test_remote_start(csms: LoopbackCsms, data_dir: Path, authorize_remote_start: bool, plug_first: bool) -> None:
     """RequestStartTransaction (F01/F02/F03): Accepted (with the running transactionId when the EV was plugged in
     first). AuthorizeRemoteStart true: an AuthorizeRequest for the idToken first; false: none. Then a
     TransactionEvent RemoteStart with the idToken and remoteStartId (Started before plug-in, Updated after), and
     energy once the EV is there."""
-    async with auth_station(csms, data_dir,
-                            variables={"AuthCtrlr.AuthorizeRemoteStart": authorize_remote_start}) as station:
+    async with auth_station(
+        csms, data_dir, variables={"AuthCtrlr.AuthorizeRemoteStart": authorize_remote_start}
+    ) as station:
         started = await ev_connected_pre_session(csms, station) if plug_first else None
         mark = csms.mark()
         answer = await _request_start(csms, VALID2, 77)
@@ -368,10 +388,12 @@ async def _remote_start_without_authorize(csms: LoopbackCsms, station: Station) 
     return started
 
 
-@pytest.mark.parametrize(("stopper_group", "stops"), [(GROUP, True), ("GROUP-0099", False)],
-                         ids=["same_group", "other_group"])
-async def test_group_from_transaction_event_answer(csms: LoopbackCsms, data_dir: Path, stopper_group: str,
-                                                   stops: bool) -> None:
+@pytest.mark.parametrize(
+    ("stopper_group", "stops"), [(GROUP, True), ("GROUP-0099", False)], ids=["same_group", "other_group"]
+)
+async def test_group_from_transaction_event_answer(
+    csms: LoopbackCsms, data_dir: Path, stopper_group: str, stops: bool
+) -> None:
     """C09.FR.03: the groupIdToken the CSMS returns in a TransactionEventResponse is the session's GroupId. A second
     card is authorized at the CSMS; of that group it stops the session (StopAuthorized carrying it, stoppedReason
     Local, energy off), of another group it is refused and the session goes on with no TransactionEvent."""
@@ -480,8 +502,13 @@ async def test_ev_side_unplug_ends_authorization(csms: LoopbackCsms, data_dir: P
 def _wait_booted(csms: LoopbackCsms, since: int) -> None:
     csms.wait_action(STATION_ID, "BootNotification", 20, since=since)
     for evse, connector in CONNECTORS:
-        csms.wait_action(STATION_ID, "StatusNotification", 10, since=since,
-                         predicate=lambda p, e=evse, c=connector: (p["evseId"], p["connectorId"]) == (e, c))
+        csms.wait_action(
+            STATION_ID,
+            "StatusNotification",
+            10,
+            since=since,
+            predicate=lambda p, e=evse, c=connector: (p["evseId"], p["connectorId"]) == (e, c),
+        )
 
 
 def _sim(data_dir: Path, command: str, **fields: Any) -> dict[str, Any]:
@@ -495,8 +522,13 @@ def _present(csms: LoopbackCsms, data_dir: Path, token: str, evse_id: int) -> di
     carries the card's idToken, or for a stop the StopAuthorized one."""
     mark = csms.mark()
     _sim(data_dir, "tap", token=token, evse=evse_id)
-    [event, *_] = csms.wait_action(STATION_ID, "TransactionEvent", 10, since=mark, predicate=lambda e: has_token(
-        e, token) or e["triggerReason"] == "StopAuthorized")
+    [event, *_] = csms.wait_action(
+        STATION_ID,
+        "TransactionEvent",
+        10,
+        since=mark,
+        predicate=lambda e: has_token(e, token) or e["triggerReason"] == "StopAuthorized",
+    )
     return event
 
 
@@ -509,8 +541,11 @@ def test_cache_and_local_list_persist_across_process_restart(csms: LoopbackCsms,
     log = data_dir / "station.log"
     with station_process(config, log) as station:
         _wait_booted(csms, 0)
-        answer = csms.call(STATION_ID, "SendLocalList", {
-            "versionNumber": 7, "updateType": "Full", "localAuthorizationList": [entry(VALID2)]})
+        answer = csms.call(
+            STATION_ID,
+            "SendLocalList",
+            {"versionNumber": 7, "updateType": "Full", "localAuthorizationList": [entry(VALID2)]},
+        )
         assert answer["status"] == "Accepted"
         _present(csms, data_dir, VALID, SEED_EVSE)  # the CSMS accepts it: now cached
         _present(csms, data_dir, VALID, SEED_EVSE)  # and stops the session again
@@ -540,15 +575,21 @@ def _masking_run(csms: LoopbackCsms, data_dir: Path) -> str:
     log = data_dir / "station.log"
     with station_process(config, log) as station:
         _wait_booted(csms, 0)
-        csms.call(STATION_ID, "SendLocalList", {
-            "versionNumber": 1, "updateType": "Full", "localAuthorizationList": [entry(VALID2)]})
+        csms.call(
+            STATION_ID,
+            "SendLocalList",
+            {"versionNumber": 1, "updateType": "Full", "localAuthorizationList": [entry(VALID2)]},
+        )
         _sim(data_dir, "plug", evse=EVSE)
         mark = csms.mark()
         _sim(data_dir, "tap", token=INVALID, evse=EVSE)
         csms.wait_action(STATION_ID, "Authorize", since=mark)
         _present(csms, data_dir, VALID, EVSE)
-        csms.call(STATION_ID, "RequestStartTransaction", {
-            "idToken": id_token(VALID2), "remoteStartId": 5, "evseId": SEED_EVSE})
+        csms.call(
+            STATION_ID,
+            "RequestStartTransaction",
+            {"idToken": id_token(VALID2), "remoteStartId": 5, "evseId": SEED_EVSE},
+        )
         csms.wait_action(STATION_ID, "TransactionEvent", since=mark, count=2)
         assert station.stop() == 0, station.log()
     return station.log()
@@ -570,4 +611,3 @@ def test_id_tokens_masked_in_whole_process_log(csms: LoopbackCsms, data_dir: Pat
     text = _masking_run(csms, data_dir)
     for token in (VALID, VALID2, INVALID):
         assert token not in text, [line for line in text.splitlines() if token in line]
-

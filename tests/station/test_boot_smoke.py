@@ -15,7 +15,8 @@ async def test_boot_status_and_variables(csms: LoopbackCsms, data_dir: Path) -> 
         assert boots[0]["reason"] == "PowerUp"
         await csms.trio.wait_for(lambda: len(csms.actions("CS001", "StatusNotification")) >= 2, 10)
         answer = await csms.trio.call(
-            "CS001", "GetVariables",
+            "CS001",
+            "GetVariables",
             {"getVariableData": [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]},
         )
         assert answer["getVariableResult"][0]["attributeValue"] == "300"

@@ -19,9 +19,17 @@ async def test_blackholed_link_noticed_within_ping_bound(csms: LoopbackCsms, dat
     interval, timeout = 1, 2
     with ChaosProxy("127.0.0.1", csms.port) as proxy:
         url = f"ws://127.0.0.1:{proxy.port}/ocpp"
-        config = parse(config_text(data_dir, url, variables={
-            "OCPPCommCtrlr.WebSocketPingInterval": interval, "OCPPCommCtrlr.MessageTimeout[Default]": timeout,
-        }), source="test")
+        config = parse(
+            config_text(
+                data_dir,
+                url,
+                variables={
+                    "OCPPCommCtrlr.WebSocketPingInterval": interval,
+                    "OCPPCommCtrlr.MessageTimeout[Default]": timeout,
+                },
+            ),
+            source="test",
+        )
         async with running_station(config) as station:
             await station.link.state.wait_until(lambda s: s is LinkState.ACCEPTED)
             await trio.sleep(0.5)

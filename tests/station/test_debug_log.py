@@ -46,16 +46,31 @@ async def test_debug_log_of_a_password_change_never_shows_the_password(
 
 
 def test_secret_fields_of_every_kind_are_hidden_and_id_tokens_masked() -> None:
-    profile = {"configurationSlot": 1, "connectionData": {
-        "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": "wss://x", "messageTimeout": 30,
-        "securityProfile": 1, "ocppInterface": "Wired0",
-        "apn": {"apn": "a", "apnPassword": "apn-secret-1", "apnAuthentication": "AUTO"},
-        "vpn": {"server": "v", "user": "u", "password": "vpn-secret-2", "key": "vpn-secret-3", "type": "IPSec"},
-    }}
-    report = {"requestId": 1, "generatedAt": "2024-01-01T00:00:00Z", "seqNo": 0, "reportData": [{
-        "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
-        "variableAttribute": [{"type": "Actual", "value": "report-secret-4"}],
-    }]}
+    profile = {
+        "configurationSlot": 1,
+        "connectionData": {
+            "ocppVersion": "OCPP20",
+            "ocppTransport": "JSON",
+            "ocppCsmsUrl": "wss://x",
+            "messageTimeout": 30,
+            "securityProfile": 1,
+            "ocppInterface": "Wired0",
+            "apn": {"apn": "a", "apnPassword": "apn-secret-1", "apnAuthentication": "AUTO"},
+            "vpn": {"server": "v", "user": "u", "password": "vpn-secret-2", "key": "vpn-secret-3", "type": "IPSec"},
+        },
+    }
+    report = {
+        "requestId": 1,
+        "generatedAt": "2024-01-01T00:00:00Z",
+        "seqNo": 0,
+        "reportData": [
+            {
+                "component": {"name": "SecurityCtrlr"},
+                "variable": {"name": "BasicAuthPassword"},
+                "variableAttribute": [{"type": "Actual", "value": "report-secret-4"}],
+            }
+        ],
+    }
     frames = [
         [2, "1", "SetNetworkProfile", profile],
         [2, "2", "NotifyReport", report],

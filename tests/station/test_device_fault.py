@@ -62,8 +62,10 @@ async def test_what_happened_while_silent_is_read_on_recovery(csms: LoopbackCsms
         ended = await wait_event(csms, lambda e: e["eventType"] == "Ended", since=mark)
         events = tx_events(csms, mark)
     assert tx_id_of(ended) == tx_id
-    assert ended["triggerReason"] == "EVCommunicationLost" and ended["transactionInfo"]["stoppedReason"] == \
-        "EVDisconnected", ended
+    assert (
+        ended["triggerReason"] == "EVCommunicationLost"
+        and ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    ), ended
     assert not [e for e in events if e["transactionInfo"].get("chargingState") == "Charging"], events
 
 

@@ -66,22 +66,33 @@ class PeakRss:
 
 def last_frame(csms: LoopbackCsms, since: int, ids: set[str]) -> int:
     """The recording index of the last answer to these message ids."""
-    return max(f.index for f in csms.frames_snapshot(STATION_ID, since)
-               if f.direction == "in" and f.message_type in (3, 4) and f.message_id in ids)
+    return max(
+        f.index
+        for f in csms.frames_snapshot(STATION_ID, since)
+        if f.direction == "in" and f.message_type in (3, 4) and f.message_id in ids
+    )
 
 
 def finished_before(csms: LoopbackCsms, since: int, until: int) -> set[int]:
     """requestIds whose last NotifyReport the station sent between frames `since` and `until`."""
-    return {f.payload["requestId"] for f in csms.frames_snapshot(STATION_ID, since)
-            if f.index < until and f.direction == "in" and f.is_call and f.action == "NotifyReport"
-            and not f.payload.get("tbc", False)}
+    return {
+        f.payload["requestId"]
+        for f in csms.frames_snapshot(STATION_ID, since)
+        if f.index < until
+        and f.direction == "in"
+        and f.is_call
+        and f.action == "NotifyReport"
+        and not f.payload.get("tbc", False)
+    }
 
 
 def answers(csms: LoopbackCsms, since: int, ids: set[str]) -> dict[str, Any]:
     """The station's CALLRESULT payloads (or CALLERROR codes) to the CALLs with these message ids."""
-    return {f.message_id: f.payload if f.message_type == 3 else f.error_code
-            for f in csms.frames_snapshot(STATION_ID, since)
-            if f.direction == "in" and f.message_type in (3, 4) and f.message_id in ids}
+    return {
+        f.message_id: f.payload if f.message_type == 3 else f.error_code
+        for f in csms.frames_snapshot(STATION_ID, since)
+        if f.direction == "in" and f.message_type in (3, 4) and f.message_id in ids
+    }
 
 
 def reports_done(csms: LoopbackCsms, since: int, request_ids: set[int]) -> bool:
@@ -130,10 +141,16 @@ def test_report_flood_is_answered_and_bounded(csms: LoopbackCsms, data_dir: Path
             for message_id, request_id in ids.items():
                 payload = {"requestId": request_id, **REQUESTS[action]}
                 csms.send_raw(STATION_ID, json.dumps([2, message_id, action, payload]))
-            got = csms.wait_for(lambda: (a := answers(csms, mark, set(ids))) and len(a) == FLOOD and a, 60,
-                                what=f"answers to all {FLOOD} requests")
-            accepted = {ids[m] for m, payload in got.items() if isinstance(payload, dict)
-                        and payload.get("status") == "Accepted"}
+            got = csms.wait_for(
+                lambda: (a := answers(csms, mark, set(ids))) and len(a) == FLOOD and a,
+                60,
+                what=f"answers to all {FLOOD} requests",
+            )
+            accepted = {
+                ids[m]
+                for m, payload in got.items()
+                if isinstance(payload, dict) and payload.get("status") == "Accepted"
+            }
             # While the flood lasted, a report was admitted only when one of the three admitted had finished.
             done_meanwhile = finished_before(csms, mark, last_frame(csms, mark, set(ids))) & accepted
             assert 1 <= len(accepted) <= ADMITTED + len(done_meanwhile), (len(accepted), len(done_meanwhile))
@@ -155,8 +172,10 @@ def test_report_flood_is_answered_and_bounded(csms: LoopbackCsms, data_dir: Path
         assert growth <= RSS_GROWTH_MB, f"RSS {baseline:.1f} MB → peak {rss.peak:.1f} MB during the flood"
 
         run_report(csms, action, 9)  # nothing left behind: the queue is free again
-        print(f"{action} flood: {len(accepted)} accepted, {FLOOD - len(accepted)} rejected; RSS {baseline:.1f} MB "
-              f"→ peak {rss.peak:.1f} MB (+{growth:.1f})")
+        print(
+            f"{action} flood: {len(accepted)} accepted, {FLOOD - len(accepted)} rejected; RSS {baseline:.1f} MB "
+            f"→ peak {rss.peak:.1f} MB (+{growth:.1f})"
+        )
 
 
 @pytest.mark.parametrize("message", ["Heartbeat", "MeterValues"])
@@ -172,8 +191,11 @@ def test_trigger_flood_is_answered_and_coalesced(csms: LoopbackCsms, data_dir: P
         with PeakRss(station.proc.pid) as rss:
             for message_id in sorted(ids):
                 csms.send_raw(STATION_ID, json.dumps([2, message_id, "TriggerMessage", {"requestedMessage": message}]))
-            got = csms.wait_for(lambda: (a := answers(csms, mark, ids)) and len(a) == FLOOD and a, 60,
-                                what=f"answers to all {FLOOD} triggers")
+            got = csms.wait_for(
+                lambda: (a := answers(csms, mark, ids)) and len(a) == FLOOD and a,
+                60,
+                what=f"answers to all {FLOOD} triggers",
+            )
         assert {p["status"] for p in got.values()} == {"Accepted"}
         sent = csms.wait_for(lambda: csms.actions(STATION_ID, message, mark), 10, what=f"a triggered {message}")
         assert 1 <= len(sent) < FLOOD // 2, f"{len(sent)} {message} for {FLOOD} triggers"
@@ -182,5 +204,7 @@ def test_trigger_flood_is_answered_and_coalesced(csms: LoopbackCsms, data_dir: P
         csms.send_raw(STATION_ID, json.dumps([2, "trigger-after", "TriggerMessage", {"requestedMessage": message}]))
         csms.wait_for(lambda: csms.actions(STATION_ID, message, after), 10, what=f"{message} after the flood")
         assert station.proc.poll() is None, station.log()
-        print(f"TriggerMessage({message}) flood: {len(sent)} sent for {FLOOD}; RSS {baseline:.1f} MB "
-              f"→ peak {rss.peak:.1f} MB")
+        print(
+            f"TriggerMessage({message}) flood: {len(sent)} sent for {FLOOD}; RSS {baseline:.1f} MB "
+            f"→ peak {rss.peak:.1f} MB"
+        )

@@ -29,9 +29,7 @@ async def test_heartbeat_at_the_boot_interval(csms: LoopbackCsms, data_dir: Path
     async with booted_station(csms, data_dir):
         assert await get_value(csms, "OCPPCommCtrlr", "HeartbeatInterval") == str(interval)
         beats = await csms.trio.wait_for(lambda: h if len(h := heartbeats(csms)) >= 2 else None, 3 * interval + 5)
-        accepted = next(
-            f for f in csms.frames_snapshot() if f.direction == "out" and f.action == "BootNotification"
-        )
+        accepted = next(f for f in csms.frames_snapshot() if f.direction == "out" and f.action == "BootNotification")
         measured = [beats[0].monotonic - accepted.monotonic, *gaps(beats)]
         assert all(interval - SLACK <= gap <= interval + 0.5 for gap in measured), measured
 

@@ -30,7 +30,9 @@ def _get(item: dict, **extra: object) -> dict:
 
 HEARTBEAT = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 RESERVE_NOW = {
-    "id": 1, "expiryDateTime": "2030-01-01T00:00:00Z", "idToken": {"idToken": "04A1B2C3", "type": "ISO14443"},
+    "id": 1,
+    "expiryDateTime": "2030-01-01T00:00:00Z",
+    "idToken": {"idToken": "04A1B2C3", "type": "ISO14443"},
 }
 
 #: (case id, raw frame, message id expected in the CALLERROR, error code) — error code None: no answer at all.
@@ -87,8 +89,7 @@ def csms() -> Iterator[LoopbackCsms]:
     with LoopbackCsms(passwords={STATION_ID: PASSWORD}, heartbeat_interval=300) as server:
         yield server
         unexpected = [
-            v for v in server.violations
-            if not (v.kind == "unexpected-response" and v.message_id in ANSWERED_NON_CALLS)
+            v for v in server.violations if not (v.kind == "unexpected-response" and v.message_id in ANSWERED_NON_CALLS)
         ]
         assert unexpected == [], f"OCPP violations seen by the CSMS: {unexpected}"
 
@@ -110,7 +111,8 @@ async def test_malformed_frame_answered_and_station_keeps_working(
         await csms.trio.send_raw(STATION_ID, raw)
         if code is not None:
             answer = await csms.trio.wait_for(
-                lambda: next((f for f in station_frames(csms, mark) if f.message_type == 4), None), 5,
+                lambda: next((f for f in station_frames(csms, mark) if f.message_type == 4), None),
+                5,
                 what="the station's CALLERROR",
             )
             assert answer.parsed[:3] == [4, message_id, code], answer.raw

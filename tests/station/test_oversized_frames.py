@@ -20,10 +20,12 @@ from tests.conformance.helpers import STATION_ID, booted_station, get_value
 
 def get_variables_of_size(size: int, message_id: str) -> str:
     """A schema-valid GetVariables CALL of exactly `size` bytes (padded in customData, which is open)."""
+
     def frame(pad: int) -> str:
         item = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
         payload = {"getVariableData": [item], "customData": {"vendorId": "test", "padding": "p" * pad}}
         return json.dumps([2, message_id, "GetVariables", payload])
+
     text = frame(0)
     return frame(size - len(text))
 
@@ -65,8 +67,9 @@ async def test_a_message_under_the_limit_but_over_bytes_per_message_is_answered(
 async def test_the_limit_grows_with_a_factory_bytes_per_message(csms: LoopbackCsms, data_dir: Path) -> None:
     """A station maker who permits 400 kB GetVariables requests gets a WebSocket that receives them."""
     permitted = 400_000
-    async with booted_station(csms, data_dir, variables={"DeviceDataCtrlr.BytesPerMessage[GetVariables]": permitted}
-                              ) as station:
+    async with booted_station(
+        csms, data_dir, variables={"DeviceDataCtrlr.BytesPerMessage[GetVariables]": permitted}
+    ) as station:
         assert station.link.frame_limit() == permitted
         mark = csms.mark()
         await csms.trio.send_raw(STATION_ID, get_variables_of_size(permitted - 10, "permitted"))

@@ -28,7 +28,10 @@ def wait_booted(csms: LoopbackCsms, since: int) -> ConnectionRecord:
     csms.wait_action(STATION_ID, "BootNotification", START_TIMEOUT, since=since)
     for evse, connector in CONNECTORS:
         csms.wait_action(
-            STATION_ID, "StatusNotification", 10, since=since,
+            STATION_ID,
+            "StatusNotification",
+            10,
+            since=since,
             predicate=lambda p, e=evse, c=connector: (p["evseId"], p["connectorId"]) == (e, c),
         )
     return csms.wait_connected(STATION_ID)

@@ -43,8 +43,12 @@ EVSE = 1
 
 def register(event: dict[str, Any]) -> float:
     """The last Energy.Active.Import.Register a TransactionEvent carries."""
-    values = [float(s["value"]) for mv in event.get("meterValue", []) for s in mv["sampledValue"]
-              if s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"]
+    values = [
+        float(s["value"])
+        for mv in event.get("meterValue", [])
+        for s in mv["sampledValue"]
+        if s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+    ]
     assert values, event
     return values[-1]
 
@@ -64,8 +68,9 @@ async def charging_before(csms: LoopbackCsms, driver: SimCliDriver) -> tuple[str
     return tx_id, status["evses"][0]
 
 
-async def still_plugged(csms: LoopbackCsms, driver: SimCliDriver, since: int, old_tx: str,
-                        before: dict[str, Any]) -> None:
+async def still_plugged(
+    csms: LoopbackCsms, driver: SimCliDriver, since: int, old_tx: str, before: dict[str, Any]
+) -> None:
     """What the station and the simulator show after the restart (the module docstring's list)."""
     reported = await booted(csms, since)
     assert reported == {(1, 1): "Occupied", (2, 1): "Available"}, reported

@@ -35,22 +35,27 @@ def csms_time() -> datetime:
 def boot_answer(station_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     # The EVerest test CSMS's habit: naive UTC with microseconds; plus a vendor field. (The status keeps its
     # case only because the loopback CSMS's own B02 bookkeeping reads it; enum case is replayed below.)
-    return {"currentTime": csms_time().replace(tzinfo=None).isoformat(), "interval": 300, "status": "Accepted",
-            "csmsVersion": "1.2.3"}
+    return {
+        "currentTime": csms_time().replace(tzinfo=None).isoformat(),
+        "interval": 300,
+        "status": "Accepted",
+        "csmsVersion": "1.2.3",
+    }
 
 
 def heartbeat_answers() -> Any:
-    answers = iter([
-        csms_time().isoformat(),  # aware datetime.isoformat(): "+00:00" and microseconds
-        csms_time().astimezone(timezone(timedelta(hours=-5))).isoformat(timespec="seconds").replace("T", "t"),
-    ])
+    answers = iter(
+        [
+            csms_time().isoformat(),  # aware datetime.isoformat(): "+00:00" and microseconds
+            csms_time().astimezone(timezone(timedelta(hours=-5))).isoformat(timespec="seconds").replace("T", "t"),
+        ]
+    )
     return lambda station_id, payload: {"currentTime": next(answers)}
 
 
 def authorize_answer(station_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     expiry = (csms_time() + timedelta(days=1)).replace(tzinfo=None).isoformat()
-    return {"idTokenInfo": {"status": "ACCEPTED", "cacheExpiryDateTime": expiry, "internalId": 17},
-            "requestRef": "a-1"}
+    return {"idTokenInfo": {"status": "ACCEPTED", "cacheExpiryDateTime": expiry, "internalId": 17}, "requestRef": "a-1"}
 
 
 def transaction_answer(station_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -95,15 +100,25 @@ async def test_real_csms_habits_boot_heartbeat_authorize_transaction(
         await wait_trigger(csms, "EVCommunicationLost", event_type="Ended")
         await wait_queue_empty(station)
         summary = await station.journal.run_sync(lambda: queries.summary(station.journal.store.conn))
-        outcomes = await station.journal.run_sync(lambda: station.journal.store.conn.execute(
-            "SELECT outcome, count(*) FROM outbox WHERE action = 'TransactionEvent' GROUP BY outcome").fetchall())
+        outcomes = await station.journal.run_sync(
+            lambda: station.journal.store.conn.execute(
+                "SELECT outcome, count(*) FROM outbox WHERE action = 'TransactionEvent' GROUP BY outcome"
+            ).fetchall()
+        )
         assert station.link.connections == 1, "no answer dropped the link"
         assert abs((station.clock.now() - csms_time()).total_seconds()) < 60
 
     assert summary["pending"] == 0 and summary["dropped"] == 0, summary
     assert outcomes == [("delivered", len(csms.actions(STATION_ID, "TransactionEvent")))], outcomes
     assert len(csms.actions(STATION_ID, "Authorize")) == 1
-    assert deviation_warnings(caplog) == {kind.value: 1 for kind in (
-        Deviation.TIMESTAMP_WITHOUT_OFFSET, Deviation.TIMESTAMP_LONG_FRACTION, Deviation.TIMESTAMP_NUMERIC_OFFSET,
-        Deviation.TIMESTAMP_LOWER_CASE, Deviation.EXTRA_PROPERTY, Deviation.ENUM_CASE,
-    )}
+    assert deviation_warnings(caplog) == {
+        kind.value: 1
+        for kind in (
+            Deviation.TIMESTAMP_WITHOUT_OFFSET,
+            Deviation.TIMESTAMP_LONG_FRACTION,
+            Deviation.TIMESTAMP_NUMERIC_OFFSET,
+            Deviation.TIMESTAMP_LOWER_CASE,
+            Deviation.EXTRA_PROPERTY,
+            Deviation.ENUM_CASE,
+        )
+    }

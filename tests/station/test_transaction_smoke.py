@@ -36,7 +36,10 @@ async def test_plug_tap_charge_unplug(csms: LoopbackCsms, data_dir: Path) -> Non
     assert events[-1]["triggerReason"] == "EVCommunicationLost"
     assert events[-1]["transactionInfo"]["chargingState"] == "Idle"
     registers = [
-        s["value"] for e in events for mv in e.get("meterValue", []) for s in mv["sampledValue"]
+        s["value"]
+        for e in events
+        for mv in e.get("meterValue", [])
+        for s in mv["sampledValue"]
         if s["measurand"] == "Energy.Active.Import.Register"
     ]
     assert registers == sorted(registers) and registers[-1] > registers[0]

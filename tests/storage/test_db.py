@@ -62,8 +62,10 @@ def test_failed_migration_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     from appliance.storage import db
 
     good = db.migration_files()
-    broken = [*good, (len(good) + 1, f"{len(good) + 1:04d}_broken.sql",
-                      "CREATE TABLE half (a);\nINSERT INTO nowhere VALUES (1);\n")]
+    broken = [
+        *good,
+        (len(good) + 1, f"{len(good) + 1:04d}_broken.sql", "CREATE TABLE half (a);\nINSERT INTO nowhere VALUES (1);\n"),
+    ]
     monkeypatch.setattr(db, "migration_files", lambda: broken)
     with pytest.raises(JournalError):
         open_station_db(tmp_path)
@@ -104,11 +106,14 @@ def test_journal_of_an_earlier_version_is_adopted(tmp_path: Path) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize(("setup", "reason"), [
-    ("application-id", "its SQLite application_id is 0x0badcafe, ours is 0x4f43504a"),
-    ("other-tables", "no schema_migrations table"),
-    ("rails", "its schema_migrations table is another program's"),
-])
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("application-id", "its SQLite application_id is 0x0badcafe, ours is 0x4f43504a"),
+        ("other-tables", "no schema_migrations table"),
+        ("rails", "its schema_migrations table is another program's"),
+    ],
+)
 def test_another_programs_database_is_refused_untouched(tmp_path: Path, setup: str, reason: str) -> None:
     db = Database(tmp_path / "journal.db")
     db["photos"].insert({"id": 1, "name": "cat.jpg"}, pk="id")
@@ -118,8 +123,9 @@ def test_another_programs_database_is_refused_untouched(tmp_path: Path, setup: s
         db["schema_migrations"].insert({"version": "20240501120000"})
     db.close()
     before = (tmp_path / "journal.db").read_bytes()
-    with pytest.raises(JournalError, match=re.escape(f"another program's SQLite database, not a station journal "
-                                                     f"({reason})")):
+    with pytest.raises(
+        JournalError, match=re.escape(f"another program's SQLite database, not a station journal ({reason})")
+    ):
         open_station_db(tmp_path)
     assert (tmp_path / "journal.db").read_bytes() == before  # not switched to WAL, not migrated, not marked
     assert not (tmp_path / "journal.db-wal").exists()

@@ -62,11 +62,13 @@ class StepTimer(trio.abc.Instrument):
 def fill_journal(data_dir: Path, events: int) -> None:
     """`events` undelivered MeterValues, as an outage would leave them."""
     store = JournalStore(open_station_db(data_dir))
-    sample = {"timestamp": "2026-01-01T00:00:00.000Z",
-              "sampledValue": [{"value": 1.0, "measurand": "Energy.Active.Import.Register"}]}
+    sample = {
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "sampledValue": [{"value": 1.0, "measurand": "Energy.Active.Import.Register"}],
+    }
     batch = [Append("MeterValues", {"evseId": 1 + i % 2, "meterValue": [sample]}) for i in range(events)]
     for start in range(0, events, 1000):
-        store.append_batch(batch[start:start + 1000])
+        store.append_batch(batch[start : start + 1000])
     assert store.pending_count() == events
     store.conn.close()
 
@@ -101,9 +103,19 @@ async def test_no_write_blocks_the_event_loop(csms: LoopbackCsms, data_dir: Path
 
                 async def set_variables() -> None:
                     for i in range(20):
-                        answer = await csms.trio.call(STATION_ID, "SetVariables", {"setVariableData": [{
-                            "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"},
-                            "attributeValue": str(100 + i)}]})
+                        answer = await csms.trio.call(
+                            STATION_ID,
+                            "SetVariables",
+                            {
+                                "setVariableData": [
+                                    {
+                                        "component": {"name": "OCPPCommCtrlr"},
+                                        "variable": {"name": "OfflineThreshold"},
+                                        "attributeValue": str(100 + i),
+                                    }
+                                ]
+                            },
+                        )
                         assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
 
                 async def cache_updates() -> None:
@@ -128,8 +140,8 @@ async def test_no_write_blocks_the_event_loop(csms: LoopbackCsms, data_dir: Path
         assert station.dm.get("OCPPCommCtrlr.OfflineThreshold") == 119
     hog.join(5)
     assert len(holds) >= 2, "the other program never held the lock: the test proved nothing"
-    print(f"longest task step {timer.longest * 1000:.1f} ms ({timer.culprit}) over {timer.steps} steps; "
-          f"{len(holds)} lock holds of {LOCK_HOLD * 1000:.0f} ms")
-    assert timer.longest < MAX_BLOCK, (
-        f"the event loop was blocked for {timer.longest * 1000:.0f} ms by {timer.culprit}"
+    print(
+        f"longest task step {timer.longest * 1000:.1f} ms ({timer.culprit}) over {timer.steps} steps; "
+        f"{len(holds)} lock holds of {LOCK_HOLD * 1000:.0f} ms"
     )
+    assert timer.longest < MAX_BLOCK, f"the event loop was blocked for {timer.longest * 1000:.0f} ms by {timer.culprit}"

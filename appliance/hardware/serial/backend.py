@@ -35,13 +35,23 @@ class SerialHardware:
         self.settings = settings
         self._send, self.events = trio.open_memory_channel[HardwareEvent](EVENTS_BUFFER)
         by_id = {layout.evse_id: layout for layout in layouts}
-        self.reader = CardReaderDevice(settings.reader, self._send.send, reopen_max_s=settings.reopen_max_s) \
-            if settings.reader is not None else None
-        self.controller = ControllerBoard(settings.controller, self.layouts, self._send.send,
-                                          on_select=self._select, reopen_max_s=settings.reopen_max_s)
+        self.reader = (
+            CardReaderDevice(settings.reader, self._send.send, reopen_max_s=settings.reopen_max_s)
+            if settings.reader is not None
+            else None
+        )
+        self.controller = ControllerBoard(
+            settings.controller,
+            self.layouts,
+            self._send.send,
+            on_select=self._select,
+            reopen_max_s=settings.reopen_max_s,
+        )
         self.buses = {name: ModbusBus(bus, reopen_max_s=settings.reopen_max_s) for name, bus in settings.buses.items()}
-        self.meters = {evse_id: MeterPoint(meter, by_id[evse_id], settings.meter_failures)
-                       for evse_id, meter in settings.meters.items()}
+        self.meters = {
+            evse_id: MeterPoint(meter, by_id[evse_id], settings.meter_failures)
+            for evse_id, meter in settings.meters.items()
+        }
         self._indications: dict[int | None, Indication] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -55,9 +65,13 @@ class SerialHardware:
                         await nursery.start(poll_bus, bus, meters, self.settings.poll_interval_s, self._send.send)
                 if self.reader is not None:
                     await nursery.start(self.reader.run)
-                log.info("serial hardware ready: controller %s, %d meter(s) on %d bus(es), reader %s",
-                         self.settings.controller.port.url, len(self.meters), len(self.buses),
-                         self.settings.reader.port.url if self.settings.reader else "none")
+                log.info(
+                    "serial hardware ready: controller %s, %d meter(s) on %d bus(es), reader %s",
+                    self.settings.controller.port.url,
+                    len(self.meters),
+                    len(self.buses),
+                    self.settings.reader.port.url if self.settings.reader else "none",
+                )
                 task_status.started()
         finally:
             for bus in self.buses.values():
@@ -91,12 +105,20 @@ class SerialHardware:
         sample = meter.sample
         if sample is None or meter.lost:
             energy = round(sample.raw.energy_wh, 3) if sample is not None else 0.0
-            return MeterReading(energy, 0.0, (0.0,) * phases, (0.0,) * phases, offered, phases,
-                                trio.current_time(), datetime.now(UTC))
+            return MeterReading(
+                energy, 0.0, (0.0,) * phases, (0.0,) * phases, offered, phases, trio.current_time(), datetime.now(UTC)
+            )
         raw = sample.raw
-        return MeterReading(round(raw.energy_wh, 3), round(raw.power_w, 1), tuple(round(v, 1) for v in raw.voltage_v),
-                            tuple(round(i, 2) for i in raw.current_a), offered, phases, sample.taken_at,
-                            sample.taken_utc)
+        return MeterReading(
+            round(raw.energy_wh, 3),
+            round(raw.power_w, 1),
+            tuple(round(v, 1) for v in raw.voltage_v),
+            tuple(round(i, 2) for i in raw.current_a),
+            offered,
+            phases,
+            sample.taken_at,
+            sample.taken_utc,
+        )
 
     # --- Display --------------------------------------------------------------------------------------
 

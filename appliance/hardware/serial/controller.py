@@ -90,9 +90,15 @@ class _Evse:
 
 
 class ControllerBoard:
-    def __init__(self, settings: ControllerSettings, layouts: list[EvseLayout],
-                 emit: Callable[[HardwareEvent], Awaitable[None]], *, on_select: Callable[[int], None],
-                 reopen_max_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        layouts: list[EvseLayout],
+        emit: Callable[[HardwareEvent], Awaitable[None]],
+        *,
+        on_select: Callable[[int], None],
+        reopen_max_s: float = 30.0,
+    ) -> None:
         self.settings = settings
         self._evses = {layout.evse_id: _Evse(layout) for layout in layouts}
         self._emit = emit
@@ -130,8 +136,9 @@ class ControllerBoard:
             cap = min(cap, float(evse.status.cable_a))
         offer = min(wanted, cap)
         if 0 < offer < MIN_OFFER_A:
-            log.info("EVSE %d: %.1f A is below the %.0f A a pilot can offer; offering none", evse_id, offer,
-                     MIN_OFFER_A)
+            log.info(
+                "EVSE %d: %.1f A is below the %.0f A a pilot can offer; offering none", evse_id, offer, MIN_OFFER_A
+            )
             offer = 0.0
         if offer != evse.offered_a:
             if (offer > 0) != (evse.offered_a > 0):
@@ -232,7 +239,8 @@ class ControllerBoard:
             # Welded clears when the contact reads open; a contactor that failed to close stays suspect until the
             # EV has left (or the board restarts).
             if (evse.contactor_fault == "ContactorWelded" and not evse.status.contactor) or (
-                    evse.contactor_fault == "ContactorFailure" and evse.status.pilot == "A"):
+                evse.contactor_fault == "ContactorFailure" and evse.status.pilot == "A"
+            ):
                 log.warning("EVSE %d: contactor follows again", evse.layout.evse_id)
                 evse.contactor_fault = None
             return
@@ -240,9 +248,14 @@ class ControllerBoard:
             evse.mismatch_since = now
         elif now - evse.mismatch_since >= self.settings.contactor_timeout_s and evse.contactor_fault is None:
             evse.contactor_fault = "ContactorWelded" if evse.status.contactor else "ContactorFailure"
-            log.error("EVSE %d: %s (contactor %s, commanded %s for %.1f s)", evse.layout.evse_id,
-                      evse.contactor_fault, "closed" if evse.status.contactor else "open",
-                      "closed" if commanded else "open", now - evse.mismatch_since)
+            log.error(
+                "EVSE %d: %s (contactor %s, commanded %s for %.1f s)",
+                evse.layout.evse_id,
+                evse.contactor_fault,
+                "closed" if evse.status.contactor else "open",
+                "closed" if commanded else "open",
+                now - evse.mismatch_since,
+            )
 
     async def _report(self, evse: _Evse) -> None:
         """Tell the station what changed since it was last told, in the order a person would see it."""

@@ -73,8 +73,10 @@ def check_reading(raw: RawReading, layout: EvseLayout, previous: Sample | None, 
             raise Implausible(f"energy register went backwards ({before:.3f} → {raw.energy_wh:.3f} Wh)")
         most = p_max * max(now - previous.taken_at, 0.0) / 3600.0 + ENERGY_SLACK_WH
         if raw.energy_wh - before > most:
-            raise Implausible(f"energy register jumped by {raw.energy_wh - before:.1f} Wh in "
-                              f"{now - previous.taken_at:.1f} s (at most {most:.1f} Wh possible)")
+            raise Implausible(
+                f"energy register jumped by {raw.energy_wh - before:.1f} Wh in "
+                f"{now - previous.taken_at:.1f} s (at most {most:.1f} Wh possible)"
+            )
 
 
 class MeterPoint:
@@ -106,8 +108,13 @@ class MeterPoint:
             now = trio.current_time()
             check_reading(raw, self.layout, self.sample, now)
         except (ModbusFailure, Implausible) as exc:
-            cause = f"Modbus exception: {exc}" if isinstance(exc, ModbusFailure) and exc.kind == "exception" else \
-                f"implausible reading: {exc}" if isinstance(exc, Implausible) else str(exc)
+            cause = (
+                f"Modbus exception: {exc}"
+                if isinstance(exc, ModbusFailure) and exc.kind == "exception"
+                else f"implausible reading: {exc}"
+                if isinstance(exc, Implausible)
+                else str(exc)
+            )
             await self._failed(cause, emit)
             return
         self.sample = Sample(raw, now, datetime.now(UTC))
@@ -129,9 +136,13 @@ class MeterPoint:
             await emit(DeviceFault(self.settings.evse_id, METER, cause, stopped_reason="Other"))
 
 
-async def poll_bus(bus: ModbusBus, meters: list[MeterPoint], interval: float,
-                   emit: Callable[[HardwareEvent], Awaitable[None]],
-                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def poll_bus(
+    bus: ModbusBus,
+    meters: list[MeterPoint],
+    interval: float,
+    emit: Callable[[HardwareEvent], Awaitable[None]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Poll every meter of the bus each `interval` (started() after the first round: readings exist)."""
     started = False
     while True:

@@ -29,8 +29,14 @@ log = logging.getLogger("appliance.hardware.serial")
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 #: Exception codes of the Modbus application protocol, for log lines.
-EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-                   4: "server device failure", 6: "server device busy", 11: "gateway target failed to respond"}
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    6: "server device busy",
+    11: "gateway target failed to respond",
+}
 
 
 class ModbusFailure(Exception):
@@ -42,8 +48,9 @@ class ModbusFailure(Exception):
 
 
 class ModbusBus:
-    def __init__(self, settings: BusSettings, *, reopen_max_s: float = 30.0,
-                 clock: Callable[[], float] = trio.current_time) -> None:
+    def __init__(
+        self, settings: BusSettings, *, reopen_max_s: float = 30.0, clock: Callable[[], float] = trio.current_time
+    ) -> None:
         self.settings = settings
         self._limiter = trio.CapacityLimiter(1)
         self._client: Any = None  # a pymodbus client, touched only under the limiter (in its worker thread)
@@ -61,8 +68,9 @@ class ModbusBus:
         deadline = self.settings.timeout_s * 2 + 2.0
         with trio.move_on_after(deadline):
             try:
-                registers = await trio.to_thread.run_sync(self._read_blocking, unit, function, address, count,
-                                                          limiter=self._limiter, abandon_on_cancel=True)
+                registers = await trio.to_thread.run_sync(
+                    self._read_blocking, unit, function, address, count, limiter=self._limiter, abandon_on_cancel=True
+                )
             except PortLost as exc:
                 self._closed_until = self._clock() + self._backoff.next_delay()
                 self._port_problem = str(exc)
@@ -111,15 +119,19 @@ class ModbusBus:
             if not client.is_socket_open():
                 self._drop(client)
                 raise PortLost(f"{self.settings.port.url} disappeared") from None
-            raise ModbusFailure("no answer", f"unit {unit} did not answer within {self.settings.timeout_s:g} s") \
-                from None
+            raise ModbusFailure(
+                "no answer", f"unit {unit} did not answer within {self.settings.timeout_s:g} s"
+            ) from None
         except (OSError, ValueError, TypeError) as exc:  # pyserial on a vanished device
             self._drop(client)
             raise PortLost(f"{self.settings.port.url} disappeared: {_first_line(exc)}") from None
         if isinstance(answer, ExceptionResponse) or answer.isError():
             code = getattr(answer, "exception_code", 0)
-            raise ModbusFailure("exception", f"unit {unit} answered Modbus exception {code} "
-                                f"({EXCEPTION_NAMES.get(code, 'unknown')}) for {count} registers at {address:#06x}")
+            raise ModbusFailure(
+                "exception",
+                f"unit {unit} answered Modbus exception {code} "
+                f"({EXCEPTION_NAMES.get(code, 'unknown')}) for {count} registers at {address:#06x}",
+            )
         registers = list(answer.registers)
         if len(registers) != count:
             raise ModbusFailure("no answer", f"unit {unit} sent {len(registers)} registers, asked for {count}")
@@ -135,11 +147,19 @@ class ModbusBus:
         client: ModbusSerialClient | ModbusTcpClient
         if port.url.startswith("socket://"):
             host, _, number = port.url.removeprefix("socket://").rpartition(":")
-            client = ModbusTcpClient(host, port=int(number), framer=FramerType.RTU, timeout=self.settings.timeout_s,
-                                     retries=0)
+            client = ModbusTcpClient(
+                host, port=int(number), framer=FramerType.RTU, timeout=self.settings.timeout_s, retries=0
+            )
         else:
-            client = ModbusSerialClient(port.url, baudrate=port.baudrate, parity=port.parity, stopbits=port.stopbits,
-                                        bytesize=port.bytesize, timeout=self.settings.timeout_s, retries=0)
+            client = ModbusSerialClient(
+                port.url,
+                baudrate=port.baudrate,
+                parity=port.parity,
+                stopbits=port.stopbits,
+                bytesize=port.bytesize,
+                timeout=self.settings.timeout_s,
+                retries=0,
+            )
         if not client.connect():
             raise PortLost(f"cannot open {port.url}")
         self._client = client

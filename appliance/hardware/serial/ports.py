@@ -51,8 +51,14 @@ def open_serial(settings: PortSettings, *, timeout: float = 0.0, write_timeout: 
     """Open the port (blocking; call in a thread). PortLost names the port and the cause."""
     try:
         port: serial.Serial = serial.serial_for_url(
-            settings.url, baudrate=settings.baudrate, parity=settings.parity, stopbits=settings.stopbits,
-            bytesize=settings.bytesize, timeout=timeout, write_timeout=write_timeout)
+            settings.url,
+            baudrate=settings.baudrate,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            bytesize=settings.bytesize,
+            timeout=timeout,
+            write_timeout=write_timeout,
+        )
         return port
     except (serial.SerialException, OSError, ValueError) as exc:
         raise PortLost(f"cannot open {settings.url}: {_why(exc)}") from None
@@ -90,7 +96,7 @@ class LinePort:
                 cut = min((i for i in (buffer.find(b"\n"), buffer.find(b"\r")) if i >= 0), default=-1)
                 if cut < 0:
                     break
-                line, buffer = bytes(buffer[:cut]), buffer[cut + 1:]
+                line, buffer = bytes(buffer[:cut]), buffer[cut + 1 :]
                 if overflow:
                     overflow = False
                     yield None

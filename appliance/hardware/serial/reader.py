@@ -42,8 +42,9 @@ GARBAGE_WINDOW_S = 10.0
 
 
 class CardReaderDevice:
-    def __init__(self, settings: ReaderSettings, emit: Callable[[HardwareEvent], Awaitable[None]], *,
-                 reopen_max_s: float = 30.0) -> None:
+    def __init__(
+        self, settings: ReaderSettings, emit: Callable[[HardwareEvent], Awaitable[None]], *, reopen_max_s: float = 30.0
+    ) -> None:
         self.settings = settings
         self._emit = emit
         self._port = LinePort(settings.port, max_line=MAX_LINE)

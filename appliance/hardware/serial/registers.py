@@ -24,9 +24,13 @@ from dataclasses import dataclass
 
 #: data type → (registers, struct format of its big-endian bytes)
 TYPES: dict[str, tuple[int, str]] = {
-    "int16": (1, ">h"), "uint16": (1, ">H"),
-    "int32": (2, ">i"), "uint32": (2, ">I"), "float32": (2, ">f"),
-    "int64": (4, ">q"), "uint64": (4, ">Q"),
+    "int16": (1, ">h"),
+    "uint16": (1, ">H"),
+    "int32": (2, ">i"),
+    "uint32": (2, ">I"),
+    "float32": (2, ">f"),
+    "int64": (4, ">q"),
+    "uint64": (4, ">Q"),
 }
 WORD_ORDERS = ("big", "little")
 FUNCTIONS = {"holding": 3, "input": 4}
@@ -59,7 +63,7 @@ class Field:
         fmt = TYPES[self.type][1]
         raw = value / self.scale
         packed = struct.pack(fmt, raw if self.type == "float32" else round(raw))
-        words = [int.from_bytes(packed[i:i + 2], "big") for i in range(0, len(packed), 2)]
+        words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, len(packed), 2)]
         if word_order == "little":
             words.reverse()
         return words
@@ -101,6 +105,7 @@ class RegisterMap:
 
     def decode(self, registers: Mapping[int, int], phases: int) -> RawReading:
         """Decode from address → register value (every address of `reads(phases)` present)."""
+
         def value(f: Field) -> float:
             return f.decode([registers[f.address + i] for i in range(f.width)], self.word_order)
 
@@ -117,7 +122,9 @@ def _float(address: int, scale: float = 1.0) -> Field:
 
 
 SDM630 = RegisterMap(
-    name="sdm630", function=4, word_order="big",
+    name="sdm630",
+    function=4,
+    word_order="big",
     energy_wh=_float(0x0048, 1000.0),  # kWh
     power_w=_float(0x0034),
     voltage_v=(_float(0x0000), _float(0x0002), _float(0x0004)),
@@ -125,7 +132,9 @@ SDM630 = RegisterMap(
 )
 
 B23 = RegisterMap(
-    name="b23", function=3, word_order="big",
+    name="b23",
+    function=3,
+    word_order="big",
     energy_wh=Field(0x5000, "uint64", 10.0),  # 0.01 kWh = 10 Wh
     power_w=Field(0x5B14, "int32", 0.01),
     voltage_v=(Field(0x5B00, "uint32", 0.1), Field(0x5B02, "uint32", 0.1), Field(0x5B04, "uint32", 0.1)),

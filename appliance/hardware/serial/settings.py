@@ -16,8 +16,7 @@ from appliance.config import ConfigError
 from appliance.hardware.base import EvseLayout
 from appliance.hardware.serial.registers import BUILT_IN, FUNCTIONS, TYPES, WORD_ORDERS, Field, RegisterMap
 
-_TOP_KEYS = {"poll_interval_s", "reopen_max_s", "meter_failures", "reader", "controller", "buses", "meters",
-             "maps"}
+_TOP_KEYS = {"poll_interval_s", "reopen_max_s", "meter_failures", "reader", "controller", "buses", "meters", "maps"}
 _PORT_KEYS = {"port", "baudrate", "parity", "stopbits", "bytesize"}
 _READER_KEYS = _PORT_KEYS | {"debounce_s", "evse", "selection_timeout_s"}
 _CONTROLLER_KEYS = _PORT_KEYS | {"heartbeat_timeout_s", "contactor_timeout_s"}
@@ -100,16 +99,23 @@ def parse_serial(raw: Any, evses: list[EvseLayout], variables: dict[str, Any]) -
         evse = t.get("evse")
         if evse is not None and (type(evse) is not int or evse not in ids):
             raise ConfigError(f"{where}.evse", f"must be one of the EVSE ids {ids}, got {evse!r}")
-        reader = ReaderSettings(_port(t, where, 9600), _number(t, where, "debounce_s", 3.0, 0.0, 60.0), evse,
-                                _number(t, where, "selection_timeout_s", 30.0, 1.0, 600.0))
+        reader = ReaderSettings(
+            _port(t, where, 9600),
+            _number(t, where, "debounce_s", 3.0, 0.0, 60.0),
+            evse,
+            _number(t, where, "selection_timeout_s", 30.0, 1.0, 600.0),
+        )
 
     if "controller" not in table:
         raise ConfigError(f"{top}.controller", "missing: the charge controller board's port")
     where = f"{top}.controller"
     t = _table(table["controller"], where)
     _only(t, _CONTROLLER_KEYS, where)
-    controller = ControllerSettings(_port(t, where, 115200), _number(t, where, "heartbeat_timeout_s", 3.0, 0.5, 60.0),
-                                    _number(t, where, "contactor_timeout_s", 2.0, 0.2, 30.0))
+    controller = ControllerSettings(
+        _port(t, where, 115200),
+        _number(t, where, "heartbeat_timeout_s", 3.0, 0.5, 60.0),
+        _number(t, where, "contactor_timeout_s", 2.0, 0.2, 30.0),
+    )
 
     buses: dict[str, BusSettings] = {}
     for name, bus in _table(table.get("buses", {}), f"{top}.buses").items():
@@ -132,17 +138,21 @@ def parse_serial(raw: Any, evses: list[EvseLayout], variables: dict[str, Any]) -
         _only(t, _METER_KEYS, where)
         bus_name = t.get("bus")
         if bus_name not in buses:
-            raise ConfigError(f"{where}.bus", f"must name a [{top}.buses.NAME] table (known: {sorted(buses)}), "
-                              f"got {bus_name!r}")
+            raise ConfigError(
+                f"{where}.bus", f"must name a [{top}.buses.NAME] table (known: {sorted(buses)}), got {bus_name!r}"
+            )
         unit = _int(t, where, "unit", None, 1, 247)
         if (bus_name, unit) in seen:
-            raise ConfigError(f"{where}.unit", f"unit {unit} on bus {bus_name!r} is EVSE {seen[bus_name, unit]}'s "
-                              "meter already")
+            raise ConfigError(
+                f"{where}.unit", f"unit {unit} on bus {bus_name!r} is EVSE {seen[bus_name, unit]}'s meter already"
+            )
         seen[bus_name, unit] = evse_id
         map_name = t.get("map", "sdm630")
         if map_name not in maps:
-            raise ConfigError(f"{where}.map", f"unknown register map {map_name!r} (built in: sdm630, b23; or a "
-                              f"[{top}.maps.NAME] table)")
+            raise ConfigError(
+                f"{where}.map",
+                f"unknown register map {map_name!r} (built in: sdm630, b23; or a [{top}.maps.NAME] table)",
+            )
         meters[evse_id] = MeterSettings(evse_id, bus_name, unit, maps[map_name])
     return SerialSettings(controller, buses, meters, reader, poll, reopen, failures)
 
@@ -154,8 +164,11 @@ def _poll_within_sampling(poll: float, variables: dict[str, Any]) -> None:
     for name in ("SampledDataCtrlr.TxUpdatedInterval", "SampledDataCtrlr.TxEndedInterval", "AlignedDataCtrlr.Interval"):
         value = variables.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < poll:
-            raise ConfigError("hardware.serial.poll_interval_s", f"{poll:g} s is longer than {name} ({value} s): "
-                              "meters must be polled at least as often as they are sampled")
+            raise ConfigError(
+                "hardware.serial.poll_interval_s",
+                f"{poll:g} s is longer than {name} ({value} s): "
+                "meters must be polled at least as often as they are sampled",
+            )
 
 
 def _maps(raw: Any) -> dict[str, RegisterMap]:
@@ -176,7 +189,9 @@ def _maps(raw: Any) -> dict[str, RegisterMap]:
             if key not in t:
                 raise ConfigError(f"{where}.{key}", "missing")
         out[name] = RegisterMap(
-            name, FUNCTIONS[function], order,
+            name,
+            FUNCTIONS[function],
+            order,
             energy_wh=_field(t["energy_wh"], f"{where}.energy_wh"),
             power_w=_field(t["power_w"], f"{where}.power_w"),
             voltage_v=_phase_fields(t["voltage_v"], f"{where}.voltage_v"),

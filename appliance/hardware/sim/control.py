@@ -145,8 +145,12 @@ async def dispatch(hw: SimHardware, request: Any) -> dict[str, Any]:
         return _evse_response(command, evse_id, event, state)
     except CommandRefused as exc:
         LOG.info("sim control: %s refused: %s", command, exc)
-        return {"ok": False, "command": command if isinstance(command, str) else None,
-                "error": str(exc), "errorKind": exc.kind}
+        return {
+            "ok": False,
+            "command": command if isinstance(command, str) else None,
+            "error": str(exc),
+            "errorKind": exc.kind,
+        }
 
 
 async def handle_line(hw: SimHardware, line: bytes) -> dict[str, Any]:
@@ -154,14 +158,17 @@ async def handle_line(hw: SimHardware, line: bytes) -> dict[str, Any]:
     try:
         request = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return {"ok": False, "command": None, "error": "the request is not a JSON object",
-                "errorKind": "badRequest"}
+        return {"ok": False, "command": None, "error": "the request is not a JSON object", "errorKind": "badRequest"}
     try:
         return await dispatch(hw, request)
     except Exception as exc:  # a bug in the simulator must not take the station down with it
         LOG.exception("sim control: internal error handling %r", request)
-        return {"ok": False, "command": request.get("command") if isinstance(request, dict) else None,
-                "error": f"internal error: {exc}", "errorKind": "internal"}
+        return {
+            "ok": False,
+            "command": request.get("command") if isinstance(request, dict) else None,
+            "error": f"internal error: {exc}",
+            "errorKind": "internal",
+        }
 
 
 # --------------------------------------------------------------------------------------------- server
@@ -210,8 +217,12 @@ async def _serve_connection(hw: SimHardware, stream: trio.SocketStream) -> None:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         if line is None:
-            response: dict[str, Any] = {"ok": False, "command": None, "errorKind": "badRequest",
-                                        "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+            response: dict[str, Any] = {
+                "ok": False,
+                "command": None,
+                "errorKind": "badRequest",
+                "error": f"request longer than {MAX_REQUEST_BYTES} bytes",
+            }
         else:
             response = await handle_line(hw, line)
         with trio.move_on_after(WRITE_TIMEOUT_S):

@@ -161,7 +161,8 @@ class SimHardware:
         self.layouts = list(layouts)
         self.socket_path = Path(socket_path)
         self.state_file, self.meter_file = files_for(
-            Path(state_dir) if state_dir is not None else self.socket_path.parent, self.socket_path)
+            Path(state_dir) if state_dir is not None else self.socket_path.parent, self.socket_path
+        )
         self._files = StateFiles(self.state_file, self.meter_file)
         self._clock = clock
         self._persist_interval_s = persist_interval_s
@@ -204,11 +205,15 @@ class SimHardware:
                 for evse in self._evses.values():
                     if evse.silent:
                         nursery.start_soon(self._send.send, DeviceFault(evse.layout.evse_id, CONTROLLER, "silent"))
-                LOG.info("simulated hardware ready: %s", ", ".join(
-                    f"EVSE {e.layout.evse_id} {e.layout.phases}x{e.layout.max_current_a:g} A "
-                    f"register {e.energy_wh:.1f} Wh EV {e.ev_state.value}"
-                    f"{' fault ' + e.fault if e.fault else ''}{' silent' if e.silent else ''}"
-                    for e in self._evses.values()))
+                LOG.info(
+                    "simulated hardware ready: %s",
+                    ", ".join(
+                        f"EVSE {e.layout.evse_id} {e.layout.phases}x{e.layout.max_current_a:g} A "
+                        f"register {e.energy_wh:.1f} Wh EV {e.ev_state.value}"
+                        f"{' fault ' + e.fault if e.fault else ''}{' silent' if e.silent else ''}"
+                        for e in self._evses.values()
+                    ),
+                )
                 task_status.started()
         finally:
             listener.close()
@@ -228,8 +233,10 @@ class SimHardware:
         voltages = tuple(round(v, 1) for v in self._voltages(evse, now))
         power = self._mean_power_w(evse)
         if power > 0:
-            if evse.requested_w is not None and evse.requested_w < evse.offered_a * layout.phases * \
-                    layout.nominal_voltage_v:
+            if (
+                evse.requested_w is not None
+                and evse.requested_w < evse.offered_a * layout.phases * layout.nominal_voltage_v
+            ):
                 per_phase_w = evse.requested_w / layout.phases
                 currents = tuple(_floor_centi(min(per_phase_w / v, evse.offered_a)) for v in voltages)
             else:
@@ -272,8 +279,7 @@ class SimHardware:
         was_closed = evse.offered_a > 0
         evse.offered_a = clamped
         if (clamped > 0) != was_closed:
-            LOG.info("EVSE %d: contactor %s (%.1f A offered)", evse_id, "closed" if clamped > 0 else "opened",
-                     clamped)
+            LOG.info("EVSE %d: contactor %s (%.1f A offered)", evse_id, "closed" if clamped > 0 else "opened", clamped)
         else:
             LOG.debug("EVSE %d: %.1f A offered", evse_id, clamped)
         self._kick_persist()
@@ -315,8 +321,7 @@ class SimHardware:
         """
         evse = self._command_evse(evse_id)
         if watts is not None and (not math.isfinite(watts) or not 0 < watts <= MAX_EV_WATTS):
-            raise CommandRefused(f"watts must be a number above 0 and at most {MAX_EV_WATTS:.0f}, "
-                                 f"got {watts}")
+            raise CommandRefused(f"watts must be a number above 0 and at most {MAX_EV_WATTS:.0f}, got {watts}")
         if evse.ev_state is EVState.A:
             raise CommandRefused(f"EVSE {evse_id} has no EV plugged in (plug it first)")
         self._integrate(evse, self._clock())
@@ -354,8 +359,9 @@ class SimHardware:
     async def tap(self, token: str, evse_id: int | None = None) -> dict[str, Any]:
         """An RFID card is presented, with `evse_id` selected on the display first (or none)."""
         if not token or len(token) > MAX_TOKEN_CHARS or not printable_ascii(token):
-            raise CommandRefused(f"token must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without "
-                                 f"spaces, got {token!r}")
+            raise CommandRefused(
+                f"token must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without spaces, got {token!r}"
+            )
         if evse_id is not None:
             self._command_evse(evse_id)
         LOG.info("sim: card %s presented%s", mask(token), f" at EVSE {evse_id}" if evse_id is not None else "")
@@ -368,7 +374,8 @@ class SimHardware:
         code = DEFAULT_FAULT_CODE if code is None else code
         if not valid_fault_code(code):
             raise CommandRefused(
-                f"fault code must be 1 to {MAX_FAULT_CODE_CHARS} printable ASCII characters, got {code!r}")
+                f"fault code must be 1 to {MAX_FAULT_CODE_CHARS} printable ASCII characters, got {code!r}"
+            )
         if evse.fault is not None:
             raise CommandRefused(f"EVSE {evse_id} is already faulted ({evse.fault}); clear it first")
         self._integrate(evse, self._clock())
@@ -443,16 +450,20 @@ class SimHardware:
         """Persist the changed world, then deliver its event (none from a silent controller but its own)."""
         await self._persist_now()
         if evse.silent and not isinstance(event, DeviceFault):
-            LOG.info("sim: EVSE %d's controller is silent; %s not reported", evse.layout.evse_id,
-                     type(event).__name__)
+            LOG.info("sim: EVSE %d's controller is silent; %s not reported", evse.layout.evse_id, type(event).__name__)
             return None, self.evse_status(evse.layout.evse_id)
         # Waits for room rather than dropping: a lost Unplugged would leave a transaction open forever.
         await self._send.send(event)
         return type(event).__name__, self.evse_status(evse.layout.evse_id)
 
     def _mean_power_w(self, evse: _EvseSim) -> float:
-        if (self._stopped or evse.silent or evse.ev_state is not EVState.C or evse.fault is not None
-                or evse.offered_a <= 0):
+        if (
+            self._stopped
+            or evse.silent
+            or evse.ev_state is not EVState.C
+            or evse.fault is not None
+            or evse.offered_a <= 0
+        ):
             return 0.0
         layout = evse.layout
         limit = evse.offered_a * layout.phases * layout.nominal_voltage_v
@@ -551,7 +562,8 @@ class SimHardware:
                 persisted = self._persisted
                 outgrown = persisted is None or any(
                     persisted.get(evse_id) is None or record.energy_wh > persisted[evse_id].energy_wh
-                    for evse_id, record in records.items())
+                    for evse_id, record in records.items()
+                )
                 if outgrown or (due and records != persisted):
                     await self._write(records)
             if due:
@@ -570,5 +582,7 @@ class SimHardware:
         exact = self._snapshot(lease=False)
         if self._files.save(exact):
             self._persisted = exact
-        LOG.info("simulated hardware stopped; state saved: %s", ", ".join(
-            f"EVSE {i} {r.energy_wh:.3f} Wh EV {r.ev_state.value}" for i, r in exact.items()))
+        LOG.info(
+            "simulated hardware stopped; state saved: %s",
+            ", ".join(f"EVSE {i} {r.energy_wh:.3f} Wh EV {r.ev_state.value}" for i, r in exact.items()),
+        )

@@ -52,8 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     Each command's parser is its own `usage_parser` default, so stray arguments are reported with its usage.
     """
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help=f"how long to wait for the station's answer (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for the station's answer (default {DEFAULT_TIMEOUT_S:g})",
+    )
     commands = parser.add_subparsers(dest="sim_command", metavar="COMMAND", required=True)
 
     def evse_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -63,12 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     evse_command("plug", "an EV is connected to the EVSE's cable (IEC 61851 state B)")
     charge = evse_command("charge", "the EV asks for energy (state C); again while charging: change its wish")
-    charge.add_argument("--watts", type=float, metavar="W",
-                        help="the most the EV draws (default: all the EVSE offers)")
+    charge.add_argument("--watts", type=float, metavar="W", help="the most the EV draws (default: all the EVSE offers)")
     evse_command("suspend", "the EV stops drawing energy but stays connected (state B)")
     evse_command("unplug", "the EV is disconnected (state A), also while charging")
-    tap = commands.add_parser("tap", help="an ISO 14443 RFID card is presented",
-                              description="an ISO 14443 RFID card is presented (usually its hex UID)")
+    tap = commands.add_parser(
+        "tap",
+        help="an ISO 14443 RFID card is presented",
+        description="an ISO 14443 RFID card is presented (usually its hex UID)",
+    )
     tap.add_argument("token", metavar="TOKEN", help="the card's id token (1-36 printable characters)")
     tap.add_argument("--evse", type=int, metavar="EVSE", help="the EVSE selected on the display first")
     fault = evse_command("fault", "a hardware fault appears on the EVSE (no energy flows until cleared)")
@@ -76,10 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evse_command("clear", "the EVSE's hardware fault clears")
     evse_command("silence", "the EVSE's controller stops answering (the station reports it Faulted)")
     evse_command("revive", "the EVSE's silent controller answers again")
-    commands.add_parser("status", help="every EVSE: connector status, EV state, token, transaction, energy",
-                        description="every EVSE (it takes no EVSE): connector status, EV state, authorized "
-                                    "token, transaction id, energy, power, fault, silent controller, offered "
-                                    "current")
+    commands.add_parser(
+        "status",
+        help="every EVSE: connector status, EV state, token, transaction, energy",
+        description="every EVSE (it takes no EVSE): connector status, EV state, authorized "
+        "token, transaction id, energy, power, fault, silent controller, offered "
+        "current",
+    )
     parser.set_defaults(usage_parser=parser)
     for sub in commands.choices.values():
         sub.set_defaults(usage_parser=sub)
@@ -113,8 +123,7 @@ def _connect(sock: socket.socket, where: str, deadline: float) -> None:
             time.sleep(0.01)
 
 
-def send_request(socket_path: Path, request: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S
-                 ) -> dict[str, Any]:
+def send_request(socket_path: Path, request: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Send one request and return the station's answer; raises Unreachable or NoAnswer."""
     deadline = time.monotonic() + timeout
     where = str(socket_path)
@@ -124,17 +133,18 @@ def send_request(socket_path: Path, request: dict[str, Any], timeout: float = DE
         try:
             _connect(sock, where, deadline)
         except FileNotFoundError:
-            raise Unreachable(f"no station socket at {where} (is `appliance run` running with the sim "
-                              "backend, and is this the right --socket/--config?)") from None
+            raise Unreachable(
+                f"no station socket at {where} (is `appliance run` running with the sim "
+                "backend, and is this the right --socket/--config?)"
+            ) from None
         except ConnectionRefusedError:
-            raise Unreachable(f"nothing is listening on {where} (a stale socket: the station is not "
-                              "running)") from None
+            raise Unreachable(f"nothing is listening on {where} (a stale socket: the station is not running)") from None
         except PermissionError:
-            raise Unreachable(f"permission denied on {where} (the socket is for the station's user and "
-                              "group)") from None
+            raise Unreachable(
+                f"permission denied on {where} (the socket is for the station's user and group)"
+            ) from None
         except TimeoutError:
-            raise NoAnswer(f"the station at {where} did not accept the connection within {timeout:g} s") \
-                from None
+            raise NoAnswer(f"the station at {where} did not accept the connection within {timeout:g} s") from None
         except OSError as exc:  # ENOTSOCK, AF_UNIX path too long, …: there is no station to talk to here
             raise Unreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
         data = json.dumps(request).encode("utf-8") + b"\n"
@@ -153,8 +163,10 @@ def send_request(socket_path: Path, request: dict[str, Any], timeout: float = DE
                 if len(answer) > MAX_RESPONSE_BYTES:
                     raise NoAnswer(f"the station at {where} sent an oversized answer")
         except TimeoutError:
-            raise NoAnswer(f"the station at {where} did not answer within {timeout:g} s (busy, or not "
-                           "reading hardware events; the command may still take effect)") from None
+            raise NoAnswer(
+                f"the station at {where} did not answer within {timeout:g} s (busy, or not "
+                "reading hardware events; the command may still take effect)"
+            ) from None
         except OSError as exc:
             raise NoAnswer(f"the connection to {where} failed: {exc.strerror or exc}") from None
     finally:
@@ -183,6 +195,5 @@ def run(socket_path: Path, args: argparse.Namespace) -> int:
     print(json.dumps(response, separators=(",", ":")))
     if response["ok"]:
         return EXIT_OK
-    print(f"appliance sim: {args.sim_command} refused: {response.get('error', 'no reason given')}",
-          file=sys.stderr)
+    print(f"appliance sim: {args.sim_command} refused: {response.get('error', 'no reason given')}", file=sys.stderr)
     return EXIT_REFUSED

@@ -60,8 +60,13 @@ class EvseRecord:
     silent: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"energyWh": self.energy_wh, "evState": self.ev_state.value, "requestedW": self.requested_w,
-                "fault": self.fault, "silent": self.silent}
+        return {
+            "energyWh": self.energy_wh,
+            "evState": self.ev_state.value,
+            "requestedW": self.requested_w,
+            "fault": self.fault,
+            "silent": self.silent,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,12 @@ class StateFiles:
         for evse_id, entry in entries.items():
             record = _physical(entry, registers[evse_id])
             if record is None:
-                LOG.error("sim state file %s: bad physical state for EVSE %d: %r; the EVSE starts empty",
-                          self.state_path, evse_id, entry)
+                LOG.error(
+                    "sim state file %s: bad physical state for EVSE %d: %r; the EVSE starts empty",
+                    self.state_path,
+                    evse_id,
+                    entry,
+                )
             else:
                 physical[evse_id] = record
         return Loaded(registers, physical)
@@ -159,20 +168,27 @@ class StateFiles:
 
     def save(self, records: dict[int, EvseRecord]) -> bool:
         """Replace the state file, then the meter file; False (logged once per failure streak) on OSError."""
-        state = {"format": FILE_FORMAT,
-                 "about": "physical state of the simulated hardware (appliance.hardware.sim)",
-                 "evses": {str(i): r.to_json() for i, r in sorted(records.items())}}
-        meter = {"format": FILE_FORMAT,
-                 "about": "energy registers of the simulated meters (appliance.hardware.sim); never decrease",
-                 "evses": {str(i): {"energyWh": r.energy_wh} for i, r in sorted(records.items())}}
+        state = {
+            "format": FILE_FORMAT,
+            "about": "physical state of the simulated hardware (appliance.hardware.sim)",
+            "evses": {str(i): r.to_json() for i, r in sorted(records.items())},
+        }
+        meter = {
+            "format": FILE_FORMAT,
+            "about": "energy registers of the simulated meters (appliance.hardware.sim); never decrease",
+            "evses": {str(i): {"energyWh": r.energy_wh} for i, r in sorted(records.items())},
+        }
         try:
             with self._lock:
                 _replace(self.state_path, state)
                 _replace(self.meter_path, meter)
         except OSError as exc:
             if not self._failing:
-                LOG.error("cannot persist the simulated hardware's state to %s: %s (a restart may lose it)",
-                          self.state_path, exc)
+                LOG.error(
+                    "cannot persist the simulated hardware's state to %s: %s (a restart may lose it)",
+                    self.state_path,
+                    exc,
+                )
             self._failing = True
             return False
         if self._failing:

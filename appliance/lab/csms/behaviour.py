@@ -131,9 +131,7 @@ class Behaviour:
             status = self._boot_status.get(station_id)
             if status is None or status == "Accepted":
                 return None
-            if status == "Pending" and (
-                action in PENDING_ALLOWED or station_id in self._csms_asked_while_pending
-            ):
+            if status == "Pending" and (action in PENDING_ALLOWED or station_id in self._csms_asked_while_pending):
                 return None
             return f"{action} sent while the boot is {status}"
 

@@ -32,8 +32,9 @@ def pem(cert: x509.Certificate) -> str:
 
 
 def key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def certificate(
@@ -52,8 +53,11 @@ def certificate(
     """A certificate for `subject` (a CN, or an RFC 4514 string with '='), self-signed unless `issuer` is
     given. Defaults: valid from an hour ago for a year, a random serial."""
     now = datetime.now(UTC)
-    name = x509.Name.from_rfc4514_string(subject) if "=" in subject else x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    name = (
+        x509.Name.from_rfc4514_string(subject)
+        if "=" in subject
+        else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    )
     signer_key = issuer_key if issuer_key is not None else key
     builder = (
         x509.CertificateBuilder()
@@ -66,10 +70,20 @@ def certificate(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-            critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     if hosts:
         names: list[x509.GeneralName] = []
         for host in hosts:
@@ -99,8 +113,9 @@ class Authority:
     def root_pem(self) -> str:
         return pem(self.root)
 
-    def sign_csr(self, csr_pem: str, *, days: float = 365, not_before: datetime | None = None,
-                 serial: int | None = None) -> str:
+    def sign_csr(
+        self, csr_pem: str, *, days: float = 365, not_before: datetime | None = None, serial: int | None = None
+    ) -> str:
         """The CSMS's CertificateSigned chain for a station's CSR: the leaf, then any sub-CA (root omitted)."""
         csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
         if not csr.is_signature_valid:
@@ -120,19 +135,28 @@ class Authority:
         )
         return "".join(pem(c) for c in (leaf, *self.intermediates))
 
-    def issue(self, subject: str, *, key_kind: str = "ec", days: float = 365,
-              hosts: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    def issue(
+        self, subject: str, *, key_kind: str = "ec", days: float = 365, hosts: tuple[str, ...] = ()
+    ) -> tuple[str, bytes]:
         """A leaf (chain PEM, key PEM) signed by this authority: a station's factory certificate, or a TLS
         server certificate when `hosts` is given."""
         key = new_key(key_kind)
         not_after = datetime.now(UTC) + timedelta(days=days)  # a negative `days`: expired that long ago
-        leaf = certificate(subject, key, issuer=self.signer, issuer_key=self.signer_key, ca=False,
-                           not_before=min(datetime.now(UTC), not_after) - timedelta(hours=1), not_after=not_after,
-                           hosts=hosts)
+        leaf = certificate(
+            subject,
+            key,
+            issuer=self.signer,
+            issuer_key=self.signer_key,
+            ca=False,
+            not_before=min(datetime.now(UTC), not_after) - timedelta(hours=1),
+            not_after=not_after,
+            hosts=hosts,
+        )
         return "".join(pem(c) for c in (leaf, *self.intermediates)), key_pem(key)
 
-    def server_context(self, host: str = "127.0.0.1", *, client_roots: list[x509.Certificate] | None = None
-                       ) -> ssl.SSLContext:
+    def server_context(
+        self, host: str = "127.0.0.1", *, client_roots: list[x509.Certificate] | None = None
+    ) -> ssl.SSLContext:
         """A TLS server context with a certificate for `host`; with `client_roots`, a client certificate
         chained to one of them is required (Security Profile 3)."""
         chain, key = self.issue(host, hosts=(host,))

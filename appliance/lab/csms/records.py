@@ -38,18 +38,12 @@ class RecordedFrame:
     direction: Direction
     raw: str
     parsed: Any  # the decoded JSON (normally a list), None when the text is not JSON
-    action: str | None = (
-        None  # for a CALL its action; for CALLRESULT/CALLERROR the action of the CALL answered
-    )
+    action: str | None = None  # for a CALL its action; for CALLRESULT/CALLERROR the action of the CALL answered
 
     @property
     def message_type(self) -> int | None:
         """2 (CALL), 3 (CALLRESULT), 4 (CALLERROR), or None for anything that is not an OCPP-J frame."""
-        if (
-            isinstance(self.parsed, list)
-            and self.parsed
-            and self.parsed[0] in (_CALL, _CALLRESULT, _CALLERROR)
-        ):
+        if isinstance(self.parsed, list) and self.parsed and self.parsed[0] in (_CALL, _CALLRESULT, _CALLERROR):
             return int(self.parsed[0])
         return None
 
@@ -162,9 +156,7 @@ class Recorder:
         self._generation += 1
         self._cond.notify_all()
 
-    def add_frame(
-        self, station_id: str, connection_id: int, direction: Direction, data: str | bytes
-    ) -> RecordedFrame:
+    def add_frame(self, station_id: str, connection_id: int, direction: Direction, data: str | bytes) -> RecordedFrame:
         raw = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
         try:
             parsed = json.loads(raw)

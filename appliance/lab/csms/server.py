@@ -213,9 +213,7 @@ class LoopbackCsms:
     def restart(self, down_for: float = 0, *, code: int = CloseCode.SERVICE_RESTART) -> None:
         """Drop every connection (close frame with `code`, default 1012), stop listening, wait `down_for`
         seconds (connection attempts meanwhile are refused by the OS), then listen again on the same port."""
-        self._submit(
-            "restart", lambda: self._restart(down_for, code), down_for + 2 * self._close_timeout + 30
-        )
+        self._submit("restart", lambda: self._restart(down_for, code), down_for + 2 * self._close_timeout + 30)
 
     def refuse_connections(self, on: bool) -> None:
         """While on, keep listening but answer every WebSocket upgrade with HTTP 503 (TC_B_57's "connection
@@ -280,9 +278,7 @@ class LoopbackCsms:
 
     def disconnect(self, station_id: str, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bool:
         """Close the station's current connection with a close frame; False if it had none."""
-        return self._submit(
-            "disconnect", lambda: self._disconnect(station_id, code, reason), self._close_timeout + 10
-        )
+        return self._submit("disconnect", lambda: self._disconnect(station_id, code, reason), self._close_timeout + 10)
 
     def is_connected(self, station_id: str) -> bool:
         return any(c.is_open for c in self._recorder.connections(station_id))
@@ -477,9 +473,7 @@ class LoopbackCsms:
         )
         if response.status_code != 101:
             self._handshakes.pop(connection, None)
-            self._recorder.update_connection(
-                connection_id, closed_monotonic=time.monotonic(), close_initiator="none"
-            )
+            self._recorder.update_connection(connection_id, closed_monotonic=time.monotonic(), close_initiator="none")
 
     async def _handle(self, ws: ServerConnection) -> None:
         """One accepted WebSocket: run the station's OCPP session until the connection ends."""
@@ -487,9 +481,7 @@ class LoopbackCsms:
         station_id = self._recorder.connection(connection_id).station_id
         try:
             if ws.subprotocol != ACCEPTED_SUBPROTOCOL:
-                self._recorder.update_connection(
-                    connection_id, rejected="the station did not offer ocpp2.0.1"
-                )
+                self._recorder.update_connection(connection_id, rejected="the station did not offer ocpp2.0.1")
                 await ws.close(CloseCode.PROTOCOL_ERROR, "subprotocol ocpp2.0.1 required")
                 return
             wire = RecordingConnection(ws, self._recorder, station_id, connection_id)
@@ -569,9 +561,7 @@ class LoopbackCsms:
             running = self._state == "running" and self._ready.is_set() and self._startup_error is None
             loop = self._loop
         if not running or loop is None:
-            raise CsmsError(
-                "the loopback CSMS is not running (start() it first; it cannot be used after stop())"
-            )
+            raise CsmsError("the loopback CSMS is not running (start() it first; it cannot be used after stop())")
         self._refuse_loop_thread(name)
         coro = make()
         try:

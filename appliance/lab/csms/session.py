@@ -108,9 +108,7 @@ class StationSession(ChargePoint):
 
     # ---- incoming frames -----------------------------------------------------------------------------------
 
-    def _violation(
-        self, direction: str, kind: str, detail: str, msg: Any = None, raw: str | None = None
-    ) -> None:
+    def _violation(self, direction: str, kind: str, detail: str, msg: Any = None, raw: str | None = None) -> None:
         self._recorder.add_violation(
             station_id=self.id,
             connection_id=self.wire.connection_id,
@@ -121,16 +119,12 @@ class StationSession(ChargePoint):
             detail=detail,
             raw=raw,
         )
-        log.warning(
-            "violation by %s: %s %s", "station " + self.id if direction == "in" else "CSMS", kind, detail
-        )
+        log.warning("violation by %s: %s %s", "station " + self.id if direction == "in" else "CSMS", kind, detail)
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         """Check the frame's shape first, so a malformed frame is a violation rather than a log line."""
         if isinstance(raw_msg, bytes):
-            self._violation(
-                "in", "binary-frame", "OCPP-J frames must be text frames", raw=repr(raw_msg[:200])
-            )
+            self._violation("in", "binary-frame", "OCPP-J frames must be text frames", raw=repr(raw_msg[:200]))
             return
         try:
             msg = unpack(raw_msg)
@@ -138,9 +132,7 @@ class StationSession(ChargePoint):
             self._violation("in", "malformed-frame", _problem(error), raw=raw_msg)
             return
         if not isinstance(msg.unique_id, str) or not 0 < len(msg.unique_id) <= _MAX_MESSAGE_ID:
-            self._violation(
-                "in", "malformed-frame", "messageId must be a string of 1..36 characters", msg, raw_msg
-            )
+            self._violation("in", "malformed-frame", "messageId must be a string of 1..36 characters", msg, raw_msg)
         if msg.message_type_id != MessageType.Call:
             answered = self.wire.last_in.action if self.wire.last_in is not None else None
             if answered is None and msg.unique_id != "-1":  # "-1": answer to a CALL whose id was unreadable
@@ -161,9 +153,7 @@ class StationSession(ChargePoint):
         """Validate, enforce the boot rules, then answer from an override or the library's `@on` handlers."""
         override = self._behaviour.override(msg.action)
         if override is None and msg.action not in self.route_map:
-            self._violation(
-                "in", "unhandled-action", f"a CSMS does not accept {msg.action!r} from a station", msg
-            )
+            self._violation("in", "unhandled-action", f"a CSMS does not accept {msg.action!r} from a station", msg)
             return await super()._handle_call(msg)  # the library answers NotImplemented / NotSupported
         try:
             await validate_payload(msg, OCPP_VERSION)
@@ -233,9 +223,7 @@ class StationSession(ChargePoint):
 
     # ---- CSMS → station ------------------------------------------------------------------------------------
 
-    async def request(
-        self, action: str, payload: Any, timeout: float, validate: bool = True
-    ) -> dict[str, Any]:
+    async def request(self, action: str, payload: Any, timeout: float, validate: bool = True) -> dict[str, Any]:
         """Send one CALL and return the station's CALLRESULT payload exactly as sent (camelCase).
 
         This is the library's `ChargePoint.call` with dict payloads: same message classes, same schema
@@ -248,17 +236,13 @@ class StationSession(ChargePoint):
             try:
                 await validate_payload(call, OCPP_VERSION)
             except OCPPError as error:
-                raise InvalidCsmsRequest(
-                    f"{action} request fails the OCPP 2.0.1 schema: {_problem(error)}"
-                ) from None
+                raise InvalidCsmsRequest(f"{action} request fails the OCPP 2.0.1 schema: {_problem(error)}") from None
         self._behaviour.note_csms_request(self.id)
         async with self._call_lock:
             await self._send(call.to_json())
             response = await self._response_or_close(action, call.unique_id, timeout)
         if response.message_type_id == MessageType.CallError:
-            raise StationCallError(
-                action, response.error_code, response.error_description, response.error_details
-            )
+            raise StationCallError(action, response.error_code, response.error_description, response.error_details)
         response.action = action
         if validate:
             try:
@@ -309,9 +293,7 @@ class StationSession(ChargePoint):
         return call_result.Authorize(id_token_info=self._id_token_info(id_token))
 
     @on("TransactionEvent")
-    def on_transaction_event(
-        self, id_token: dict[str, Any] | None = None, **_: Any
-    ) -> call_result.TransactionEvent:
+    def on_transaction_event(self, id_token: dict[str, Any] | None = None, **_: Any) -> call_result.TransactionEvent:
         if id_token is None:
             return call_result.TransactionEvent()
         return call_result.TransactionEvent(id_token_info=self._id_token_info(id_token))
@@ -357,8 +339,10 @@ class StationSession(ChargePoint):
     @on("SignCertificate")
     def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
         # No certificate authority by default; a test that signs CSRs overrides this (lab/csms/pki.py).
-        return call_result.SignCertificate(status="Rejected", status_info={
-            "reasonCode": "Unspecified", "additionalInfo": "this loopback CSMS signs no CSRs by default"})
+        return call_result.SignCertificate(
+            status="Rejected",
+            status_info={"reasonCode": "Unspecified", "additionalInfo": "this loopback CSMS signs no CSRs by default"},
+        )
 
     @on("LogStatusNotification")
     def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:

@@ -35,9 +35,7 @@ class TrioCsms:
     async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
-    async def call(
-        self, station_id: str, action: str, payload: Any, timeout: float = 10, **kw: Any
-    ) -> dict[str, Any]:
+    async def call(self, station_id: str, action: str, payload: Any, timeout: float = 10, **kw: Any) -> dict[str, Any]:
         return await self._run(self.csms.call, station_id, action, payload, timeout, **kw)
 
     async def send_raw(self, station_id: str, text: str) -> None:
@@ -58,7 +56,5 @@ class TrioCsms:
     async def wait_disconnected(self, station_id: str, timeout: float = 10) -> None:
         await self._run(self.csms.wait_disconnected, station_id, timeout)
 
-    async def wait_action(
-        self, station_id: str, action: str, timeout: float = 10, **kw: Any
-    ) -> list[dict[str, Any]]:
+    async def wait_action(self, station_id: str, action: str, timeout: float = 10, **kw: Any) -> list[dict[str, Any]]:
         return await self._run(self.csms.wait_action, station_id, action, timeout, **kw)

@@ -25,9 +25,15 @@ DEFAULT_LAYOUTS = (EvseLayout(1, phases=3), EvseLayout(2, phases=1))
 
 
 class Bench:
-    def __init__(self, directory: Path, layouts: tuple[EvseLayout, ...] | list[EvseLayout] = DEFAULT_LAYOUTS, *,
-                 transport: Transport = "pty", maps: tuple[str, ...] = ("sdm630", "b23"),
-                 status_every: float = 0.5) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        layouts: tuple[EvseLayout, ...] | list[EvseLayout] = DEFAULT_LAYOUTS,
+        *,
+        transport: Transport = "pty",
+        maps: tuple[str, ...] = ("sdm630", "b23"),
+        status_every: float = 0.5,
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.layouts = list(layouts)
@@ -41,8 +47,7 @@ class Bench:
             reader_ep, board_ep, meters_at = TcpEndpoint(), TcpEndpoint(), "socket://127.0.0.1:0"
         self.reader = ReaderSim(reader_ep)
         self.board = BoardSim(board_ep, self.world, status_every=status_every)
-        self.meters = MeterBusSim(meters_at, self.world,
-                                  {e: (e, BUILT_IN[name]) for e, name in self.maps.items()})
+        self.meters = MeterBusSim(meters_at, self.world, {e: (e, BUILT_IN[name]) for e, name in self.maps.items()})
 
     def start(self) -> Bench:
         self.reader.start()
@@ -57,22 +62,43 @@ class Bench:
     def __enter__(self) -> Bench:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
-    def serial_toml(self, *, poll_interval_s: float = 0.5, heartbeat_timeout_s: float = 2.0,
-                    reader: dict[str, Any] | None = None, meter_failures: int = 2, timeout_s: float = 0.3) -> str:
+    def serial_toml(
+        self,
+        *,
+        poll_interval_s: float = 0.5,
+        heartbeat_timeout_s: float = 2.0,
+        reader: dict[str, Any] | None = None,
+        meter_failures: int = 2,
+        timeout_s: float = 0.3,
+    ) -> str:
         """The `[hardware.serial…]` tables for these devices."""
-        lines = ["[hardware.serial]", f"poll_interval_s = {poll_interval_s}", "reopen_max_s = 2.0",
-                 f"meter_failures = {meter_failures}",
-                 "[hardware.serial.reader]", f"port = {json.dumps(self.reader.endpoint.url)}", "baudrate = 9600",
-                 "debounce_s = 2.0"]
+        lines = [
+            "[hardware.serial]",
+            f"poll_interval_s = {poll_interval_s}",
+            "reopen_max_s = 2.0",
+            f"meter_failures = {meter_failures}",
+            "[hardware.serial.reader]",
+            f"port = {json.dumps(self.reader.endpoint.url)}",
+            "baudrate = 9600",
+            "debounce_s = 2.0",
+        ]
         lines += [f"{key} = {json.dumps(value)}" for key, value in (reader or {}).items()]
-        lines += ["[hardware.serial.controller]", f"port = {json.dumps(self.board.endpoint.url)}",
-                  "baudrate = 115200", f"heartbeat_timeout_s = {heartbeat_timeout_s}", "contactor_timeout_s = 1.5",
-                  "[hardware.serial.buses.rs485]", f"port = {json.dumps(self.meters.url)}", "baudrate = 9600",
-                  f"timeout_s = {timeout_s}"]
+        lines += [
+            "[hardware.serial.controller]",
+            f"port = {json.dumps(self.board.endpoint.url)}",
+            "baudrate = 115200",
+            f"heartbeat_timeout_s = {heartbeat_timeout_s}",
+            "contactor_timeout_s = 1.5",
+            "[hardware.serial.buses.rs485]",
+            f"port = {json.dumps(self.meters.url)}",
+            "baudrate = 9600",
+            f"timeout_s = {timeout_s}",
+        ]
         for evse_id, name in self.maps.items():
             lines += [f"[hardware.serial.meters.{evse_id}]", 'bus = "rs485"', f"unit = {evse_id}", f'map = "{name}"']
         return "\n".join(lines) + "\n"

@@ -44,8 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     controller.add_argument("--evses", type=int, default=2, help="EVSEs on the board (default 2)")
     meter = devices.add_parser("meter", help="Modbus RTU energy meters on one bus (pymodbus server)")
     meter.add_argument("--port", required=True)
-    meter.add_argument("--unit", action="append", metavar="UNIT:MAP",
-                       help=f"a meter, e.g. 1:sdm630 (maps: {', '.join(BUILT_IN)}); default 1:sdm630 2:b23")
+    meter.add_argument(
+        "--unit",
+        action="append",
+        metavar="UNIT:MAP",
+        help=f"a meter, e.g. 1:sdm630 (maps: {', '.join(BUILT_IN)}); default 1:sdm630 2:b23",
+    )
     bench = devices.add_parser("bench", help="reader, board and meters on one world, with the station config")
     bench.add_argument("--dir", type=Path, required=True, help="where the pty symlinks go")
     bench.add_argument("--transport", choices=("pty", "socket"), default="pty")
@@ -56,31 +60,52 @@ def _layouts(count: int) -> list[EvseLayout]:
 
 
 def _reader_commands(reader: ReaderSim) -> Commands:
-    return {"present": reader.present, "hold": lambda uid, s: reader.hold(uid, float(s)),
-            "garbage": lambda *words: reader.garbage(" ".join(words).encode() + b"\r\n"),
-            "disconnect-reader": reader.disconnect, "reconnect-reader": reader.reconnect}
+    return {
+        "present": reader.present,
+        "hold": lambda uid, s: reader.hold(uid, float(s)),
+        "garbage": lambda *words: reader.garbage(" ".join(words).encode() + b"\r\n"),
+        "disconnect-reader": reader.disconnect,
+        "reconnect-reader": reader.reconnect,
+    }
 
 
 def _board_commands(board: BoardSim) -> Commands:
     def evse(fn: Callable[..., object]) -> Callable[..., object]:
         return lambda e, *rest: fn(int(e), *rest)
-    return {"plug": evse(board.plug), "unplug": evse(board.unplug), "suspend": evse(board.suspend),
-            "charge": lambda e, w=None: board.charge(int(e), float(w) if w is not None else None),
-            "fault": evse(board.fault), "clear": evse(board.clear), "select": evse(board.select),
-            "pilot": evse(board.pilot), "weld": lambda e, on="1": board.weld(int(e), on == "1"),
-            "silence": board.silence, "revive": board.revive, "babble": lambda n="6": board.babble(int(n)),
-            "disconnect-board": board.disconnect, "reconnect-board": board.reconnect}
+
+    return {
+        "plug": evse(board.plug),
+        "unplug": evse(board.unplug),
+        "suspend": evse(board.suspend),
+        "charge": lambda e, w=None: board.charge(int(e), float(w) if w is not None else None),
+        "fault": evse(board.fault),
+        "clear": evse(board.clear),
+        "select": evse(board.select),
+        "pilot": evse(board.pilot),
+        "weld": lambda e, on="1": board.weld(int(e), on == "1"),
+        "silence": board.silence,
+        "revive": board.revive,
+        "babble": lambda n="6": board.babble(int(n)),
+        "disconnect-board": board.disconnect,
+        "reconnect-board": board.reconnect,
+    }
 
 
 def _meter_commands(meters: MeterBusSim) -> Commands:
     def load(unit: str, watts: str) -> None:
         evse_id = meters.units[int(unit)].evse_id
         meters.world.change(evse_id, lambda e: setattr(e, "load_w", float(watts)))
-    return {"meter-load": load, "meter-silence": lambda u: meters.silence(int(u)),
-            "meter-revive": lambda u: meters.silence(int(u), False),
-            "meter-fail": lambda u: meters.fail(int(u)), "meter-heal": lambda u: meters.fail(int(u), False),
-            "meter-shift": lambda u, n: meters.shift(int(u), int(n)),
-            "disconnect-meters": meters.disconnect, "reconnect-meters": meters.reconnect}
+
+    return {
+        "meter-load": load,
+        "meter-silence": lambda u: meters.silence(int(u)),
+        "meter-revive": lambda u: meters.silence(int(u), False),
+        "meter-fail": lambda u: meters.fail(int(u)),
+        "meter-heal": lambda u: meters.fail(int(u), False),
+        "meter-shift": lambda u, n: meters.shift(int(u), int(n)),
+        "disconnect-meters": meters.disconnect,
+        "reconnect-meters": meters.reconnect,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,8 +131,10 @@ def run(args: argparse.Namespace) -> int:
             for spec in args.unit or ["1:sdm630", "2:b23"]:
                 unit, _, name = spec.partition(":")
                 if not unit.isdigit() or name not in BUILT_IN:
-                    print(f"devsim: --unit {spec!r}: expected UNIT:MAP with MAP one of {', '.join(BUILT_IN)}",
-                          file=sys.stderr)
+                    print(
+                        f"devsim: --unit {spec!r}: expected UNIT:MAP with MAP one of {', '.join(BUILT_IN)}",
+                        file=sys.stderr,
+                    )
                     return 2
                 units[int(unit)] = (len(units) + 1, BUILT_IN[name])
             meters = MeterBusSim(args.port, World(_layouts(len(units))), units).start()
@@ -117,10 +144,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             bench = Bench(args.dir, transport=args.transport).start()
             closers.append(bench.close)
-            commands = {**_reader_commands(bench.reader), **_board_commands(bench.board),
-                        **_meter_commands(bench.meters)}
-            where = {"reader": bench.reader.endpoint.url, "controller": bench.board.endpoint.url,
-                     "meters": bench.meters.url, "config": bench.serial_toml()}
+            commands = {
+                **_reader_commands(bench.reader),
+                **_board_commands(bench.board),
+                **_meter_commands(bench.meters),
+            }
+            where = {
+                "reader": bench.reader.endpoint.url,
+                "controller": bench.board.endpoint.url,
+                "meters": bench.meters.url,
+                "config": bench.serial_toml(),
+            }
         print(json.dumps({"ready": where}), flush=True)
         _serve(commands)
         return 0

@@ -134,6 +134,7 @@ class BoardSim(_Device):
     def clear(self, evse_id: int, code: str | None = None) -> None:
         def apply(e: EvseWorld) -> None:
             e.faults[:] = [f for f in e.faults if code is not None and f != code]
+
         self.world.change(evse_id, apply)
         self._next_status = 0.0
 
@@ -172,6 +173,7 @@ class BoardSim(_Device):
         def apply(e: EvseWorld) -> None:
             for key, value in values.items():
                 setattr(e, key, value)
+
         self.world.change(evse_id, apply)
         self._next_status = 0.0
 
@@ -221,8 +223,10 @@ class BoardSim(_Device):
         if periodic:
             self._next_status = now + self.status_every
         with self.world.lock:
-            statuses = {i: lp.format_status(lp.Status(i, e.pilot, e.cable_a, e.contactor_closed, tuple(e.faults)))
-                        for i, e in self.world.evses.items()}
+            statuses = {
+                i: lp.format_status(lp.Status(i, e.pilot, e.cable_a, e.contactor_closed, tuple(e.faults)))
+                for i, e in self.world.evses.items()
+            }
         for evse_id, line in statuses.items():
             if periodic or self._sent.get(evse_id) != line:
                 self._sent[evse_id] = line

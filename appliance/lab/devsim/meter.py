@@ -92,8 +92,9 @@ class _Units(ModbusServerContext):
 class MeterBusSim:
     """`where`: a path (a pty behind a symlink there) or `socket://127.0.0.1:PORT` (PORT 0: a free one)."""
 
-    def __init__(self, where: str, world: World, units: dict[int, tuple[int, RegisterMap]],
-                 baudrate: int = 9600) -> None:
+    def __init__(
+        self, where: str, world: World, units: dict[int, tuple[int, RegisterMap]], baudrate: int = 9600
+    ) -> None:
         self.world = world
         self.units = {unit: MeterUnit(evse_id, regmap) for unit, (evse_id, regmap) in units.items()}
         self.served: dict[int, RawReading] = {}
@@ -122,9 +123,12 @@ class MeterBusSim:
         layout = self.world.evses[meter.evse_id].layout
         reading = self.world.reading(meter.evse_id)
         regmap = meter.register_map
-        values = [(regmap.energy_wh, reading.energy_wh), (regmap.power_w, reading.power_w),
-                  *zip(regmap.voltage_v[:layout.phases], reading.voltage_v, strict=True),
-                  *zip(regmap.current_a[:layout.phases], reading.current_a, strict=True)]
+        values = [
+            (regmap.energy_wh, reading.energy_wh),
+            (regmap.power_w, reading.power_w),
+            *zip(regmap.voltage_v[: layout.phases], reading.voltage_v, strict=True),
+            *zip(regmap.current_a[: layout.phases], reading.current_a, strict=True),
+        ]
         image: dict[int, int] = {}
         for f, value in values:
             for i, word in enumerate(f.encode(value, regmap.word_order)):
@@ -172,11 +176,17 @@ class MeterBusSim:
         context = _Units(self)
         if self._tcp is not None:
             server: ModbusSerialServer | ModbusTcpServer = ModbusTcpServer(
-                context, framer=FramerType.RTU, address=self._tcp, ignore_missing_slaves=True)
+                context, framer=FramerType.RTU, address=self._tcp, ignore_missing_slaves=True
+            )
         else:
             assert self._relay is not None
-            server = ModbusSerialServer(context, framer=FramerType.RTU, port=self._relay.inner,
-                                        baudrate=self._baudrate, ignore_missing_slaves=True)
+            server = ModbusSerialServer(
+                context,
+                framer=FramerType.RTU,
+                port=self._relay.inner,
+                baudrate=self._baudrate,
+                ignore_missing_slaves=True,
+            )
         self._server, self._loop = server, asyncio.get_running_loop()
         task = asyncio.create_task(server.serve_forever())
         await asyncio.sleep(0.05)

@@ -58,12 +58,14 @@ class EvseWorld:
 class World:
     """Every EVSE's physical state; `change(evse_id, fn)` integrates the register before a change."""
 
-    def __init__(self, layouts: list[EvseLayout], *, clock: Callable[[], float] = time.monotonic,
-                 start_wh: float = 1234.5) -> None:
+    def __init__(
+        self, layouts: list[EvseLayout], *, clock: Callable[[], float] = time.monotonic, start_wh: float = 1234.5
+    ) -> None:
         self.lock = threading.RLock()
         self._clock = clock
-        self.evses = {layout.evse_id: EvseWorld(layout, energy_wh=start_wh + 1000.0 * layout.evse_id)
-                      for layout in layouts}
+        self.evses = {
+            layout.evse_id: EvseWorld(layout, energy_wh=start_wh + 1000.0 * layout.evse_id) for layout in layouts
+        }
 
     def _integrate(self, evse: EvseWorld) -> None:
         now = self._clock()

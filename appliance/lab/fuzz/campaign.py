@@ -35,23 +35,50 @@ from appliance.protocol import CallError, CallResult, ErrorCode, default_registr
 from appliance.station import Station
 
 #: CSMS → station actions this station implements (others must get NotSupported).
-HANDLED = ("ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetLocalListVersion", "GetReport",
-           "GetTransactionStatus", "GetVariables", "RequestStartTransaction", "RequestStopTransaction", "Reset",
-           "SendLocalList", "SetNetworkProfile", "SetVariables", "TriggerMessage", "UnlockConnector",
-           # smart charging block
-           "SetChargingProfile", "GetChargingProfiles", "ClearChargingProfile", "GetCompositeSchedule",
-           # certificates block
-           "InstallCertificate", "GetInstalledCertificateIds", "DeleteCertificate", "CertificateSigned",
-           # firmware update block
-           "UpdateFirmware",
-           # logs and customer information
-           "CustomerInformation", "GetLog")
+HANDLED = (
+    "ChangeAvailability",
+    "ClearCache",
+    "DataTransfer",
+    "GetBaseReport",
+    "GetLocalListVersion",
+    "GetReport",
+    "GetTransactionStatus",
+    "GetVariables",
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+    "Reset",
+    "SendLocalList",
+    "SetNetworkProfile",
+    "SetVariables",
+    "TriggerMessage",
+    "UnlockConnector",
+    # smart charging block
+    "SetChargingProfile",
+    "GetChargingProfiles",
+    "ClearChargingProfile",
+    "GetCompositeSchedule",
+    # certificates block
+    "InstallCertificate",
+    "GetInstalledCertificateIds",
+    "DeleteCertificate",
+    "CertificateSigned",
+    # firmware update block
+    "UpdateFirmware",
+    # logs and customer information
+    "CustomerInformation",
+    "GetLog",
+)
 ALL_ACTIONS = tuple(sorted(default_registry().actions))
 #: Station → CSMS CALLs, with the TriggerMessage that provokes each (None: provoked by the hardware cycle).
 PROVOKED = {
-    "BootNotification": "BootNotification", "Heartbeat": "Heartbeat", "StatusNotification": "StatusNotification",
-    "MeterValues": "MeterValues", "TransactionEvent": "TransactionEvent", "Authorize": None,
-    "NotifyReport": None, "SecurityEventNotification": None,
+    "BootNotification": "BootNotification",
+    "Heartbeat": "Heartbeat",
+    "StatusNotification": "StatusNotification",
+    "MeterValues": "MeterValues",
+    "TransactionEvent": "TransactionEvent",
+    "Authorize": None,
+    "NotifyReport": None,
+    "SecurityEventNotification": None,
     "SignCertificate": "SignChargingStationCertificate",  # certificates block
 }
 
@@ -98,8 +125,9 @@ def _action_and_payload() -> st.SearchStrategy[tuple[str, Mutated | dict[str, An
 
 
 def run_calls(fuzz: FuzzedStation, tally: Tally, examples: int) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+    )
     @given(_action_and_payload())
     def prop(case: tuple[str, Mutated | dict[str, Any]]) -> None:
         check_call(fuzz, tally, *case)
@@ -156,8 +184,12 @@ async def _hardware_cycle(station: Station, action: str) -> None:
 def run_answers(fuzz: FuzzedStation, tally: Tally, examples: int) -> None:
     actions = st.sampled_from(sorted(PROVOKED))
     # The loopback CSMS (the `ocpp` library) can only send an object as a CALLRESULT payload.
-    case = actions.flatmap(lambda name: st.tuples(st.just(name), responses(name).filter(
-        lambda p: isinstance(p.payload if isinstance(p, Mutated) else p, dict))))
+    case = actions.flatmap(
+        lambda name: st.tuples(
+            st.just(name),
+            responses(name).filter(lambda p: isinstance(p.payload if isinstance(p, Mutated) else p, dict)),
+        )
+    )
 
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(case)
@@ -174,8 +206,15 @@ def restore_boot(fuzz: FuzzedStation) -> None:
     csms = fuzz.csms
     before = len(csms.connections_snapshot(STATION_ID))
     csms.disconnect(STATION_ID)
-    csms.wait_for(lambda: len(csms.connections_snapshot(STATION_ID)) > before and csms.is_connected(STATION_ID)
-                  and csms.boot_status(STATION_ID) == "Accepted", 60, what="the station boots Accepted again")
+    csms.wait_for(
+        lambda: (
+            len(csms.connections_snapshot(STATION_ID)) > before
+            and csms.is_connected(STATION_ID)
+            and csms.boot_status(STATION_ID) == "Accepted"
+        ),
+        60,
+        what="the station boots Accepted again",
+    )
 
 
 def still_answering(fuzz: FuzzedStation) -> None:
@@ -194,6 +233,7 @@ def still_answering(fuzz: FuzzedStation) -> None:
             if chance == 2:
                 raise
     assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted", answer
+
     # The EVSEs' runners still take hardware events. What the station then reports depends on what the fuzzed
     # SetVariables and ChangeAvailability left configured, so the check is the runner's own state.
     async def unplug_all(station: Station) -> None:
@@ -228,12 +268,23 @@ def tasks_settle(fuzz: FuzzedStation, baseline: int, slack: int = 8, timeout: fl
 
 def journal_verifies(fuzz: FuzzedStation) -> str:
     """`appliance-journal verify` on the station's journal, as a user would run it; returns its output."""
-    result = subprocess.run([sys.executable, "-m", "appliance.journal.cli", "--db",
-                             str(fuzz.data_dir / "journal.db"), "verify"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance.journal.cli", "--db", str(fuzz.data_dir / "journal.db"), "verify"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
-__all__ = ["Tally", "check_answer", "check_call", "journal_verifies", "run_answers", "run_calls",
-           "still_answering", "tasks_settle"]
+__all__ = [
+    "Tally",
+    "check_answer",
+    "check_call",
+    "journal_verifies",
+    "run_answers",
+    "run_calls",
+    "still_answering",
+    "tasks_settle",
+]

@@ -111,8 +111,13 @@ class FuzzedStation:
         with trio.fail_after(CALL_BOUND * 2):
             while True:
                 ready, station, nursery = self._ready, self.station, self._nursery
-                if ready is not None and ready.is_set() and station is not None and nursery is not None \
-                        and station.restart_reason is None:
+                if (
+                    ready is not None
+                    and ready.is_set()
+                    and station is not None
+                    and nursery is not None
+                    and station.restart_reason is None
+                ):
                     return station, nursery
                 await trio.sleep(0.01)
 
@@ -123,8 +128,11 @@ class FuzzedStation:
             answers: list[tuple[CallResult | CallError, Any]] = []
             done = trio.Event()
 
-            async def dispatch(station: Station = station, answers: list[Any] = answers, done: trio.Event = done,
-                               ) -> None:
+            async def dispatch(
+                station: Station = station,
+                answers: list[Any] = answers,
+                done: trio.Event = done,
+            ) -> None:
                 try:
                     answers.append(await station.dispatcher.handle(call))
                 finally:
@@ -168,8 +176,9 @@ class FuzzedStation:
             station = Station(config, make_hardware(config))
             async with trio.open_nursery() as nursery:
 
-                async def run(task_status: trio.TaskStatus[None], station: Station = station,
-                              nursery: trio.Nursery = nursery) -> None:
+                async def run(
+                    task_status: trio.TaskStatus[None], station: Station = station, nursery: trio.Nursery = nursery
+                ) -> None:
                     await station.run(task_status=task_status)
                     nursery.cancel_scope.cancel()  # a Reset ended it (or we stopped it)
 

@@ -23,6 +23,7 @@ from appliance.protocol import Direction, ErrorCode, default_registry
 
 Schema = Mapping[str, Any]
 
+
 def _hints() -> dict[tuple[str, str], st.SearchStrategy[Any]]:
     """Values that mean something to the station under test (the harness layout: EVSE 1 and 2)."""
     keys = [definition.key for definition in build_catalog(DEFAULT_LAYOUTS)]
@@ -41,8 +42,9 @@ def _hints() -> dict[tuple[str, str], st.SearchStrategy[Any]]:
 
 HINTS = _hints()
 #: Properties whose numbers are ids or small counts: draw small values mostly, so lookups can succeed.
-SMALL_INTEGER_NAMES = frozenset({"evseId", "connectorId", "id", "requestId", "remoteStartId", "versionNumber",
-                                 "configurationSlot", "seqNo"})
+SMALL_INTEGER_NAMES = frozenset(
+    {"evseId", "connectorId", "id", "requestId", "remoteStartId", "versionNumber", "configurationSlot", "seqNo"}
+)
 
 
 def _small_or_any(minimum: int | None, maximum: int | None) -> st.SearchStrategy[int]:
@@ -53,8 +55,9 @@ def _small_or_any(minimum: int | None, maximum: int | None) -> st.SearchStrategy
     return st.one_of(small, wide) if small is not None else wide
 
 
-_DATETIMES = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31),
-                          timezones=st.just(UTC)).map(format_iso)
+_DATETIMES = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)).map(
+    format_iso
+)
 
 
 class SchemaStrategies:
@@ -67,12 +70,13 @@ class SchemaStrategies:
     def resolve(self, node: Schema) -> tuple[Schema, str | None]:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/definitions/"):
-            name = ref[len("#/definitions/"):]
+            name = ref[len("#/definitions/") :]
             return self._definitions[name], name
         return node, None
 
-    def valid(self, node: Schema | None = None, *, owner: str | None = None, key: str | None = None
-              ) -> st.SearchStrategy[Any]:
+    def valid(
+        self, node: Schema | None = None, *, owner: str | None = None, key: str | None = None
+    ) -> st.SearchStrategy[Any]:
         node, name = self.resolve(self._schema if node is None else node)
         hint = HINTS.get((owner or "", key or ""))
         if hint is not None:
@@ -98,8 +102,13 @@ class SchemaStrategies:
                 return _small_or_any(node.get("minimum"), node.get("maximum"))
             return st.integers(min_value=node.get("minimum", -(2**31)), max_value=node.get("maximum", 2**31 - 1))
         if kind == "number":
-            return st.floats(min_value=node.get("minimum"), max_value=node.get("maximum"), allow_nan=False,
-                             allow_infinity=False, width=32)
+            return st.floats(
+                min_value=node.get("minimum"),
+                max_value=node.get("maximum"),
+                allow_nan=False,
+                allow_infinity=False,
+                width=32,
+            )
         if kind == "boolean":
             return st.booleans()
         return st.none()
@@ -107,8 +116,7 @@ class SchemaStrategies:
     def _object(self, node: Schema, name: str | None) -> st.SearchStrategy[dict[str, Any]]:
         properties: Mapping[str, Schema] = node.get("properties", {})
         required = set(node.get("required", ()))
-        fields = {key: self.valid(sub, owner=name, key=key) for key, sub in properties.items()
-                  if key != "customData"}
+        fields = {key: self.valid(sub, owner=name, key=key) for key, sub in properties.items() if key != "customData"}
         must = {key: value for key, value in fields.items() if key in required}
         may = {key: value for key, value in fields.items() if key not in required}
         return st.fixed_dictionaries(must, optional=may)
@@ -123,8 +131,9 @@ class Mutated:
     rule: str
 
 
-def _paths(schema: SchemaStrategies, node: Schema, value: Any, path: tuple[Any, ...] = ()
-           ) -> list[tuple[tuple[Any, ...], Schema]]:
+def _paths(
+    schema: SchemaStrategies, node: Schema, value: Any, path: tuple[Any, ...] = ()
+) -> list[tuple[tuple[Any, ...], Schema]]:
     """Every (path, schema node) in a valid instance, root included."""
     node, _ = schema.resolve(node)
     found = [(path, node)]
@@ -190,8 +199,9 @@ def _mutations(node: Schema, current: Any) -> list[tuple[str, Any, ErrorCode]]:
 def mutated(draw: st.DrawFn, schema: SchemaStrategies, root: Schema) -> Mutated:
     """A valid instance with one rule broken at one place."""
     value = draw(schema.valid(root))
-    candidates = [(path, option) for path, node in _paths(schema, root, value)
-                  for option in _mutations(node, _at(value, path))]
+    candidates = [
+        (path, option) for path, node in _paths(schema, root, value) for option in _mutations(node, _at(value, path))
+    ]
     if not candidates:  # the {} of an action whose payload has no fields: give it one it must not have
         return Mutated({**value, "notInTheSchema": 1}, ErrorCode.FormatViolation, "additionalProperties")
     path, (rule, replacement, code) = draw(st.sampled_from(candidates))

@@ -73,7 +73,7 @@ class Rows:
         return self._rows[self._next - 1]
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        rest = self._rows[self._next:]
+        rest = self._rows[self._next :]
         self._next = len(self._rows)
         return rest
 
@@ -147,10 +147,15 @@ class Op:
     removed_meter: frozenset[int] = frozenset()
 
     def describe(self) -> str:
-        what = {"append": f"append ids {sorted(self.rows)}", "meter": f"tx meter value {self.meter and self.meter[0]}",
-                "delivered": f"mark_delivered {self.target}", "dropped": f"mark_dropped {self.target}",
-                "failure": f"record_failure {self.target} -> {self.attempts}",
-                "prune": f"prune {len(self.removed_outbox)} rows", "checkpoint": "wal_checkpoint"}[self.kind]
+        what = {
+            "append": f"append ids {sorted(self.rows)}",
+            "meter": f"tx meter value {self.meter and self.meter[0]}",
+            "delivered": f"mark_delivered {self.target}",
+            "dropped": f"mark_dropped {self.target}",
+            "failure": f"record_failure {self.target} -> {self.attempts}",
+            "prune": f"prune {len(self.removed_outbox)} rows",
+            "checkpoint": "wal_checkpoint",
+        }[self.kind]
         return f"#{self.index} {what}"
 
 
@@ -189,24 +194,48 @@ class Workload:
 
     def _sample(self, evse: int, now: str, context: str) -> dict:
         power = round(self.rng.uniform(3_500.0, 11_000.0), 1) if self.tx[evse] else 0.0
-        return {"timestamp": now, "sampledValue": [
-            {"value": round(self.register_wh[evse], 1), "context": context,
-             "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}},
-            {"value": power, "context": context, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}},
-        ]}
+        return {
+            "timestamp": now,
+            "sampledValue": [
+                {
+                    "value": round(self.register_wh[evse], 1),
+                    "context": context,
+                    "measurand": "Energy.Active.Import.Register",
+                    "unitOfMeasure": {"unit": "Wh"},
+                },
+                {
+                    "value": power,
+                    "context": context,
+                    "measurand": "Power.Active.Import",
+                    "unitOfMeasure": {"unit": "W"},
+                },
+            ],
+        }
 
     def _event(self, on: int, event_type: str, trigger: str, now: str, state: str, **extra: Any) -> dict:
         tx = self.tx[on]
         assert tx is not None
-        payload: dict[str, Any] = {"eventType": event_type, "timestamp": now, "triggerReason": trigger, "seqNo": 0,
-                                   "transactionInfo": {"transactionId": tx, "chargingState": state}, **extra}
+        payload: dict[str, Any] = {
+            "eventType": event_type,
+            "timestamp": now,
+            "triggerReason": trigger,
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": tx, "chargingState": state},
+            **extra,
+        }
         if not self.online:
             payload["offline"] = True
         return payload
 
     def _updated(self, evse: int, now: str) -> Append:
-        payload = self._event(evse, "Updated", "MeterValuePeriodic", now, "Charging",
-                              meterValue=[self._sample(evse, now, "Sample.Periodic")])
+        payload = self._event(
+            evse,
+            "Updated",
+            "MeterValuePeriodic",
+            now,
+            "Charging",
+            meterValue=[self._sample(evse, now, "Sample.Periodic")],
+        )
         return Append("TransactionEvent", payload)
 
     # the operations --------------------------------------------------------------------------------------------
@@ -255,9 +284,17 @@ class Workload:
         tx = f"tx-{self._tx_count:04d}-{self.rng.getrandbits(32):08x}"
         self.tx[evse] = tx
         token = {"idToken": f"04A2{self.rng.getrandbits(24):06X}", "type": "ISO14443"}
-        payload = self._event(evse, "Started", "Authorized", now, "EVConnected", evse={"id": evse, "connectorId": 1},
-                              idToken=token, numberOfPhasesUsed=3,
-                              meterValue=[self._sample(evse, now, "Transaction.Begin")])
+        payload = self._event(
+            evse,
+            "Started",
+            "Authorized",
+            now,
+            "EVConnected",
+            evse={"id": evse, "connectorId": 1},
+            idToken=token,
+            numberOfPhasesUsed=3,
+            meterValue=[self._sample(evse, now, "Transaction.Begin")],
+        )
         items = [Append("TransactionEvent", payload, new_transaction=NewTransaction(tx, evse, 1, token))]
         others = [e for e, t in self.tx.items() if t is not None and e != evse]
         if others and self.rng.random() < 0.4:  # another EVSE's sample lands in the same group commit
@@ -274,8 +311,9 @@ class Workload:
         for evse, tx in self.tx.items():
             if tx is None:
                 if self.rng.random() < 0.3:
-                    items.append(Append("MeterValues", {"evseId": evse,
-                                                        "meterValue": [self._sample(evse, now, "Sample.Clock")]}))
+                    items.append(
+                        Append("MeterValues", {"evseId": evse, "meterValue": [self._sample(evse, now, "Sample.Clock")]})
+                    )
                 continue
             for _ in range(self.rng.randint(1, 3)):
                 items.append(self._updated(evse, now))
@@ -284,16 +322,18 @@ class Workload:
 
     def _op_aligned(self, now: str) -> Op:
         evse = self.rng.choice([e for e, tx in self.tx.items() if tx is None])
-        return self._append([Append("MeterValues", {"evseId": evse,
-                                                    "meterValue": [self._sample(evse, now, "Sample.Clock")]})])
+        return self._append(
+            [Append("MeterValues", {"evseId": evse, "meterValue": [self._sample(evse, now, "Sample.Clock")]})]
+        )
 
     def _op_end(self, now: str) -> Op:
         evse = self.rng.choice([e for e, tx in self.tx.items() if tx is not None])
         tx = self.tx[evse]
         assert tx is not None
         ended = [*self.store.tx_meter_values(tx), self._sample(evse, now, "Transaction.End")]
-        payload = self._event(evse, "Ended", self.rng.choice(["StopAuthorized", "EVCommunicationLost"]), now, "Idle",
-                              meterValue=ended)
+        payload = self._event(
+            evse, "Ended", self.rng.choice(["StopAuthorized", "EVCommunicationLost"]), now, "Idle", meterValue=ended
+        )
         payload["transactionInfo"]["stoppedReason"] = self.rng.choice(["Local", "EVDisconnected"])
         op = self._append([Append("TransactionEvent", payload)])
         self.tx[evse] = None
@@ -328,9 +368,11 @@ class Workload:
         return Op(self._index, "dropped", target=head)
 
     def _ids(self) -> tuple[set[int], set[str], set[int]]:
-        return ({r[0] for r in self.db.execute("SELECT id FROM outbox")},
-                {r[0] for r in self.db.execute("SELECT transaction_id FROM transactions")},
-                {r[0] for r in self.db.execute("SELECT id FROM tx_meter_values")})
+        return (
+            {r[0] for r in self.db.execute("SELECT id FROM outbox")},
+            {r[0] for r in self.db.execute("SELECT transaction_id FROM transactions")},
+            {r[0] for r in self.db.execute("SELECT id FROM tx_meter_values")},
+        )
 
     def _op_housekeeping(self, now: str) -> Op:
         """The station's housekeeping: prune (a tight policy, so it really deletes), then checkpoint next."""
@@ -338,8 +380,13 @@ class Workload:
         self.store.prune(keep_rows=PRUNE_KEEP_ROWS, older_than=FAR_FUTURE)
         after = self._ids()
         self.forced.append("checkpoint")
-        return Op(self._index, "prune", removed_outbox=frozenset(before[0] - after[0]),
-                  removed_tx=frozenset(before[1] - after[1]), removed_meter=frozenset(before[2] - after[2]))
+        return Op(
+            self._index,
+            "prune",
+            removed_outbox=frozenset(before[0] - after[0]),
+            removed_tx=frozenset(before[1] - after[1]),
+            removed_meter=frozenset(before[2] - after[2]),
+        )
 
     def _op_checkpoint(self, now: str) -> Op:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -507,8 +554,9 @@ class Judge:
                 if op is not self.inflight:
                     lost.append(op)
         if first_missing and last_visible and last_visible.index > first_missing.index:
-            self.problems.append(f"not a prefix: {last_visible.describe()} survived but {first_missing.describe()} "
-                                 "did not")
+            self.problems.append(
+                f"not a prefix: {last_visible.describe()} survived but {first_missing.describe()} did not"
+            )
         self.phantoms()
         return lost
 
@@ -541,11 +589,18 @@ class TrialResult:
         return not (self.lost or self.corrupt or self.problems)
 
     def summary(self) -> str:
-        state = "ok" if self.ok else (f"lost {len(self.lost)}" if self.lost else "") + \
-            (" CORRUPT" if self.corrupt else "") + (" INCONSISTENT" if self.problems else "")
-        return (f"seed {self.seed} {self.mode} keep={self.keep_fraction}: {self.acked_ops} acked ops "
-                f"({self.acked_commits} commits, {self.acked_messages} messages), cut at I/O {self.cut_at_io} "
-                f"during {self.inflight or '-'}: {state.strip()}")
+        state = (
+            "ok"
+            if self.ok
+            else (f"lost {len(self.lost)}" if self.lost else "")
+            + (" CORRUPT" if self.corrupt else "")
+            + (" INCONSISTENT" if self.problems else "")
+        )
+        return (
+            f"seed {self.seed} {self.mode} keep={self.keep_fraction}: {self.acked_ops} acked ops "
+            f"({self.acked_commits} commits, {self.acked_messages} messages), cut at I/O {self.cut_at_io} "
+            f"during {self.inflight or '-'}: {state.strip()}"
+        )
 
 
 def open_journal(path: Path, *, vfs: str | None, synchronous: str) -> ApswConnection:
@@ -559,8 +614,9 @@ def open_journal(path: Path, *, vfs: str | None, synchronous: str) -> ApswConnec
     return db
 
 
-def _run_until_cut(workdir: Path, disk: Disk, mode: str, rng: random.Random, max_ops: int,
-                   store_class: type[JournalStore]) -> tuple[list[Op], Op]:
+def _run_until_cut(
+    workdir: Path, disk: Disk, mode: str, rng: random.Random, max_ops: int, store_class: type[JournalStore]
+) -> tuple[list[Op], Op]:
     """Write through the lossy VFS until the armed power cut has been taken; return (acked ops, in-flight op)."""
     live = workdir / "live"
     live.mkdir()
@@ -628,8 +684,14 @@ def _seeded_message_ids(seed: int) -> Iterator[None]:
         store_module.new_message_id = real
 
 
-def run_trial(seed: int, mode: str = "full", *, keep_fraction: float = 0.0, max_ops: int = 400,
-              store_class: type[JournalStore] = JournalStore) -> TrialResult:
+def run_trial(
+    seed: int,
+    mode: str = "full",
+    *,
+    keep_fraction: float = 0.0,
+    max_ops: int = 400,
+    store_class: type[JournalStore] = JournalStore,
+) -> TrialResult:
     """One power cut; deterministic for a given (seed, mode, keep_fraction, max_ops).
 
     `store_class` exists so a test can hand in a deliberately broken store and see the judge catch it.
@@ -671,10 +733,18 @@ def run_trial(seed: int, mode: str = "full", *, keep_fraction: float = 0.0, max_
 
     commits = [op for op in acked if op.kind != "checkpoint"]
     return TrialResult(
-        seed=seed, mode=mode, keep_fraction=keep_fraction, acked_ops=len(acked), acked_commits=len(commits),
-        acked_messages=sum(len(op.rows) for op in acked), lost=[op.describe() for op in lost], corrupt=corrupt,
-        problems=problems, inflight=inflight.describe() if inflight else None,
-        inflight_kind=inflight.kind if inflight else None, cut_at_io=disk.cut_at_io,
+        seed=seed,
+        mode=mode,
+        keep_fraction=keep_fraction,
+        acked_ops=len(acked),
+        acked_commits=len(commits),
+        acked_messages=sum(len(op.rows) for op in acked),
+        lost=[op.describe() for op in lost],
+        corrupt=corrupt,
+        problems=problems,
+        inflight=inflight.describe() if inflight else None,
+        inflight_kind=inflight.kind if inflight else None,
+        cut_at_io=disk.cut_at_io,
         unsynced_at_cut=disk.unsynced_at_cut,
         seconds=time.monotonic() - started,
     )
@@ -708,13 +778,21 @@ class Tally:
             self.failures.append(result)
 
     def line(self) -> str:
-        return (f"trials {self.trials}, acked commits {self.acked_commits}, lost {self.lost_commits} "
-                f"(in {self.trials_with_loss} trials), corrupt {self.corrupt}, inconsistent {self.inconsistent}; "
-                f"{self.cuts_mid_write} cuts found unsynced writes; {self.seconds:.1f} s")
+        return (
+            f"trials {self.trials}, acked commits {self.acked_commits}, lost {self.lost_commits} "
+            f"(in {self.trials_with_loss} trials), corrupt {self.corrupt}, inconsistent {self.inconsistent}; "
+            f"{self.cuts_mid_write} cuts found unsynced writes; {self.seconds:.1f} s"
+        )
 
 
-def run_trials(seeds: range | list[int], mode: str, *, keep_fraction: float = 0.0, max_ops: int = 400,
-               store_class: type[JournalStore] = JournalStore) -> Tally:
+def run_trials(
+    seeds: range | list[int],
+    mode: str,
+    *,
+    keep_fraction: float = 0.0,
+    max_ops: int = 400,
+    store_class: type[JournalStore] = JournalStore,
+) -> Tally:
     tally = Tally()
     for seed in seeds:
         tally.add(run_trial(seed, mode, keep_fraction=keep_fraction, max_ops=max_ops, store_class=store_class))

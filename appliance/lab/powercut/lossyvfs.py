@@ -45,8 +45,9 @@ import apsw
 FileOp = tuple[int, bytes] | int
 
 #: The files the model tracks: what must survive. Temp files, sub-journals, transient tables do not survive anyway.
-_TRACKED = (apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_WAL | apsw.SQLITE_OPEN_MAIN_JOURNAL
-            | apsw.SQLITE_OPEN_SUPER_JOURNAL)
+_TRACKED = (
+    apsw.SQLITE_OPEN_MAIN_DB | apsw.SQLITE_OPEN_WAL | apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_SUPER_JOURNAL
+)
 #: The file kinds whose first sync also syncs the directory in SQLite's unix VFS (os_unix.c, unixOpen).
 _DIRSYNC_KINDS = apsw.SQLITE_OPEN_WAL | apsw.SQLITE_OPEN_MAIN_JOURNAL | apsw.SQLITE_OPEN_SUPER_JOURNAL
 
@@ -64,7 +65,7 @@ def apply_op(image: bytearray, op: FileOp) -> None:
     offset, data = op
     if offset > len(image):
         image.extend(bytes(offset - len(image)))
-    image[offset:offset + len(data)] = data
+    image[offset : offset + len(data)] = data
 
 
 @dataclass

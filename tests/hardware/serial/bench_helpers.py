@@ -20,13 +20,19 @@ VARIABLES = {"SampledDataCtrlr.TxUpdatedInterval": 1, "AuthCtrlr.LocalPreAuthori
 
 
 @contextlib.asynccontextmanager
-async def bench_station(csms: LoopbackCsms, data_dir: Path, *, transport: Transport = "pty",
-                        variables: dict[str, Any] | None = None, serial: dict[str, Any] | None = None,
-                        ) -> AsyncIterator[tuple[Station, Bench]]:
+async def bench_station(
+    csms: LoopbackCsms,
+    data_dir: Path,
+    *,
+    transport: Transport = "pty",
+    variables: dict[str, Any] | None = None,
+    serial: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[Station, Bench]]:
     """A bench and a booted station using it ("Booted, Idle": every connector reported Available)."""
     with Bench(data_dir / "bench", transport=transport) as bench:
-        text = bench.station_config(config_text(data_dir / "station", csms.url,
-                                                variables={**VARIABLES, **(variables or {})}), **(serial or {}))
+        text = bench.station_config(
+            config_text(data_dir / "station", csms.url, variables={**VARIABLES, **(variables or {})}), **(serial or {})
+        )
         mark = csms.mark()
         async with running_station(parse(text, source="test")) as station:
             await csms.trio.wait_action(STATION_ID, "BootNotification", 10, since=mark)

@@ -24,11 +24,11 @@ def float32_words(value: float) -> list[int]:
 def sdm630_registers(volts: tuple[float, ...], amps: tuple[float, ...], watts: float, kwh: float) -> dict[int, int]:
     regs = dict.fromkeys(range(0, 0x4A), 0)
     for i, v in enumerate(volts):
-        regs[2 * i], regs[2 * i + 1] = float32_words(v)          # 30001/3/5: Phase 1-3 line to neutral volts
+        regs[2 * i], regs[2 * i + 1] = float32_words(v)  # 30001/3/5: Phase 1-3 line to neutral volts
     for i, a in enumerate(amps):
-        regs[6 + 2 * i], regs[7 + 2 * i] = float32_words(a)      # 30007/9/11: Phase 1-3 current
-    regs[0x34], regs[0x35] = float32_words(watts)                # 30053: total system power
-    regs[0x48], regs[0x49] = float32_words(kwh)                  # 30073: total import kWh
+        regs[6 + 2 * i], regs[7 + 2 * i] = float32_words(a)  # 30007/9/11: Phase 1-3 current
+    regs[0x34], regs[0x35] = float32_words(watts)  # 30053: total system power
+    regs[0x48], regs[0x49] = float32_words(kwh)  # 30073: total import kWh
     return regs
 
 
@@ -66,9 +66,12 @@ def test_b23_known_words() -> None:
 def test_encode_decode_round_trip_within_the_maps_resolution(regmap: RegisterMap, phases: int) -> None:
     raw = RawReading(98765.43, 7123.45, (229.6, 230.6, 231.3)[:phases], (10.16, 10.11, 10.08)[:phases])
     regs: dict[int, int] = {}
-    for f, value in [(regmap.energy_wh, raw.energy_wh), (regmap.power_w, raw.power_w),
-                     *zip(regmap.voltage_v, raw.voltage_v, strict=False), *zip(regmap.current_a, raw.current_a,
-                                                                                strict=False)]:
+    for f, value in [
+        (regmap.energy_wh, raw.energy_wh),
+        (regmap.power_w, raw.power_w),
+        *zip(regmap.voltage_v, raw.voltage_v, strict=False),
+        *zip(regmap.current_a, raw.current_a, strict=False),
+    ]:
         regs.update(zip(range(f.address, f.address + f.width), f.encode(value, regmap.word_order), strict=True))
     back = regmap.decode(regs, phases)
     tolerance = {"sdm630": (0.01, 0.001, 0.0001), "b23": (5.0, 0.05, 0.005)}[regmap.name]
@@ -98,15 +101,18 @@ def _sample(energy: float, at: float) -> Sample:
     return Sample(RawReading(energy, 0.0, (230.0,) * 3, (0.0,) * 3), at, datetime.now(UTC))
 
 
-@pytest.mark.parametrize(("raw", "problem"), [
-    (RawReading(100.0, 0.0, (230.0, 230.0, 1e9), (0.0,) * 3), "L3 voltage"),
-    (RawReading(100.0, 0.0, (230.0,) * 3, (0.0, -3.0, 0.0)), "L2 current"),
-    (RawReading(100.0, 40000.0, (230.0,) * 3, (0.0,) * 3), "power"),
-    (RawReading(math.nan, 0.0, (230.0,) * 3, (0.0,) * 3), "finite"),
-    (RawReading(-1.0, 0.0, (230.0,) * 3, (0.0,) * 3), "negative"),
-    (RawReading(999.0, 0.0, (230.0,) * 3, (0.0,) * 3), "backwards"),
-    (RawReading(1100.0, 0.0, (230.0,) * 3, (0.0,) * 3), "jumped"),
-])
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (RawReading(100.0, 0.0, (230.0, 230.0, 1e9), (0.0,) * 3), "L3 voltage"),
+        (RawReading(100.0, 0.0, (230.0,) * 3, (0.0, -3.0, 0.0)), "L2 current"),
+        (RawReading(100.0, 40000.0, (230.0,) * 3, (0.0,) * 3), "power"),
+        (RawReading(math.nan, 0.0, (230.0,) * 3, (0.0,) * 3), "finite"),
+        (RawReading(-1.0, 0.0, (230.0,) * 3, (0.0,) * 3), "negative"),
+        (RawReading(999.0, 0.0, (230.0,) * 3, (0.0,) * 3), "backwards"),
+        (RawReading(1100.0, 0.0, (230.0,) * 3, (0.0,) * 3), "jumped"),
+    ],
+)
 def test_impossible_readings_are_refused(raw: RawReading, problem: str) -> None:
     with pytest.raises(Implausible, match=problem):
         check_reading(raw, LAYOUT, _sample(1000.0, 10.0), 11.0)
@@ -123,8 +129,17 @@ def test_line_protocol() -> None:
     assert lp.format_status(status) == "ST 2 cp=C pp=20 k=1 f=RCD,OverTemperature"
     assert lp.parse_board_line(b"ST 1 cp=A pp=- k=0 f=-") == lp.Status(1, "A", None, False, ())
     assert lp.parse_board_line(b"SEL 1") == lp.Select(1)
-    for bad in (b"ST 1 cp=G pp=- k=0 f=-", b"ST 1 cp=A", b"ST 0 cp=A pp=- k=0 f=-", b"\xff\xfe",
-                b"ST 1 cp=A pp=- k=2 f=-", b"ST 1 cp=A pp=99 k=0 f=-", b"ST 1 cp=A pp=- k=0 f=bad code", b"XYZZY", b""):
+    for bad in (
+        b"ST 1 cp=G pp=- k=0 f=-",
+        b"ST 1 cp=A",
+        b"ST 0 cp=A pp=- k=0 f=-",
+        b"\xff\xfe",
+        b"ST 1 cp=A pp=- k=2 f=-",
+        b"ST 1 cp=A pp=99 k=0 f=-",
+        b"ST 1 cp=A pp=- k=0 f=bad code",
+        b"XYZZY",
+        b"",
+    ):
         with pytest.raises(lp.ProtocolError):
             lp.parse_board_line(bad)
     assert lp.parse_station_line(b"CUR 1 16.0") == lp.Command("CUR", 1, 16.0)

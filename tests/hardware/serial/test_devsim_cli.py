@@ -11,8 +11,14 @@ from appliance.lab.process import PACKAGE_ROOT
 
 
 def devsim(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance", "devsim", *args], cwd=PACKAGE_ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "devsim", *args],
+        cwd=PACKAGE_ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_bench_on_ptys_prints_where_and_takes_commands(tmp_path: Path) -> None:
@@ -22,8 +28,11 @@ def test_bench_on_ptys_prints_where_and_takes_commands(tmp_path: Path) -> None:
     ready = lines[0]["ready"]
     assert ready["reader"] == str(tmp_path / "reader") and ready["controller"] == str(tmp_path / "board")
     assert "[hardware.serial.meters.2]" in ready["config"]
-    assert lines[1:] == [{"ok": ["plug", "1"]}, {"ok": ["charge", "1", "7400"]},
-                         {"error": "fly 1: unknown command 'fly' (try help)"}]
+    assert lines[1:] == [
+        {"ok": ["plug", "1"]},
+        {"ok": ["charge", "1", "7400"]},
+        {"error": "fly 1: unknown command 'fly' (try help)"},
+    ]
     assert not (tmp_path / "reader").exists()  # the devices are unplugged on the way out
 
 

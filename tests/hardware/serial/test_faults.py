@@ -22,8 +22,9 @@ from tests.hardware.serial.bench_helpers import bench_station, notify_events
 TOKEN = "04A1B2C3"
 
 
-async def charging(csms: LoopbackCsms, bench: Bench, evse_id: int = 1, token: str = TOKEN,
-                   cable_a: int | None = None) -> str:
+async def charging(
+    csms: LoopbackCsms, bench: Bench, evse_id: int = 1, token: str = TOKEN, cable_a: int | None = None
+) -> str:
     """Plug, select, card, charge: the transaction id once it is Charging."""
     mark = csms.mark()
     bench.board.plug(evse_id, cable_a)
@@ -36,11 +37,18 @@ async def charging(csms: LoopbackCsms, bench: Bench, evse_id: int = 1, token: st
     return str(event["transactionInfo"]["transactionId"])
 
 
-async def wait_notify(csms: LoopbackCsms, component: str, value: str, since: int, timeout: float = 10
-                      ) -> dict[str, Any]:
+async def wait_notify(
+    csms: LoopbackCsms, component: str, value: str, since: int, timeout: float = 10
+) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
-        return next((d for d in notify_events(csms, since) if d["component"]["name"] == component
-                     and d["actualValue"] == value), None)
+        return next(
+            (
+                d
+                for d in notify_events(csms, since)
+                if d["component"]["name"] == component and d["actualValue"] == value
+            ),
+            None,
+        )
 
     return await csms.trio.wait_for(find, timeout, what=f"NotifyEvent {component}.Problem={value}")
 

@@ -21,16 +21,24 @@ TOKEN = "04A1B2C3"
 
 
 def _values(event: dict, measurand: str) -> dict[str | None, float]:
-    return {s.get("phase"): float(s["value"]) for s in samples(event) if s.get("measurand", "Energy.Active."
-            "Import.Register") == measurand}
+    return {
+        s.get("phase"): float(s["value"])
+        for s in samples(event)
+        if s.get("measurand", "Energy.Active.Import.Register") == measurand
+    }
 
 
 @pytest.mark.parametrize("transport", ["pty", "socket"])
-async def test_a_whole_session_with_meter_values_from_the_registers(csms: LoopbackCsms, data_dir: Path,
-                                                                    transport: str) -> None:
+async def test_a_whole_session_with_meter_values_from_the_registers(
+    csms: LoopbackCsms, data_dir: Path, transport: str
+) -> None:
     measurands = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered"
-    async with bench_station(csms, data_dir, transport=transport,  # type: ignore[arg-type]
-                             variables={"SampledDataCtrlr.TxUpdatedMeasurands": measurands}) as (_station, bench):
+    async with bench_station(
+        csms,
+        data_dir,
+        transport=transport,  # type: ignore[arg-type]
+        variables={"SampledDataCtrlr.TxUpdatedMeasurands": measurands},
+    ) as (_station, bench):
         mark = csms.mark()
         bench.board.plug(1)
         await wait_status(csms, "Occupied", since=mark)
@@ -39,8 +47,7 @@ async def test_a_whole_session_with_meter_values_from_the_registers(csms: Loopba
         bench.reader.present(TOKEN)
         await csms.trio.wait_action("CS001", "Authorize", since=mark)
         bench.board.charge(1, 7000)
-        charging = await wait_event(csms, lambda e: e["transactionInfo"].get("chargingState") == "Charging",
-                                    since=mark)
+        charging = await wait_event(csms, lambda e: e["transactionInfo"].get("chargingState") == "Charging", since=mark)
         tx_id = charging["transactionInfo"]["transactionId"]
         # A periodic sample taken while the load is steady: the station's values are the meter's registers.
         with trio.fail_after(10):
@@ -73,8 +80,12 @@ async def test_a_whole_session_with_meter_values_from_the_registers(csms: Loopba
         await wait_status(csms, "Available", since=end_mark)
     assert ended["transactionInfo"]["transactionId"] == tx_id
     assert ended["triggerReason"] == "EVCommunicationLost"
-    end_register = [s for s in samples(ended) if s.get("context") == "Transaction.End"
-                    and s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"]
+    end_register = [
+        s
+        for s in samples(ended)
+        if s.get("context") == "Transaction.End"
+        and s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+    ]
     assert end_register and float(end_register[-1]["value"]) == pytest.approx(standing, abs=0.01)
     seq = [e["seqNo"] for e in tx_events(csms, mark) if e["transactionInfo"]["transactionId"] == tx_id]
     assert seq == list(range(len(seq)))

@@ -54,22 +54,25 @@ def test_a_full_serial_config() -> None:
     assert (mine.function, mine.word_order, mine.energy_wh.scale) == (4, "little", 10.0)
 
 
-@pytest.mark.parametrize(("old", "new", "key"), [
-    ('unit = 2\nmap', 'unit = 1\nmap', "hardware.serial.meters.2.unit"),
-    ('unit = 2\nmap', 'unit = 300\nmap', "hardware.serial.meters.2.unit"),
-    ('map = "mine"', 'map = "sdm120"', "hardware.serial.meters.2.map"),
-    ('bus = "a"\nunit = 1', 'bus = "b"\nunit = 1', "hardware.serial.meters.1.bus"),
-    ("[hardware.serial.meters.2]\nbus", "[hardware.serial.meters.3]\nbus", "hardware.serial.meters.3"),
-    ('baudrate = 19200', 'baudrate = 12345', "hardware.serial.buses.a.baudrate"),
-    ('parity = "E"', 'parity = "X"', "hardware.serial.buses.a.parity"),
-    ('evse = 2', 'evse = 5', "hardware.serial.reader.evse"),
-    ('port = "socket://127.0.0.1:7000"', 'port = "http://x"', "hardware.serial.controller.port"),
-    ('poll_interval_s = 0.5', 'poll_interval_s = 0.5\nspeed = 1', "hardware.serial.speed"),
-    ('type = "uint32", scale = 10', 'type = "uint24", scale = 10', "hardware.serial.maps.mine.energy_wh.type"),
-    ('address = 0x110, type', 'address = -1, type', "hardware.serial.maps.mine.power_w.address"),
-    ('function = "input"', 'function = "coils"', "hardware.serial.maps.mine.function"),
-    ("[hardware.serial.controller]\nport = \"socket://127.0.0.1:7000\"\n", "", "hardware.serial.controller"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("unit = 2\nmap", "unit = 1\nmap", "hardware.serial.meters.2.unit"),
+        ("unit = 2\nmap", "unit = 300\nmap", "hardware.serial.meters.2.unit"),
+        ('map = "mine"', 'map = "sdm120"', "hardware.serial.meters.2.map"),
+        ('bus = "a"\nunit = 1', 'bus = "b"\nunit = 1', "hardware.serial.meters.1.bus"),
+        ("[hardware.serial.meters.2]\nbus", "[hardware.serial.meters.3]\nbus", "hardware.serial.meters.3"),
+        ("baudrate = 19200", "baudrate = 12345", "hardware.serial.buses.a.baudrate"),
+        ('parity = "E"', 'parity = "X"', "hardware.serial.buses.a.parity"),
+        ("evse = 2", "evse = 5", "hardware.serial.reader.evse"),
+        ('port = "socket://127.0.0.1:7000"', 'port = "http://x"', "hardware.serial.controller.port"),
+        ("poll_interval_s = 0.5", "poll_interval_s = 0.5\nspeed = 1", "hardware.serial.speed"),
+        ('type = "uint32", scale = 10', 'type = "uint24", scale = 10', "hardware.serial.maps.mine.energy_wh.type"),
+        ("address = 0x110, type", "address = -1, type", "hardware.serial.maps.mine.power_w.address"),
+        ('function = "input"', 'function = "coils"', "hardware.serial.maps.mine.function"),
+        ('[hardware.serial.controller]\nport = "socket://127.0.0.1:7000"\n', "", "hardware.serial.controller"),
+    ],
+)
 def test_mistakes_name_their_key(old: str, new: str, key: str) -> None:
     assert old in BASE
     with pytest.raises(ConfigError) as caught:
@@ -78,8 +81,10 @@ def test_mistakes_name_their_key(old: str, new: str, key: str) -> None:
 
 
 def test_polling_must_keep_up_with_sampling() -> None:
-    text = BASE.replace("poll_interval_s = 0.5", "poll_interval_s = 5") + \
-        '[variables]\n"SampledDataCtrlr.TxUpdatedInterval" = 2\n'
+    text = (
+        BASE.replace("poll_interval_s = 0.5", "poll_interval_s = 5")
+        + '[variables]\n"SampledDataCtrlr.TxUpdatedInterval" = 2\n'
+    )
     with pytest.raises(ConfigError) as caught:
         parse(text, source="t")
     assert caught.value.key == "hardware.serial.poll_interval_s"
