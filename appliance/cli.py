@@ -138,7 +138,25 @@ def certs_command(config_path: Path | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+class _EarlySignal:
+    """SIGTERM or SIGINT before `serve` takes signals over (config, migrations, imports, a slow disk).
+
+    Without it a service manager stopping a station that is still starting kills it outright (exit -15) instead
+    of seeing the clean exit 0 the CONTRACT promises. The signal is only noted here; `serve` raises it again once
+    its own receiver listens, so the one shutdown path handles it.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+
 def run_command(config_path: Path | None) -> int:
+    early = _EarlySignal()
     config = _load_config(config_path)
     if config is None:
         return EXIT_CONFIG
@@ -153,7 +171,7 @@ def run_command(config_path: Path | None) -> int:
 
     launch.prepare(config.station.data_dir, sys.argv[1:])
     try:
-        code, restart = trio.run(serve, config)
+        code, restart = trio.run(serve, config, early)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -169,7 +187,7 @@ def run_command(config_path: Path | None) -> int:
     return code
 
 
-async def serve(config: Config) -> tuple[int, bool]:
+async def serve(config: Config, early: _EarlySignal | None = None) -> tuple[int, bool]:
     """Run the station until a signal or a reset; the exit code, and whether to restart the process."""
     from appliance.hardware.registry import make_hardware
     from appliance.station import Station
@@ -190,6 +208,8 @@ async def serve(config: Config) -> tuple[int, bool]:
                     return
 
             nursery.start_soon(stop_on_signal)
+            if early is not None and early.signum is not None:
+                signal.raise_signal(early.signum)  # arrived while starting: now our receiver has it
             try:
                 await station.run()
                 nursery.cancel_scope.cancel()  # the station ended by itself: a reset

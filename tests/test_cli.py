@@ -85,6 +85,33 @@ def test_sigterm_exits_0_with_a_close_frame(tmp_path: Path, data_dir: Path) -> N
         assert "s3cret-password-16" not in station.log()
 
 
+#: A stop requested while the station is still starting (before `serve` listens for signals): the signal is
+#: sent after the early guard is installed and before `serve` runs, the window a service manager can hit.
+EARLY_STOP = """
+import os, signal, sys
+from pathlib import Path
+import trio
+from appliance import cli, logsetup
+from appliance.config import load
+
+logsetup.configure("INFO")
+early = cli._EarlySignal()
+os.kill(os.getpid(), signal.SIGTERM)
+code, restart = trio.run(cli.serve, load(Path(sys.argv[1])), early)
+sys.exit(code if not restart else 99)
+"""
+
+
+def test_sigterm_while_starting_still_exits_0(tmp_path: Path, data_dir: Path) -> None:
+    config = tmp_path / "station.toml"
+    config.write_text(config_text(data_dir, "ws://127.0.0.1:9/"))  # nobody listens: the stop comes first anyway
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_STOP, str(config)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert "received SIGTERM: shutting down" in done.stderr
+
+
 @pytest.fixture
 def shared() -> Iterator[Path]:
     with shared_dir() as path:
