@@ -143,7 +143,8 @@ class _EarlySignal:
 
     Without it a service manager stopping a station that is still starting kills it outright (exit -15) instead
     of seeing the clean exit 0 the CONTRACT promises. The signal is only noted here; `serve` raises it again once
-    its own receiver listens, so the one shutdown path handles it.
+    its own receiver listens, so the one shutdown path handles it. It stays installed underneath trio's receiver,
+    so a signal trio re-delivers when its receiver closes is noted too, never fatal.
     """
 
     def __init__(self) -> None:
@@ -217,5 +218,10 @@ async def serve(config: Config, early: _EarlySignal | None = None) -> tuple[int,
                 log.critical("station stopped on an unrecoverable error", exc_info=True)
                 failed = True
             nursery.cancel_scope.cancel()
+    # A signal that came as the run ended, before `stop_on_signal` read it, is re-delivered by trio when the
+    # receiver closes, to the handler before it: `early`'s, which notes it (SIG_DFL would kill us: exit -15).
+    if early is not None and early.signum is not None and not signalled:
+        log.info("received %s as the station stopped", signal.Signals(early.signum).name)
+        signalled = True
     log.info("station stopped")
     return (EXIT_FAILURE if failed else EXIT_OK), station.restart_reason is not None and not (failed or signalled)
