@@ -14,16 +14,19 @@ Everything defaults to "nothing", so a block overrides only what it has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import trio
 
 from appliance.devicemodel.model import Provider, Validator
 from appliance.journal.store import Queued
-from appliance.link.link import OnlineService
-from appliance.link.rpc import Handler, Reply
+from appliance.link.link import Link, OnlineService
+from appliance.link.rpc import CallFailed, Handler, Reply
+
+log = logging.getLogger("appliance.blocks")
 
 #: The CSMS's answer to a journaled message, after the journal marked it delivered.
 ResponseHook = Callable[[Queued, dict], Awaitable[None]]
@@ -75,3 +78,17 @@ class Block:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The block's own task for the life of the station (recovery, schedules …); none by default."""
         task_status.started()
+
+
+async def send_in_parts(link: Link, action: str, messages: Sequence[dict[str, Any]], what: str) -> bool:
+    """Send the messages of one multi-part answer (NotifyCustomerInformation, ReportChargingProfiles …) in order,
+    `tbc` true on all but the last; a part the CSMS does not take ends the sequence (logged, naming `what`).
+    Whether every part went."""
+    for index, message in enumerate(messages):
+        part = {**message, "tbc": True} if index < len(messages) - 1 else message
+        try:
+            await link.call(action, part)
+        except CallFailed as exc:
+            log.warning("%s stopped at message %d of %d: %s", what, index, len(messages), exc)
+            return False
+    return True

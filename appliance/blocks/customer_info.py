@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.blocks.auth_store import AuthCache, LocalList
-from appliance.blocks.base import Block
+from appliance.blocks.base import Block, send_in_parts
 from appliance.clock import StationClock
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.settings import Settings
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Handler, Reply
+from appliance.link.rpc import Handler, Reply
 from appliance.storage import Storage
 from appliance.util.jobs import JobQueue
 from appliance.util.redact import mask
@@ -145,17 +145,12 @@ class CustomerInformation(Block):
 
     async def _send(self, request_id: int, lines: list[str]) -> None:
         generated = self._clock.iso()
-        pages = list(_pages(lines))
-        for seq_no, data in enumerate(pages):
-            message: dict[str, Any] = {"data": data, "seqNo": seq_no, "generatedAt": generated, "requestId": request_id}
-            if seq_no < len(pages) - 1:
-                message["tbc"] = True
-            try:
-                await self._link.call("NotifyCustomerInformation", message)
-            except CallFailed as exc:
-                log.warning("customer information %d stopped at message %d: %s", request_id, seq_no, exc)
-                return
-        log.info("customer information %d sent in %d message(s)", request_id, len(pages))
+        messages = [
+            {"data": data, "seqNo": seq_no, "generatedAt": generated, "requestId": request_id}
+            for seq_no, data in enumerate(_pages(lines))
+        ]
+        if await send_in_parts(self._link, "NotifyCustomerInformation", messages, f"customer information {request_id}"):
+            log.info("customer information %d sent in %d message(s)", request_id, len(messages))
 
 
 def _who(payload: dict) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from appliance.blocks.base import Block
+from appliance.blocks.base import Block, send_in_parts
 from appliance.blocks.profile_store import ProfileStore
 from appliance.clock import StationClock
 from appliance.devicemodel import settings as keys
@@ -32,7 +32,7 @@ from appliance.devicemodel.settings import Settings
 from appliance.evse.runner import EvseRunner
 from appliance.hardware.base import EvseLayout
 from appliance.link.link import Link
-from appliance.link.rpc import CallFailed, Handler, Reply
+from appliance.link.rpc import Handler, Reply
 from appliance.smartcharging.composite import (
     EvseFacts,
     evse_composite,
@@ -246,21 +246,16 @@ class SmartCharging(Block):
         groups: dict[tuple[int, str], list[Profile]] = {}
         for p in chosen:
             groups.setdefault((p.evse_id, p.source), []).append(p)
-        keys = list(groups)
-        for i, (evse_id, source) in enumerate(keys):
-            message: dict[str, Any] = {
+        messages = [
+            {
                 "requestId": request_id,
                 "chargingLimitSource": source,
                 "evseId": evse_id,
-                "chargingProfile": [dict(p.raw) for p in groups[(evse_id, source)]],
+                "chargingProfile": [dict(p.raw) for p in profiles],
             }
-            if i < len(keys) - 1:
-                message["tbc"] = True
-            try:
-                await self._link.call("ReportChargingProfiles", message)
-            except CallFailed as exc:
-                log.warning("charging profile report %d stopped at message %d: %s", request_id, i, exc)
-                return
+            for (evse_id, source), profiles in groups.items()
+        ]
+        await send_in_parts(self._link, "ReportChargingProfiles", messages, f"charging profile report {request_id}")
 
     # --- ClearChargingProfile -----------------------------------------------------------------------------
 

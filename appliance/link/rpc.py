@@ -87,6 +87,11 @@ class Dispatcher:
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
 
+    @property
+    def handled(self) -> frozenset[str]:
+        """The CSMS actions some block answers; every other one gets NotSupported."""
+        return frozenset(self._handlers)
+
     def register(self, action: str, handler: Handler) -> None:
         if action not in self._registry.actions:
             raise ValueError(f"{action} is not an OCPP 2.0.1 action")

@@ -80,6 +80,11 @@ class FuzzedStation:
         self.calls += 1
         return trio.from_thread.run(self._handle, action, payload, trio_token=self._token)
 
+    def handled(self) -> tuple[str, ...]:
+        """The CSMS actions the station's blocks registered (tests/blocks/test_block_wiring.py pins the list)."""
+        assert self.station is not None
+        return tuple(sorted(self.station.dispatcher.handled))
+
     def run_in_station(self, fn: Callable[[Station], Awaitable[Any]]) -> Any:
         """Run `fn(station)` in the station's Trio run (waiting out a restart first)."""
         assert self._token is not None
