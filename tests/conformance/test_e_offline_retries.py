@@ -87,7 +87,8 @@ async def step5_sends(csms: LoopbackCsms, station: Station, script: Script, send
 def assert_resends(frames: list[Any], extra: float, late: float = 0) -> None:
     """Every frame is the same message (same messageId, same payload); the k-th resend came
     MessageAttemptInterval × k (+ `extra`, or up to `late` more) after the previous one."""
-    assert len({f.message_id for f in frames}) == 1, "a resend keeps its messageId"
+    seen = [(f.message_id, f.payload.get("triggerReason"), f.payload.get("seqNo")) for f in frames]
+    assert len({f.message_id for f in frames}) == 1, f"a resend keeps its messageId: {seen}"
     assert all(f.payload == frames[0].payload for f in frames), "a resend is the same message (same seqNo)"
     assert frames[0].payload["triggerReason"] == "CablePluggedIn"
     for k in range(1, len(frames)):
