@@ -2,6 +2,6 @@
 
 from appliance.storage.db import is_busy, is_disk_full, transaction
 from appliance.storage.state import StateStore
-from appliance.storage.writer import Storage, StorageClosed
+from appliance.storage.writer import Storage, StorageClosed, StorageWorker
 
-__all__ = ["StateStore", "Storage", "StorageClosed", "is_busy", "is_disk_full", "transaction"]
+__all__ = ["StateStore", "Storage", "StorageClosed", "StorageWorker", "is_busy", "is_disk_full", "transaction"]

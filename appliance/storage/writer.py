@@ -40,42 +40,82 @@ class StorageClosed(Exception):
     """A write after `close()`: a bug in the caller's shutdown order, never a silent hang."""
 
 
-class Storage:
-    """The writer connection, its worker thread, and a read connection for the Trio thread.
+class StorageWorker:
+    """One thread that runs storage jobs one after another, in the order they were queued.
 
-    Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
+    A station owns one (`Storage` makes it). Many virtual stations in one process (`appliance fleet`) share a
+    few, so a thousand journals do not cost a thousand threads: jobs of one `Storage` still run in order, on
+    one thread, so its transactions never interleave.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.path = path
-        self._conn = conn
+    def __init__(self, name: str = "storage-writer") -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="storage-writer", daemon=True)
-        self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        self.reader.execute("PRAGMA query_only = ON")
-
-    @classmethod
-    async def open(cls, data_dir: Path) -> Storage:
-        """Open (creating and migrating if needed) the station database, off the event loop."""
-        conn = await trio.to_thread.run_sync(open_station_db, data_dir)
-        storage = cls(conn, data_dir / DB_NAME)
-        storage.start()
-        return storage
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
-        """Finish the queued jobs, then close both connections. Safe to call twice."""
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue `job`; it must not raise (a `Storage.run` job hands its outcome back itself)."""
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """Run what is queued, then end the thread. Safe to call twice."""
         if self._thread.is_alive():
             self._jobs.put(_STOP)
             self._thread.join()
-        self.reader.close()
-        self._conn.close()
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not _STOP:
             job()
+
+
+class Storage:
+    """The writer connection, the worker thread its jobs run on, and a read connection for the Trio thread.
+
+    Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
+    Pass `worker` to share one worker thread between several stations' storages.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, worker: StorageWorker | None = None) -> None:
+        self.path = path
+        self._conn = conn
+        self._owns_worker = worker is None
+        self._worker = StorageWorker() if worker is None else worker
+        self._closed = False
+        self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self.reader.execute("PRAGMA query_only = ON")
+
+    @classmethod
+    async def open(cls, data_dir: Path, worker: StorageWorker | None = None) -> Storage:
+        """Open (creating and migrating if needed) the station database, off the event loop."""
+        conn = await trio.to_thread.run_sync(open_station_db, data_dir)
+        storage = cls(conn, data_dir / DB_NAME, worker)
+        storage.start()
+        return storage
+
+    def start(self) -> None:
+        if self._owns_worker:
+            self._worker.start()
+
+    def close(self) -> None:
+        """Finish the queued jobs, then close both connections. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_worker:
+            self._worker.stop()
+        elif self._worker.alive:
+            # A shared worker goes on for the others: wait until it reached our last job.
+            reached = threading.Event()
+            self._worker.submit(reached.set)
+            reached.wait()
+        self.reader.close()
+        self._conn.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the worker thread (it may use `writer`); its result or exception."""
@@ -95,9 +135,9 @@ class Storage:
             with contextlib.suppress(trio.RunFinishedError):  # the caller's run is gone; nobody waits any more
                 token.run_sync_soon(finished)
 
-        if not self._thread.is_alive():
+        if self._closed or not self._worker.alive:
             raise StorageClosed(f"{self.path}: the storage worker has stopped")
-        self._jobs.put(job)
+        self._worker.submit(job)
         with trio.CancelScope(shield=True):
             await done.wait()
         if errors:

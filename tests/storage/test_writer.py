@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.storage import StateStore, Storage, StorageClosed, is_disk_full, transaction
+from appliance.storage import StateStore, Storage, StorageClosed, StorageWorker, is_disk_full, transaction
 from appliance.storage.db import DB_NAME, open_station_db
 
 
@@ -147,6 +147,36 @@ async def test_after_close_a_write_fails_clearly(tmp_path: Path) -> None:
     storage.close()
     with pytest.raises(StorageClosed):
         await storage.run(lambda: None)
+
+
+async def test_storages_sharing_a_worker_keep_their_own_order_and_close_alone(tmp_path: Path) -> None:
+    worker = StorageWorker("shared-writer")
+    worker.start()
+    try:
+        first = await Storage.open(tmp_path / "a", worker)
+        second = await Storage.open(tmp_path / "b", worker)
+        names: set[str] = set()
+
+        def put(storage: Storage, key: str) -> None:
+            names.add(threading.current_thread().name)
+            _insert(storage.writer, key, storage.path.parent.name)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(first.write, put, first, f"k{i}")
+                nursery.start_soon(second.write, put, second, f"k{i}")
+        assert names == {"shared-writer"}
+        first.close()
+        with pytest.raises(StorageClosed):  # closed, although the shared thread still runs
+            await first.run(lambda: None)
+        await second.write(put, second, "after")  # the other station goes on
+        rows = second.reader.execute("SELECT count(*) FROM station_state WHERE value = 'b'").fetchone()[0]
+        assert rows == 21
+        second.close()
+        assert worker.alive  # the pool's owner stops it, not a station
+    finally:
+        worker.stop()
+    assert not worker.alive
 
 
 async def test_state_store_writes_through_and_reloads(tmp_path: Path) -> None:
