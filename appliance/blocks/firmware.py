@@ -55,6 +55,9 @@ log = logging.getLogger("appliance.firmware")
 
 #: Statuses after which the update is over.
 FINAL = ("Installed", "DownloadFailed", "InvalidSignature", "InstallVerificationFailed", "InstallationFailed")
+#: The security event each of these final statuses is followed by (L01 step 9 after InvalidSignature; L01 after
+#: Installed).
+EVENT_AFTER = {"InvalidSignature": "InvalidFirmwareSignature", "Installed": "FirmwareUpdated"}
 #: When the CSMS leaves them out (L01: "left to the Charging Station").
 DEFAULT_RETRIES = 2
 DEFAULT_RETRY_INTERVAL = 30
@@ -216,8 +219,21 @@ class FirmwareUpdates(Block):
         record = self._record
         assert record is not None
         last = await self._store.last_journaled_status(record.request_id)
-        if last in FINAL:
-            await self._end()  # a restart came after its last status and before the record was removed
+        # A record still at Accepted has journaled nothing yet: a final status of its requestId belongs to an
+        # earlier update (CSMSs exist that send requestId 1 every time).
+        if record.stage != "Accepted" and last in FINAL:
+            # A restart came after the last status and before the record was removed; perhaps also before
+            # the security event that follows the status was journaled.
+            kind = EVENT_AFTER.get(last)
+            if kind is not None and not await self._store.event_after_status(record.request_id, last, kind):
+                log.warning(
+                    "firmware update %d: restarted between %s and its security event %s; raising it now",
+                    record.request_id,
+                    last,
+                    kind,
+                )
+                await self._events.raise_event(kind, f"requestId {record.request_id}: {last} (before a restart)")
+            await self._end()
             return
         if record.stage in ("Accepted", "DownloadScheduled", "Downloading") and not await self._download():
             return

@@ -78,6 +78,27 @@ class UpdateStore:
 
         return await self._storage.run(query)
 
+    async def event_after_status(self, request_id: int, status: str, kind: str) -> bool:
+        """Was a SecurityEventNotification `kind` journaled after `request_id`'s last status `status`?
+
+        A status and the security event that follows it are two journal commits; a power cut between them
+        leaves the status without its event, and the restart must raise it (Part 6 wants it after the status)."""
+
+        def query() -> bool:
+            rows = self._storage.writer.execute(
+                "SELECT action, payload FROM outbox "
+                "WHERE action IN ('FirmwareStatusNotification', 'SecurityEventNotification') ORDER BY id DESC LIMIT 50"
+            ).fetchall()
+            for action, raw in rows:  # newest first: an event seen before the status came after it
+                payload = json.loads(raw)
+                if action == "SecurityEventNotification" and payload.get("type") == kind:
+                    return True
+                if action == "FirmwareStatusNotification" and payload.get("requestId") == request_id:
+                    return payload.get("status") != status  # the status is not the last one: nothing owed
+            return False
+
+        return await self._storage.run(query)
+
 
 def _save(conn: sqlite3.Connection, record: UpdateRecord) -> None:
     conn.execute(
