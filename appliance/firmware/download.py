@@ -10,6 +10,11 @@ The transfer itself is blocking stdlib code (http.client, ftplib) in a worker th
 * a size cap (Content-Length / FTP SIZE checked before the first byte, the count checked on every chunk), and a
   free-space check that keeps `reserve_bytes` free on the data partition.
 
+HTTP redirects (301, 302, 303, 307, 308) are followed, at most `MAX_REDIRECTS` of them, within the same overall
+deadline: firmware is often served from a CDN or an object store behind a redirecting URL. A redirect from
+HTTPS to plain HTTP is refused (it would drop the server check), and credentials from the URL are only sent to
+the host they were given for.
+
 Each attempt writes its own `.part` file, fsynced and renamed into place only when complete.
 """
 
@@ -29,8 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-from urllib.parse import unquote, urlsplit
+from typing import BinaryIO
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import trio
 
@@ -38,6 +43,8 @@ log = logging.getLogger("appliance.firmware.download")
 
 CHUNK = 64 * 1024
 SCHEMES = ("http", "https", "ftp")
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class DownloadError(Exception):
@@ -133,7 +140,7 @@ def _fetch(
             if scheme == "ftp":
                 size = _ftp(parts, out, limits, attempt, deadline)
             else:
-                size = _http(parts, out, limits, attempt, deadline, ssl_context if scheme == "https" else None)
+                size = _http(parts, out, limits, attempt, deadline, ssl_context)
             out.flush()
             os.fsync(out.fileno())
         if attempt.cancelled.is_set():
@@ -223,20 +230,49 @@ def _copy(
 
 
 def _http(
-    parts: Any,
+    parts: SplitResult,
     out: BinaryIO,
     limits: Limits,
     attempt: _Attempt,
     deadline: float,
-    ssl_context: Callable[[], ssl.SSLContext] | None,
+    ssl_context: Callable[[], ssl.SSLContext],
 ) -> int:
-    host, port = parts.hostname, parts.port
+    """GET `parts`, following redirects; the bytes copied into `out`."""
+    credentials_for = parts.hostname
+    for _ in range(MAX_REDIRECTS + 1):
+        location = _http_once(parts, out, limits, attempt, deadline, ssl_context, credentials_for)
+        if isinstance(location, int):
+            return location
+        target = urlsplit(urljoin(parts.geturl(), location))
+        problem = check_url(target.geturl())
+        if problem or target.scheme.lower() == "ftp":
+            raise DownloadError(f"redirected to {_shown(target.geturl())}: {problem or 'not HTTP(S)'}")
+        if parts.scheme.lower() == "https" and target.scheme.lower() == "http":
+            raise DownloadError(f"redirected from HTTPS to plain HTTP ({_shown(target.geturl())}): refused")
+        log.info("download redirected to %s", _shown(target.geturl()))
+        parts = target
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _http_once(
+    parts: SplitResult,
+    out: BinaryIO,
+    limits: Limits,
+    attempt: _Attempt,
+    deadline: float,
+    ssl_context: Callable[[], ssl.SSLContext],
+    credentials_for: str | None,
+) -> int | str:
+    """One GET: the bytes copied, or the Location of a redirect."""
+    host, port = parts.hostname or "", parts.port  # check_url refused a URL without a host
     conn: http.client.HTTPConnection
-    if ssl_context is not None:
+    if parts.scheme.lower() == "https":
         conn = http.client.HTTPSConnection(host, port, timeout=limits.connect_timeout, context=ssl_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=limits.connect_timeout)
     try:
+        if attempt.cancelled.is_set() or time.monotonic() > deadline:
+            raise DownloadError("cancelled or out of time")
         try:
             conn.connect()
         except TimeoutError:
@@ -247,7 +283,7 @@ def _http(
         attempt.hold(conn.sock)
         conn.sock.settimeout(limits.stall_timeout)
         headers = {"User-Agent": "appliance-firmware", "Accept-Encoding": "identity"}
-        if parts.username is not None:
+        if parts.username is not None and parts.hostname == credentials_for:
             creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(creds).decode()
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -258,6 +294,11 @@ def _http(
             raise DownloadError(f"no answer within {limits.stall_timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
             raise DownloadError(f"request failed: {exc!r}") from None
+        if response.status in _REDIRECTS:
+            location = response.getheader("Location")
+            if not location:
+                raise DownloadError(f"HTTP {response.status} {response.reason} without a Location")
+            return location
         if response.status != 200:
             raise DownloadError(f"HTTP {response.status} {response.reason}")
         length = response.getheader("Content-Length")
@@ -268,11 +309,11 @@ def _http(
         conn.close()
 
 
-def _ftp(parts: Any, out: BinaryIO, limits: Limits, attempt: _Attempt, deadline: float) -> int:
+def _ftp(parts: SplitResult, out: BinaryIO, limits: Limits, attempt: _Attempt, deadline: float) -> int:
     ftp = ftplib.FTP(timeout=limits.connect_timeout)
     try:
         try:
-            ftp.connect(parts.hostname, parts.port or 21)
+            ftp.connect(parts.hostname or "", parts.port or 21)
             attempt.hold(ftp.sock)
             ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or "anonymous@"))
             ftp.voidcmd("TYPE I")

@@ -5,7 +5,7 @@ The HTTP server serves `files` (URL path → bytes) and can misbehave on purpose
 sends the headers (with the full Content-Length) and that many bytes, then stops sending while keeping the
 connection open (the first `stall_first[path]` requests only, if given); `delay[path]` waits that long (or
 until `hurry` is set) before the body; `no_length` paths are sent without Content-Length (the end is the
-connection's close).
+connection's close); `redirects[path]` answers (status, Location) instead of the file.
 `requests` counts the GETs per path, so a test sees how many attempts the station made.
 """
 
@@ -34,6 +34,8 @@ class FileServer(http.server.ThreadingHTTPServer):
         self.stall_after: dict[str, int] = {}
         self.stall_first: dict[str, int] = {}  # stall only this many requests of the path (default: all)
         self.no_length: set[str] = set()
+        self.redirects: dict[str, tuple[int, str]] = {}
+        self.authorization: dict[str, str | None] = {}  # the last Authorization header per path
         self.delay: dict[str, float] = {}
         self.hurry = threading.Event()  # ends every `delay` early
         self.requests: Counter[str] = Counter()
@@ -53,6 +55,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         server = self.server
         server.requests[self.path] += 1
+        server.authorization[self.path] = self.headers.get("Authorization")
+        if self.path in server.redirects:
+            status, location = server.redirects[self.path]
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = server.files.get(self.path)
         if body is None:
             self.send_error(404, "Not Found")

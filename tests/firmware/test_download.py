@@ -1,5 +1,6 @@
 """Downloads over HTTP, HTTPS and FTP from real servers, and every way one must end: a stall mid-file, the overall
-timeout, a file over the cap (announced or not), too little free space, a missing file, cancellation."""
+timeout, a file over the cap (announced or not), too little free space, a missing file, cancellation; redirects
+followed (bounded, never HTTPS to HTTP, credentials only to their host)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,48 @@ async def test_cancellation_ends_the_transfer(tmp_path: Path) -> None:
         assert scope.cancelled_caught
         await trio.sleep(0.2)
     assert left_behind(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirects_are_followed(tmp_path: Path, status: int) -> None:
+    with http_server() as server, http_server() as cdn:
+        cdn.files["/blob/fw.img"] = BODY
+        server.redirects["/fw.img"] = (status, "/moved/fw.img")  # relative: resolved against the URL
+        server.redirects["/moved/fw.img"] = (status, cdn.url("/blob/fw.img").replace("localhost", "127.0.0.1"))
+        url = server.url("/fw.img").replace("://", "://user:secret@")
+        assert await download(url, tmp_path / "fw.img", FAST) == len(BODY)
+        assert server.authorization["/moved/fw.img"] is not None  # the same host: the credentials go along
+        assert cdn.authorization["/blob/fw.img"] is None  # another host never sees them
+    assert content(tmp_path / "fw.img") == BODY
+
+
+async def test_redirect_loops_and_bad_targets_end_the_attempt(tmp_path: Path) -> None:
+    with http_server() as server:
+        server.redirects["/loop"] = (302, "/loop")
+        with pytest.raises(DownloadError, match="more than 5 redirects"):
+            await download(server.url("/loop"), tmp_path / "fw.img", FAST)
+        assert server.requests["/loop"] == 6
+        server.redirects["/ftp"] = (302, "ftp://localhost/fw.img")
+        server.redirects["/none"] = (302, "")
+        with pytest.raises(DownloadError, match="not HTTP"):
+            await download(server.url("/ftp"), tmp_path / "fw.img", FAST)
+        with pytest.raises(DownloadError, match="without a Location"):
+            await download(server.url("/none"), tmp_path / "fw.img", FAST)
+    assert left_behind(tmp_path) == []
+
+
+async def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with http_server(tls=ca) as secure, http_server() as plain:
+        plain.files["/fw.img"] = BODY
+        secure.redirects["/fw.img"] = (302, plain.url("/fw.img"))
+        with pytest.raises(DownloadError, match="HTTPS to plain HTTP"):
+            await download(
+                secure.url("/fw.img"),
+                tmp_path / "fw.img",
+                FAST,
+                ssl_context=lambda: ssl.create_default_context(cafile=str(ca_file)),
+            )
+        assert plain.requests["/fw.img"] == 0
