@@ -8,10 +8,14 @@ reach the CSMS once it is back. Uploading → Uploaded, or after `retries` more 
 apart (start to start, TC_N_26) the failure status of the last attempt; a failure retrying cannot mend
 (NotSupportedOperation) is reported at once.
 
-One upload at a time. This station cannot cancel an upload (N01.FR.12's AcceptedCanceled is for stations that
-can, TC_N_36 is conditional on that), so a GetLog while one is assembled or uploaded is Rejected, reasonCode
-UploadInProgress. TriggerMessage(LogStatusNotification) reports the true status: the running upload's last
-status with its requestId (journaled like the others), else Idle (N01.FR.11: no requestId).
+One upload at a time. A GetLog while one is uploading cancels it (N01.FR.12, TC_N_36): the new file is assembled
+first (a request that would be Rejected leaves the running upload alone), then the running upload is cancelled
+and waited for, the answer is AcceptedCanceled, and the cancelled request ends with LogStatusNotification
+AcceptedCanceled, journaled before the new request's Uploading. An upload that finished while being cancelled
+keeps its own final status and the answer is plain Accepted. A GetLog while another is still being assembled (a
+moment) is Rejected, reasonCode UploadInProgress. TriggerMessage(LogStatusNotification) reports the true status:
+the running upload's last status with its requestId (journaled like the others), else Idle (N01.FR.11: no
+requestId).
 
 Power cut or restart mid-upload: the journal's last LogStatusNotification is then Uploading; at the next start
 the block reports that request UploadFailure, so the CSMS never waits for an upload that died with the process.
@@ -25,7 +29,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -77,6 +81,11 @@ class _Upload:
     url: str
     retries: int
     retry_interval: int
+    #: Cancelled by the next GetLog; `done` is set once the upload task has ended.
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    #: The final status journaled for this request (None while it runs, or when it was cancelled).
+    final: str | None = None
 
 
 class Diagnostics(Block):
@@ -101,8 +110,10 @@ class Diagnostics(Block):
         self._sources = dict(sources)
         self._extra_roots = extra_roots
         self.timeouts = Timeouts()
-        #: A GetLog is being assembled or uploaded (the answer to a second one is Rejected).
-        self._busy: int | None = None
+        #: The upload under way (a new GetLog cancels it).
+        self._current: _Upload | None = None
+        #: A GetLog's file is being assembled (a second GetLog meanwhile is Rejected).
+        self._assembling: int | None = None
         #: The running upload's last status payload, for TriggerMessage; None = Idle.
         self._status: dict | None = None
         self._nursery: trio.Nursery | None = None
@@ -145,11 +156,9 @@ class Diagnostics(Block):
     async def _get_log(self, payload: dict) -> dict | Reply:
         request_id = payload["requestId"]
         log_type = payload["logType"]
-        if self._busy is not None:
+        if self._assembling is not None:
             return _rejected(
-                "UploadInProgress",
-                f"log upload {self._busy} is running; this station cannot "
-                "cancel it: ask again after its final LogStatusNotification",
+                "UploadInProgress", f"the file of GetLog {self._assembling} is being assembled: ask again in a moment"
             )
         source = self._sources.get(log_type)
         if source is None:
@@ -173,55 +182,84 @@ class Diagnostics(Block):
             min(max(payload.get("retries", DEFAULT_RETRIES), 0), MAX_RETRIES),
             min(max(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL), 0), MAX_RETRY_INTERVAL),
         )
-        self._busy = request_id
+        self._assembling = request_id
         try:
             entries = await source.export(path, oldest, latest)
         except BaseException as exc:
-            self._release(job)
+            path.unlink(missing_ok=True)
             if not isinstance(exc, Exception):
                 raise
             log.exception("GetLog %d: assembling the %s failed", request_id, log_type)
             return _rejected("Unspecified", f"the {log_type} could not be assembled: {type(exc).__name__}")
+        finally:
+            self._assembling = None
         if entries == 0:
-            self._release(job)
+            path.unlink(missing_ok=True)
             return _rejected("NoLogAvailable", f"no {log_type} entries in the requested period")
+        cancelled = await self._cancel_current()
+        self._current = job
         log.info(
-            "GetLog %d: %s of %d entries (%d bytes) to %s",
+            "GetLog %d: %s of %d entries (%d bytes) to %s%s",
             request_id,
             log_type,
             entries,
             path.stat().st_size,
             shown(job.url),
+            f" (upload {cancelled.request_id} cancelled)" if cancelled is not None else "",
         )
 
         async def start() -> None:
             assert self._nursery is not None
-            self._nursery.start_soon(self._upload, job)  # before any checkpoint: always reached once started
+            self._nursery.start_soon(self._upload, job, cancelled)  # before any checkpoint: always reached
 
-        return Reply({"status": "Accepted", "filename": filename}, then=start, abandon=lambda: self._release(job))
+        def abandon() -> None:
+            self._release(job)
+            if cancelled is not None and self._nursery is not None:  # it still ends with its status
+                self._nursery.start_soon(self._report, cancelled, "AcceptedCanceled")
+
+        status = "Accepted" if cancelled is None else "AcceptedCanceled"
+        return Reply({"status": status, "filename": filename}, then=start, abandon=abandon)
+
+    async def _cancel_current(self) -> _Upload | None:
+        """Cancel the running upload and wait for it to end; it, if it was cancelled before its final status."""
+        running = self._current
+        if running is None:
+            return None
+        running.scope.cancel()
+        with trio.CancelScope(shield=True):  # a moment: the transfer thread is interrupted by its socket's shutdown
+            await running.done.wait()
+        return running if running.final is None else None
 
     def _release(self, job: _Upload) -> None:
         job.path.unlink(missing_ok=True)
-        self._status = None
-        self._busy = None
+        if self._current is job:
+            self._current = None
+            self._status = None
 
-    async def _upload(self, job: _Upload) -> None:
+    async def _upload(self, job: _Upload, cancelled: _Upload | None = None) -> None:
         try:
-            failure: UploadFailed | None = None
-            try:
-                check_url(job.url)
-            except UploadFailed as exc:
-                failure = exc
-            else:
-                await self._report(job, "Uploading")
-                failure = await self._attempts(job)
-            await self._report(job, failure.status if failure is not None else "Uploaded")
-            if failure is None:
-                log.info("log upload %d: %s uploaded to %s", job.request_id, job.log_type, shown(job.url))
-            else:
-                log.warning("log upload %d failed: %s (%s)", job.request_id, failure.status, failure.reason)
+            if cancelled is not None:
+                await self._report(cancelled, "AcceptedCanceled")
+            with job.scope:
+                failure: UploadFailed | None = None
+                try:
+                    check_url(job.url)
+                except UploadFailed as exc:
+                    failure = exc
+                else:
+                    await self._report(job, "Uploading")
+                    failure = await self._attempts(job)
+                await self._report(job, failure.status if failure is not None else "Uploaded")
+                job.final = failure.status if failure is not None else "Uploaded"  # no checkpoint since the report
+                if failure is None:
+                    log.info("log upload %d: %s uploaded to %s", job.request_id, job.log_type, shown(job.url))
+                else:
+                    log.warning("log upload %d failed: %s (%s)", job.request_id, failure.status, failure.reason)
+            if job.scope.cancelled_caught:
+                log.warning("log upload %d cancelled by a new GetLog", job.request_id)
         finally:
             self._release(job)
+            job.done.set()
 
     async def _attempts(self, job: _Upload) -> UploadFailed | None:
         """N retries = N+1 attempts, each starting retryInterval after the one before; the last failure."""
@@ -259,7 +297,8 @@ class Diagnostics(Block):
 
     async def _report(self, job: _Upload, status: str) -> None:
         payload = {"status": status, "requestId": job.request_id}
-        self._status = payload
+        if self._current is job:
+            self._status = payload
         await self._journal.append(Append("LogStatusNotification", payload))
 
     # --- TriggerMessage ------------------------------------------------------------------------------------------

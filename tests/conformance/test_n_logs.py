@@ -1,11 +1,9 @@
 """Part 6 N01 GetLog: TC_N_25 (DiagnosticsLog uploaded), TC_N_26 (upload failed after retries), TC_N_34 (nothing to
-send: Rejected), TC_N_35 (SecurityLog uploaded), TC_F_16 (TriggerMessage LogStatusNotification while uploading);
-beyond Part 6: uploads over HTTP PUT, HTTPS PUT and FTP STOR, a server that accepts and never answers, a second
-GetLog while one uploads (this station cannot cancel: Rejected), a restart mid-upload, and the journal holding
-every LogStatusNotification before it went out.
-
-Not applicable: TC_N_36 (second request cancels the first) is conditional on cancel support, which this station
-does not have.
+send: Rejected), TC_N_35 (SecurityLog uploaded), TC_N_36 (a second GetLog cancels the running upload:
+AcceptedCanceled), TC_F_16 (TriggerMessage LogStatusNotification while uploading); beyond Part 6: uploads over
+HTTP PUT, HTTPS PUT and FTP STOR, a server that accepts and never answers, a second GetLog that would be Rejected
+leaving the running upload alone, a restart mid-upload, and the journal holding every LogStatusNotification
+before it went out.
 
 The upload servers are real (tests/diagnostics/servers.py); the station's timeouts are shortened through its
 `diagnostics.timeouts` so a stalled attempt ends in half a second.
@@ -36,7 +34,7 @@ from tests.diagnostics.servers import FtpUploadServer, HttpUploadServer, SilentS
 from tests.harness import make_config
 
 FAST = Timeouts(connect=2, idle=0.5, transfer=10)
-FINAL = {"Uploaded", "UploadFailure", "BadMessage", "PermissionDenied", "NotSupportedOperation"}
+FINAL = {"Uploaded", "UploadFailure", "BadMessage", "PermissionDenied", "NotSupportedOperation", "AcceptedCanceled"}
 
 
 @pytest.fixture(autouse=True)
@@ -221,9 +219,8 @@ async def test_TC_N_34_nothing_to_send_is_rejected(csms: LoopbackCsms, data_dir:
 
 async def test_TC_F_16_trigger_while_uploading_and_second_get_log(csms: LoopbackCsms, data_dir: Path) -> None:
     """TC_F_16_CS (F06.FR.04/05/10/14): while an upload is in progress, TriggerMessage LogStatusNotification →
-    Accepted, then LogStatusNotification Uploading with the requestId. A second GetLog meanwhile is Rejected
-    (N01.FR.12's AcceptedCanceled is for stations that cancel; this one cannot) and the first upload completes.
-    Afterwards a trigger reports Idle, without a requestId."""
+    Accepted, then LogStatusNotification Uploading with the requestId; the upload completes. Afterwards a trigger
+    reports Idle, without a requestId."""
     hold = threading.Event()
     with HttpUploadServer(hold=hold) as server:
         async with station(csms, data_dir):
@@ -236,8 +233,6 @@ async def test_TC_F_16_trigger_while_uploading_and_second_get_log(csms: Loopback
             assert answer["status"] == "Accepted", answer
             [triggered] = await csms.trio.wait_action(STATION_ID, "LogStatusNotification", since=trigger_mark)
             assert triggered == {"status": "Uploading", "requestId": 21}
-            second = await get_log(csms, 22, server.url)
-            assert second["status"] == "Rejected" and second["statusInfo"]["reasonCode"] == "UploadInProgress"
             hold.set()
             assert (await until_final(csms, 21, mark))[-1] == "Uploaded"
             idle_mark = csms.mark()
@@ -247,7 +242,31 @@ async def test_TC_F_16_trigger_while_uploading_and_second_get_log(csms: Loopback
             [idle] = await csms.trio.wait_action(STATION_ID, "LogStatusNotification", since=idle_mark)
             assert idle == {"status": "Idle"}
     assert len(server.received) == 1
-    assert log_statuses(csms, 22, mark) == []
+
+
+async def test_TC_N_36_second_request_cancels_the_upload(csms: LoopbackCsms, data_dir: Path) -> None:
+    """TC_N_36_CS (N01.FR.12/13): GetLog → Accepted, Uploading; a second GetLog while it uploads → AcceptedCanceled;
+    LogStatusNotification AcceptedCanceled (for the cancelled request), then Uploading and Uploaded for the second.
+    A GetLog that is Rejected (nothing in its window) leaves the running upload alone."""
+    hold = threading.Event()
+    with HttpUploadServer(hold=hold) as server:
+        async with station(csms, data_dir):
+            mark = csms.mark()
+            assert (await get_log(csms, 31, server.url))["status"] == "Accepted"
+            await csms.trio.wait_for(lambda: server.requests == 1, 5, what="the first PUT arriving")
+            empty = await get_log(csms, 33, server.url, window={"latestTimestamp": "2001-01-01T00:00:00Z"})
+            assert empty["status"] == "Rejected" and empty["statusInfo"]["reasonCode"] == "NoLogAvailable"
+            second = await get_log(csms, 32, server.url)
+            assert second["status"] == "AcceptedCanceled" and second["filename"], second
+            assert await until_final(csms, 31, mark) == ["Uploading", "AcceptedCanceled"]
+            await csms.trio.wait_for(lambda: server.requests == 2, 5, what="the second PUT arriving")
+            hold.set()
+            assert await until_final(csms, 32, mark) == ["Uploading", "Uploaded"]
+            order = [(p["status"], p.get("requestId")) for p in csms.actions(STATION_ID, "LogStatusNotification", mark)]
+            assert order == [("Uploading", 31), ("AcceptedCanceled", 31), ("Uploading", 32), ("Uploaded", 32)]
+            await csms.trio.wait_for(lambda: all(d for _, d in journaled(data_dir)), 5, what="acknowledged")
+    assert f"/logs/{second['filename']}" in [r.path for r in server.received]
+    assert [(p["status"], p["requestId"]) for p, _ in journaled(data_dir)] == order
 
 
 async def test_restart_mid_upload_reports_upload_failure(csms: LoopbackCsms, data_dir: Path) -> None:
