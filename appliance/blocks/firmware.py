@@ -1,7 +1,11 @@
 """Functional block L (firmware management): UpdateFirmware, FirmwareStatusNotification, and the update itself.
 
-One update at a time (the station cannot cancel one, so a second UpdateFirmware while one runs is Rejected,
-L01.FR.24 / TC_L_11). Its course, each step a FirmwareStatusNotification with the requestId, journaled before
+One update at a time. A new UpdateFirmware cancels the running one while nothing has been written to a slot yet
+(scheduled, downloading, downloaded, verified, waiting to install): the new request is checked first (one that
+would be refused leaves the running update alone), then the running one is cancelled — its transfer interrupted,
+its image removed, its hold on the connectors released — and the answer is AcceptedCanceled (L01.FR.24,
+TC_L_10). Once Installing has begun it cannot be cancelled: the new request is Rejected (UpdateInProgress). Its
+course, each step a FirmwareStatusNotification with the requestId, journaled before
 it is sent (the delivery loop sends it once the boot is accepted, so none is lost to a cable or a power cut):
 
     UpdateFirmware ─ signing certificate checked against the ManufacturerRootCertificates (before any download)
@@ -55,6 +59,8 @@ log = logging.getLogger("appliance.firmware")
 
 #: Statuses after which the update is over.
 FINAL = ("Installed", "DownloadFailed", "InvalidSignature", "InstallVerificationFailed", "InstallationFailed")
+#: Stages a new UpdateFirmware may cancel: nothing has been written to a slot yet.
+CANCELLABLE = ("Accepted", "DownloadScheduled", "Downloading", "Downloaded", "SignatureVerified", "InstallScheduled")
 #: The security event each of these final statuses is followed by (L01 step 9 after InvalidSignature; L01 after
 #: Installed).
 EVENT_AFTER = {"InvalidSignature": "InvalidFirmwareSignature", "Installed": "FirmwareUpdated"}
@@ -106,6 +112,9 @@ class FirmwareUpdates(Block):
         self._restart = restart
         self._record: UpdateRecord | None = None
         self._wake = trio.Event()
+        #: The running update's scope (a new UpdateFirmware cancels it), and set when the worker has left it.
+        self._scope: trio.CancelScope | None = None
+        self._left = trio.Event()
         self._accepted = trio.Event()
 
     # --- what the block offers ---------------------------------------------------------------------------
@@ -158,16 +167,20 @@ class FirmwareUpdates(Block):
     async def _update_firmware(self, payload: dict) -> dict | Reply:
         firmware = payload["firmware"]
         request_id = payload["requestId"]
-        if self._record is not None:
+        running = self._record
+        if running is not None and running.stage not in CANCELLABLE:
             log.warning(
-                "UpdateFirmware %d rejected: update %d is still under way (%s)",
+                "UpdateFirmware %d rejected: update %d is %s and cannot be cancelled any more",
                 request_id,
-                self._record.request_id,
-                self._record.stage,
+                running.request_id,
+                running.stage,
             )
             return {
                 "status": "Rejected",
-                "statusInfo": {"reasonCode": "UpdateInProgress", "additionalInfo": f"update {self._record.request_id}"},
+                "statusInfo": {
+                    "reasonCode": "UpdateInProgress",
+                    "additionalInfo": f"update {running.request_id} is {running.stage}: it cannot be cancelled",
+                },
             }
         if not firmware.get("signingCertificate") or not firmware.get("signature"):
             return {
@@ -195,15 +208,36 @@ class FirmwareUpdates(Block):
             "retries": payload.get("retries", DEFAULT_RETRIES),
             "retryInterval": payload.get("retryInterval", DEFAULT_RETRY_INTERVAL),
         }
+        if running is not None:
+            await self._cancel(running)
         record = UpdateRecord(request_id, "Accepted", request)
-        await self._store.save(record)  # durable before the CSMS hears Accepted
+        await self._store.save(record)  # durable before the CSMS hears Accepted (replacing a cancelled one's)
         self._record = record
         log.info("UpdateFirmware %d accepted: %s", request_id, download._shown(firmware["location"]))
 
         async def start() -> None:
             self._wake.set()
 
-        return Reply({"status": "Accepted"}, then=start, abandon=self._wake.set)
+        status = "Accepted" if running is None else "AcceptedCanceled"
+        return Reply({"status": status}, then=start, abandon=self._wake.set)
+
+    async def _cancel(self, running: UpdateRecord) -> None:
+        """Stop the running update (L01.FR.24) and tidy what it leaves: its image, its hold on the connectors."""
+        log.warning("firmware update %d cancelled at %s by a new UpdateFirmware", running.request_id, running.stage)
+        self._record = None  # the worker, once out of the update, waits for the next one
+        scope, left = self._scope, self._left
+        with trio.CancelScope(shield=True):  # a moment: the download thread's socket is shut down at once
+            if scope is not None:
+                scope.cancel()
+                await left.wait()
+            self._record = None  # again: a status the update was journaling when cancelled may have set it back
+            await trio.to_thread.run_sync(self._remove_images, running)
+            await self._release()
+
+    def _remove_images(self, running: UpdateRecord) -> None:
+        for image in (running.image_path, str(self._download_dir / f"update-{running.request_id}.img")):
+            if image:
+                Path(image).unlink(missing_ok=True)
 
     # --- the update --------------------------------------------------------------------------------------
 
@@ -213,7 +247,15 @@ class FirmwareUpdates(Block):
                 await self._wake.wait()
                 self._wake = trio.Event()
                 continue
-            await self._carry_out()
+            self._left = trio.Event()
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                await self._carry_out()
+            self._scope = None
+            self._left.set()
+            if scope.cancelled_caught:  # the canceller installs the next update and wakes us
+                await self._wake.wait()
+                self._wake = trio.Event()
 
     async def _carry_out(self) -> None:
         record = self._record

@@ -5,7 +5,7 @@ The station under test uses the built-in `slots` installer. "Reboot before activ
 station's run (the process would re-execute, tests/firmware/test_firmware_process.py shows that), then the
 launcher step of the next start, then the next incarnation on the same data directory: it boots with reason
 FirmwareUpdate and the image's version, then reports Installed and the security event FirmwareUpdated.
-Not applicable: TC_L_10 (AcceptedCanceled: this station cannot cancel an update, TC_L_11 instead), TC_L_12/13
+Not applicable: TC_L_11 (for stations that cannot cancel an update: this one cancels, TC_L_10), TC_L_12/13
 (for stations that cannot download during a transaction: this one downloads and verifies at once and only the
 install waits, TC_L_14/15), TC_L_16 (for stations that install during a transaction: this one cannot).
 """
@@ -271,22 +271,56 @@ async def test_TC_L_08_install_verification_failed(
         await _idle_again(csms)
 
 
-async def test_TC_L_11_unable_to_cancel(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
+async def test_TC_L_10_accepted_canceled(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
+    """TC_L_10_CS (L01.FR.24): a second UpdateFirmware while the first downloads → AcceptedCanceled; the first
+    download ends (its partial file removed) and the second update runs its whole course: Downloading, Downloaded,
+    SignatureVerified, Installing, InstallRebooting, then after the restart Installed — every status carrying the
+    second requestId."""
     config = _config(csms, data_dir, lab)
     async with incarnation(csms, config) as station:
         mark = csms.mark()
-        location = lab.publish("fw.img", lab.image())
-        lab.server.delay["/fw.img"] = 10
-        assert (await _update(csms, lab.request(location, lab.image())))["status"] == "Accepted"
+        old = lab.publish("old.img", lab.image())
+        lab.server.delay["/old.img"] = 30  # never hurried: only the cancellation ends this download
+        assert (await _update(csms, lab.request(old, lab.image())))["status"] == "Accepted"
         await wait_fw_status(csms, mark, "Downloading")
+        await csms.trio.wait_for(lambda: lab.server.requests["/old.img"] == 1, 5, what="the first GET")
+        second_mark = csms.mark()
+        location = lab.publish("fw.img", lab.image())
         second = await _update(csms, lab.request(location, lab.image(), request_id=2))
-        assert second["status"] == "Rejected"
-        lab.server.hurry.set()
-        await wait_fw_status(csms, mark, "InstallRebooting")
+        assert second["status"] == "AcceptedCanceled", second
+        await wait_fw_status(csms, second_mark, "InstallRebooting")
         await wait_restart(station)
-        assert all(p["requestId"] == 1 for p in fw_payloads(csms, mark))
+        assert fw_statuses(csms, second_mark) == SUCCESS
+        assert {p["requestId"] for p in fw_payloads(csms, second_mark)} == {2}
+        assert lab.server.requests["/old.img"] == 1  # the cancelled update was not retried
+        assert not any((data_dir / "firmware" / "download").glob("update-1.*"))  # nor left behind
         reboot_mark = csms.mark()
     await _after_reboot(csms, data_dir, config, reboot_mark)
+
+
+async def test_an_install_under_way_cannot_be_cancelled(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
+    """Beyond TC_L_10: once the image is being installed, a new UpdateFirmware is Rejected (UpdateInProgress) and
+    the first update goes on to its end (here the updater fails: InstallationFailed)."""
+    go = data_dir / "installer.go"
+    script = f"while [ ! -e {go} ]; do sleep 0.05; done; exit 1"
+    config = _config(csms, data_dir, lab, installer="command", install_command=f"/bin/sh -c '{script}' installer")
+    async with incarnation(csms, config):
+        mark = csms.mark()
+        location = lab.publish("fw.img", lab.image())
+        assert (await _update(csms, lab.request(location, lab.image())))["status"] == "Accepted"
+        await wait_fw_status(csms, mark, "Installing")
+        second = await _update(csms, lab.request(location, lab.image(), request_id=2))
+        assert second["status"] == "Rejected" and second["statusInfo"]["reasonCode"] == "UpdateInProgress"
+        go.touch()
+        await wait_fw_status(csms, mark, "InstallationFailed")
+        assert fw_statuses(csms, mark) == [
+            "Downloading",
+            "Downloaded",
+            "SignatureVerified",
+            "Installing",
+            "InstallationFailed",
+        ]
+        assert all(p["requestId"] == 1 for p in fw_payloads(csms, mark))
 
 
 async def test_TC_L_15_install_waits_for_the_transaction(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
