@@ -25,6 +25,11 @@ class StationClock:
     def __init__(self, offset: float = 0.0, on_adjust: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.offset = offset  # seconds to add to the host clock (restored at boot from the last known one)
         self._on_adjust = on_adjust
+        self._listeners: list[Callable[[float], None]] = []
+
+    def add_listener(self, listener: Callable[[float], None]) -> None:
+        """Call `listener(jump)` after every adjustment to the CSMS's time (security: SettingSystemTime)."""
+        self._listeners.append(listener)
 
     def timestamp(self) -> float:
         return time.time() + self.offset
@@ -36,7 +41,7 @@ class StationClock:
         return format_iso(self.now())
 
     async def adjust(self, csms_time: str) -> float:
-        """Adopt the CSMS's time; return the jump in seconds (for SettingSystemTime reporting).
+        """Adopt the CSMS's time; return the jump in seconds (the listeners hear it too: SettingSystemTime).
 
         A jump of a second or more is persisted (awaited) so the next boot starts from the corrected time.
         """
@@ -47,6 +52,8 @@ class StationClock:
             return 0.0
         jump = target - self.timestamp()
         self.offset = target - time.time()
+        for listener in self._listeners:
+            listener(jump)
         if abs(jump) >= 1:
             log.info("station clock moved by %+.3f s to follow the CSMS", jump)
             if self._on_adjust is not None:

@@ -206,9 +206,15 @@ class Station:
             set_priority=functools.partial(dm.set_internal, "OCPPCommCtrlr.NetworkConfigurationPriority"),
         )
         self.security = SecurityEvents(
-            journal=journal, clock=clock, boot_reason=self.provisioning.boot_reason, storage=self.storage, link=link
+            journal=journal,
+            clock=clock,
+            boot_reason=self.provisioning.boot_reason,
+            storage=self.storage,
+            link=link,
+            settings=dm.settings,
         )
         dm.add_listener(self.security.setting_changed)
+        clock.add_listener(self.security.clock_moved)
         status = StatusReporter(self.connectors, lambda: dm.settings.seconds(keys.OFFLINE_THRESHOLD))
         self.runners = {}
         availability = Availability(self.state, evse_ids, self.runners)

@@ -20,7 +20,9 @@ import trio
 
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
+from appliance.devicemodel import settings as keys
 from appliance.devicemodel.paths import PathError, parse_path
+from appliance.devicemodel.settings import Settings
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append
 from appliance.link.link import Link
@@ -44,9 +46,17 @@ class SecurityEvents(Block):
     migrations = ("0006_security_log.sql",)
 
     def __init__(
-        self, *, journal: Journal, clock: StationClock, boot_reason: str, storage: Storage, link: Link | None = None
+        self,
+        *,
+        journal: Journal,
+        clock: StationClock,
+        boot_reason: str,
+        storage: Storage,
+        link: Link | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._journal = journal
+        self._settings = settings
         self._clock = clock
         self._boot_reason = boot_reason
         #: The persistent security log; GetLog(SecurityLog) exports it (`log.export(path, oldest, latest)`).
@@ -92,6 +102,13 @@ class SecurityEvents(Block):
             self._queue_in.send_nowait((kind, tech_info))
         except trio.WouldBlock:
             log.warning("security event %s not recorded (too many at once): %s", kind, tech_info)
+
+    def clock_moved(self, jump: float) -> None:
+        """Clock listener: SettingSystemTime when the station clock moved by more than
+        ClockCtrlr.TimeAdjustmentReportingThreshold seconds to follow the CSMS."""
+        if self._settings is None or abs(jump) <= self._settings.seconds(keys.TIME_ADJUSTMENT_REPORTING_THRESHOLD):
+            return
+        self._enqueue("SettingSystemTime", f"station clock moved by {jump:+.3f} s to follow the CSMS")
 
     def setting_changed(self, path: str, value: object) -> None:
         """Device-model listener: a security setting changed (its value is never logged: it may be a password)."""

@@ -105,6 +105,9 @@ TX_MESSAGE_ATTEMPT_INTERVAL = Seconds("OCPPCommCtrlr.MessageAttemptInterval[Tran
 NETWORK_CONFIGURATION_PRIORITY = Text("OCPPCommCtrlr.NetworkConfigurationPriority")
 NETWORK_PROFILE_CONNECTION_ATTEMPTS = Integer("OCPPCommCtrlr.NetworkProfileConnectionAttempts")
 
+# --- ClockCtrlr ----------------------------------------------------------------------------------------
+TIME_ADJUSTMENT_REPORTING_THRESHOLD = Seconds("ClockCtrlr.TimeAdjustmentReportingThreshold")
+
 # --- SecurityCtrlr -------------------------------------------------------------------------------------
 BASIC_AUTH_PASSWORD = Text("SecurityCtrlr.BasicAuthPassword")
 SECURITY_PROFILE = Integer("SecurityCtrlr.SecurityProfile")
