@@ -4,8 +4,9 @@ ClearChargingProfile, GetCompositeSchedule, RequestStartTransaction's TxProfile,
 The arithmetic is `appliance/smartcharging` (sans-IO); this block checks requests against the device model
 (SmartChargingCtrlr) and the EVSEs, keeps profiles durable (`ProfileStore`, migration 0009), and runs one task
 that pushes each EVSE's allowed current to its runner — and from there to the charge controller — whenever a
-profile, an EVSE or a setting changes, and at every period boundary (waited for on Trio's clock, re-checked at
-least every `RECHECK` seconds, so a station clock correction moves the next change to the right moment).
+profile, an EVSE or a setting changes, and at every period boundary (waited for on Trio's clock). A station clock
+correction (the CSMS's currentTime) wakes the task at once, so the next change moves to the right moment; it
+also re-checks at least every `RECHECK` seconds.
 
 A TxProfile lives as long as its transaction: it is removed when the transaction ends, and at start (no
 transaction survives a reboot; a power cut ends them with PowerLoss). A RequestStartTransaction's TxProfile is
@@ -48,7 +49,7 @@ from appliance.util.watched import Watched
 
 log = logging.getLogger("appliance.smartcharging")
 
-#: Wake at least this often (station clock corrections; boundaries further out than this).
+#: Wake at least this often (boundaries further out than this).
 RECHECK = 30.0
 #: GetChargingProfiles reports being sent or waiting at once (each is a few small messages).
 REPORTS_WAITING = 2
@@ -79,6 +80,8 @@ class SmartCharging(Block):
         self._settings_changed = settings_changed
         self._max_entries = max_entries
         self.changed: Watched[int] = Watched(0)
+        self._clock_moves: Watched[int] = Watched(0)  # bumped by every station clock correction
+        clock.add_listener(self._clock_moved)
         self._reports = JobQueue("charging profile reports", waiting=REPORTS_WAITING)
         self._tx_started: dict[str, datetime] = {}  # transaction id → when this block first saw it
         self._pending_seen: set[int] = set()  # remote-start TxProfiles whose EVSE has been authorized
@@ -363,9 +366,18 @@ class SmartCharging(Block):
                 await self.store.remove([p.id])
                 log.info("TxProfile %d removed: transaction %s ended", p.id, p.transaction_id)
 
+    def _clock_moved(self, jump: float) -> None:
+        if abs(jump) >= 0.5:  # not the milliseconds of every Heartbeat's round trip
+            self._clock_moves.set(self._clock_moves.value + 1)
+
     async def _wait(self, delay: float) -> None:
-        """Until a profile, an EVSE or a setting changes, or `delay` seconds pass."""
-        watched = [self.changed, self._settings_changed, *(r.changed for r in self._runners.values())]
+        """Until a profile, an EVSE, a setting or the station clock changes, or `delay` seconds pass."""
+        watched = [
+            self.changed,
+            self._settings_changed,
+            self._clock_moves,
+            *(r.changed for r in self._runners.values()),
+        ]
         with trio.move_on_after(delay):
             async with trio.open_nursery() as nursery:
                 for w in watched:

@@ -10,6 +10,7 @@ The EV asks for 11 kW on EVSE 1 (three-phase, 32 A, 230 V); 6 A on three phases 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.conformance.k_helpers import (
     composite,
     get_profiles,
     install,
+    iso,
     near,
     now,
     periods,
@@ -371,3 +373,20 @@ async def test_station_maximum_shared_between_charging_evses(csms: LoopbackCsms,
         assert hw.read_meter(2).offered_current_a == 10.0
         assert abs(hw.read_meter(1).offered_current_a - 4600 / 690) < 0.01
         assert hw.read_meter(1).power_w > 4000  # EVSE 1 still charges, at its share
+
+
+async def test_a_station_clock_correction_moves_the_next_boundary_at_once(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Beyond Part 6: 6 A now, 10 A from ten minutes on. The CSMS's Heartbeat then sets the station clock eleven
+    minutes ahead: the offer follows to 10 A at once, not at the block's next periodic re-check (30 s)."""
+    async with station_up(csms, data_dir) as station:
+        hw: Any = station.hardware
+        await charging(csms, station)
+        await install(csms, EVSE, profile(65, periods=((0, 6.0), (600, 10.0))))
+        await power_at_most(station, SIX_A_W)
+        ahead = timedelta(minutes=11)
+        csms.set_response("Heartbeat", lambda station_id, payload: {"currentTime": iso(now() + ahead)})
+        await call(csms, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+        with trio.fail_after(5):
+            while hw.read_meter(EVSE).offered_current_a != 10.0:  # noqa: ASYNC110 - polling the simulated meter
+                await trio.sleep(0.02)
+        csms.set_response("Heartbeat", None)
