@@ -4,9 +4,9 @@ A GetLog names a log (DiagnosticsLog: the station's own rotated log files; Secur
 and a time window. The file is assembled before the answer, so "nothing to send" is answered Rejected (TC_N_34)
 and Accepted always carries the file name that will arrive. The upload then runs in this block's own nursery,
 not the CSMS session's: a dropped connection does not stop it, and its statuses, journaled before they are sent,
-reach the CSMS once it is back. Uploading → Uploaded, or after `retries` more attempts spaced `retryInterval`
-apart (start to start, TC_N_26) the failure status of the last attempt; a failure retrying cannot mend
-(NotSupportedOperation) is reported at once.
+reach the CSMS once it is back. Each attempt reports Uploading and then Uploaded or its failure status; up to
+`retries` more attempts follow, spaced `retryInterval` apart (start to start, TC_N_26), and the last attempt's
+status is the request's final one; a failure retrying cannot mend (NotSupportedOperation) ends it at once.
 
 One upload at a time. A GetLog while one is uploading cancels it (N01.FR.12, TC_N_36): the new file is assembled
 first (a request that would be Rejected leaves the running upload alone), then the running upload is cancelled
@@ -247,7 +247,6 @@ class Diagnostics(Block):
                 except UploadFailed as exc:
                     failure = exc
                 else:
-                    await self._report(job, "Uploading")
                     failure = await self._attempts(job)
                 await self._report(job, failure.status if failure is not None else "Uploaded")
                 job.final = failure.status if failure is not None else "Uploaded"  # no checkpoint since the report
@@ -262,11 +261,15 @@ class Diagnostics(Block):
             job.done.set()
 
     async def _attempts(self, job: _Upload) -> UploadFailed | None:
-        """N retries = N+1 attempts, each starting retryInterval after the one before; the last failure."""
+        """N retries = N+1 attempts, each starting retryInterval after the one before; the last failure.
+
+        Each attempt is reported: Uploading, and for every failed attempt but the last its failure status (TC_N_26:
+        "step (3,) 5, four times"; one Uploading per attempt, not a flood of them). The caller reports the last."""
         context = await trio.to_thread.run_sync(self._ssl_context)
         failure: UploadFailed | None = None
         for attempt in range(1, job.retries + 2):
             started = trio.current_time()
+            await self._report(job, "Uploading")
             try:
                 await upload(job.path, job.url, timeouts=self.timeouts, ssl_context=context)
                 return None
@@ -283,6 +286,7 @@ class Diagnostics(Block):
                 if exc.final:
                     break
             if attempt <= job.retries:
+                await self._report(job, failure.status)
                 await trio.sleep_until(started + job.retry_interval)
         return failure
 

@@ -66,12 +66,15 @@ def log_statuses(csms: LoopbackCsms, request_id: int | None, since: int = 0) -> 
     return [p for p in csms.actions(STATION_ID, "LogStatusNotification", since) if p.get("requestId") == request_id]
 
 
-async def until_final(csms: LoopbackCsms, request_id: int, since: int, timeout: float = 15) -> list[str]:
-    """The statuses of request `request_id` up to and including its final one."""
+async def until_final(
+    csms: LoopbackCsms, request_id: int, since: int, timeout: float = 15, *, attempts: int = 1
+) -> list[str]:
+    """The statuses of request `request_id` up to and including its final one: each attempt ends in a status of
+    FINAL (a failed attempt that is retried too), so the request's is the `attempts`-th."""
 
     def done() -> list[str] | None:
         seen = [p["status"] for p in log_statuses(csms, request_id, since)]
-        return seen if seen and seen[-1] in FINAL else None
+        return seen if sum(status in FINAL for status in seen) >= attempts else None
 
     return await csms.trio.wait_for(done, timeout, what=f"final LogStatusNotification of {request_id}")
 
@@ -166,27 +169,29 @@ async def test_TC_N_35_security_log_uploaded(csms: LoopbackCsms, data_dir: Path,
 
 async def test_TC_N_26_upload_failed_after_retries(csms: LoopbackCsms, data_dir: Path) -> None:
     """TC_N_26_CS (N01.FR.10): retries 3, retryInterval 1 against a server answering 500 → four attempts, each
-    started at least retryInterval after the one before, then UploadFailure with the requestId (Uploading
-    first)."""
+    started at least retryInterval after the one before, each reported Uploading then UploadFailure with the
+    requestId ("step (3,) 5, four times"); nothing after the fourth."""
     with HttpUploadServer(status=500) as server:
         async with station(csms, data_dir):
             mark = csms.mark()
             answer = await get_log(csms, 15, server.url, retries=3, retryInterval=1)
             assert answer["status"] == "Accepted", answer
-            assert await until_final(csms, 15, mark) == ["Uploading", "UploadFailure"]
+            assert await until_final(csms, 15, mark, attempts=4) == ["Uploading", "UploadFailure"] * 4
+            await trio.sleep(1.5)  # a fifth attempt would have begun by now
+    assert log_statuses(csms, 15, mark)[-1]["status"] == "UploadFailure" and len(log_statuses(csms, 15, mark)) == 8
     assert server.requests == 4
     assert all(b - a >= 0.9 for a, b in zip(server.times, server.times[1:], strict=False)), server.times
 
 
 async def test_server_that_never_answers_fails_after_retries(csms: LoopbackCsms, data_dir: Path) -> None:
     """The upload server accepts the connection and never answers: each attempt ends within the idle timeout,
-    the station retries (retries 1 = two attempts), then reports UploadFailure and is free for the next GetLog."""
+    the station retries (retries 1 = two attempts, each reported), then is free for the next GetLog."""
     with SilentServer() as silent, HttpUploadServer() as good:
         async with station(csms, data_dir):
             mark = csms.mark()
             answer = await get_log(csms, 16, f"http://127.0.0.1:{silent.port}/logs/", retries=1, retryInterval=1)
             assert answer["status"] == "Accepted", answer
-            assert await until_final(csms, 16, mark) == ["Uploading", "UploadFailure"]
+            assert await until_final(csms, 16, mark, attempts=2) == ["Uploading", "UploadFailure"] * 2
             assert silent.accepted == 2
             again = await get_log(csms, 17, good.url)
             assert again["status"] == "Accepted", again

@@ -4,7 +4,9 @@ verifying clean; the next GetLog uploads the lines of both runs."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -25,6 +27,16 @@ def statuses(csms: LoopbackCsms, request_id: int, since: int) -> list[str]:
     ]
 
 
+def _delivered(data_dir: Path) -> list[str]:
+    """The LogStatusNotifications the station's journal has marked delivered (read-only, beside the station)."""
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'journal.db'}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT json_extract(payload, '$.status') FROM outbox "
+            "WHERE action = 'LogStatusNotification' AND delivered_at IS NOT NULL ORDER BY id"
+        ).fetchall()
+    return [status for (status,) in rows]
+
+
 async def test_sigkill_mid_upload(csms: LoopbackCsms, data_dir: Path) -> None:
     config = write_config(data_dir, csms.url)
     hold = threading.Event()
@@ -39,6 +51,8 @@ async def test_sigkill_mid_upload(csms: LoopbackCsms, data_dir: Path) -> None:
             await csms.trio.wait_for(
                 lambda: statuses(csms, 41, mark) == ["Uploading"] and stalled.requests == 1, 10, what="upload under way"
             )
+            # Killed once Uploading is marked delivered: one cut off before its answer is rightly sent again.
+            await csms.trio.wait_for(lambda: _delivered(data_dir) == ["Uploading"], 10, what="Uploading marked")
             await trio.to_thread.run_sync(proc.stop, signal.SIGKILL)
         hold.set()
         logs = data_dir / "logs"
