@@ -144,7 +144,7 @@ class FirmwareUpdates(Block):
     def status(self) -> str:
         """The status a TriggerMessage reports (L01.FR.25/26): Idle, or the last one of the running update."""
         record = self._record
-        if record is None:
+        if record is None or record.stage in FINAL:  # over: its record goes a moment after its final status
             return "Idle"
         if record.stage == "Accepted":  # accepted, its first status about to go
             retrieve = parse_iso(record.request["firmware"]["retrieveDateTime"]).timestamp()
@@ -153,7 +153,7 @@ class FirmwareUpdates(Block):
 
     async def _trigger(self, request: TriggerRequest) -> Reply:
         payload: dict[str, Any] = {"status": self.status}
-        if self._record is not None:
+        if self._record is not None and payload["status"] != "Idle":
             payload["requestId"] = self._record.request_id
 
         async def send() -> None:
