@@ -5,22 +5,29 @@ Rejected: there is nothing to report about it) and routes it: every block lists 
 for (`Block.triggers`), and the station registers them here. A message nobody owns is NotImplemented, the
 status the spec gives for that.
 
-Bounded under a flood: a trigger whose message is still on its way (same message, EVSE and connector) is
-answered Accepted without sending it a second time — the CSMS asked for the message, and it is coming. So a CSMS
-sending a thousand TriggerMessage(Heartbeat) gets a thousand answers and one Heartbeat per round trip, not a
-thousand waiting tasks.
+Bounded under a flood: one follow-up per message (same message, EVSE and connector) runs at a time. A trigger
+that arrives while it runs is answered Accepted and asks for one more run after it — not a task of its own
+waiting in line — so a CSMS sending a thousand TriggerMessage(Heartbeat) gets a thousand answers and one
+Heartbeat per round trip, not a thousand waiting tasks. It is not merged into the running one: that may have
+put its message on the wire before this trigger came, and an Accepted trigger must be followed by the message
+sent after the acceptance (F06). The request for one more run is made once this trigger's answer is sent, so
+the run it causes comes after that answer, and with the newest follow-up (a status read at trigger time is the
+newest one).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.evse.connectors import Connectors
-from appliance.link.rpc import Handler, Reply
+from appliance.link.rpc import CallFailed, Handler, Reply
 
 log = logging.getLogger("appliance.trigger")
+
+Key = tuple[str, int | None, int | None]  # requested message, EVSE, connector
+FollowUp = Callable[[], Awaitable[None]]
 
 
 class TriggerMessages(Block):
@@ -28,7 +35,8 @@ class TriggerMessages(Block):
         self._connectors = connectors
         self._evse_ids = {evse_id for evse_id, _ in connectors.by_key}
         self._handlers: dict[str, TriggerHandler] = {}
-        self._on_the_way: set[tuple[str, int | None, int | None]] = set()
+        self._running: set[Key] = set()  # a follow-up of this message is running
+        self._again: dict[Key, FollowUp] = {}  # a trigger came while it ran: the newest follow-up, run after it
 
     def register(self, message: str, handler: TriggerHandler) -> None:
         if message in self._handlers:
@@ -52,29 +60,31 @@ class TriggerMessages(Block):
         if handler is None:
             return {"status": "NotImplemented"}
         request = TriggerRequest(what, evse_id or None, connector_id)
-        key = (what, request.evse_id, connector_id)
-        if key in self._on_the_way:
-            return {"status": "Accepted"}
         answer = await handler(request)
         if not isinstance(answer, Reply) or answer.then is None:
             return answer
-        return self._tracked(key, answer)
+        return self._coalesced((what, request.evse_id, connector_id), answer)
 
-    def _tracked(self, key: tuple[str, int | None, int | None], reply: Reply) -> Reply:
-        """`reply` with its follow-up marked as on the way until it has run (or will never run)."""
-        self._on_the_way.add(key)
-        then, abandon = reply.then, reply.abandon
+    def _coalesced(self, key: Key, reply: Reply) -> Reply:
+        """`reply` whose follow-up (run once the answer is sent) runs now, or once more after the running one."""
+        then = reply.then
         assert then is not None
 
         async def send() -> None:
+            if key in self._running:
+                self._again[key] = then
+                return
+            self._running.add(key)
             try:
-                await then()
+                follow_up: FollowUp | None = then
+                while follow_up is not None:
+                    try:
+                        await follow_up()
+                    except CallFailed as exc:
+                        log.warning("triggered %s not completed: %s", key[0], exc)
+                    follow_up = self._again.pop(key, None)
             finally:
-                self._on_the_way.discard(key)
+                self._running.discard(key)
+                self._again.pop(key, None)
 
-        def abandoned() -> None:
-            self._on_the_way.discard(key)
-            if abandon is not None:
-                abandon()
-
-        return Reply(reply.payload, then=send, abandon=abandoned)
+        return Reply(reply.payload, then=send, abandon=reply.abandon)

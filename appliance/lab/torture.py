@@ -99,7 +99,10 @@ class Plan:
     """How long and how hard to torture one mode.
 
     A run ends once both `min_faults` faults and `min_seconds` have passed, or at `max_seconds` whatever the
-    count (the caller then sees too few faults in the report).
+    count (the caller then sees too few faults in the report). `max_seconds` counts the torture, not the time
+    the injector waits for the station before a fault (a killed station coming up again and starting a
+    session): that grows with the machine's load, not with anything the station does wrong, and each wait is
+    bounded by itself (`Rig.wait_ready`, `KillInjector.TX_WAIT_S`).
     """
 
     mode: Mode
@@ -735,21 +738,51 @@ class NetnsInjector:
 
 
 class KillInjector:
-    """SIGKILL the station at a random moment and start it again on the same data directory."""
+    """SIGKILL the station at a random moment and start it again on the same data directory.
+
+    Most kills are aimed at a transaction: the up time counts from when the journal shows one open (a restarted
+    station must first come up, boot and start a session, which on a loaded machine takes longer than any fixed
+    delay would allow for). The others count from when the station answers again, and come later, so that some
+    sessions end normally between two kills and some kills find no transaction at all.
+    """
+
+    #: At most this long waiting for an open transaction; then the kill comes anyway (and may find none).
+    TX_WAIT_S = 30.0
 
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
+        self._killed_open: set[str] = set()  # open when the last kill landed: the restart ends them (PowerLoss)
 
     def next(self, rng: random.Random) -> tuple[float, float, str]:
-        # The up time counts from when the restarted station answers again, so kills land during sessions.
         with contextlib.suppress(TimeoutError):
             self.rig.wait_ready()
-        # Mostly soon (mid-session), sometimes later, so that some sessions end normally between two kills.
-        up = rng.uniform(0.8, 3.0) if rng.random() < 0.75 else rng.uniform(4.0, 6.0)
+        if rng.random() < 0.75:
+            self._wait_new_transaction()
+            up = rng.uniform(0.0, 1.5)  # sessions last a few seconds: mostly still open when the kill lands
+        else:
+            up = rng.uniform(4.0, 6.0)
         return up, rng.uniform(0.0, 0.8), "kill"
+
+    def _open_transactions(self) -> set[str] | None:
+        try:
+            with contextlib.closing(_open_ro(self.rig.db_path)) as conn:
+                rows = conn.execute("SELECT transaction_id FROM transactions WHERE state = 'open'").fetchall()
+        except sqlite3.Error:
+            return None
+        return {row[0] for row in rows}
+
+    def _wait_new_transaction(self) -> None:
+        """Until the journal shows a transaction open that the last kill did not already interrupt."""
+        deadline = time.monotonic() + self.TX_WAIT_S
+        while time.monotonic() < deadline:
+            if (self._open_transactions() or set()) - self._killed_open:
+                return
+            self.rig.revive()
+            time.sleep(0.05)
 
     def cut(self, kind: str) -> None:
         self.rig.kill_station()
+        self._killed_open = self._open_transactions() or set()
 
     def heal(self, kind: str) -> None:
         self.rig.restart_station()
@@ -794,12 +827,17 @@ def run_scenario(
         for driver in drivers:
             driver.start()
         next_progress = time.monotonic() + progress_every
+        waited = 0.0  # in injector.next: the station coming up, not torture (see Plan)
         try:
             while True:
                 elapsed = time.monotonic() - started
-                if (len(faults) >= plan.min_faults and elapsed >= plan.min_seconds) or elapsed >= plan.max_seconds:
+                if (len(faults) >= plan.min_faults and elapsed >= plan.min_seconds) or (
+                    elapsed - waited >= plan.max_seconds
+                ):
                     break
+                asked = time.monotonic()
                 up, down, kind = injector.next(rng)
+                waited += time.monotonic() - asked
                 time.sleep(up)
                 rig.revive()
                 fault = Fault(kind, time.time())

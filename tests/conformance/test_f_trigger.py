@@ -12,6 +12,7 @@ NotSupported).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,25 @@ async def test_TC_F_20_heartbeat(csms: LoopbackCsms, data_dir: Path) -> None:
         assert answer["status"] == "Accepted", answer
         await csms.trio.wait_action(STATION_ID, "Heartbeat", since=mark)
         assert response_before(csms, mark, "Heartbeat")
+
+
+async def test_trigger_while_triggered_heartbeat_in_flight(csms: LoopbackCsms, data_dir: Path) -> None:
+    """F06.FR.05: a second TriggerMessage Heartbeat that comes while the first one's Heartbeat is already on the
+    wire (the CSMS delays its answer by 3 s) is followed by a Heartbeat sent after its own acceptance, not merged
+    into the one sent before it. A third trigger meanwhile asks for no third one: the station stays bounded."""
+    async with station_up(csms, data_dir):
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        csms.set_response("Heartbeat", Delayed(3.0, {"currentTime": now}))
+        mark = csms.mark()
+        assert (await trigger(csms, "Heartbeat"))["status"] == "Accepted"
+        await csms.trio.wait_action(STATION_ID, "Heartbeat", since=mark)
+        again = csms.mark()
+        assert (await trigger(csms, "Heartbeat"))["status"] == "Accepted"
+        assert (await trigger(csms, "Heartbeat"))["status"] == "Accepted"
+        await csms.trio.wait_action(STATION_ID, "Heartbeat", 10, since=again)
+        assert response_before(csms, again, "Heartbeat")
+        await trio.sleep(4)  # the second one's answer (3 s) and then some: nothing else follows
+        assert len(csms.actions(STATION_ID, "Heartbeat", again)) == 1
 
 
 # --- StatusNotification ---------------------------------------------------------------------------------------
