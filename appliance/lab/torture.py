@@ -541,9 +541,12 @@ class Rig:
             time.sleep(0.1)
 
     def unplug_all(self, timeout: float = 30.0) -> bool:
-        """Make sure no EV is plugged in anywhere (so every transaction ends); False if that failed."""
-        deadline = time.monotonic() + timeout
+        """Make sure no EV is plugged in anywhere (so every transaction ends); False if that failed.
+
+        `timeout` is per EVSE: every try is a `python -m appliance sim` process (the CONTRACT's interface), and on
+        a loaded machine each takes seconds to start, so one shared budget ran out before the second EVSE."""
         for evse_id in EVSES:
+            deadline = time.monotonic() + timeout
             while (state := self.sim.ev_state(evse_id)) != "A":
                 self.revive()
                 if state is not None:
