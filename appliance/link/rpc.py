@@ -101,6 +101,8 @@ class Dispatcher:
 
     async def handle(self, call: Call) -> tuple[CallResult | CallError, Reply | None]:
         try:
+            if not self._registry.compiled(call.action):
+                await trio.to_thread.run_sync(self._registry.prepare, call.action)
             self._registry.validate_request(call.action, call.payload)
             handler = self._handlers.get(call.action)
             if handler is None:
@@ -237,6 +239,8 @@ class RpcSession:
         outstanding CALL per direction. A journaled message passes its own `message_id`, reused by every
         attempt (allowed by the 2024 errata), so the CSMS can recognise a resend.
         """
+        if not self._registry.compiled(action):
+            await trio.to_thread.run_sync(self._registry.prepare, action)
         self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
         async with self._call_lock:
             if self._closed.is_set():
