@@ -19,15 +19,12 @@ Then the station's RSS and its CPU use while idle (heartbeats and pings only, st
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,10 +32,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from appliance.lab.rawws import CLOSE, PING, PONG, TEXT, Peer, accept_ws, connect_ws, frame  # noqa: E402
 
 STATION = "BENCH01"
 PASSWORD = "bench-password-0123"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 GET_10 = {
     "getVariableData": [
@@ -63,97 +62,6 @@ GET_1 = {"getVariableData": [{"component": {"name": "OCPPCommCtrlr"}, "variable"
 # --- a raw-socket WebSocket peer ----------------------------------------------------------------------
 
 
-def frame(payload: bytes, opcode: int = 1, mask: bool = False) -> bytes:
-    """One unfragmented WebSocket frame (masked as a client must, unmasked as a server does)."""
-    length = len(payload)
-    head = bytes([0x80 | opcode])
-    bit = 0x80 if mask else 0
-    if length < 126:
-        head += bytes([bit | length])
-    elif length < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", length)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", length)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + _unmask(payload, key)
-
-
-def _unmask(data: bytes, key: bytes) -> bytes:
-    repeated = (key * (len(data) // 4 + 1))[: len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(data), "big")
-
-
-class Peer:
-    """One WebSocket connection over a blocking socket; `receive()` returns (opcode, payload, monotonic stamp)."""
-
-    def __init__(self, sock: socket.socket, client: bool) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.client = client
-        self.buffer = b""
-
-    def send(self, payload: bytes, opcode: int = 1) -> None:
-        self.sock.sendall(frame(payload, opcode, mask=self.client))
-
-    def _parse(self) -> tuple[int, bytes] | None:
-        data = self.buffer
-        if len(data) < 2:
-            return None
-        opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
-        if length == 126:
-            if len(data) < 4:
-                return None
-            (length,) = struct.unpack_from("!H", data, 2)
-            offset = 4
-        elif length == 127:
-            if len(data) < 10:
-                return None
-            (length,) = struct.unpack_from("!Q", data, 2)
-            offset = 10
-        masked = data[1] & 0x80
-        key = data[offset : offset + 4] if masked else b""
-        offset += len(key)
-        if len(data) < offset + length:
-            return None
-        payload = data[offset : offset + length]
-        self.buffer = data[offset + length :]
-        return opcode, (_unmask(payload, key) if masked else payload)
-
-    def receive(self) -> tuple[int, bytes, float]:
-        while True:
-            parsed = self._parse()
-            if parsed is not None:
-                return parsed[0], parsed[1], time.perf_counter()
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("peer closed")
-            self.buffer += chunk
-
-
-def accept_ws(listener: socket.socket, timeout: float) -> Peer:
-    listener.settimeout(timeout)
-    sock, _ = listener.accept()
-    sock.settimeout(None)
-    request = b""
-    while b"\r\n\r\n" not in request:
-        request += sock.recv(4096)
-    head, _, rest = request.partition(b"\r\n\r\n")
-    headers = dict(
-        (name.strip().lower(), value.strip())
-        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
-    )
-    accept = base64.b64encode(hashlib.sha1(headers[b"sec-websocket-key"] + GUID).digest())
-    sock.sendall(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n\r\n"
-    )
-    peer = Peer(sock, client=False)
-    peer.buffer = rest
-    return peer
-
-
 def _csms_answer(action: str) -> dict:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if action == "BootNotification":
@@ -165,12 +73,12 @@ def _csms_answer(action: str) -> dict:
 
 def serve_station_call(peer: Peer, opcode: int, payload: bytes) -> None:
     """Answer what a station sends on its own: its CALLs, pings and close."""
-    if opcode == 9:
-        peer.send(payload, 10)
-    elif opcode == 8:
-        peer.send(payload[:2], 8)
+    if opcode == PING:
+        peer.send(payload, PONG)
+    elif opcode == CLOSE:
+        peer.send(payload[:2], CLOSE)
         raise ConnectionError("station closed")
-    elif opcode == 1:
+    elif opcode == TEXT:
         message = json.loads(payload)
         if message[0] == 2:
             peer.send(json.dumps([3, message[1], _csms_answer(message[2])]).encode())
@@ -186,7 +94,7 @@ def measure(peer: Peer, payload: dict, calls: int, tag: str, expect_items: int |
         peer.sock.sendall(wire)
         while True:
             opcode, answer, stamp = peer.receive()
-            if opcode == 1 and answer.startswith(b"[3,") and b'"' + message_id + b'"' in answer[:64]:
+            if opcode == TEXT and answer.startswith(b"[3,") and b'"' + message_id + b'"' in answer[:64]:
                 break
             serve_station_call(peer, opcode, answer)
         latencies.append(stamp - start)
@@ -211,21 +119,11 @@ def serve_for(peer: Peer, seconds: float) -> None:
 
 def echo_peer(port: int) -> int:
     """The floor's far end: connect, answer every CALL with `[3,id,{}]`, nothing else."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(
-        f"GET /ocpp/ECHO HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp2.0.1\r\n\r\n".encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(4096)
-    peer = Peer(sock, client=True)
-    peer.buffer = response.partition(b"\r\n\r\n")[2]
+    peer = connect_ws("127.0.0.1", port, "/ocpp/ECHO")
     try:
         while True:
             opcode, payload, _ = peer.receive()
-            if opcode == 8:
+            if opcode == CLOSE:
                 return 0
             end = payload.index(b'"', 4)
             peer.send(b'[3,"' + payload[4:end] + b'",{}]')
@@ -280,7 +178,7 @@ def main() -> int:
     peer = accept_ws(listener, 10)
     measure(peer, GET_1, 50, "w", None)
     floors = {items: measure(peer, p, args.calls, f"f{items}-", None) for items, p in ((1, GET_1), (10, GET_10))}
-    peer.send(b"\x03\xe8", 8)
+    peer.send(b"\x03\xe8", CLOSE)
     echo.wait(10)
     for items, values in floors.items():
         print(f"floor: raw-socket echo peer, {items:>2} item(s) n={len(values)}  {fmt(values)}")

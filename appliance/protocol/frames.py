@@ -218,7 +218,7 @@ def _parse_json(data: str | bytes | bytearray) -> Any:
     else:
         raise TypeError(f"expected str or bytes, got {type(data).__name__}")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _decoder.decode(text)
     except json.JSONDecodeError as exc:
         # Position only: the raw text must never be echoed (§4.2.3).
         raise FrameError(
@@ -246,6 +246,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError("number out of range")
     return number
+
+
+#: Built once: `json.loads` with hooks would build a new decoder (and scanner) for every message.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _is_utf8_encodable(text: str) -> bool:

@@ -194,7 +194,7 @@ class Session:
             raise NotAllowed(refusal)
         if self.outstanding is not None:
             raise SessionError(f"{action} while {self.outstanding.action} is outstanding")
-        text = encode(Call(message_id, action, dict(payload)))
+        text = encode(Call(message_id, action, payload))  # encoded at once: no copy needed against later edits
         self.outstanding = Outstanding(message_id, action)
         return text
 
