@@ -173,6 +173,16 @@ def encode(frame: Frame) -> str:
     return _encoder.encode(body)
 
 
+def encode_call_text(message_id: str, action: str, payload_text: str) -> str:
+    """The wire text of a CALL whose payload is already JSON text (e.g. as the journal stored it).
+
+    The caller vouches that `payload_text` is one JSON object (it is what `encode` would have written for the
+    payload); only the id and the action are encoded here.
+    """
+    _check_outgoing_id(message_id)
+    return f"[{MessageType.CALL.value},{_encoder.encode(message_id)},{_encoder.encode(action)},{payload_text}]"
+
+
 def _check_outgoing_id(message_id: object) -> None:
     if not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_LENGTH:
         raise ValueError(f"message id must be a string of at most {MAX_MESSAGE_ID_LENGTH} characters")
