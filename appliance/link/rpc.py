@@ -244,7 +244,7 @@ class RpcSession:
         Raises CallTimeout, CallErrorReply or LinkDown. Waits for our previous CALL first: OCPP-J allows one
         outstanding CALL per direction. A journaled message passes its own `message_id`, reused by every
         attempt (allowed by the 2024 errata), so the CSMS can recognise a resend, and may pass `payload_text`,
-        the payload as the journal stored it (compact JSON of exactly `payload`): the frame is then built
+        the payload as the journal stored it (JSON text of exactly `payload`): the frame is then built
         around that text instead of serialising `payload` again. `payload` is still what is validated.
         """
         if not self._registry.compiled(action):

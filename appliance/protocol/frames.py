@@ -176,8 +176,9 @@ def encode(frame: Frame) -> str:
 def encode_call_text(message_id: str, action: str, payload_text: str) -> str:
     """The wire text of a CALL whose payload is already JSON text (e.g. as the journal stored it).
 
-    The caller vouches that `payload_text` is one JSON object (it is what `encode` would have written for the
-    payload); only the id and the action are encoded here.
+    The caller vouches that `payload_text` is one JSON object, the payload the CALL stands for (e.g. the
+    journal's `json.dumps(payload, separators=(",", ":"))`; escaped non-ASCII is the same JSON); only the id
+    and the action are encoded here.
     """
     _check_outgoing_id(message_id)
     return f"[{MessageType.CALL.value},{_encoder.encode(message_id)},{_encoder.encode(action)},{payload_text}]"
