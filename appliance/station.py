@@ -423,8 +423,7 @@ class Station:
                 self._root = nursery.cancel_scope
                 await nursery.start(self.journal.run)
                 await nursery.start(self.hardware.run)
-                # Schemas compile on first use (tens of ms each); do it once, off the event loop.
-                await trio.to_thread.run_sync(self.registry.compile_all)
+                # Schemas compile per action on first use, off the event loop (`appliance.link.rpc`).
                 for block in self.blocks:
                     await nursery.start(block.run)
                 for runner in self.runners.values():

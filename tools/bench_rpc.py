@@ -1,28 +1,29 @@
-"""Benchmark: how fast the station answers the CSMS, and what it costs at rest.
+"""Benchmark: how fast the station answers the CSMS on the wire, and what it costs at rest.
 
     python tools/bench_rpc.py                 # 2,000 calls of each kind, 60 s idle measurement
     python tools/bench_rpc.py --quick         # 300 calls, 5 s idle (a smoke run)
 
-A real station process (sim hardware, its own data directory) connects to the loopback CSMS in this process.
-For each call two latencies are printed:
+The CSMS here is as lean as a WebSocket peer can be, so that what is measured is the station: a blocking raw
+socket in this process (TCP_NODELAY), the handshake and the frame header done by hand, every CALL frame built
+before the clock starts. A latency is from just before `sendall` of the CALL to just after the `recv` that
+completes its answer; the answer is parsed and checked only after the second timestamp.
 
-* wire: from the CSMS writing the CALL to the CSMS reading the answer, both stamped on the CSMS's event-loop
-  thread — the station's share plus loopback TCP;
-* end-to-end: what a CSMS application calling through the `ocpp` library sees (its own validation and thread
-  hand-offs included).
+The floor is the same client talking to `--echo-peer`, a child process with a raw-socket WebSocket client
+that answers every CALL at once with a trivial pre-built CALLRESULT: the loopback round trip of a small
+frame between two processes, printed beside the station's figures with the ratio. The station answers the same
+frames as a real station process (sim hardware, its own data directory).
 
-The same calls are first answered by `EchoStation`, a peer that answers every CALL at once with a canned
-result: its wire figures are the floor (the CSMS stack plus loopback TCP), printed beside the station's so
-the station's own share is the difference.
-
-Then the station's RSS and its CPU use while idle (heartbeats and pings only).
+Then the station's RSS and its CPU use while idle (heartbeats and pings only, still answered by this client).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance.lab.csms import LoopbackCsms  # noqa: E402
-from appliance.lab.fastpeers import EchoStation  # noqa: E402
+from appliance.lab.rawws import CLOSE, PING, PONG, TEXT, Peer, accept_ws, connect_ws, frame  # noqa: E402
 
 STATION = "BENCH01"
-ECHO = "ECHO01"
 PASSWORD = "bench-password-0123"
 
 GET_10 = {
@@ -60,22 +59,92 @@ GET_10 = {
 GET_1 = {"getVariableData": [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}
 
 
+# --- a raw-socket WebSocket peer ----------------------------------------------------------------------
+
+
+def _csms_answer(action: str) -> dict:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if action == "BootNotification":
+        return {"currentTime": now, "interval": 3600, "status": "Accepted"}
+    if action == "Heartbeat":
+        return {"currentTime": now}
+    return {}
+
+
+def serve_station_call(peer: Peer, opcode: int, payload: bytes) -> None:
+    """Answer what a station sends on its own: its CALLs, pings and close."""
+    if opcode == PING:
+        peer.send(payload, PONG)
+    elif opcode == CLOSE:
+        peer.send(payload[:2], CLOSE)
+        raise ConnectionError("station closed")
+    elif opcode == TEXT:
+        message = json.loads(payload)
+        if message[0] == 2:
+            peer.send(json.dumps([3, message[1], _csms_answer(message[2])]).encode())
+
+
+def measure(peer: Peer, payload: dict, calls: int, tag: str, expect_items: int | None) -> list[float]:
+    """`calls` GetVariables round trips; CSMS-initiated traffic arriving meanwhile is answered and not timed."""
+    body = json.dumps(payload, separators=(",", ":"))
+    frames = [(f"{tag}{i}".encode(), frame(f'[2,"{tag}{i}","GetVariables",{body}]'.encode())) for i in range(calls)]
+    latencies = []
+    for message_id, wire in frames:
+        start = time.perf_counter()
+        peer.sock.sendall(wire)
+        while True:
+            opcode, answer, stamp = peer.receive()
+            if opcode == TEXT and answer.startswith(b"[3,") and b'"' + message_id + b'"' in answer[:64]:
+                break
+            serve_station_call(peer, opcode, answer)
+        latencies.append(stamp - start)
+        if expect_items is not None:
+            result = json.loads(answer)[2]["getVariableResult"]
+            assert len(result) == expect_items and result[0]["attributeStatus"] == "Accepted", result
+    return latencies
+
+
+def serve_for(peer: Peer, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        peer.sock.settimeout(left)
+        try:
+            opcode, payload, _ = peer.receive()
+        except TimeoutError:
+            break
+        finally:
+            peer.sock.settimeout(None)
+        serve_station_call(peer, opcode, payload)
+
+
+def echo_peer(port: int) -> int:
+    """The floor's far end: connect, answer every CALL with `[3,id,{}]`, nothing else."""
+    peer = connect_ws("127.0.0.1", port, "/ocpp/ECHO")
+    try:
+        while True:
+            opcode, payload, _ = peer.receive()
+            if opcode == CLOSE:
+                return 0
+            end = payload.index(b'"', 4)
+            peer.send(b'[3,"' + payload[4:end] + b'",{}]')
+    except ConnectionError:
+        return 0
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def report(name: str, wire: list[float], end_to_end: list[float]) -> None:
-    def fmt(values: list[float]) -> str:
-        ms = [v * 1000 for v in values]
-        return (
-            f"p50 {percentile(ms, 50):6.2f} ms  p99 {percentile(ms, 99):6.2f} ms  max {max(ms):6.2f} ms  "
-            f"mean {statistics.fmean(ms):6.2f} ms"
-        )
-
-    print(f"{name:<22} n={len(wire)}")
-    print(f"  wire        {fmt(wire)}")
-    print(f"  end-to-end  {fmt(end_to_end)}")
+def fmt(values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (
+        f"p50 {percentile(ms, 50):6.3f} ms  p99 {percentile(ms, 99):6.3f} ms  max {max(ms):6.2f} ms  "
+        f"mean {statistics.fmean(ms):6.3f} ms"
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -90,73 +159,64 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(csms: LoopbackCsms, payload: dict, calls: int, station: str = STATION) -> tuple[list[float], list[float]]:
-    wire, e2e = [], []
-    for _ in range(calls):
-        mark = csms.mark()
-        start = time.perf_counter()
-        csms.call(station, "GetVariables", payload)
-        e2e.append(time.perf_counter() - start)
-        frames = csms.frames_snapshot(station, since=mark)
-        sent = next(f for f in frames if f.direction == "out" and f.is_call)
-        answer = next(f for f in frames if f.direction == "in" and f.message_id == sent.message_id)
-        wire.append(answer.monotonic - sent.monotonic)
-    return wire, e2e
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measurement")
     parser.add_argument("--quick", action="store_true", help="300 calls, 5 s idle")
+    parser.add_argument("--echo-peer", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo_peer:
+        return echo_peer(args.echo_peer)
     if args.quick:
         args.calls, args.idle = 300, 5.0
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {os.cpu_count()} CPUs")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    echo = subprocess.Popen([sys.executable, __file__, "--echo-peer", str(port)])
+    peer = accept_ws(listener, 10)
+    measure(peer, GET_1, 50, "w", None)
+    floors = {items: measure(peer, p, args.calls, f"f{items}-", None) for items, p in ((1, GET_1), (10, GET_10))}
+    peer.send(b"\x03\xe8", CLOSE)
+    echo.wait(10)
+    for items, values in floors.items():
+        print(f"floor: raw-socket echo peer, {items:>2} item(s) n={len(values)}  {fmt(values)}")
+
     work = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     config = work / "station.toml"
-    with LoopbackCsms(
-        passwords={STATION: PASSWORD, ECHO: PASSWORD}, heartbeat_interval=60, max_frames=40 * args.calls
-    ) as csms:
-        echo = EchoStation(csms.url, ECHO, PASSWORD)
-        echo.start()
-        try:
-            csms.wait_connected(ECHO)
-            measure(csms, GET_1, 50, ECHO)
-            floor_1 = measure(csms, GET_1, args.calls, ECHO)
-            floor_10 = measure(csms, GET_10, args.calls, ECHO)
-        finally:
-            echo.stop()
-        report("floor: EchoStation, 1 item", *floor_1)
-        report("floor: EchoStation, 10 items", *floor_10)
-        config.write_text(
-            f'[station]\nid = "{STATION}"\ndata_dir = "{work}/data"\n'
-            f'[csms]\nurl = "{csms.url}"\nsecurity_profile = 1\nbasic_auth_password = "{PASSWORD}"\n'
-            f'[hardware]\nbackend = "sim"\nsim_socket = "{work}/data/sim.sock"\n[logging]\nlevel = "WARNING"\n'
-            '[variables]\n"DeviceDataCtrlr.ItemsPerMessage[GetVariables]" = 10\n'
-        )
-        station = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(config)], cwd=REPO)
-        try:
-            csms.wait_action(STATION, "StatusNotification", timeout=30, count=2)
-            measure(csms, GET_1, 50)  # warm-up: schema compilation, caches
-            for name, payload, floor in (("1 item", GET_1, floor_1), ("10 items", GET_10, floor_10)):
-                wire, e2e = measure(csms, payload, args.calls)
-                report(f"GetVariables {name}", wire, e2e)
-                share = percentile(wire, 99) - percentile(floor[0], 99)
-                print(
-                    f"  station's share at p99: {1000 * share:.2f} ms "
-                    f"(p99 {percentile(wire, 99) / percentile(floor[0], 99):.1f}× the floor)"
-                )
-            time.sleep(1)
-            before = cpu_seconds(station.pid)
-            time.sleep(args.idle)
-            used = cpu_seconds(station.pid) - before
+    config.write_text(
+        f'[station]\nid = "{STATION}"\ndata_dir = "{work}/data"\n'
+        f'[csms]\nurl = "ws://127.0.0.1:{port}/ocpp"\nsecurity_profile = 1\nbasic_auth_password = "{PASSWORD}"\n'
+        f'[hardware]\nbackend = "sim"\nsim_socket = "{work}/data/sim.sock"\n[logging]\nlevel = "WARNING"\n'
+        '[variables]\n"DeviceDataCtrlr.ItemsPerMessage[GetVariables]" = 10\n'
+    )
+    station = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(config)], cwd=REPO)
+    try:
+        peer = accept_ws(listener, 30)
+        serve_for(peer, 3.0)  # boot, status notifications, security event
+        measure(peer, GET_1, 50, "w", 1)  # warm-up: first-use schema compilation, caches
+        for items, payload in ((1, GET_1), (10, GET_10)):
+            wire = measure(peer, payload, args.calls, f"s{items}-", items)
+            floor = floors[items]
+            print(f"GetVariables {items:>2} item(s)        n={len(wire)}  {fmt(wire)}")
             print(
-                f"station RSS {rss_mb(station.pid):.1f} MB; idle CPU {100 * used / args.idle:.2f} % "
-                f"over {args.idle:.0f} s"
+                f"  station's share: p50 {1000 * (percentile(wire, 50) - percentile(floor, 50)):.3f} ms, "
+                f"p99 {1000 * (percentile(wire, 99) - percentile(floor, 99)):.3f} ms; "
+                f"p99 {percentile(wire, 99) / percentile(floor, 99):.1f}× the floor"
             )
-        finally:
-            station.send_signal(signal.SIGTERM)
-            station.wait(20)
+        serve_for(peer, 1.0)
+        before = cpu_seconds(station.pid)
+        serve_for(peer, args.idle)
+        used = cpu_seconds(station.pid) - before
+        print(
+            f"station RSS {rss_mb(station.pid):.1f} MB; idle CPU {100 * used / args.idle:.2f} % over {args.idle:.0f} s"
+        )
+    finally:
+        station.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ConnectionError, OSError):
+            serve_for(peer, 5.0)  # answer the close handshake
+        station.wait(20)
     return 0
 
 

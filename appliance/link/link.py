@@ -121,13 +121,21 @@ class Link:
         return self.protocol.accepted_once
 
     async def call(
-        self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
+        self,
+        action: str,
+        payload: dict,
+        *,
+        timeout: float | None = None,
+        message_id: str | None = None,
+        payload_text: str | None = None,
     ) -> dict:
-        """Send a CALL on the current connection, if the boot state allows it (`Session.send_refusal`)."""
+        """Send a CALL on the current connection, if the boot state allows it (`Session.send_refusal`).
+
+        `payload_text`: `payload` already serialised as compact JSON (see `RpcSession.call`)."""
         session = self._session
         if session is None:
             raise LinkDown("offline")
-        return await session.call(action, payload, timeout=timeout, message_id=message_id)
+        return await session.call(action, payload, timeout=timeout, message_id=message_id, payload_text=payload_text)
 
     def boot_answered(self, status: str) -> None:
         """The boot procedure's word: the CSMS answered BootNotification with `status`."""

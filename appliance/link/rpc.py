@@ -101,6 +101,8 @@ class Dispatcher:
 
     async def handle(self, call: Call) -> tuple[CallResult | CallError, Reply | None]:
         try:
+            if not self._registry.compiled(call.action):
+                await trio.to_thread.run_sync(self._registry.prepare, call.action)
             self._registry.validate_request(call.action, call.payload)
             handler = self._handlers.get(call.action)
             if handler is None:
@@ -229,21 +231,31 @@ class RpcSession:
             self._session.hold()
 
     async def call(
-        self, action: str, payload: dict, *, timeout: float | None = None, message_id: str | None = None
+        self,
+        action: str,
+        payload: dict,
+        *,
+        timeout: float | None = None,
+        message_id: str | None = None,
+        payload_text: str | None = None,
     ) -> dict:
         """Send one CALL and return the CSMS's CALLRESULT payload.
 
         Raises CallTimeout, CallErrorReply or LinkDown. Waits for our previous CALL first: OCPP-J allows one
         outstanding CALL per direction. A journaled message passes its own `message_id`, reused by every
-        attempt (allowed by the 2024 errata), so the CSMS can recognise a resend.
+        attempt (allowed by the 2024 errata), so the CSMS can recognise a resend, and may pass `payload_text`,
+        the payload as the journal stored it (JSON text of exactly `payload`): the frame is then built
+        around that text instead of serialising `payload` again. `payload` is still what is validated.
         """
+        if not self._registry.compiled(action):
+            await trio.to_thread.run_sync(self._registry.prepare, action)
         self._registry.validate_request(action, payload)  # our own bug if this fails: let it raise
         async with self._call_lock:
             if self._closed.is_set():
                 raise LinkDown("not connected")
             message_id = message_id or new_message_id()
             try:
-                text = self._session.begin_call(message_id, action, payload)
+                text = self._session.begin_call(message_id, action, payload, payload_text)
             except NotAllowed as exc:
                 raise LinkDown(str(exc)) from None
             self._answer = None

@@ -173,6 +173,17 @@ def encode(frame: Frame) -> str:
     return _encoder.encode(body)
 
 
+def encode_call_text(message_id: str, action: str, payload_text: str) -> str:
+    """The wire text of a CALL whose payload is already JSON text (e.g. as the journal stored it).
+
+    The caller vouches that `payload_text` is one JSON object, the payload the CALL stands for (e.g. the
+    journal's `json.dumps(payload, separators=(",", ":"))`; escaped non-ASCII is the same JSON); only the id
+    and the action are encoded here.
+    """
+    _check_outgoing_id(message_id)
+    return f"[{MessageType.CALL.value},{_encoder.encode(message_id)},{_encoder.encode(action)},{payload_text}]"
+
+
 def _check_outgoing_id(message_id: object) -> None:
     if not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_LENGTH:
         raise ValueError(f"message id must be a string of at most {MAX_MESSAGE_ID_LENGTH} characters")
@@ -218,7 +229,7 @@ def _parse_json(data: str | bytes | bytearray) -> Any:
     else:
         raise TypeError(f"expected str or bytes, got {type(data).__name__}")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _decoder.decode(text)
     except json.JSONDecodeError as exc:
         # Position only: the raw text must never be echoed (§4.2.3).
         raise FrameError(
@@ -246,6 +257,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError("number out of range")
     return number
+
+
+#: Built once: `json.loads` with hooks would build a new decoder (and scanner) for every message.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _is_utf8_encodable(text: str) -> bool:

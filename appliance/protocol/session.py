@@ -21,7 +21,16 @@ from collections import deque
 from dataclasses import dataclass
 
 from appliance.protocol.errors import ErrorCode, OcppError
-from appliance.protocol.frames import Call, CallError, CallResult, FrameError, call_error_for, decode, encode
+from appliance.protocol.frames import (
+    Call,
+    CallError,
+    CallResult,
+    FrameError,
+    call_error_for,
+    decode,
+    encode,
+    encode_call_text,
+)
 
 
 class LinkState(enum.Enum):
@@ -186,15 +195,23 @@ class Session:
 
     # --- our CALLs -----------------------------------------------------------------------------------
 
-    def begin_call(self, message_id: str, action: str, payload: dict[str, object]) -> str:
+    def begin_call(
+        self, message_id: str, action: str, payload: dict[str, object], payload_text: str | None = None
+    ) -> str:
         """Our CALL goes out: its frame text. NotAllowed if the state forbids it; SessionError if another
-        CALL is still outstanding (the driver must wait its turn)."""
+        CALL is still outstanding (the driver must wait its turn).
+
+        `payload_text`, when given, is `payload` already serialised as compact JSON (the journal keeps it so):
+        it goes into the frame as it is, instead of encoding `payload` again."""
         refusal = self.send_refusal(action)
         if refusal is not None:
             raise NotAllowed(refusal)
         if self.outstanding is not None:
             raise SessionError(f"{action} while {self.outstanding.action} is outstanding")
-        text = encode(Call(message_id, action, dict(payload)))
+        if payload_text is None:
+            text = encode(Call(message_id, action, payload))  # encoded at once: no copy needed against later edits
+        else:
+            text = encode_call_text(message_id, action, payload_text)
         self.outstanding = Outstanding(message_id, action)
         return text
 

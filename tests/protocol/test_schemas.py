@@ -551,6 +551,32 @@ def test_schemas_compile_once_and_lazily(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(compiled) == 2
 
 
+def test_prepare_compiles_both_halves_of_one_action_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the link does off the event loop on an action's first use: both schemas, once, and no others."""
+    compiled: list[str] = []
+    real_compile = fastjsonschema.compile
+
+    def counting_compile(definition: dict[str, Any], **kwargs: Any) -> Any:
+        compiled.append(str(sorted(definition["properties"])))
+        return real_compile(definition, **kwargs)
+
+    monkeypatch.setattr(schemas_module.fastjsonschema, "compile", counting_compile)
+    registry = SchemaRegistry()
+    assert not registry.compiled("Heartbeat")
+    registry.prepare("Heartbeat")
+    assert registry.compiled("Heartbeat") and not registry.compiled("BootNotification")
+    registry.prepare("Heartbeat")
+    registry.validate_request("Heartbeat", {})
+    registry.validate_response("Heartbeat", {"currentTime": NOW})
+    assert compiled == ["['customData']", "['currentTime', 'customData']"]
+    # An unknown action has nothing to prepare; validating it still answers NotImplemented.
+    registry.prepare("NoSuchAction")
+    assert registry.compiled("NoSuchAction")
+    with pytest.raises(OcppError) as raised:
+        registry.validate_request("NoSuchAction", {})
+    assert raised.value.code is ErrorCode.NotImplemented
+
+
 def test_default_registry_is_shared() -> None:
     assert default_registry() is default_registry()
 

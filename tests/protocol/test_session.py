@@ -26,6 +26,7 @@ from appliance.protocol.session import (
     LinkState,
     Malformed,
     NotAllowed,
+    Outstanding,
     Request,
     Session,
     SessionError,
@@ -287,3 +288,26 @@ def test_unknown_boot_status_is_a_bug_not_a_state() -> None:
     with pytest.raises(SessionError):
         s.boot_answered("Maybe")
     assert s.state is LinkState.CONNECTED
+
+
+def test_a_pre_serialised_payload_goes_out_as_the_same_frame_as_the_encoded_one() -> None:
+    payload = {"eventType": "Updated", "seqNo": 7, "meterValue": [{"sampledValue": [{"value": 1.5}]}], "n": "é"}
+    encoded = Session()
+    encoded.connected()
+    encoded.boot_answered("Accepted")
+    from_text = Session()
+    from_text.connected()
+    from_text.boot_answered("Accepted")
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    assert from_text.begin_call("m-1", "TransactionEvent", payload, text) == encoded.begin_call(
+        "m-1", "TransactionEvent", payload
+    )
+    assert from_text.outstanding == Outstanding("m-1", "TransactionEvent")
+
+
+def test_a_pre_serialised_payload_still_needs_a_sendable_id() -> None:
+    s = Session()
+    s.connected()
+    with pytest.raises(ValueError):
+        s.begin_call("x" * 37, "BootNotification", {}, "{}")
+    assert s.outstanding is None
