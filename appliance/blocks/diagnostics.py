@@ -23,6 +23,7 @@ the block reports that request UploadFailure, so the CSMS never waits for an upl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -103,6 +104,9 @@ class Diagnostics(Block):
     ) -> None:
         self._station_id = station_id
         self._spool = data_dir / "diagnostics"
+        #: Numbers the spooled files: two GetLogs with the same requestId in the same second name the same
+        #: upload file, and the second must not overwrite (or, cancelling the first, delete) the first's bundle.
+        self._spooled = itertools.count(1)
         self._journal = journal
         self._storage = storage
         self._link = link
@@ -173,7 +177,7 @@ class Diagnostics(Block):
             return _rejected("InvalidValue", "oldestTimestamp is after latestTimestamp")
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         filename = f"{self._station_id}-{log_type}-{stamp}-{request_id}.log"
-        path = self._spool / filename
+        path = self._spool / f"{next(self._spooled)}-{filename}"
         job = _Upload(
             request_id,
             log_type,

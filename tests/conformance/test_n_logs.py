@@ -274,6 +274,31 @@ async def test_TC_N_36_second_request_cancels_the_upload(csms: LoopbackCsms, dat
     assert [(p["status"], p["requestId"]) for p, _ in journaled(data_dir)] == order
 
 
+async def test_second_request_with_the_same_id_in_the_same_second(csms: LoopbackCsms, data_dir: Path) -> None:
+    """Found by the fuzzer: two GetLogs with requestId 0 in one second name the same file. The second cancels the
+    first without deleting its own bundle (it was an internal error), and its upload carries the log."""
+    hold = threading.Event()
+    with HttpUploadServer(hold=hold) as server:
+        async with station(csms, data_dir):
+            mark = csms.mark()
+            first = await get_log(csms, 0, server.url)
+            await csms.trio.wait_for(lambda: server.requests == 1, 5, what="the first PUT arriving")
+            second = await get_log(csms, 0, server.url)
+            assert second["status"] == "AcceptedCanceled", second
+            hold.set()
+            await csms.trio.wait_for(
+                lambda: [p["status"] for p in log_statuses(csms, 0, mark)][-1:] == ["Uploaded"], 10, what="Uploaded"
+            )
+    assert [p["status"] for p in log_statuses(csms, 0, mark)] == [
+        "Uploading",
+        "AcceptedCanceled",
+        "Uploading",
+        "Uploaded",
+    ]
+    bodies = [r.body for r in server.received if r.path == f"/logs/{second['filename']}"]
+    assert bodies and all(b.startswith(b"ts=") for b in bodies), (first, second, [r.path for r in server.received])
+
+
 async def test_restart_mid_upload_reports_upload_failure(csms: LoopbackCsms, data_dir: Path) -> None:
     """The station stops while uploading (its upload is cut with it): the journal's last status for the request is
     Uploading, so the next start reports UploadFailure for it, exactly once, and a trigger then reports Idle."""
