@@ -75,20 +75,38 @@ def _register_wh(payload: dict[str, Any]) -> float | None:
     return found
 
 
+#: Open transactions whose last timestamp is remembered; past this (a leak, or a fleet of stations on one store)
+#: the memory is dropped and refilled by reads.
+_LAST_KEPT = 256
+
+
 class JournalStore:
     """Synchronous access to the journal tables through one dedicated connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        #: transaction id -> (seqNo, timestamp) of its last message committed through this store: the
+        #: timestamp check of the next append needs it, and a read per append would cost a statement.
+        self._last: dict[str, tuple[int, str]] = {}
 
     # --- writes -----------------------------------------------------------------------------------------
 
     def append_batch(self, items: Sequence[Append]) -> list[dict[str, Any]]:
         """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
+        seen: dict[str, tuple[int, str]] = {}
         with transaction(self.conn):
-            return [self._append_one(item) for item in items]
+            stored = [self._append_one(item, seen) for item in items]
+        # Committed: what this batch wrote is now what the journal holds. (A rolled-back batch teaches nothing.)
+        for tx_id, last in seen.items():
+            if last[0] < 0:
+                self._last.pop(tx_id, None)
+            else:
+                self._last[tx_id] = last
+        if len(self._last) > _LAST_KEPT:
+            self._last.clear()
+        return stored
 
-    def _append_one(self, item: Append) -> dict[str, Any]:
+    def _append_one(self, item: Append, seen: dict[str, tuple[int, str]]) -> dict[str, Any]:
         conn = self.conn
         payload = dict(item.payload)
         tx_id = item.transaction_id
@@ -96,48 +114,37 @@ class JournalStore:
         event_type = payload.get("eventType")
         if item.action == "TransactionEvent":
             tx_id = payload["transactionInfo"]["transactionId"]
+            energy = _register_wh(payload)
+            token = json.dumps(payload["idToken"]) if "idToken" in payload else None
             if item.new_transaction is not None:
+                # Started: the row is born with seqNo 0 allocated and everything the event says about it.
                 t = item.new_transaction
+                seq_no = 0
                 conn.execute(
                     "INSERT INTO transactions (transaction_id, evse_id, connector_id, id_token, remote_start_id,"
-                    " started_at, meter_start_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " started_at, meter_start_wh, meter_last_wh, next_seq_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
                     (
                         t.transaction_id,
                         t.evse_id,
                         t.connector_id,
-                        json.dumps(t.id_token) if t.id_token else None,
+                        json.dumps(t.id_token) if t.id_token else token,
                         t.remote_start_id,
                         payload["timestamp"],
                         _register_wh(payload),
+                        energy,
                     ),
                 )
-            row = conn.execute(
-                "UPDATE transactions SET next_seq_no = next_seq_no + 1 WHERE transaction_id = ? AND state = 'open'"
-                " RETURNING next_seq_no - 1",
-                (tx_id,),
-            ).fetchone()
-            if row is None:
-                raise ValueError(f"transaction {tx_id} is not open in the journal")
-            seq_no = row[0]
+                if t.transaction_id != tx_id:  # the event is about another transaction than the one it opens
+                    seq_no = self._allocate(tx_id, energy, token)
+            else:
+                seq_no = self._allocate(tx_id, energy, token)
             payload["seqNo"] = seq_no
             if seq_no > 0:
                 # Timestamps within a transaction never go backwards, even when the station clock is corrected
                 # backwards by the CSMS or restarts before it has heard the CSMS's time again.
-                last = conn.execute(
-                    "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ?"
-                    " ORDER BY seq_no DESC LIMIT 1",
-                    (tx_id,),
-                ).fetchone()
-                if last is not None and last[0] is not None and last[0] > payload["timestamp"]:
-                    payload["timestamp"] = last[0]
-            energy = _register_wh(payload)
-            if energy is not None:
-                conn.execute("UPDATE transactions SET meter_last_wh = ? WHERE transaction_id = ?", (energy, tx_id))
-            if "idToken" in payload:
-                conn.execute(
-                    "UPDATE transactions SET id_token = coalesce(id_token, ?) WHERE transaction_id = ?",
-                    (json.dumps(payload["idToken"]), tx_id),
-                )
+                last = self._last_timestamp(tx_id, seq_no - 1, seen)
+                if last is not None and last > payload["timestamp"]:
+                    payload["timestamp"] = last
             if item.group_id_token is not None:
                 self.set_group_id_token(tx_id, item.group_id_token)
             if event_type == "Ended":
@@ -146,6 +153,9 @@ class JournalStore:
                     " WHERE transaction_id = ?",
                     (payload["timestamp"], payload["transactionInfo"].get("stoppedReason", "Local"), tx_id),
                 )
+                seen[tx_id] = (-1, "")  # nothing more can be appended to it: forget it once committed
+            else:
+                seen[tx_id] = (seq_no, payload["timestamp"])
         conn.execute(
             "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
             " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -162,6 +172,28 @@ class JournalStore:
             ),
         )
         return payload
+
+    def _allocate(self, tx_id: str, energy: float | None, token: str | None) -> int:
+        """The transaction's next seqNo, with its energy register and first idToken, in one UPDATE."""
+        row = self.conn.execute(
+            "UPDATE transactions SET next_seq_no = next_seq_no + 1, meter_last_wh = coalesce(?, meter_last_wh),"
+            " id_token = coalesce(id_token, ?) WHERE transaction_id = ? AND state = 'open' RETURNING next_seq_no - 1",
+            (energy, token, tx_id),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"transaction {tx_id} is not open in the journal")
+        return int(row[0])
+
+    def _last_timestamp(self, tx_id: str, seq_no: int, seen: dict[str, tuple[int, str]]) -> str | None:
+        """The timestamp of the transaction's message `seq_no`: remembered if this store wrote it, else read."""
+        known = seen.get(tx_id) or self._last.get(tx_id)
+        if known is not None and known[0] == seq_no:
+            return known[1]
+        row = self.conn.execute(
+            "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ? AND seq_no = ?",
+            (tx_id, seq_no),
+        ).fetchone()
+        return None if row is None else row[0]
 
     def mark_delivered(self, row_id: int) -> None:
         self.conn.execute(
