@@ -61,6 +61,8 @@ class Queued:
     transaction_id: str | None
     seq_no: int | None
     attempts: int
+    #: `payload` exactly as journaled (compact JSON), for a sender that can put pre-serialised text on the wire.
+    payload_text: str = ""
 
 
 def _register_wh(payload: dict[str, Any]) -> float | None:
@@ -273,7 +275,7 @@ class JournalStore:
             " WHERE outcome IS NULL AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[3]) for r in rows]
 
     def pending_count(self, transaction_id: str | None = None) -> int:
         args: tuple[str, ...]
