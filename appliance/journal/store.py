@@ -2,11 +2,16 @@
 
 Power-cut analysis of each write (a cut between any two statements rolls the open transaction back):
 
-* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions) → UPDATE next_seq_no … RETURNING → INSERT outbox
-  → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
-* delivered: one UPDATE of the row (outcome, delivered_at). A cut before it means the message is sent again
-  after the restart — the only way a duplicate can happen, and only for a message whose answer we never
-  recorded (at-least-once; the CSMS de-duplicates by transactionId + seqNo).
+* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions, born with seqNo 0 allocated | otherwise: one UPDATE
+  transactions that allocates the seqNo and records the energy register and first idToken … RETURNING) → INSERT
+  outbox → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
+  The timestamp of a transaction's previous message, which the next one must not precede, is remembered in
+  memory only after its commit returned, keyed by its seqNo, and read from the outbox when unknown (after a
+  restart): memory that a cut wipes, never a second copy of durable state that could disagree with it.
+* delivered: one UPDATE per row, several rows per transaction (the delivery commits the marks of up to 100
+  answered messages at once). A cut before that commit means those messages are sent again after the restart —
+  the only way a duplicate can happen, and only for messages whose answer we had not yet recorded
+  (at-least-once; the CSMS de-duplicates by transactionId + seqNo; the journal holds each message once).
 * failed attempt / dropped: one UPDATE each; attempts survive a restart.
 * a transaction's GroupId: with the event that carries its idToken (inside the append), or, when the CSMS names it
   in a TransactionEventResponse (C09.FR.03), one UPDATE after that answer — a cut just before it loses the GroupId
@@ -18,13 +23,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.protocol import new_message_id
 from appliance.storage.db import transaction
-from appliance.timetext import now_text
+from appliance.timetext import format_timestamp, now_text
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,27 @@ def _register_wh(payload: dict[str, Any]) -> float | None:
     return found
 
 
+#: `json.dumps(obj, separators=(",", ":"))` without building an encoder per call (the same text).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Stamp:
+    """`now_text()` for created_at, formatted once per second instead of once per append."""
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second, self.prefix = second, format_timestamp(second)[:-5]  # "…T12:34:56"
+        return f"{self.prefix}.{int((now - second) * 1000):03d}Z"
+
+
 #: Open transactions whose last timestamp is remembered; past this (a leak, or a fleet of stations on one store)
 #: the memory is dropped and refilled by reads.
 _LAST_KEPT = 256
@@ -90,6 +117,7 @@ class JournalStore:
         #: transaction id -> (seqNo, timestamp) of its last message committed through this store: the
         #: timestamp check of the next append needs it, and a read per append would cost a statement.
         self._last: dict[str, tuple[int, str]] = {}
+        self._stamp = _Stamp()
 
     # --- writes -----------------------------------------------------------------------------------------
 
@@ -169,8 +197,8 @@ class JournalStore:
                 event_type,
                 payload.get("triggerReason"),
                 1 if payload.get("offline") else 0,
-                json.dumps(payload, separators=(",", ":")),
-                now_text(),
+                _compact(payload),
+                self._stamp(),
             ),
         )
         return payload
