@@ -120,7 +120,7 @@ class Journal:
                 batch.append(queued.popleft())
             try:
                 stored = self.store.append_batch([p.item for p in batch])
-            except Exception as exc:
+            except BaseException as exc:  # whatever it is, the producers hear it (and the worker lives on)
                 error: BaseException = exc
                 if is_disk_full(exc):
                     log.critical("journal: disk full; %d message(s) NOT journaled", len(batch))
