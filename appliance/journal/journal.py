@@ -10,7 +10,7 @@ way, hands the storage worker (`appliance.storage`, the one owner of the writer 
 call into Trio. Alone, an append costs one commit and the two thread hops that cannot be avoided (to the
 worker, back to Trio); under load, the appends that arrive while one commit is on the disk share the next.
 An earlier design sent each append through a memory channel to a writer task that called the worker and set
-an event per append: three more task switches per round, measured as a quarter of a single producer's time.
+an event per append: three more task switches per round, about a fifth of a single producer's time.
 
 All SQL runs as jobs of the storage worker, so the journal's transactions never interleave with the device
 model's and no commit ever blocks the event loop.
