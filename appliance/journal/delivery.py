@@ -8,17 +8,26 @@ attempts the message is dropped (Part 2 E13/E14; TC_E_41, E_42, E_50, E_51) and 
 connection is not a failed attempt: the message stays first in line for the next connection.
 
 Throughput: OCPP-J allows one outstanding CALL, so a backlog drains at one round trip per message. To keep
-our share of that round trip small, pending rows are read in pages, and the "delivered" marks of answered
-messages are committed by a companion task — several per fsync — while the next message is already on the
-wire. A mark is still written only after its answer arrived; a power cut before its commit makes that one
-message go again (at-least-once, which is what OCPP's seqNo de-duplication expects). A mark that meets the
-write lock held past `busy_timeout` (another program on the journal) is retried, never given up: giving up
-would end the service and send every answered-but-unmarked message again.
+our share of that round trip small, nothing per message crosses to the storage thread and back: pending rows
+are read in pages (one hop per PAGE messages), and the "delivered" marks of answered messages are collected
+and handed to the storage worker as one fire-and-forget job per MARK_BATCH answers (or MARK_DELAY, whichever
+comes first, and always before the next page is read), which commits them in one transaction while the next
+messages are already on the wire. No task waits for those commits except the end of the service, which waits
+for all of them, so the next connection never resends what this one had answered.
+
+A mark is still written only after its answer arrived. A power cut before its commit makes the answered
+messages of that batch (at most MARK_BATCH, at most MARK_DELAY old) go again after the restart: at-least-once,
+which is what OCPP's seqNo de-duplication expects and what the journal verifier allows (it checks the journal,
+where a resend is the same row, never a second one; the CSMS de-duplicates by transactionId + seqNo). A mark
+that meets the write lock held past `busy_timeout` (another program on the journal) is retried on the worker,
+never given up lightly: giving up would end the service and send every answered-but-unmarked message again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +50,75 @@ PAGE = 200
 #: unmarked messages then go again) rather than hanging a shutdown.
 BUSY_RETRY = 0.5
 BUSY_TRIES = 10
+#: Delivered marks per commit during a backlog, and the longest an answered message waits for its mark's
+#: commit to start: what a power cut in the middle of a replay can make go again (the torture harness allows a
+#: mark to be missing for an answer up to 1 s before a kill).
+MARK_BATCH = 100
+MARK_DELAY = 0.05
+
+
+class _Marks:
+    """Delivered marks on their way to the journal: collected on the Trio thread, committed by the storage worker.
+
+    The worker runs jobs in the order they were queued, so a page read queued after `flush` sees the marks.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._ids: list[int] = []
+        #: Set while marks wait to be handed over.
+        self._waiting = trio.Event()
+        #: Set by the worker when a commit failed for good; raised on the Trio side at the next mark.
+        self.failure: BaseException | None = None
+
+    def add(self, row_id: int) -> None:
+        """Mark `row_id` delivered (its answer has arrived). No checkpoint: nothing can come between."""
+        self.raise_failure()
+        if not self._ids:
+            self._waiting.set()
+        self._ids.append(row_id)
+        if len(self._ids) >= MARK_BATCH:
+            self.flush()
+
+    async def keep_fresh(self) -> None:
+        """Flush marks MARK_DELAY after the first of them arrived, however long the next answer takes."""
+        while True:
+            await self._waiting.wait()
+            await trio.sleep(MARK_DELAY)
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what was collected to the storage worker, without waiting for the commit."""
+        if self._ids:
+            batch, self._ids = self._ids, []
+            self._waiting = trio.Event()
+            self._journal.storage.submit(functools.partial(self._commit, batch))
+
+    async def settle(self) -> None:
+        """Flush, then wait until every mark handed over so far is committed (never abandoned)."""
+        self.flush()
+        with trio.CancelScope(shield=True):
+            await self._journal.run_sync(lambda: None)  # jobs run in order: ours are done when this one is
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def _commit(self, batch: list[int]) -> None:
+        """On the storage worker: commit `batch`, retrying while another program holds the write lock."""
+        for tries in range(1, BUSY_TRIES + 1):
+            try:
+                self._journal.store.mark_delivered_many(batch)
+                return
+            except Exception as exc:
+                if not is_busy(exc) or tries == BUSY_TRIES:
+                    log.exception("journal: %d delivered mark(s) not committed; they will be sent again", len(batch))
+                    self.failure = exc
+                    return
+                log.warning(
+                    "journal locked by another program; %d delivered mark(s) retried in %.1f s", len(batch), BUSY_RETRY
+                )
+            time.sleep(BUSY_RETRY)  # the worker waits: every other writer would meet the same lock
 
 
 class Delivery:
@@ -60,16 +138,20 @@ class Delivery:
         return self._settings.seconds(keys.TX_MESSAGE_ATTEMPT_INTERVAL)
 
     async def service(self, link: Link) -> None:
-        send_marks, receive_marks = trio.open_memory_channel[int](PAGE)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._mark_delivered, receive_marks)
-            async with send_marks:
-                await self._deliver_all(link, send_marks)
+        marks = _Marks(self._journal)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(marks.keep_fresh)
+                await self._deliver_all(link, marks)  # returns only by cancellation or an error
+        finally:
+            await marks.settle()  # shielded: the next connection must not resend what this one had answered
+        marks.raise_failure()
 
-    async def _deliver_all(self, link: Link, marks: trio.MemorySendChannel[int]) -> None:
+    async def _deliver_all(self, link: Link, marks: _Marks) -> None:
         after = 0  # journal id of the last message answered in this session (its mark may still be in flight)
         while True:
             seen = self._journal.appended.value
+            marks.flush()  # queued before the read, so committed before it: pending_count agrees afterwards
             page = await self._journal.run_sync(self._journal.store.pending_page, after, PAGE)
             if not page:
                 await self._journal.appended.wait_change_from(seen)
@@ -79,7 +161,7 @@ class Delivery:
                     break  # retry this message: read the page again from it
                 after = item.id
 
-    async def _deliver(self, link: Link, item: Queued, marks: trio.MemorySendChannel[int]) -> bool:
+    async def _deliver(self, link: Link, item: Queued, marks: _Marks) -> bool:
         """Send one message; True once it is settled (answered or dropped), False to try it again."""
         try:
             answer = await link.call(item.action, item.payload, message_id=item.message_id)
@@ -110,51 +192,8 @@ class Delivery:
             await trio.sleep(wait)
             return False
         # No checkpoint between the answer and handing over its mark: a cancellation here must not lose it.
-        try:
-            marks.send_nowait(item.id)
-        except trio.WouldBlock:
-            with trio.CancelScope(shield=True):
-                await self._journal.run_sync(self._journal.store.mark_delivered_many, [item.id])
+        marks.add(item.id)
         hook = self._hooks.get(item.action)
         if hook is not None:
             await hook(item, answer)
         return True
-
-    async def _mark_delivered(self, marks: trio.MemoryReceiveChannel[int]) -> None:
-        """Commit delivered marks, as many per transaction as have arrived; flush all before going away."""
-
-        def drain() -> list[int]:
-            batch: list[int] = []
-            while True:
-                try:
-                    batch.append(marks.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    return batch
-
-        async def commit(batch: list[int]) -> None:
-            with trio.CancelScope(shield=True):  # an answered message's mark is never abandoned
-                for tries in range(1, BUSY_TRIES + 1):
-                    try:
-                        await self._journal.run_sync(self._journal.store.mark_delivered_many, batch)
-                        return
-                    except Exception as exc:
-                        if not is_busy(exc) or tries == BUSY_TRIES:
-                            raise
-                        log.warning(
-                            "journal locked by another program; %d delivered mark(s) retried in %.1f s",
-                            len(batch),
-                            BUSY_RETRY,
-                        )
-                    await trio.sleep(BUSY_RETRY)
-
-        async with marks:
-            try:
-                while True:
-                    try:
-                        first = await marks.receive()
-                    except trio.EndOfChannel:
-                        return
-                    await commit([first, *drain()])
-            finally:
-                if leftover := drain():
-                    await commit(leftover)

@@ -2,11 +2,16 @@
 
 Power-cut analysis of each write (a cut between any two statements rolls the open transaction back):
 
-* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions) → UPDATE next_seq_no … RETURNING → INSERT outbox
-  → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
-* delivered: one UPDATE of the row (outcome, delivered_at). A cut before it means the message is sent again
-  after the restart — the only way a duplicate can happen, and only for a message whose answer we never
-  recorded (at-least-once; the CSMS de-duplicates by transactionId + seqNo).
+* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions, born with seqNo 0 allocated | otherwise: one UPDATE
+  transactions that allocates the seqNo and records the energy register and first idToken … RETURNING) → INSERT
+  outbox → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
+  The timestamp of a transaction's previous message, which the next one must not precede, is remembered in
+  memory only after its commit returned, keyed by its seqNo, and read from the outbox when unknown (after a
+  restart): memory that a cut wipes, never a second copy of durable state that could disagree with it.
+* delivered: one UPDATE per row, several rows per transaction (the delivery commits the marks of up to 100
+  answered messages at once). A cut before that commit means those messages are sent again after the restart —
+  the only way a duplicate can happen, and only for messages whose answer we had not yet recorded
+  (at-least-once; the CSMS de-duplicates by transactionId + seqNo; the journal holds each message once).
 * failed attempt / dropped: one UPDATE each; attempts survive a restart.
 * a transaction's GroupId: with the event that carries its idToken (inside the append), or, when the CSMS names it
   in a TransactionEventResponse (C09.FR.03), one UPDATE after that answer — a cut just before it loses the GroupId
@@ -18,13 +23,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.protocol import new_message_id
 from appliance.storage.db import transaction
-from appliance.timetext import now_text
+from appliance.timetext import format_timestamp, now_text
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class Queued:
     transaction_id: str | None
     seq_no: int | None
     attempts: int
+    #: `payload` exactly as journaled (compact JSON), for a sender that can put pre-serialised text on the wire.
+    payload_text: str = ""
 
 
 def _register_wh(payload: dict[str, Any]) -> float | None:
@@ -75,20 +83,60 @@ def _register_wh(payload: dict[str, Any]) -> float | None:
     return found
 
 
+#: `json.dumps(obj, separators=(",", ":"))` without building an encoder per call (the same text).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Stamp:
+    """`now_text()` for created_at, formatted once per second instead of once per append."""
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second, self.prefix = second, format_timestamp(second)[:-5]  # "…T12:34:56"
+        return f"{self.prefix}.{int((now - second) * 1000):03d}Z"
+
+
+#: Open transactions whose last timestamp is remembered; past this (a leak, or a fleet of stations on one store)
+#: the memory is dropped and refilled by reads.
+_LAST_KEPT = 256
+
+
 class JournalStore:
     """Synchronous access to the journal tables through one dedicated connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        #: transaction id -> (seqNo, timestamp) of its last message committed through this store: the
+        #: timestamp check of the next append needs it, and a read per append would cost a statement.
+        self._last: dict[str, tuple[int, str]] = {}
+        self._stamp = _Stamp()
 
     # --- writes -----------------------------------------------------------------------------------------
 
     def append_batch(self, items: Sequence[Append]) -> list[dict[str, Any]]:
         """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
+        seen: dict[str, tuple[int, str]] = {}
         with transaction(self.conn):
-            return [self._append_one(item) for item in items]
+            stored = [self._append_one(item, seen) for item in items]
+        # Committed: what this batch wrote is now what the journal holds. (A rolled-back batch teaches nothing.)
+        for tx_id, last in seen.items():
+            if last[0] < 0:
+                self._last.pop(tx_id, None)
+            else:
+                self._last[tx_id] = last
+        if len(self._last) > _LAST_KEPT:
+            self._last.clear()
+        return stored
 
-    def _append_one(self, item: Append) -> dict[str, Any]:
+    def _append_one(self, item: Append, seen: dict[str, tuple[int, str]]) -> dict[str, Any]:
         conn = self.conn
         payload = dict(item.payload)
         tx_id = item.transaction_id
@@ -96,48 +144,37 @@ class JournalStore:
         event_type = payload.get("eventType")
         if item.action == "TransactionEvent":
             tx_id = payload["transactionInfo"]["transactionId"]
+            energy = _register_wh(payload)
+            token = json.dumps(payload["idToken"]) if "idToken" in payload else None
             if item.new_transaction is not None:
+                # Started: the row is born with seqNo 0 allocated and everything the event says about it.
                 t = item.new_transaction
+                seq_no = 0
                 conn.execute(
                     "INSERT INTO transactions (transaction_id, evse_id, connector_id, id_token, remote_start_id,"
-                    " started_at, meter_start_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " started_at, meter_start_wh, meter_last_wh, next_seq_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
                     (
                         t.transaction_id,
                         t.evse_id,
                         t.connector_id,
-                        json.dumps(t.id_token) if t.id_token else None,
+                        json.dumps(t.id_token) if t.id_token else token,
                         t.remote_start_id,
                         payload["timestamp"],
                         _register_wh(payload),
+                        energy,
                     ),
                 )
-            row = conn.execute(
-                "UPDATE transactions SET next_seq_no = next_seq_no + 1 WHERE transaction_id = ? AND state = 'open'"
-                " RETURNING next_seq_no - 1",
-                (tx_id,),
-            ).fetchone()
-            if row is None:
-                raise ValueError(f"transaction {tx_id} is not open in the journal")
-            seq_no = row[0]
+                if t.transaction_id != tx_id:  # the event is about another transaction than the one it opens
+                    seq_no = self._allocate(tx_id, energy, token)
+            else:
+                seq_no = self._allocate(tx_id, energy, token)
             payload["seqNo"] = seq_no
             if seq_no > 0:
                 # Timestamps within a transaction never go backwards, even when the station clock is corrected
                 # backwards by the CSMS or restarts before it has heard the CSMS's time again.
-                last = conn.execute(
-                    "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ?"
-                    " ORDER BY seq_no DESC LIMIT 1",
-                    (tx_id,),
-                ).fetchone()
-                if last is not None and last[0] is not None and last[0] > payload["timestamp"]:
-                    payload["timestamp"] = last[0]
-            energy = _register_wh(payload)
-            if energy is not None:
-                conn.execute("UPDATE transactions SET meter_last_wh = ? WHERE transaction_id = ?", (energy, tx_id))
-            if "idToken" in payload:
-                conn.execute(
-                    "UPDATE transactions SET id_token = coalesce(id_token, ?) WHERE transaction_id = ?",
-                    (json.dumps(payload["idToken"]), tx_id),
-                )
+                last = self._last_timestamp(tx_id, seq_no - 1, seen)
+                if last is not None and last > payload["timestamp"]:
+                    payload["timestamp"] = last
             if item.group_id_token is not None:
                 self.set_group_id_token(tx_id, item.group_id_token)
             if event_type == "Ended":
@@ -146,6 +183,9 @@ class JournalStore:
                     " WHERE transaction_id = ?",
                     (payload["timestamp"], payload["transactionInfo"].get("stoppedReason", "Local"), tx_id),
                 )
+                seen[tx_id] = (-1, "")  # nothing more can be appended to it: forget it once committed
+            else:
+                seen[tx_id] = (seq_no, payload["timestamp"])
         conn.execute(
             "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
             " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -157,11 +197,33 @@ class JournalStore:
                 event_type,
                 payload.get("triggerReason"),
                 1 if payload.get("offline") else 0,
-                json.dumps(payload, separators=(",", ":")),
-                now_text(),
+                _compact(payload),
+                self._stamp(),
             ),
         )
         return payload
+
+    def _allocate(self, tx_id: str, energy: float | None, token: str | None) -> int:
+        """The transaction's next seqNo, with its energy register and first idToken, in one UPDATE."""
+        row = self.conn.execute(
+            "UPDATE transactions SET next_seq_no = next_seq_no + 1, meter_last_wh = coalesce(?, meter_last_wh),"
+            " id_token = coalesce(id_token, ?) WHERE transaction_id = ? AND state = 'open' RETURNING next_seq_no - 1",
+            (energy, token, tx_id),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"transaction {tx_id} is not open in the journal")
+        return int(row[0])
+
+    def _last_timestamp(self, tx_id: str, seq_no: int, seen: dict[str, tuple[int, str]]) -> str | None:
+        """The timestamp of the transaction's message `seq_no`: remembered if this store wrote it, else read."""
+        known = seen.get(tx_id) or self._last.get(tx_id)
+        if known is not None and known[0] == seq_no:
+            return known[1]
+        row = self.conn.execute(
+            "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ? AND seq_no = ?",
+            (tx_id, seq_no),
+        ).fetchone()
+        return None if row is None else row[0]
 
     def mark_delivered(self, row_id: int) -> None:
         self.conn.execute(
@@ -241,7 +303,7 @@ class JournalStore:
             " WHERE outcome IS NULL AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [Queued(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[3]) for r in rows]
 
     def pending_count(self, transaction_id: str | None = None) -> int:
         args: tuple[str, ...]

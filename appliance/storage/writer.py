@@ -144,6 +144,15 @@ class Storage:
             raise errors[0]
         return results[0]
 
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue `job` on the worker without waiting for it; it must not raise and hands back its own outcome.
+
+        For callers that batch their own work and wake their waiters themselves (the journal's group commit).
+        """
+        if self._closed or not self._worker.alive:
+            raise StorageClosed(f"{self.path}: the storage worker has stopped")
+        self._worker.submit(job)
+
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` inside one write transaction on the worker thread: all of it is durable, or none."""
 
