@@ -164,7 +164,11 @@ class Delivery:
     async def _deliver(self, link: Link, item: Queued, marks: _Marks) -> bool:
         """Send one message; True once it is settled (answered or dropped), False to try it again."""
         try:
-            answer = await link.call(item.action, item.payload, message_id=item.message_id)
+            # The frame is built around the text as journaled (the payload was decoded from it, and is still
+            # validated): no second serialisation per event.
+            answer = await link.call(
+                item.action, item.payload, message_id=item.message_id, payload_text=item.payload_text or None
+            )
         except (CallTimeout, CallErrorReply) as exc:
             attempts = await self._journal.record_failure(item.id, str(exc))
             if attempts >= self._max_attempts():
