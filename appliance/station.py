@@ -63,7 +63,7 @@ from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
 from appliance.security.tls import TlsTrust
-from appliance.storage import StateStore, Storage
+from appliance.storage import StateStore, Storage, StorageWorker
 from appliance.timetext import format_timestamp
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
@@ -95,9 +95,20 @@ class Station:
     smart_charging: SmartCharging
     blocks: list[Block]
 
-    def __init__(self, config: Config, hardware: Hardware) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware,
+        *,
+        storage_worker: StorageWorker | None = None,
+        cache_kib: int | None = None,
+    ) -> None:
+        """`storage_worker` and `cache_kib` are for many stations in one process (`appliance fleet`): a shared
+        storage thread and a capped SQLite page cache. A station on its own leaves both at their defaults."""
         self.config = config
         self.hardware = hardware
+        self._storage_worker = storage_worker
+        self._cache_kib = cache_kib
         self.restart_reason: str | None = None
         self._root: trio.CancelScope | None = None
         self._opened = False
@@ -114,7 +125,7 @@ class Station:
             return
         self._opened = True
         config = self.config
-        self.storage = await Storage.open(config.station.data_dir)
+        self.storage = await Storage.open(config.station.data_dir, self._storage_worker, cache_kib=self._cache_kib)
         try:
             self.dm = await DeviceModel.open(self.storage, config.evses, config.variables, config.limits)
         except FactoryValueError as exc:

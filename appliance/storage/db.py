@@ -75,11 +75,13 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-def open_station_db(data_dir: Path) -> sqlite3.Connection:
+def open_station_db(data_dir: Path, *, cache_kib: int | None = None) -> sqlite3.Connection:
     """Open (creating if needed) the station's journal and bring its schema up to date.
 
     The connection is in autocommit mode (`isolation_level=None`): every write path opens its own
     `BEGIN IMMEDIATE … COMMIT` so the boundaries of each durable step are visible in the code.
+    `cache_kib` caps the connection's page cache (SQLite's default is 2 MiB); `appliance fleet` runs many
+    stations in one process and bounds each one's cost with it. None: SQLite's default.
     """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / DB_NAME
@@ -90,6 +92,8 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
+        if cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         _claim(conn, path)  # before anything writes: never turn another program's file into a WAL journal
         for file in (path, path.with_name(f"{DB_NAME}-wal"), path.with_name(f"{DB_NAME}-shm")):
             _private(file, PRIVATE_FILE)  # ours: an older install's files may still be readable by others

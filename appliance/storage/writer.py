@@ -18,6 +18,7 @@ committing; returning before it finished would report a write as failed that is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -78,10 +79,13 @@ class Storage:
     """The writer connection, the worker thread its jobs run on, and a read connection for the Trio thread.
 
     Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
-    Pass `worker` to share one worker thread between several stations' storages.
+    Pass `worker` to share one worker thread between several stations' storages, and `cache_kib` to cap the
+    read connection's page cache (`open` caps the writer's too).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, worker: StorageWorker | None = None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, worker: StorageWorker | None = None, *, cache_kib: int | None = None
+    ) -> None:
         self.path = path
         self._conn = conn
         self._owns_worker = worker is None
@@ -89,12 +93,16 @@ class Storage:
         self._closed = False
         self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         self.reader.execute("PRAGMA query_only = ON")
+        if cache_kib is not None:
+            self.reader.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
 
     @classmethod
-    async def open(cls, data_dir: Path, worker: StorageWorker | None = None) -> Storage:
+    async def open(
+        cls, data_dir: Path, worker: StorageWorker | None = None, *, cache_kib: int | None = None
+    ) -> Storage:
         """Open (creating and migrating if needed) the station database, off the event loop."""
-        conn = await trio.to_thread.run_sync(open_station_db, data_dir)
-        storage = cls(conn, data_dir / DB_NAME, worker)
+        conn = await trio.to_thread.run_sync(functools.partial(open_station_db, data_dir, cache_kib=cache_kib))
+        storage = cls(conn, data_dir / DB_NAME, worker, cache_kib=cache_kib)
         storage.start()
         return storage
 
