@@ -102,13 +102,15 @@ class Station:
         *,
         storage_worker: StorageWorker | None = None,
         cache_kib: int | None = None,
+        cached_statements: int | None = None,
     ) -> None:
-        """`storage_worker` and `cache_kib` are for many stations in one process (`appliance fleet`): a shared
-        storage thread and a capped SQLite page cache. A station on its own leaves both at their defaults."""
+        """`storage_worker`, `cache_kib` and `cached_statements` are for many stations in one process (`appliance
+        fleet`): a shared storage thread, a capped SQLite page cache and statement cache. A station on its own
+        leaves them at their defaults."""
         self.config = config
         self.hardware = hardware
         self._storage_worker = storage_worker
-        self._cache_kib = cache_kib
+        self._storage_bounds = {"cache_kib": cache_kib, "cached_statements": cached_statements}
         self.restart_reason: str | None = None
         self._root: trio.CancelScope | None = None
         self._opened = False
@@ -125,7 +127,7 @@ class Station:
             return
         self._opened = True
         config = self.config
-        self.storage = await Storage.open(config.station.data_dir, self._storage_worker, cache_kib=self._cache_kib)
+        self.storage = await Storage.open(config.station.data_dir, self._storage_worker, **self._storage_bounds)
         try:
             self.dm = await DeviceModel.open(self.storage, config.evses, config.variables, config.limits)
         except FactoryValueError as exc:

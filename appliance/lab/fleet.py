@@ -105,6 +105,7 @@ class FleetOptions:
     meter_interval_s: int = 5
     workers: int = 4  # storage threads shared by all stations
     cache_kib: int = 64  # page cache per SQLite connection
+    cached_statements: int = 8  # prepared statements kept per SQLite connection
     summary_every_s: float = 5.0
     drain_s: float = 60.0  # after the duration: how long to wait for the journals to empty
     seed: int = 0
@@ -292,7 +293,11 @@ class Fleet:
         hardware = make_hardware(config)
         assert isinstance(hardware, SimHardware)
         station = Station(
-            config, hardware, storage_worker=self.workers[index % len(self.workers)], cache_kib=self.options.cache_kib
+            config,
+            hardware,
+            storage_worker=self.workers[index % len(self.workers)],
+            cache_kib=self.options.cache_kib,
+            cached_statements=self.options.cached_statements,
         )
         return Member(index, config.station.id, config, hardware, station)
 
