@@ -44,6 +44,7 @@ from appliance.hardware.registry import make_hardware
 from appliance.hardware.sim import SimHardware
 from appliance.journal.verify import verify
 from appliance.lab.process import config_text, short_dir
+from appliance.protocol import default_registry
 from appliance.station import Station
 from appliance.storage import StorageWorker
 from appliance.storage.db import DB_NAME, open_read_only
@@ -326,6 +327,9 @@ class Fleet:
                 url = f"ws://127.0.0.1:{port}{target.path}"
             elif self.scenario.pull_every_s or self.scenario.storm_every_s:
                 raise ValueError("cable pulls and storms need a ws:// CSMS (the cable rack relays plain TCP)")
+            # Every station compiles the schemas at boot; the registry is the process's, so compile it once here,
+            # or a hundred stations booting together would each compile the same schemas in its own thread.
+            await trio.to_thread.run_sync(default_registry().compile_all)
             self.members = [self._member(i, data_dir, url) for i in range(o.count)]
             self.started_at = trio.current_time()
             self._last_at = self.started_at
