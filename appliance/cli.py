@@ -84,7 +84,7 @@ def _fleet_arguments(fleet: argparse.ArgumentParser) -> None:
     fleet.add_argument("--token", default="04FLEET0", help="idToken the sessions present; {n} = station number")
     fleet.add_argument("--meter-interval", type=int, default=5, help="SampledDataCtrlr.TxUpdatedInterval (default 5)")
     fleet.add_argument("--workers", type=int, default=4, help="storage threads shared by the stations (default 4)")
-    fleet.add_argument("--cache-kib", type=int, default=64, help="page cache per SQLite connection (default 64)")
+    fleet.add_argument("--cache-kib", type=int, default=16, help="page cache per SQLite connection (default 16)")
     fleet.add_argument("--summary-every", type=float, default=5.0, help="seconds between summary lines (default 5)")
     fleet.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the journals to empty")
     fleet.add_argument("--seed", type=int, default=0, help="seed of the scripted randomness")

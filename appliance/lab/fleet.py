@@ -106,7 +106,7 @@ class FleetOptions:
     pause_s: tuple[float, float] = (2.0, 6.0)
     meter_interval_s: int = 5
     workers: int = 4  # storage threads shared by all stations
-    cache_kib: int = 64  # page cache per SQLite connection
+    cache_kib: int = 16  # page cache per SQLite connection
     cached_statements: int = 8  # prepared statements kept per SQLite connection
     summary_every_s: float = 5.0
     drain_s: float = 60.0  # after the duration: how long to wait for the journals to empty
@@ -260,6 +260,7 @@ class Fleet:
         self.workers = [StorageWorker(f"fleet-storage-{i}") for i in range(max(1, options.workers))]
         self.cables: Cables | None = None
         self.finishing = trio.Event()
+        self.stopping = False
         self.started_at = 0.0
         self.rss_before_kib = 0
         self.report: dict[str, Any] = {}
@@ -346,6 +347,7 @@ class Fleet:
                 drained = await self._drain()
                 self._line(f"journals {'drained' if drained else 'NOT drained'}; stopping the stations")
                 stopped_at = trio.current_time()
+                self.stopping = True
                 async with trio.open_nursery() as stopping:
                     for member in self.members:
                         if getattr(member.station, "_root", None) is not None:
@@ -464,8 +466,11 @@ class Fleet:
         }
 
     async def _summaries(self) -> None:
-        while True:
+        """A summary line every few seconds, until the stations are being stopped (their journals close)."""
+        while not self.stopping:
             await trio.sleep(self.options.summary_every_s)
+            if self.stopping:
+                return
             s = self._stats()
             now = trio.current_time()
             rate = (s["delivered"] - self._last_delivered) / max(now - self._last_at, 1e-9)

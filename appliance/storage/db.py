@@ -113,6 +113,8 @@ def open_station_db(
             migrate(conn)
         except JournalError as exc:  # e.g. written by newer firmware: say which file
             raise JournalError(f"{path}: {exc}") from exc
+        if cache_kib is not None:
+            conn.execute("PRAGMA shrink_memory")  # what the quick_check and migrations read stays cached otherwise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(_problem(path, exc)) from exc
