@@ -1,4 +1,4 @@
-"""The `appliance` command: run, demo, sim (see ../shared/CONTRACT.md and the README).
+"""The `appliance` command: run, demo, sim, fleet (see ../shared/CONTRACT.md and the README).
 
 Exit codes: 0 clean stop, 1 runtime failure the service manager should restart us for, 2 config, host or
 journal error (restarting will not help: a person must fix something; `preflight` checks the host's side).
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--config", type=Path, help="read the control socket path from this config")
     sim_cli.add_arguments(sim)
 
+    fleet = commands.add_parser("fleet", help="many virtual stations in one process, for a CSMS load test")
+    _fleet_arguments(fleet)
+    fleet.set_defaults(usage_parser=fleet)
+
     # Firmware update: images and signatures for station makers.
     from appliance.firmware import cli as firmware_cli
 
@@ -62,6 +66,64 @@ def build_parser() -> argparse.ArgumentParser:
         "devsim", add_help=False, help="simulated serial devices for a bench: reader | controller | meter | bench"
     )
     return parser
+
+
+def _fleet_arguments(fleet: argparse.ArgumentParser) -> None:
+    """`appliance fleet`'s options (the lab's code loads only when the command runs)."""
+    fleet.add_argument("--count", type=int, required=True, help="number of virtual stations")
+    fleet.add_argument("--csms", required=True, help="CSMS endpoint URL; each station appends its id")
+    fleet.add_argument("--prefix", default="FLEET", help="station ids are PREFIX0001, PREFIX0002, … (default FLEET)")
+    fleet.add_argument("--data-dir", type=Path, help="parent of the stations' data directories (default: a fresh one)")
+    fleet.add_argument("--keep", action="store_true", help="keep the fresh data directory afterwards")
+    fleet.add_argument(
+        "--scenario", default="sessions", help="idle | sessions | pulls | storm (see the README; default sessions)"
+    )
+    fleet.add_argument("--duration", type=float, default=60.0, help="seconds the scenario runs (default 60)")
+    fleet.add_argument("--ramp", type=float, default=10.0, help="boots are spread over this many seconds (default 10)")
+    fleet.add_argument("--password", help="basic-auth password of every station (security profile 1; default: none)")
+    fleet.add_argument("--token", default="04FLEET0", help="idToken the sessions present; {n} = station number")
+    fleet.add_argument("--meter-interval", type=int, default=5, help="SampledDataCtrlr.TxUpdatedInterval (default 5)")
+    fleet.add_argument("--workers", type=int, default=4, help="storage threads shared by the stations (default 4)")
+    fleet.add_argument("--cache-kib", type=int, default=16, help="page cache per SQLite connection (default 16)")
+    fleet.add_argument("--summary-every", type=float, default=5.0, help="seconds between summary lines (default 5)")
+    fleet.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the journals to empty")
+    fleet.add_argument("--seed", type=int, default=0, help="seed of the scripted randomness")
+    fleet.add_argument("--log-level", default="ERROR", help="log level of the stations (default ERROR)")
+    fleet.add_argument("--log-file", type=Path, help="write the stations' log here instead of stderr")
+
+
+def fleet_command(args: argparse.Namespace) -> int:
+    """`appliance fleet`: exit 0 when every station booted and every journal verified clean and drained,
+    1 otherwise, 2 for bad options."""
+    from appliance.lab.fleet import SCENARIOS, FleetOptions, run_fleet
+
+    if args.count < 1 or args.scenario not in SCENARIOS or args.workers < 1 or args.cache_kib < 1:
+        print(
+            "fleet: --count, --workers and --cache-kib must be at least 1 and --scenario one of "
+            + ", ".join(SCENARIOS),
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    options = FleetOptions(
+        count=args.count,
+        csms_url=args.csms,
+        prefix=args.prefix,
+        data_dir=args.data_dir,
+        scenario=args.scenario,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
+        password=args.password,
+        token=args.token,
+        meter_interval_s=args.meter_interval,
+        workers=args.workers,
+        cache_kib=args.cache_kib,
+        summary_every_s=args.summary_every,
+        drain_s=args.drain,
+        seed=args.seed,
+        log_level=args.log_level,
+        log_path=args.log_file,
+    )
+    return run_fleet(options, sys.stdout, keep=args.keep)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -92,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(keep=args.keep)
     if args.command == "certs":
         return certs_command(args.config, args.json)
+    if args.command == "fleet":
+        return fleet_command(args)
     if args.command == "firmware":
         from appliance.firmware import cli as firmware_cli
 

@@ -63,7 +63,7 @@ from appliance.link.link import Link
 from appliance.link.rpc import Dispatcher
 from appliance.protocol import default_registry
 from appliance.security.tls import TlsTrust
-from appliance.storage import StateStore, Storage
+from appliance.storage import StateStore, Storage, StorageWorker
 from appliance.timetext import format_timestamp
 from appliance.util.supervise import supervise
 from appliance.util.watched import Watched
@@ -95,9 +95,22 @@ class Station:
     smart_charging: SmartCharging
     blocks: list[Block]
 
-    def __init__(self, config: Config, hardware: Hardware) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware,
+        *,
+        storage_worker: StorageWorker | None = None,
+        cache_kib: int | None = None,
+        cached_statements: int | None = None,
+    ) -> None:
+        """`storage_worker`, `cache_kib` and `cached_statements` are for many stations in one process (`appliance
+        fleet`): a shared storage thread, a capped SQLite page cache and statement cache. A station on its own
+        leaves them at their defaults."""
         self.config = config
         self.hardware = hardware
+        self._storage_worker = storage_worker
+        self._storage_bounds = {"cache_kib": cache_kib, "cached_statements": cached_statements}
         self.restart_reason: str | None = None
         self._root: trio.CancelScope | None = None
         self._opened = False
@@ -114,7 +127,7 @@ class Station:
             return
         self._opened = True
         config = self.config
-        self.storage = await Storage.open(config.station.data_dir)
+        self.storage = await Storage.open(config.station.data_dir, self._storage_worker, **self._storage_bounds)
         try:
             self.dm = await DeviceModel.open(self.storage, config.evses, config.variables, config.limits)
         except FactoryValueError as exc:

@@ -187,12 +187,16 @@ def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir
 
 def test_no_firmware_source_imports_the_lab_side() -> None:
     """The runtime checks above see the imports that ran; this one also sees imports inside functions that
-    did not (a rarely used command, an error path). The only ways in are the `demo` and `devsim` commands."""
+    did not (a rarely used command, an error path). The only ways in are the `demo`, `devsim` and `fleet` commands."""
     allowed = {
         ("appliance.cli", "appliance.lab.demo"),
         ("appliance.cli", "appliance.lab.demo.run_demo"),
         ("appliance.cli", "appliance.lab.devsim"),
         ("appliance.cli", "appliance.lab.devsim.cli"),
+        ("appliance.cli", "appliance.lab.fleet"),
+        ("appliance.cli", "appliance.lab.fleet.FleetOptions"),
+        ("appliance.cli", "appliance.lab.fleet.SCENARIOS"),
+        ("appliance.cli", "appliance.lab.fleet.run_fleet"),
     }
     found = [hit for hit in lab_imports(REPO / "appliance") if not _is_lab(hit[0])]
     assert set(found) == allowed

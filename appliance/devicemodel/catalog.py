@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from appliance.devicemodel import values
 from appliance.devicemodel.paths import parse_path
@@ -309,7 +309,24 @@ def connector_specs(layout: EvseLayout) -> tuple[Spec, ...]:
 
 
 def build_catalog(layouts: Sequence[EvseLayout]) -> list[VariableDef]:
-    """Every variable of a station with these EVSEs, in report order (station first, then per EVSE)."""
+    """Every variable of a station with these EVSEs, in report order (station first, then per EVSE).
+
+    The definitions are immutable, so stations with the same layout share them (a fresh list each call): many
+    virtual stations in one process (`appliance fleet`) then hold one catalog, not one each.
+    """
+    shape = tuple(astuple(layout) for layout in layouts)
+    table, shared = _CATALOGS.get(shape, (None, ()))
+    if table is not STATION:  # built from another table (a test swaps STATION): build afresh
+        shared = tuple(_build_catalog(layouts))
+        _CATALOGS[shape] = (STATION, shared)
+    return list(shared)
+
+
+#: Catalogs built so far, by layout, with the table each was built from (a process sees one or a few layouts).
+_CATALOGS: dict[tuple[tuple[object, ...], ...], tuple[tuple[Spec, ...], tuple[VariableDef, ...]]] = {}
+
+
+def _build_catalog(layouts: Sequence[EvseLayout]) -> list[VariableDef]:
     ids = [layout.evse_id for layout in layouts]
     if len(set(ids)) != len(ids) or any(i <= 0 for i in ids):
         raise ValueError(f"EVSE ids must be distinct and > 0, got {ids}")

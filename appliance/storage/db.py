@@ -31,6 +31,8 @@ from appliance.timetext import now_text
 log = logging.getLogger("appliance.storage")
 
 DB_NAME = "journal.db"
+#: `sqlite3.connect`'s own default statement cache size (what a connection keeps unless told otherwise).
+PYTHON_CACHED_STATEMENTS = 128
 #: `PRAGMA application_id` of our journals ("OCPJ"), set when the file is created: `open_station_db` and
 #: `appliance-journal` refuse an SQLite file that carries another program's id instead of writing into it.
 APPLICATION_ID = 0x4F43504A
@@ -75,11 +77,16 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-def open_station_db(data_dir: Path) -> sqlite3.Connection:
+def open_station_db(
+    data_dir: Path, *, cache_kib: int | None = None, cached_statements: int | None = None
+) -> sqlite3.Connection:
     """Open (creating if needed) the station's journal and bring its schema up to date.
 
     The connection is in autocommit mode (`isolation_level=None`): every write path opens its own
     `BEGIN IMMEDIATE … COMMIT` so the boundaries of each durable step are visible in the code.
+    `cache_kib` caps the connection's page cache (SQLite's default is 2 MiB); `appliance fleet` runs many
+    stations in one process and bounds each one's cost with it, and with `cached_statements` (how many prepared
+    statements the connection keeps; a prepared statement costs a few KiB). None: the defaults.
     """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / DB_NAME
@@ -87,9 +94,12 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
     _private(data_dir, PRIVATE_DIR)
     if created:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # a valid empty database
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    statements = PYTHON_CACHED_STATEMENTS if cached_statements is None else cached_statements
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=statements)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
+        if cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         _claim(conn, path)  # before anything writes: never turn another program's file into a WAL journal
         for file in (path, path.with_name(f"{DB_NAME}-wal"), path.with_name(f"{DB_NAME}-shm")):
             _private(file, PRIVATE_FILE)  # ours: an older install's files may still be readable by others
@@ -103,6 +113,8 @@ def open_station_db(data_dir: Path) -> sqlite3.Connection:
             migrate(conn)
         except JournalError as exc:  # e.g. written by newer firmware: say which file
             raise JournalError(f"{path}: {exc}") from exc
+        if cache_kib is not None:
+            conn.execute("PRAGMA shrink_memory")  # what the quick_check and migrations read stays cached otherwise
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise JournalError(_problem(path, exc)) from exc

@@ -18,6 +18,7 @@ committing; returning before it finished would report a write as failed that is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from appliance.storage.db import DB_NAME, open_station_db, transaction
+from appliance.storage.db import DB_NAME, PYTHON_CACHED_STATEMENTS, open_station_db, transaction
 
 log = logging.getLogger("appliance.storage")
 
@@ -78,23 +79,46 @@ class Storage:
     """The writer connection, the worker thread its jobs run on, and a read connection for the Trio thread.
 
     Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
-    Pass `worker` to share one worker thread between several stations' storages.
+    Pass `worker` to share one worker thread between several stations' storages, and `cache_kib` and
+    `cached_statements` to bound the read connection's page cache and prepared statements (`open` bounds the
+    writer's too; see `open_station_db`).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, worker: StorageWorker | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        worker: StorageWorker | None = None,
+        *,
+        cache_kib: int | None = None,
+        cached_statements: int | None = None,
+    ) -> None:
         self.path = path
         self._conn = conn
         self._owns_worker = worker is None
         self._worker = StorageWorker() if worker is None else worker
         self._closed = False
-        self.reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        statements = PYTHON_CACHED_STATEMENTS if cached_statements is None else cached_statements
+        self.reader = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, cached_statements=statements
+        )
         self.reader.execute("PRAGMA query_only = ON")
+        if cache_kib is not None:
+            self.reader.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
 
     @classmethod
-    async def open(cls, data_dir: Path, worker: StorageWorker | None = None) -> Storage:
+    async def open(
+        cls,
+        data_dir: Path,
+        worker: StorageWorker | None = None,
+        *,
+        cache_kib: int | None = None,
+        cached_statements: int | None = None,
+    ) -> Storage:
         """Open (creating and migrating if needed) the station database, off the event loop."""
-        conn = await trio.to_thread.run_sync(open_station_db, data_dir)
-        storage = cls(conn, data_dir / DB_NAME, worker)
+        bounds = {"cache_kib": cache_kib, "cached_statements": cached_statements}
+        conn = await trio.to_thread.run_sync(functools.partial(open_station_db, data_dir, **bounds))
+        storage = cls(conn, data_dir / DB_NAME, worker, **bounds)
         storage.start()
         return storage
 
