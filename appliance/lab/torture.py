@@ -1136,7 +1136,10 @@ def _check_delivery(rows: list[_Row], receipts: dict[str, list[_Receipt]]) -> li
 
 
 def _check_order(rows: list[_Row], receipts: dict[str, list[_Receipt]], frames: list[RecordedFrame]) -> list[Problem]:
-    """First deliveries follow journal order; per transaction, no seqNo arrives after a higher one."""
+    """First deliveries follow journal order; per transaction, no seqNo first arrives after a higher one.
+
+    A resend of a message the CSMS already has (same messageId: its answer came, its delivered mark died with the
+    power) is not a reordering: `_check_duplicates` judges those."""
     found = []
     latest: tuple[int, _Row] | None = None
     for r in rows:
@@ -1151,9 +1154,14 @@ def _check_order(rows: list[_Row], receipts: dict[str, list[_Receipt]], frames: 
         if latest is None or first > latest[0]:
             latest = (first, r)
     highest: dict[Any, int] = {}
+    received: set[str] = set()
     for f in frames:
         if f.direction != "in" or not f.is_call or f.action != "TransactionEvent" or not isinstance(f.payload, dict):
             continue
+        if f.message_id in received:
+            continue
+        if f.message_id is not None:
+            received.add(f.message_id)
         tx, seq = f.payload.get("transactionInfo", {}).get("transactionId"), f.payload.get("seqNo")
         if not isinstance(seq, int):
             continue
