@@ -309,6 +309,8 @@ async def test_restart_mid_upload_reports_upload_failure(csms: LoopbackCsms, dat
             assert (await get_log(csms, 23, server.url))["status"] == "Accepted"
             await csms.trio.wait_for(lambda: log_statuses(csms, 23, mark), 5, what="Uploading")
             await csms.trio.wait_for(lambda: server.requests == 1, 5, what="the PUT arriving")
+            # Stopped once Uploading is marked delivered: one cut off before its answer is rightly sent again.
+            await csms.trio.wait_for(lambda: all(d for _, d in journaled(data_dir)), 5, what="Uploading marked")
         hold.set()
         async with station(csms, data_dir):
             assert await until_final(csms, 23, mark) == ["Uploading", "UploadFailure"]
