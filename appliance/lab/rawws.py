@@ -91,18 +91,24 @@ class Peer:
             self.buffer += chunk
 
 
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The handshake's HTTP head, and whatever the peer sent after it (already WebSocket frames)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def accept_ws(listener: socket.socket, timeout: float | None) -> Peer:
     """Accept one connection on `listener` and complete its handshake, choosing ocpp2.0.1 (auth not checked)."""
     listener.settimeout(timeout)
     sock, _ = listener.accept()
     sock.settimeout(None)
-    request = b""
-    while b"\r\n\r\n" not in request:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        request += chunk
-    head, _, rest = request.partition(b"\r\n\r\n")
+    head, rest = _read_head(sock)
     headers = dict(
         (name.strip().lower(), value.strip())
         for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
@@ -125,13 +131,7 @@ def connect_ws(host: str, port: int, path: str) -> Peer:
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n".encode()
     )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        response += chunk
-    head, _, rest = response.partition(b"\r\n\r\n")
+    head, rest = _read_head(sock)
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
     peer = Peer(sock, client=True)
