@@ -313,7 +313,7 @@ def test_hole_in_pruned_transaction_still_caught(journal: sqlite3.Connection, tm
 
 
 def test_quick_check_reports_a_damaged_file(journal: sqlite3.Connection, tmp_path: Path) -> None:
-    root = journal.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_tx'").fetchone()[0]
+    root = journal.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox_pending'").fetchone()[0]
     page_size = journal.execute("PRAGMA page_size").fetchone()[0]
     journal.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     journal.close()

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from appliance.journal.store import JournalStore
 from appliance.journal.verify import verify
 from appliance.storage.db import APPLICATION_ID, JournalError, migration_files, open_read_only, open_station_db
-from tests.journal.test_verify import build_journal
+from tests.journal.test_verify import build_journal, problems
 
 
 def test_creates_wal_full_and_applies_migrations(tmp_path: Path) -> None:
@@ -145,3 +146,28 @@ def test_damaged_page_refused_at_start_pointing_to_verify(tmp_path: Path) -> Non
         assert any("quick_check" in v.problem for v in verify(ro))
     finally:
         ro.close()
+
+
+def test_journal_from_before_0010_upgrades_and_keeps_its_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0010 drops outbox_tx (a duplicate of the UNIQUE (transaction_id, seq_no) index) from a journal in use:
+    its queued messages stay queued, in order, and the seqNo lookups still run on an index."""
+    from appliance.storage import db
+
+    every = db.migration_files()
+    monkeypatch.setattr(db, "migration_files", lambda: [m for m in every if m[0] < 10])
+    build_journal(tmp_path).close()  # the firmware before 0010 wrote this journal
+    old = sqlite3.connect(tmp_path / "journal.db")
+    assert old.execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_tx'").fetchone()[0] == 1
+    queued_before = [(q.message_id, q.seq_no) for q in JournalStore(old).pending_page(0, 100)]
+    old.close()
+    monkeypatch.setattr(db, "migration_files", lambda: every)
+    conn = open_station_db(tmp_path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_tx'").fetchone()[0] == 0
+    assert [(q.message_id, q.seq_no) for q in JournalStore(conn).pending_page(0, 100)] == queued_before
+    assert queued_before  # the fixture leaves TX-B's seqNo 3 (and more) pending
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT payload FROM outbox WHERE transaction_id = 'TX-B' AND seq_no = 2"
+    ).fetchall()
+    assert "USING INDEX sqlite_autoindex_outbox" in plan[0][3]
+    conn.close()
+    assert problems(tmp_path) == []
