@@ -8,7 +8,9 @@
    limit is printed beside it, measured in the same run on the same directory: raw SQLite, WAL,
    synchronous=FULL, one single-row INSERT and COMMIT at a time — what no journal can beat without batching.
    Beside it, the same commits each awaited from Trio through the storage worker: the floor of the storage
-   discipline (the two thread hops no commit off the event loop can avoid). All are measured in interleaved
+   discipline (the two thread hops no commit off the event loop can avoid). The floor and the single producer are
+   measured again with the process on one CPU (as `CPUAffinity=` in the service unit would run the station), where
+   the two threads hand over on one core instead of waking a halted one. All are measured in interleaved
    rounds and each ratio is the median of the per-round ratios: the machine is shared, and a disk that is slow
    for a second must count against the limit and the journal alike.
 2. Replay: 10,000 TransactionEvents queued in the journal while "offline", then the station connects; time
@@ -23,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from statistics import median
 
@@ -146,34 +149,73 @@ async def raw_through_worker_rate(directory: Path, total: int) -> float:
     return total / elapsed
 
 
+@contextlib.contextmanager
+def one_cpu() -> Iterator[int | None]:
+    """Run the block with this thread, and the threads it starts, on one CPU (what `CPUAffinity=` in the
+    service unit does for the station): the storage worker and the event loop then hand over on one core instead
+    of waking a halted one. Yields the CPU, or None on a one-CPU machine (nothing to compare)."""
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        yield None
+        return
+    cpu = max(allowed)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
 def bench_appends(directory: Path, total: int, rounds: int) -> None:
     """Raw limit, raw through the worker, 1 producer and 64 producers, interleaved round by round so load on the
-    shared machine hits all alike; each ratio is taken per round and its median printed."""
+    shared machine hits all alike; each ratio is taken per round and its median printed. The single-producer
+    rates are measured twice per round: as the station runs by default, and with the process on one CPU."""
     raw: list[float] = []
-    hop: list[float] = []
-    single: list[float] = []
-    many: list[float] = []
+    rates: dict[str, list[float]] = {name: [] for name in _SERIES}
     per_commit = 0.0
+    cpu: int | None = None
     for r in range(rounds):
         raw.append(raw_commit_rate(directory / f"raw{r}", total))
-        hop.append(trio.run(raw_through_worker_rate, directory / f"hop{r}", total))
-        single.append(trio.run(journal_rate, directory / f"one{r}", total, 1)[0])
+        rates["hop"].append(trio.run(raw_through_worker_rate, directory / f"hop{r}", total))
+        rates["one"].append(trio.run(journal_rate, directory / f"one{r}", total, 1)[0])
         rate, per_commit = trio.run(journal_rate, directory / f"many{r}", total, 64)
-        many.append(rate)
-        one = f"1 producer {single[-1]:,.0f}/s ({100 * single[-1] / raw[-1]:.0f} %)"
+        rates["many"].append(rate)
+        with one_cpu() as on:
+            if on is not None:
+                cpu = on
+                rates["hop1"].append(trio.run(raw_through_worker_rate, directory / f"hop1-{r}", total))
+                rates["one1"].append(trio.run(journal_rate, directory / f"one1-{r}", total, 1)[0])
+        one = f"1 producer {rates['one'][-1]:,.0f}/s ({100 * rates['one'][-1] / raw[-1]:.0f} %)"
         sixty_four = f"64 producers {rate:,.0f}/s ({100 * rate / raw[-1]:.0f} %, {per_commit:.0f} per commit)"
-        print(f"  round {r + 1}: raw {raw[-1]:,.0f}/s  via worker {hop[-1]:,.0f}/s  {one}  {sixty_four}")
+        pinned = (
+            f"  on one CPU: via worker {rates['hop1'][-1]:,.0f}/s, 1 producer {rates['one1'][-1]:,.0f}/s"
+            if rates["one1"]
+            else ""
+        )
+        print(
+            f"  round {r + 1}: raw {raw[-1]:,.0f}/s  via worker {rates['hop'][-1]:,.0f}/s  {one}  {sixty_four}{pinned}"
+        )
     print(f"  median of {rounds} rounds of {total} appends each (load average {os.getloadavg()[0]:.2f}):")
     print(f"    raw SQLite limit (one single-row FULL commit at a time): {median(raw):,.0f} commits/s")
-    for name, rates in (
-        ("raw commit awaited through the storage worker", hop),
-        ("journal,   1 producer ", single),
-        ("journal,  64 producers", many),
-    ):
-        ratios = [rate / limit for rate, limit in zip(rates, raw, strict=True)]
-        print(f"    {name}: {median(rates):,.0f}/s = {100 * median(ratios):.0f} % of the raw rate")
-    ratios = [one / floor for one, floor in zip(single, hop, strict=True)]
-    print(f"    journal, 1 producer, against the worker floor: {100 * median(ratios):.0f} %")
+    for key, name in _SERIES.items():
+        if rates[key]:
+            ratios = [rate / limit for rate, limit in zip(rates[key], raw, strict=True)]
+            where = f" (CPU {cpu})" if key.endswith("1") else ""
+            print(f"    {name}{where}: {median(rates[key]):,.0f}/s = {100 * median(ratios):.0f} % of the raw rate")
+    for one, floor, where in (("one", "hop", ""), ("one1", "hop1", ", on one CPU")):
+        if rates[one]:
+            ratios = [a / b for a, b in zip(rates[one], rates[floor], strict=True)]
+            print(f"    journal, 1 producer, against the worker floor{where}: {100 * median(ratios):.0f} %")
+
+
+#: The series of section 1 besides the raw limit, in print order.
+_SERIES = {
+    "hop": "raw commit awaited through the storage worker",
+    "one": "journal,   1 producer ",
+    "many": "journal,  64 producers",
+    "hop1": "raw commit through the worker, one CPU",
+    "one1": "journal,   1 producer, one CPU",
+}
 
 
 def write_config(work: Path, url: str, variables: dict) -> Path:
