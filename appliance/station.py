@@ -434,7 +434,6 @@ class Station:
             self._wire(self.blocks)
             async with trio.open_nursery() as nursery:
                 self._root = nursery.cancel_scope
-                await nursery.start(self.journal.run)
                 await nursery.start(self.hardware.run)
                 # Schemas compile per action on first use, off the event loop (`appliance.link.rpc`).
                 for block in self.blocks:

@@ -77,13 +77,6 @@ class Journal:
         self.commits = 0
         self.appends = 0
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Nothing left to run: the storage worker commits appends (and finishes queued ones on close).
-
-        Kept so a station (and a fleet of them) starts its journal the way it starts every other part.
-        """
-        task_status.started()
-
     async def append(self, item: Append) -> dict[str, Any]:
         """Journal one message durably; return the payload as stored (with its seqNo)."""
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled producer appends nothing

@@ -122,7 +122,6 @@ def test_unique_seq_no_enforced(store: JournalStore) -> None:
 
 async def test_full_disk_is_reported_and_leaves_the_file_intact(tmp_path: Path) -> None:
     """SQLITE_FULL (here: max_page_count reached) surfaces as JournalFull; acknowledged data stays."""
-    import trio
 
     from appliance.journal.journal import Journal, JournalFull
     from appliance.storage import Storage
@@ -132,23 +131,20 @@ async def test_full_disk_is_reported_and_leaves_the_file_intact(tmp_path: Path) 
     storage = Storage(conn, tmp_path / DB_NAME)
     storage.start()
     journal = Journal(storage)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
-        first = await journal.append(
-            Append(
-                "TransactionEvent",
-                tx_event("t1", "Started", "2026-01-01T00:00:00.000Z"),
-                new_transaction=NewTransaction("t1", 1),
-            )
+    first = await journal.append(
+        Append(
+            "TransactionEvent",
+            tx_event("t1", "Started", "2026-01-01T00:00:00.000Z"),
+            new_transaction=NewTransaction("t1", 1),
         )
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-        big = tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")
-        big["transactionInfo"]["chargingState"] = "Charging"
-        big["customData"] = {"vendorId": "x", "blob": "y" * 200_000}
-        with pytest.raises(JournalFull):
-            await journal.append(Append("TransactionEvent", big))
-        nursery.cancel_scope.cancel()
+    )
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = tx_event("t1", "Updated", "2026-01-01T00:01:00.000Z")
+    big["transactionInfo"]["chargingState"] = "Charging"
+    big["customData"] = {"vendorId": "x", "blob": "y" * 200_000}
+    with pytest.raises(JournalFull):
+        await journal.append(Append("TransactionEvent", big))
     assert first["seqNo"] == 0
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert JournalStore(conn).pending_count() == 1

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import trio
 
 from appliance.blocks.security import SecurityEvents
 from appliance.clock import StationClock
@@ -25,10 +24,7 @@ async def events(tmp_path: Path) -> AsyncIterator[SecurityEvents]:
     storage = await Storage.open(tmp_path)
     journal = Journal(storage)
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(journal.run)
-            yield SecurityEvents(journal=journal, clock=StationClock(), boot_reason="PowerUp", storage=storage)
-            nursery.cancel_scope.cancel()
+        yield SecurityEvents(journal=journal, clock=StationClock(), boot_reason="PowerUp", storage=storage)
     finally:
         storage.close()
 
