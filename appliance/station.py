@@ -71,7 +71,12 @@ from appliance.util.watched import Watched
 log = logging.getLogger("appliance.station")
 
 #: Migrations of the core parts (device model, station state, journal); every other one belongs to a block.
-CORE_MIGRATIONS = ("0001_device_model.sql", "0002_station_state.sql", "0003_journal.sql")
+CORE_MIGRATIONS = (
+    "0001_device_model.sql",
+    "0002_station_state.sql",
+    "0003_journal.sql",
+    "0010_drop_outbox_tx_index.sql",
+)
 HOUSEKEEPING_EVERY = 3600.0
 
 
