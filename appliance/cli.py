@@ -18,6 +18,7 @@ import trio
 from appliance import __version__, logsetup, preflight
 from appliance.config import Config, ConfigError, load
 from appliance.storage.db import JournalError
+from appliance.util import memory
 
 log = logging.getLogger("appliance")
 
@@ -222,6 +223,7 @@ class _EarlySignal:
 
 def run_command(config_path: Path | None) -> int:
     early = _EarlySignal()
+    memory.limit_malloc_arenas()  # before the first thread (log writer, storage worker) starts
     config = _load_config(config_path)
     if config is None:
         return EXIT_CONFIG

@@ -18,10 +18,12 @@ import pkgutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from appliance.lab.csms import LoopbackCsms
+from appliance.lab.csms.pki import certificate, new_key, pem
 from appliance.lab.process import PACKAGE_ROOT, PASSWORD, config_text
 from tests.harness import REPO
 
@@ -161,28 +163,88 @@ for name in ("websockets", "ocpp", "appliance.lab.csms", "appliance.lab.demo"):
 def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir: Path) -> None:
     """`appliance run` for real: boot against the loopback CSMS (schemas, link, journal), then SIGTERM."""
     with LoopbackCsms(passwords={"CS001": PASSWORD}) as csms:
-        config = tmp_path / "station.toml"
-        config.write_text(config_text(data_dir, csms.url))
-        code = (
-            "import atexit, runpy\natexit.register(_report)\n"
-            "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
-        )
-        log_path = tmp_path / "station.log"
-        with log_path.open("w") as log:
-            station = fenced_python(code, "run", "--config", str(config), output=log)
-            try:
-                csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
-                station.send_signal(signal.SIGTERM)
-                station.wait(timeout=30)
-            finally:
-                if station.poll() is None:
-                    station.kill()
-                    station.wait()
-    err = log_path.read_text()
-    assert station.returncode == 0, err
+        err = run_fenced_station(tmp_path, data_dir, csms, "", lambda log: None)
     fence = [json.loads(line.partition(" ")[2]) for line in err.splitlines() if line.startswith("fence: ")]
     assert fence == [{"refused": [], "lab": []}], err
     assert csms.violations == []
+
+
+#: Prints a line the moment anything first imports `cryptography` (the log is unbuffered), naming the importer.
+ANNOUNCE_CRYPTOGRAPHY = """
+import traceback
+
+
+class _Announce(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "cryptography":
+            sys.meta_path.remove(self)
+            frames = [f for f in traceback.extract_stack() if "/appliance/" in f.filename]
+            print("cryptography imported by:", frames[-1].filename, frames[-1].lineno, file=sys.stderr)
+        return None
+
+
+assert "cryptography" not in sys.modules
+sys.meta_path.insert(0, _Announce())
+"""
+
+
+def test_profile_1_station_imports_cryptography_only_for_a_certificate(tmp_path: Path, data_dir: Path) -> None:
+    """A profile-1 station without certificates boots and serves without `cryptography` (~8.5 MB of RSS):
+    `appliance.certs.crypto` defers it. The first certificate it is given loads it, and the install works."""
+    root = pem(certificate("Fence Root", new_key("ec")))
+    seen: dict[str, list[str]] = {}
+
+    def exercise(log: Path) -> None:
+        answer = csms.call("CS001", "GetVariables", {"getVariableData": [HEARTBEAT_INTERVAL]})
+        assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted"
+        assert csms.call("CS001", "GetInstalledCertificateIds", {}) == {"status": "NotFound"}
+        seen["before"] = announced(log)
+        answer = csms.call(
+            "CS001", "InstallCertificate", {"certificateType": "CSMSRootCertificate", "certificate": root}
+        )
+        assert answer == {"status": "Accepted"}
+        seen["after"] = announced(log)
+
+    with LoopbackCsms(passwords={"CS001": PASSWORD}) as csms:
+        err = run_fenced_station(tmp_path, data_dir, csms, ANNOUNCE_CRYPTOGRAPHY, exercise)
+    assert seen["before"] == [], err
+    assert len(seen["after"]) == 1 and "/appliance/certs/" in seen["after"][0], err
+    assert csms.violations == []
+
+
+HEARTBEAT_INTERVAL = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+
+
+def announced(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("cryptography imported by:")]
+
+
+def run_fenced_station(
+    tmp_path: Path, data_dir: Path, csms: LoopbackCsms, prelude: str, exercise: Callable[[Path], None]
+) -> str:
+    """Boot `appliance run` (profile 1, sim hardware) behind the fence with `prelude` run first, call
+    `exercise(log file)` once it has sent its status notifications, stop it with SIGTERM; its log."""
+    config = tmp_path / "station.toml"
+    config.write_text(config_text(data_dir, csms.url))
+    code = (
+        prelude + "\nimport atexit, runpy\natexit.register(_report)\n"
+        "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
+    )
+    log_path = tmp_path / "station.log"
+    with log_path.open("w") as log:
+        station = fenced_python(code, "run", "--config", str(config), output=log)
+        try:
+            csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
+            exercise(log_path)
+            station.send_signal(signal.SIGTERM)
+            station.wait(timeout=30)
+        finally:
+            if station.poll() is None:
+                station.kill()
+                station.wait()
+    err = log_path.read_text()
+    assert station.returncode == 0, err
+    return err
 
 
 def test_no_firmware_source_imports_the_lab_side() -> None:

@@ -13,7 +13,10 @@ that answers every CALL at once with a trivial pre-built CALLRESULT: the loopbac
 frame between two processes, printed beside the station's figures with the ratio. The station answers the same
 frames as a real station process (sim hardware, its own data directory).
 
-Then the station's RSS and its CPU use while idle (heartbeats and pings only, still answered by this client).
+Then the station's RSS and its CPU use while idle (heartbeats and pings only, still answered by this client),
+and beside the RSS its floor: a fresh interpreter that only imports what no station can run without (ssl, Trio,
+trio-websocket, SQLite, fastjsonschema), and the same plus `cryptography`, which a station loads with its first
+certificate (this one, security profile 1 without certificates, never does).
 """
 
 from __future__ import annotations
@@ -154,6 +157,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+#: What no station can run without: the interpreter, TLS, Trio, the WebSocket, SQLite and the schema validator.
+FIXED_STACK = ("ssl", "trio", "trio_websocket", "sqlite3", "fastjsonschema")
+
+
+def stack_rss_mb(modules: tuple[str, ...]) -> float:
+    """RSS of a fresh interpreter that only imports `modules`: the memory floor beneath a station."""
+    code = f"import {', '.join(modules)}, pathlib; print(pathlib.Path('/proc/self/status').read_text())"
+    status = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -209,8 +223,14 @@ def main() -> int:
         before = cpu_seconds(station.pid)
         serve_for(peer, args.idle)
         used = cpu_seconds(station.pid) - before
+        rss = rss_mb(station.pid)
+        print(f"station RSS {rss:.1f} MB; idle CPU {100 * used / args.idle:.2f} % over {args.idle:.0f} s")
+        floor = stack_rss_mb(FIXED_STACK)
+        with_certs = stack_rss_mb((*FIXED_STACK, "cryptography.x509"))
         print(
-            f"station RSS {rss_mb(station.pid):.1f} MB; idle CPU {100 * used / args.idle:.2f} % over {args.idle:.0f} s"
+            f"  RSS floor: python + {' + '.join(FIXED_STACK)} alone {floor:.1f} MB (station {rss / floor:.2f}× it, "
+            f"its own share {rss - floor:.1f} MB); plus cryptography, as a station holding certificates loads it, "
+            f"{with_certs:.1f} MB"
         )
     finally:
         station.send_signal(signal.SIGTERM)

@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Protocol
 
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance import logsetup
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
+from appliance.certs.crypto import serialization, x509
 from appliance.clock import parse_iso
 from appliance.diagnostics.upload import Timeouts, UploadFailed, check_url, shown, target_url, upload
 from appliance.journal.journal import Journal
@@ -300,7 +299,9 @@ class Diagnostics(Block):
         context = ssl.create_default_context()
         roots = self._extra_roots()
         if roots:
-            context.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in roots))
+            context.load_verify_locations(
+                cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in roots)
+            )
         return context
 
     async def _report(self, job: _Upload, status: str) -> None:

@@ -33,10 +33,9 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-from cryptography import x509
 
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
 from appliance.blocks.security import SecurityEvents
@@ -54,6 +53,9 @@ from appliance.link.link import Link, OnlineService
 from appliance.link.rpc import CallFailed, Handler, Reply
 from appliance.storage import Storage
 from appliance.util.supervise import supervise
+
+if TYPE_CHECKING:
+    from appliance.certs.crypto import x509
 
 log = logging.getLogger("appliance.firmware")
 

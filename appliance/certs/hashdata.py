@@ -9,24 +9,24 @@ for SHA-384 or SHA-512, so comparisons recompute with the request's algorithm an
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from appliance.certs.crypto import serialization
 
-ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA256": hashes.SHA256,
-    "SHA384": hashes.SHA384,
-    "SHA512": hashes.SHA512,
-}
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+    from appliance.certs.crypto import x509
+
+#: OCPP's HashAlgorithmEnumType → the hashlib name (the same digests cryptography's would give).
+ALGORITHMS = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 DEFAULT_ALGORITHM = "SHA256"
 
 
 def _digest(algorithm: str, data: bytes) -> str:
-    h = hashes.Hash(ALGORITHMS[algorithm]())
-    h.update(data)
-    return h.finalize().hex()
+    return hashlib.new(ALGORITHMS[algorithm], data).hexdigest()
 
 
 def _tlv(data: bytes, offset: int) -> tuple[int, int, int]:

@@ -19,18 +19,17 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from appliance.certs import files
+from appliance.certs.crypto import ec, hashes, serialization, x509
 from appliance.certs.validate import CertificateProblem, chain_problem, key_matches, parse_pem
 from appliance.config import ConfigError
 from appliance.storage import StateStore, Storage
 from appliance.storage.db import fsync_dir
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 log = logging.getLogger("appliance.certs")
 
@@ -130,9 +129,9 @@ class StationIdentity:
             key = ec.generate_private_key(ec.SECP256R1())
             files.private_dir(self._dir)
             files.write_private(self._dir / PENDING_KEY, _pem_key(key))
-            attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+            attributes = [x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)]
             if organization:
-                attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+                attributes.append(x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, organization))
             csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes)).sign(key, hashes.SHA256())
             return key, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 

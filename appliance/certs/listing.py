@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from appliance.certs import hashdata
 from appliance.certs.identity import STATE_KEY
@@ -22,6 +20,9 @@ from appliance.certs.validate import CertificateProblem, parse_pem, signed_by, s
 from appliance.clock import format_iso
 from appliance.config import Config
 from appliance.storage.db import DB_NAME, open_read_only
+
+if TYPE_CHECKING:
+    from appliance.certs.crypto import x509
 
 
 def _row(use: str, cert: x509.Certificate, origin: str, issuer: x509.Certificate | None) -> dict[str, Any]:

@@ -21,15 +21,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from appliance.certs import hashdata
+from appliance.certs.crypto import serialization
 from appliance.certs.validate import CertificateProblem, parse_pem, root_problem, subject_text
 from appliance.clock import format_iso
 from appliance.config import ConfigError
 from appliance.storage import Storage
+
+if TYPE_CHECKING:
+    from appliance.certs.crypto import x509
 
 log = logging.getLogger("appliance.certs")
 

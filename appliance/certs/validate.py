@@ -9,11 +9,12 @@ OCPP's station certificates need not follow; validity and the CA bit are checked
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from appliance.certs.crypto import exceptions, serialization, x509
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 #: The longest chain we follow from leaf to root (leaf, up to three sub-CAs, root).
 MAX_DEPTH = 5
@@ -56,7 +57,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, exceptions.InvalidSignature):
         return False
     return True
 

@@ -40,6 +40,7 @@ from appliance.devicemodel.store import VariableStore, Write
 from appliance.devicemodel.types import (
     AttributeKey,
     AttributeType,
+    Characteristics,
     DataType,
     Mutability,
     SetBy,
@@ -108,7 +109,8 @@ class DeviceModel:
             variables = self._components.setdefault(component_index(c.name, c.instance, c.evse, c.connector), {})
             variables[(v.name.lower(), (v.instance or "").lower())] = definition
         self._values: dict[AttributeKey, str | None] = dict(stored)
-        self._providers: dict[AttributeKey, Provider] = {}
+        #: Live values: the provider, and the characteristics a live value is checked against (no limits).
+        self._providers: dict[AttributeKey, tuple[Provider, Characteristics]] = {}
         self._validators: dict[AttributeKey, Validator] = {}
         self._listeners: list[Listener] = []
         #: `_key` per path text. The catalog is fixed once built, and station code reads the same few dozen
@@ -311,11 +313,9 @@ class DeviceModel:
     def current_text(self, definition: VariableDef, attribute: AttributeType) -> str | None:
         """The canonical text now: from the live provider if one is bound and works, else the stored one."""
         key = (definition.key, attribute)
-        provider = self._providers.get(key)
-        if provider is not None:
-            # A measurement is reported as measured: a live value must have the right form, but min/maxLimit
-            # describe what may be *set* (EVSE.Power at 240 V can exceed its nominal maxLimit).
-            chars = dataclasses.replace(definition.characteristics, min_limit=None, max_limit=None)
+        live = self._providers.get(key)
+        if live is not None:
+            provider, chars = live
             try:
                 return values.canonical(chars, provider())
             except Exception:
@@ -379,8 +379,10 @@ class DeviceModel:
 
     def bind_live(self, path: str, provider: Provider) -> None:
         """Read this attribute from `provider()` from now on (replacing an earlier binding)."""
-        _, key = self._key(path)
-        self._providers[key] = provider
+        definition, key = self._key(path)
+        # A measurement is reported as measured: a live value must have the right form, but min/maxLimit
+        # describe what may be *set* (EVSE.Power at 240 V can exceed its nominal maxLimit).
+        self._providers[key] = provider, dataclasses.replace(definition.characteristics, min_limit=None, max_limit=None)
 
     def add_listener(self, fn: Listener) -> None:
         """`fn(canonical_path, typed_value)` after every durable change, from the CSMS or the station."""

@@ -10,6 +10,7 @@ the wrong kind is a type error. tests/devicemodel/test_settings.py checks every 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -135,11 +136,13 @@ REPORTING_VALUE_SIZE = Integer("DeviceDataCtrlr.ReportingValueSize")
 CONFIGURATION_VALUE_SIZE = Integer("DeviceDataCtrlr.ConfigurationValueSize")
 
 
+@functools.cache  # read on every GetVariables/SetVariables request
 def items_per_message(request: str) -> Integer:
     """DeviceDataCtrlr.ItemsPerMessage for one of DEVICE_DATA_REQUESTS."""
     return Integer(f"DeviceDataCtrlr.ItemsPerMessage[{request}]")
 
 
+@functools.cache
 def bytes_per_message(request: str) -> Integer:
     """DeviceDataCtrlr.BytesPerMessage for one of DEVICE_DATA_REQUESTS."""
     return Integer(f"DeviceDataCtrlr.BytesPerMessage[{request}]")

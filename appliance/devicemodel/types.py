@@ -8,6 +8,7 @@ the station runs.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 
@@ -64,6 +65,14 @@ class ComponentKey:
     evse: int | None = None
     connector: int | None = None
 
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        """Hashed once: every device-model read looks a key up (the generated __hash__ rehashes each time)."""
+        return hash((self.name, self.instance, self.evse, self.connector))
+
     def to_ocpp(self) -> dict:
         """The ComponentType JSON object (names in the catalog's spelling)."""
         out: dict = {"name": self.name}
@@ -84,6 +93,14 @@ class VariableKey:
     component: ComponentKey
     name: str
     instance: str | None = None
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        """Hashed once, like ComponentKey."""
+        return hash((self.component, self.name, self.instance))
 
     def to_ocpp(self) -> dict:
         """The VariableType JSON object."""

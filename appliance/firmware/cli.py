@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from appliance.firmware import image, signing
+
+if TYPE_CHECKING:
+    from appliance.certs.crypto import x509
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,10 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from appliance.certs.crypto import ec, exceptions, hashes, padding, rsa, serialization, utils, x509
 
 #: Longest chain accepted (leaf, intermediates, root).
 MAX_CHAIN = 5
@@ -66,7 +63,7 @@ def verify_signature(certificate: x509.Certificate, signature_b64: str, image: P
             key.verify(raw, digest, ec.ECDSA(prehashed))
         else:
             return False
-    except (InvalidSignature, ValueError):
+    except (exceptions.InvalidSignature, ValueError):
         return False
     return True
 
@@ -97,7 +94,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, exceptions.InvalidSignature):
         return False
     return True
 

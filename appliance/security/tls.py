@@ -35,9 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
+from appliance.certs.crypto import serialization, x509
 
 log = logging.getLogger("appliance.security.tls")
 
@@ -123,7 +121,9 @@ def client_context(roots: list[x509.Certificate], identity: tuple[Path, Path] | 
     context.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
     context.check_hostname = False  # `check_peer_name` instead: Python's check accepts wildcards
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in roots))
+    context.load_verify_locations(
+        cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in roots)
+    )
     if identity is not None:
         chain, key = identity
         try:
@@ -159,7 +159,9 @@ def check_peer_name(der: bytes, host: str) -> None:
         names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
         addresses = san.get_values_for_type(x509.IPAddress)
     else:  # no subjectAltName: the common name is the name (OCPP's "commonName equals the FQDN")
-        names = [str(a.value).lower().rstrip(".") for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        names = [
+            str(a.value).lower().rstrip(".") for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        ]
         addresses = []
     if address is not None:
         if address in addresses or str(address) in names:
