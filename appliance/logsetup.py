@@ -9,11 +9,14 @@ never splits it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import copy
 import logging
 import logging.handlers
 import os
 import queue
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +58,8 @@ def configure(level: str = "INFO") -> None:
 
 #: The current file in the log directory; rotated copies are `appliance.log.1` (newest) … `.N` (oldest).
 LOG_FILE = "appliance.log"
-#: Records waiting for the file writer thread; beyond this they are dropped (and counted), never awaited.
+#: Lines waiting for the file writer thread (all files of the process); beyond this they are dropped (and
+#: counted per file), never awaited.
 FILE_QUEUE = 10_000
 
 
@@ -67,49 +71,153 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
         return open(fd, self.mode.replace("w", "a"), encoding=self.encoding, errors=self.errors)
 
 
-class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the file thread without waiting: a slow or full disk never stalls the event loop."""
+class _File:
+    """One open `file_log`: its rotating file (written by the writer thread only) and the lines it lost."""
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
-        super().__init__(records)
+    __slots__ = ("dropped", "path", "target")
+
+    def __init__(self, path: Path, max_bytes: int, count: int) -> None:
+        self.path = path
+        self.target = _PrivateRotatingFile(
+            path, maxBytes=max_bytes, backupCount=max(count - 1, 0), encoding="utf-8", delay=True
+        )
+        self.target.setFormatter(logging.Formatter("%(message)s"))
         self.dropped = 0
 
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+
+class LogScope:
+    """The records of one station among several in a process: those logged in its tasks go to its file only.
+
+    Held in a context variable (`separate_logs`); Trio tasks and `trio.to_thread` calls inherit the context they
+    are started from, so every task a station starts from its root logs in its scope.
+    """
+
+    __slots__ = ("file",)
+
+    def __init__(self) -> None:
+        self.file: _File | None = None
+
+
+_scope: contextvars.ContextVar[LogScope | None] = contextvars.ContextVar("appliance_log_scope", default=None)
+
+
+def separate_logs() -> LogScope:
+    """From here on, the current task and every task or thread it starts log into the file that a station run
+    from them opens (`file_log`), and into no other station's.
+
+    For many stations in one process (`appliance fleet`): without it each station's file would receive every
+    record of the process. A station on its own never calls it: its file receives every record, as it should.
+    """
+    scope = LogScope()
+    _scope.set(scope)
+    return scope
+
+
+class _Router(logging.Handler):
+    """The one root handler behind every open `file_log`: formats each record once and queues the line for the
+    file writer thread — to every file opened outside a scope, and to the file of the record's scope.
+
+    Queueing never waits: a slow or full disk never stalls the event loop (a full queue drops the line and
+    counts it). One writer thread serves every file of the process, so a thousand stations do not cost a
+    thousand threads.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(LogfmtFormatter())
+        self.everywhere: tuple[_File, ...] = ()  # replaced whole, so `emit` in any thread reads a consistent one
+        self.lines: queue.Queue[tuple[_File, logging.LogRecord | threading.Event] | None] = queue.Queue(FILE_QUEUE)
+        self.files = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        scope = _scope.get()
+        targets = self.everywhere
+        if scope is not None and scope.file is not None:
+            targets = (*targets, scope.file)
+        if not targets:
+            return
+        line = self._prepare(record)
+        for file in targets:
+            try:
+                self.lines.put_nowait((file, line))
+            except queue.Full:
+                file.dropped += 1
+
+    def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """A copy of `record` whose message is its whole logfmt line (exc= included), as QueueHandler does."""
+        text = self.format(record)
+        line = copy.copy(record)
+        line.message = line.msg = text
+        line.args = line.exc_info = line.exc_text = line.stack_info = None
+        return line
+
+    def attach(self, file: _File, scope: LogScope | None) -> None:
+        with self._lock:
+            self.files += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name="log-files", daemon=True)
+                self._thread.start()
+            if self not in logging.getLogger().handlers:
+                logging.getLogger().addHandler(self)
+            if scope is None:
+                self.everywhere = (*self.everywhere, file)
+            else:
+                scope.file = file
+
+    def detach(self, file: _File, scope: LogScope | None) -> None:
+        """No new lines for `file`; return once the ones queued before are written."""
+        with self._lock:
+            if scope is None:
+                self.everywhere = tuple(f for f in self.everywhere if f is not file)
+            elif scope.file is file:
+                scope.file = None
+        written = threading.Event()
+        self.lines.put((file, written))
+        written.wait()
+        with self._lock:
+            self.files -= 1
+            if self.files == 0 and self._thread is not None:
+                logging.getLogger().removeHandler(self)
+                self.lines.put(None)
+                self._thread.join()
+                self._thread = None
+
+    def _write(self) -> None:
+        while (item := self.lines.get()) is not None:
+            file, line = item
+            if isinstance(line, threading.Event):
+                line.set()
+            else:
+                file.target.handle(line)
+
+
+_router = _Router()
 
 
 @contextlib.contextmanager
 def file_log(directory: Path, *, max_bytes: int, count: int) -> Iterator[Path]:
-    """Also write every log line (logfmt, as on stderr) to rotated files in `directory` while the block runs.
+    """Also write log lines (logfmt, as on stderr) to rotated files in `directory` while the block runs.
 
-    At most `count` files of `max_bytes` each are kept (the oldest is deleted on rotation), so the logs never
-    take more than count × max_bytes of the data directory. The files are written by a thread of their own
-    (QueueHandler/QueueListener): the Trio thread only queues a record. Yields the current file's path.
+    Opened outside a `separate_logs` scope (a station on its own), the file receives every record of the
+    process; opened inside one, only the records logged in that scope. At most `count` files of `max_bytes`
+    each are kept (the oldest is deleted on rotation), so the logs never take more than count × max_bytes of the
+    data directory. The files are written by a thread of their own: the caller's thread only formats a record
+    and queues the line. Yields the current file's path.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / LOG_FILE
-    target = _PrivateRotatingFile(path, maxBytes=max_bytes, backupCount=max(count - 1, 0), encoding="utf-8", delay=True)
-    target.setFormatter(logging.Formatter("%(message)s"))
-    records: queue.Queue[logging.LogRecord] = queue.Queue(FILE_QUEUE)
-    handler = _DroppingQueueHandler(records)
-    # QueueHandler.prepare formats the record before queueing it: the line is the logfmt line, exc= included.
-    handler.setFormatter(LogfmtFormatter())
-    listener = logging.handlers.QueueListener(records, target, respect_handler_level=False)
-    root = logging.getLogger()
-    listener.start()
-    root.addHandler(handler)
+    file = _File(directory / LOG_FILE, max_bytes, count)
+    scope = _scope.get()
+    _router.attach(file, scope)
     try:
-        yield path
+        yield file.path
     finally:
-        root.removeHandler(handler)
-        listener.stop()  # writes what is queued, then ends the thread
-        target.close()
-        if handler.dropped:
+        _router.detach(file, scope)  # writes what is queued for this file
+        file.target.close()
+        if file.dropped:
             logging.getLogger("appliance.logsetup").warning(
-                "%d log line(s) not written to %s: the file writer fell behind", handler.dropped, path
+                "%d log line(s) not written to %s: the file writer fell behind", file.dropped, file.path
             )
 
 

@@ -27,6 +27,7 @@ from appliance.journal.journal import Journal
 from appliance.link.link import Link
 from appliance.link.rpc import Handler, Reply
 from appliance.util.supervise import supervise
+from appliance.util.watched import any_change
 
 log = logging.getLogger("appliance.remote")
 
@@ -125,14 +126,7 @@ class RemoteControl(Block):
             await self._any_change()
 
     async def _any_change(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for runner in self._runners.values():
-
-                async def wait(r: EvseRunner = runner) -> None:
-                    await r.changed.wait_change()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(wait)
+        await any_change(*(r.changed for r in self._runners.values()))
 
     # --- TriggerMessage ----------------------------------------------------------------------------------
 

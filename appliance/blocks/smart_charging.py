@@ -45,7 +45,7 @@ from appliance.smartcharging.profiles import CSO, EXTERNAL, TX, Limits, Profile,
 from appliance.storage import Storage
 from appliance.util.jobs import JobQueue
 from appliance.util.supervise import supervise
-from appliance.util.watched import Watched
+from appliance.util.watched import Watched, any_change
 
 log = logging.getLogger("appliance.smartcharging")
 
@@ -379,11 +379,4 @@ class SmartCharging(Block):
             *(r.changed for r in self._runners.values()),
         ]
         with trio.move_on_after(delay):
-            async with trio.open_nursery() as nursery:
-                for w in watched:
-
-                    async def wait(w: Watched[int] = w) -> None:
-                        await w.wait_change()
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(wait)
+            await any_change(*watched)

@@ -96,6 +96,43 @@ def _still_valid(definition: VariableDef, text: str | None) -> bool:
 _RESOLVED_MAX = 1024
 
 
+class _Index:
+    """What follows from a catalog alone: its components by lookup key, and `_key` per path text.
+
+    The catalog is fixed once built, and station code reads the same few dozen settings over and over: parsing
+    and resolving the path cost more than the read (about 9 of 15 µs). Models of the same catalog (stations with
+    the same EVSE layout share its immutable definitions, `build_catalog`) share one index: in one process with
+    many stations (`appliance fleet`) it was ~20 KiB per station.
+    """
+
+    __slots__ = ("catalog", "components", "resolved")
+
+    def __init__(self, catalog: tuple[VariableDef, ...]) -> None:
+        self.catalog = catalog  # holds the definitions, so the ids in `_INDEXES`' key stay theirs
+        self.components: dict[_ComponentIndex, dict[tuple[str, str], VariableDef]] = {}
+        for definition in catalog:
+            c, v = definition.key.component, definition.key
+            variables = self.components.setdefault(component_index(c.name, c.instance, c.evse, c.connector), {})
+            variables[(v.name.lower(), (v.instance or "").lower())] = definition
+        self.resolved: dict[str, tuple[VariableDef, AttributeKey]] = {}
+
+
+#: Indexes by the identities of their catalog's definitions (a process sees one or a few catalogs; a catalog with
+#: a station maker's `[limits]` applied has definitions of its own, and so an index of its own).
+_INDEXES: dict[tuple[int, ...], _Index] = {}
+_INDEXES_MAX = 64
+
+
+def _index(catalog: list[VariableDef]) -> _Index:
+    key = tuple(map(id, catalog))
+    found = _INDEXES.get(key)
+    if found is None:
+        found = _Index(tuple(catalog))
+        if len(_INDEXES) < _INDEXES_MAX:  # bounded: a test building catalogs by the hundred keeps its own
+            _INDEXES[key] = found
+    return found
+
+
 class DeviceModel:
     """Use `DeviceModel.open`; the constructor only indexes a catalog and its values."""
 
@@ -103,19 +140,14 @@ class DeviceModel:
         self._storage = storage
         self._store = VariableStore(storage.writer)
         self._catalog = catalog
-        self._components: dict[_ComponentIndex, dict[tuple[str, str], VariableDef]] = {}
-        for definition in catalog:
-            c, v = definition.key.component, definition.key
-            variables = self._components.setdefault(component_index(c.name, c.instance, c.evse, c.connector), {})
-            variables[(v.name.lower(), (v.instance or "").lower())] = definition
+        index = _index(catalog)
+        self._components = index.components
         self._values: dict[AttributeKey, str | None] = dict(stored)
         #: Live values: the provider, and the characteristics a live value is checked against (no limits).
         self._providers: dict[AttributeKey, tuple[Provider, Characteristics]] = {}
         self._validators: dict[AttributeKey, Validator] = {}
         self._listeners: list[Listener] = []
-        #: `_key` per path text. The catalog is fixed once built, and station code reads the same few dozen
-        #: settings over and over: parsing and resolving the path cost more than the read (about 9 of 15 µs).
-        self._resolved: dict[str, tuple[VariableDef, AttributeKey]] = {}
+        self._resolved = index.resolved
         #: Typed reads of the settings the station acts on (`appliance.devicemodel.settings`).
         self.settings = Settings(self.get)
 

@@ -25,7 +25,7 @@ from appliance.hardware.base import EvseHardware, EvseLayout
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, NewTransaction
 from appliance.timetext import format_timestamp
-from appliance.util.watched import Watched
+from appliance.util.watched import Watched, any_change
 
 log = logging.getLogger("appliance.evse")
 
@@ -223,14 +223,7 @@ class EvseRunner:
                 return False
 
     async def _either_change(self) -> None:
-        async with trio.open_nursery() as nursery:
-
-            async def wait(watched: Watched[int]) -> None:
-                await watched.wait_change()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(wait, self.changed)
-            nursery.start_soon(wait, self._settings_changed)
+        await any_change(self.changed, self._settings_changed)
 
     async def _periodic_sampler(self) -> None:
         """Updated(MeterValuePeriodic) every SampledDataCtrlr.TxUpdatedInterval during a transaction."""

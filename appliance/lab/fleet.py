@@ -322,12 +322,14 @@ class Fleet:
         target = urlsplit(o.csms_url)
         async with trio.open_nursery() as root:
             url = o.csms_url
-            if target.scheme == "ws":
+            if self.scenario.pull_every_s or self.scenario.storm_every_s:
+                # Only a scenario that pulls cables needs the rack: it costs every station a relayed connection
+                # (two more sockets and three tasks) and the CPU to copy each frame once more.
+                if target.scheme != "ws":
+                    raise ValueError("cable pulls and storms need a ws:// CSMS (the cable rack relays plain TCP)")
                 self.cables = Cables(target.hostname or "127.0.0.1", target.port or 80)
                 port = await root.start(self.cables.serve)
                 url = f"ws://127.0.0.1:{port}{target.path}"
-            elif self.scenario.pull_every_s or self.scenario.storm_every_s:
-                raise ValueError("cable pulls and storms need a ws:// CSMS (the cable rack relays plain TCP)")
             # Every station compiles the schemas at boot; the registry is the process's, so compile it once here,
             # or a hundred stations booting together would each compile the same schemas in its own thread.
             await trio.to_thread.run_sync(default_registry().compile_all)
@@ -365,6 +367,7 @@ class Fleet:
             await self.finishing.wait()
         if self.finishing.is_set():
             return
+        logsetup.separate_logs()  # the station's tasks start from this one: its log file gets only its records
         try:
             await stations.start(member.station.run)
         except Exception as exc:
@@ -575,9 +578,38 @@ def few_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+#: sqlite3_config's SQLITE_CONFIG_PAGECACHE.
+_SQLITE_CONFIG_PAGECACHE = 7
+
+
+def no_page_cache_bulk() -> bool:
+    """Have this process's SQLite allocate each connection's cache pages one by one, not 20 at once.
+
+    A connection reserves a bulk of 20 pages (~84 KiB) when it reads its first page, and keeps it until it
+    closes. That first read is the schema, which even `PRAGMA cache_size` needs before it can cap the cache, so
+    a capped cache (`cache_kib`) still holds the whole bulk: measured per station (its writer and its reader),
+    262 KiB of SQLite memory with the bulk, 110 KiB without. `sqlite3_config` works only while SQLite is shut
+    down, so this shuts it down and re-initialises it — safe only while the process has no connection open,
+    which is checked (SQLite's own count of its memory in use is then 0); False when that is not so, or when the
+    library is not reachable (nothing changes).
+    """
+    import _sqlite3
+
+    try:
+        lib = ctypes.CDLL(_sqlite3.__file__)  # the SQLite the sqlite3 module uses, linked into it or beside it
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        if lib.sqlite3_memory_used() != 0 or lib.sqlite3_shutdown() != 0:
+            return False
+        configured = lib.sqlite3_config(_SQLITE_CONFIG_PAGECACHE, ctypes.c_void_p(None), 0, 0) == 0
+        return configured and lib.sqlite3_initialize() == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def run_fleet(options: FleetOptions, out: TextIO, *, keep: bool = False) -> int:
     """`appliance fleet`: exit 0 when every station booted and every journal verified clean, 1 otherwise."""
     few_malloc_arenas()
+    no_page_cache_bulk()
     level = options.log_level.upper()
     logsetup.configure(level)
     if options.log_path is not None:

@@ -335,3 +335,19 @@ async def test_entries_follow_live_values_and_value_size(tmp_path: Path) -> None
 
 async def test_open_is_a_classmethod_returning_a_device_model(db: sqlite3.Connection) -> None:
     assert isinstance(await open_model(db, layouts=[EvseLayout(1)]), DeviceModel)
+
+
+async def test_models_of_the_same_layout_share_their_index_but_not_their_values(tmp_path: Path) -> None:
+    """Many stations in one process (`appliance fleet`) hold one index of the catalog (~20 KiB each otherwise);
+    what each station stores stays its own."""
+    a = await open_model(new_db(tmp_path / "a.db"), {"OCPPCommCtrlr.HeartbeatInterval": 120})
+    b = await open_model(new_db(tmp_path / "b.db"), {"OCPPCommCtrlr.HeartbeatInterval": 240})
+    assert a._components is b._components and a._resolved is b._resolved
+    assert a.get("OCPPCommCtrlr.HeartbeatInterval") == 120 and b.get("OCPPCommCtrlr.HeartbeatInterval") == 240
+    await a.set_internal("OCPPCommCtrlr.HeartbeatInterval", 60)
+    assert a.get("OCPPCommCtrlr.HeartbeatInterval") == 60 and b.get("OCPPCommCtrlr.HeartbeatInterval") == 240
+    other = await open_model(new_db(tmp_path / "c.db"), {}, layouts=[EvseLayout(1, phases=1)])
+    assert other._components is not a._components
+    assert other.get("EVSE[1].SupplyPhases") == 1
+    with pytest.raises(KeyError):
+        other.get("EVSE[2].SupplyPhases")

@@ -8,6 +8,8 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import trio
+
 from appliance import logsetup
 from appliance.diagnostics.logfiles import DiagnosticsLog, line_time
 
@@ -58,3 +60,60 @@ def test_export_filters_by_station_time(tmp_path: Path) -> None:
     assert [line.split("msg=")[1] for line in out.read_text().splitlines()] == ["middle", "late"]
     assert source.export_sync(out, None, None) == 3
     assert source.export_sync(out, at + timedelta(hours=14), None) == 0
+
+
+async def test_stations_in_separate_log_scopes_each_get_only_their_own_records(tmp_path: Path) -> None:
+    """Two stations in one process (`appliance fleet`): each file gets the records of its own tasks — the task
+    that opened it, its siblings and children, and worker threads they start — and not the other's; a file
+    opened outside any scope (a station on its own) still gets every record of the process."""
+    log = logging.getLogger("appliance.test.scopes")
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    opened = {"A": trio.Event(), "B": trio.Event()}
+    done = trio.Event()
+
+    async def sibling(name: str) -> None:
+        log.info("station %s: from a sibling task", name)
+
+    async def station(name: str) -> None:
+        logsetup.separate_logs()
+
+        async def diagnostics() -> None:  # the block that keeps the file, as in Station.run
+            with logsetup.file_log(tmp_path / name, max_bytes=65536, count=2):
+                opened[name].set()
+                await done.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(diagnostics)
+            await opened[name].wait()
+            log.info("station %s: from its root task", name)
+            nursery.start_soon(sibling, name)
+            await trio.to_thread.run_sync(log.info, "station %s: from a worker thread", name)
+            await trio.sleep(0.1)
+
+    try:
+        with logsetup.file_log(tmp_path / "everything", max_bytes=65536, count=2):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(station, "A")
+                nursery.start_soon(station, "B")
+                await opened["A"].wait()
+                await opened["B"].wait()
+                await trio.sleep(0.3)
+                log.info("the process itself, outside every station")
+                done.set()
+    finally:
+        root.setLevel(old_level)
+
+    def messages(name: str) -> list[str]:
+        text = (tmp_path / name / logsetup.LOG_FILE).read_text()
+        return sorted(line.split("msg=", 1)[1] for line in text.splitlines() if "appliance.test.scopes" in line)
+
+    for name, other in (("A", "B"), ("B", "A")):
+        assert messages(name) == sorted(
+            f'"station {name}: {where}"'
+            for where in ("from its root task", "from a sibling task", "from a worker thread")
+        )
+        assert not any(f"station {other}" in m for m in messages(name))
+    everything = messages("everything")
+    assert len(everything) == 7 and '"the process itself, outside every station"' in everything
