@@ -85,7 +85,10 @@ def _fleet_arguments(fleet: argparse.ArgumentParser) -> None:
     fleet.add_argument("--token", default="04FLEET0", help="idToken the sessions present; {n} = station number")
     fleet.add_argument("--meter-interval", type=int, default=5, help="SampledDataCtrlr.TxUpdatedInterval (default 5)")
     fleet.add_argument("--workers", type=int, default=4, help="storage threads shared by the stations (default 4)")
-    fleet.add_argument("--cache-kib", type=int, default=16, help="page cache per SQLite connection (default 16)")
+    fleet.add_argument("--cache-kib", type=int, default=8, help="page cache per SQLite connection (default 8)")
+    fleet.add_argument(
+        "--statements", type=int, default=4, help="prepared statements kept per SQLite connection (default 4)"
+    )
     fleet.add_argument("--summary-every", type=float, default=5.0, help="seconds between summary lines (default 5)")
     fleet.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the journals to empty")
     fleet.add_argument("--seed", type=int, default=0, help="seed of the scripted randomness")
@@ -98,9 +101,9 @@ def fleet_command(args: argparse.Namespace) -> int:
     1 otherwise, 2 for bad options."""
     from appliance.lab.fleet import SCENARIOS, FleetOptions, run_fleet
 
-    if args.count < 1 or args.scenario not in SCENARIOS or args.workers < 1 or args.cache_kib < 1:
+    if min(args.count, args.workers, args.cache_kib, args.statements) < 1 or args.scenario not in SCENARIOS:
         print(
-            "fleet: --count, --workers and --cache-kib must be at least 1 and --scenario one of "
+            "fleet: --count, --workers, --cache-kib and --statements must be at least 1 and --scenario one of "
             + ", ".join(SCENARIOS),
             file=sys.stderr,
         )
@@ -118,6 +121,7 @@ def fleet_command(args: argparse.Namespace) -> int:
         meter_interval_s=args.meter_interval,
         workers=args.workers,
         cache_kib=args.cache_kib,
+        cached_statements=args.statements,
         summary_every_s=args.summary_every,
         drain_s=args.drain,
         seed=args.seed,

@@ -27,13 +27,12 @@ class AuthCache:
 
     def __init__(self, storage: Storage, capacity_bytes: int) -> None:
         self._storage = storage
-        self._conn = storage.reader
         self.capacity_bytes = capacity_bytes
 
     def get(self, id_token: dict, now: datetime, lifetime_s: float) -> dict | None:
         """The cached idTokenInfo, with status Expired when its time is up (the entry stays for the CSMS to
         refresh), or None when the token is not cached."""
-        row = self._conn.execute(
+        row = self._storage.reader.execute(
             "SELECT id_token_info, expires_at, last_used_at FROM auth_cache WHERE id_token = ? AND token_type = ?",
             _key(id_token),
         ).fetchone()
@@ -90,10 +89,10 @@ class AuthCache:
         return cursor.rowcount > 0
 
     def used_bytes(self) -> int:
-        return _cache_bytes(self._conn)
+        return _cache_bytes(self._storage.reader)
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM auth_cache").fetchone()[0])
+        return int(self._storage.reader.execute("SELECT count(*) FROM auth_cache").fetchone()[0])
 
 
 def _cache_bytes(conn: sqlite3.Connection) -> int:
@@ -108,23 +107,22 @@ class LocalList:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._conn = storage.reader
 
     def version(self) -> int:
-        row = self._conn.execute("SELECT version FROM local_list_version WHERE singleton = 1").fetchone()
+        row = self._storage.reader.execute("SELECT version FROM local_list_version WHERE singleton = 1").fetchone()
         return int(row[0]) if row else 0
 
     def get(self, id_token: dict) -> dict | None:
-        row = self._conn.execute(
+        row = self._storage.reader.execute(
             "SELECT id_token_info FROM local_list WHERE id_token = ? AND token_type = ?", _key(id_token)
         ).fetchone()
         return json.loads(row[0]) if row else None
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM local_list").fetchone()[0])
+        return int(self._storage.reader.execute("SELECT count(*) FROM local_list").fetchone()[0])
 
     def used_bytes(self) -> int:
-        row = self._conn.execute(
+        row = self._storage.reader.execute(
             "SELECT coalesce(sum(length(id_token) + length(token_type) + length(id_token_info)), 0) FROM local_list"
         ).fetchone()
         return int(row[0])
@@ -138,7 +136,9 @@ class LocalList:
 
     def size_after_patch(self, updates: Iterable[tuple[dict, dict | None]]) -> int:
         """How many entries the list would hold after a differential update (to refuse one that overflows)."""
-        current = {(r[0], r[1]) for r in self._conn.execute("SELECT id_token, token_type FROM local_list").fetchall()}
+        current = {
+            (r[0], r[1]) for r in self._storage.reader.execute("SELECT id_token, token_type FROM local_list").fetchall()
+        }
         for id_token, info in updates:
             if info is None:
                 current.discard(_key(id_token))

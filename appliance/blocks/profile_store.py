@@ -23,12 +23,10 @@ class ProfileStore:
         self._storage = storage
         self._profiles: dict[int, Profile] = {}
 
-    def load(self) -> None:
-        """Read what is installed (the read connection; a few dozen rows at most). A row that no longer
-        parses is logged and skipped, never a crash at boot."""
-        rows = self._storage.reader.execute(
-            "SELECT id, evse_id, source, transaction_id, profile FROM charging_profiles ORDER BY id"
-        ).fetchall()
+    async def load(self) -> None:
+        """Read what is installed (a few dozen rows at most), as a storage job: the read connection is not
+        opened at boot for it. A row that no longer parses is logged and skipped, never a crash at boot."""
+        rows = await self._storage.run(self._rows)
         for profile_id, evse_id, source, tx_id, text in rows:
             try:
                 raw = json.loads(text)
@@ -39,6 +37,11 @@ class ProfileStore:
                 log.error("charging profile %s in the database is unusable (%s); ignored", profile_id, exc)
                 continue
             self._profiles[profile.id] = profile
+
+    def _rows(self) -> list[tuple[int, int, str, str | None, str]]:
+        return self._storage.writer.execute(
+            "SELECT id, evse_id, source, transaction_id, profile FROM charging_profiles ORDER BY id"
+        ).fetchall()
 
     def all(self) -> list[Profile]:
         return list(self._profiles.values())

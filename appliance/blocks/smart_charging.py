@@ -102,7 +102,7 @@ class SmartCharging(Block):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Before the runners start: load the profiles and drop TxProfiles (their transactions are over)."""
-        self.store.load()
+        await self.store.load()
         stale = [p.id for p in self.store.all() if p.purpose == TX]
         if stale:
             await self.store.remove(stale)

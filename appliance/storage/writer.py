@@ -9,7 +9,7 @@ serialises every writer (journal group commits, device model, authorization data
 lock: jobs run one after another in the order they were queued, and no two transactions can interleave.
 
 Reads that must be fast are served from memory by their owners, or from `reader`, a second connection on the
-Trio thread (WAL readers never wait for the writer).
+Trio thread (WAL readers never wait for the writer), opened on first use.
 
 Cancellation: a queued job is never abandoned. The caller's wait is shielded, because the job may already be
 committing; returning before it finished would report a write as failed that is in fact on disk.
@@ -98,13 +98,9 @@ class Storage:
         self._owns_worker = worker is None
         self._worker = StorageWorker() if worker is None else worker
         self._closed = False
-        statements = PYTHON_CACHED_STATEMENTS if cached_statements is None else cached_statements
-        self.reader = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, cached_statements=statements
-        )
-        self.reader.execute("PRAGMA query_only = ON")
-        if cache_kib is not None:
-            self.reader.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        self._cache_kib = cache_kib
+        self._cached_statements = PYTHON_CACHED_STATEMENTS if cached_statements is None else cached_statements
+        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(
@@ -138,7 +134,9 @@ class Storage:
             reached = threading.Event()
             self._worker.submit(reached.set)
             reached.wait()
-        self.reader.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._conn.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -189,6 +187,29 @@ class Storage:
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (a job: run it with `run`)."""
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # read to the end: no statement left open
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """The read connection, for quick reads on the Trio thread (WAL: it never waits for the writer).
+
+        Opened on first use: each connection parses the whole schema (~115 KiB of SQLite heap), and a station
+        that never looks anything up this way (no card presented yet; a thousand idle stations in a fleet)
+        should not pay for it.
+        """
+        if self._reader is None:
+            if self._closed:
+                raise StorageClosed(f"{self.path}: closed")
+            reader = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                cached_statements=self._cached_statements,
+            )
+            reader.execute("PRAGMA query_only = ON")
+            if self._cache_kib is not None:
+                reader.execute(f"PRAGMA cache_size=-{int(self._cache_kib)}")
+            self._reader = reader
+        return self._reader
 
     @property
     def writer(self) -> sqlite3.Connection:

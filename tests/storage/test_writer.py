@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from appliance.blocks.auth_store import LocalList
+from appliance.blocks.profile_store import ProfileStore
 from appliance.storage import StateStore, Storage, StorageClosed, StorageWorker, is_disk_full, transaction
 from appliance.storage.db import DB_NAME, open_station_db
 
@@ -191,3 +193,35 @@ async def test_state_store_writes_through_and_reloads(tmp_path: Path) -> None:
     reopened = await StateStore.open(storage)
     assert reopened.get("clock_offset") == "1.5" and reopened.get("gone") is None
     storage.close()
+
+
+async def test_read_connection_opens_on_first_use_sees_commits_and_refuses_writes(tmp_path: Path) -> None:
+    """The read connection costs a parsed schema per station: it is opened only when something reads through it,
+    then kept; it sees what the worker committed, cannot write, and is closed with the storage."""
+    storage = await Storage.open(tmp_path)
+    try:
+        assert storage._reader is None
+        await storage.write(_insert, storage.writer, "k", "v")
+        reader = storage.reader
+        assert storage.reader is reader  # kept once open
+        assert reader.execute("SELECT value FROM station_state WHERE key = 'k'").fetchone() == ("v",)
+        with pytest.raises(sqlite3.OperationalError):
+            reader.execute("DELETE FROM station_state")
+    finally:
+        storage.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.execute("SELECT 1")
+    with pytest.raises(StorageClosed):
+        storage.reader  # noqa: B018 - the property access is what is tested
+
+
+async def test_profiles_load_through_the_worker_and_an_authorization_read_opens_the_reader(tmp_path: Path) -> None:
+    """The charging profiles are read at every boot, as a job: only a lookup of authorization data opens it."""
+    storage = await Storage.open(tmp_path)
+    try:
+        await ProfileStore(storage).load()
+        assert storage._reader is None
+        assert LocalList(storage).version() == 0
+        assert storage._reader is not None
+    finally:
+        storage.close()
