@@ -10,15 +10,17 @@ What keeps a thousand stations cheap:
 * SQLite: the stations share a few `StorageWorker` threads (each station pinned to one, so its jobs stay in
   order) and every connection's page cache is capped (`cache_kib`), so a station costs a few hundred KiB of
   SQLite memory, not 2 MiB per connection and a thread.
-* Logging: a fleet logs at ERROR by default. Every station keeps its own diagnostics log file (the firmware does
-  that), and every record reaches every station's file, so INFO from a thousand stations would be a thousand
-  squared lines.
+* SQLite pages: no 20-page bulk cache per connection (`no_page_cache_bulk`), ~150 KiB per station.
+* Logging: every station keeps its own diagnostics log file (the firmware does that) and is started in a log
+  scope of its own (`logsetup.separate_logs`), so its file gets only its own records; one root handler and one
+  writer thread serve every file. A fleet logs at ERROR by default (stderr would be a thousand stations' lines).
 
-The network between the stations and the CSMS is the fleet's own in-process cable rack (`Cables`, a Trio TCP
-relay): each station's connection goes through it, which tells the stations apart by the station id at the end
-of the WebSocket upgrade's path. Pulling a station's cable closes its connection and refuses its reconnection
-attempts for a while; the station's own link then backs off exactly as it would in the field
-(RetryBackOffWaitMinimum, doubling, RetryBackOffRandomRange). A storm cuts every cable at once.
+In the scenarios that pull cables, the network between the stations and the CSMS is the fleet's own in-process
+cable rack (`Cables`, a Trio TCP relay): each station's connection goes through it, which tells the stations
+apart by the station id at the end of the WebSocket upgrade's path. Pulling a station's cable closes its
+connection and refuses its reconnection attempts for a while; the station's own link then backs off exactly as
+it would in the field (RetryBackOffWaitMinimum, doubling, RetryBackOffRandomRange). A storm cuts every cable at
+once.
 
 Scenarios (`--scenario`) are in `SCENARIOS`; each says in its text what it does.
 """
