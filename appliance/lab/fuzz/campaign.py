@@ -141,6 +141,10 @@ def _simulator(station: Station) -> SimHardware:
 async def _hardware_cycle(station: Station, action: str) -> None:
     if action in ("Authorize", "TransactionEvent"):
         hw = _simulator(station)
+        if hw.evse_status(1)["evState"] != "A":
+            # A restart the fuzzing caused can bring back the simulated world as last persisted, with the EV of
+            # an earlier cycle still plugged in (as a real one would be after a power cut): it drives away first.
+            await hw.unplug(1)
         await hw.plug(1)
         await hw.tap("04A1B2C3", evse_id=1)
         await trio.sleep(0.3)
