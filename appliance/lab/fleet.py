@@ -136,20 +136,25 @@ class Member:
     pulls: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def journal_counts(self) -> tuple[int, int, int]:
-        """(journaled messages, of which not yet delivered, open transactions), from the station's read
-        connection (WAL: it never waits for the station's writer)."""
+    async def journal_counts(self) -> tuple[int, int, int]:
+        """(journaled messages, of which not yet delivered, open transactions), read as a job on the station's
+        storage worker: through the station's read connection the fleet's own summary would open one per
+        station (a parsed schema each), which an idle station never needs."""
         storage = getattr(self.station, "storage", None)
         if storage is None:
             return 0, 0, 0
-        try:
-            row = storage.reader.execute(
+
+        def count() -> tuple[int, int, int]:
+            row = storage.writer.execute(
                 "SELECT count(*), count(*) FILTER (WHERE outcome IS NULL),"
                 " (SELECT count(*) FROM transactions WHERE state = 'open') FROM outbox"
             ).fetchone()
+            return int(row[0]), int(row[1]), int(row[2])
+
+        try:
+            return await storage.run(count)
         except Exception:  # closed, or not migrated yet
             return 0, 0, 0
-        return int(row[0]), int(row[1]), int(row[2])
 
 
 # --- the cable rack ----------------------------------------------------------------------------------------------
@@ -443,7 +448,7 @@ class Fleet:
         """Wait (at most drain_s) until every running station is online with nothing left to deliver."""
         with trio.move_on_after(self.options.drain_s):
             while True:
-                stats = self._stats()
+                stats = await self._stats()
                 if not stats["pending"] and not stats["open_transactions"] and stats["connected"] == stats["running"]:
                     return True
                 await trio.sleep(0.5)
@@ -451,7 +456,7 @@ class Fleet:
 
     # --- reporting -----------------------------------------------------------------------------------------
 
-    def _stats(self) -> dict[str, Any]:
+    async def _stats(self) -> dict[str, Any]:
         journaled = pending = connected = running = reconnects = open_tx = 0
         for m in self.members:
             if getattr(m.station, "_root", None) is None:
@@ -459,7 +464,7 @@ class Fleet:
             running += 1
             connected += m.station.link.online
             reconnects += max(m.station.link.connections - 1, 0)
-            total, waiting, opened = m.journal_counts()
+            total, waiting, opened = await m.journal_counts()
             journaled += total
             pending += waiting
             open_tx += opened
@@ -480,7 +485,7 @@ class Fleet:
             await trio.sleep(self.options.summary_every_s)
             if self.stopping:
                 return
-            s = self._stats()
+            s = await self._stats()
             now = trio.current_time()
             rate = (s["delivered"] - self._last_delivered) / max(now - self._last_at, 1e-9)
             self._last_delivered, self._last_at = s["delivered"], now
