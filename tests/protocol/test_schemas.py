@@ -533,11 +533,12 @@ def test_every_schema_of_the_package_compiles() -> None:
 
 
 def test_schemas_compile_once_and_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    compiled: list[str] = []
+    """Plain validators once per schema; a detailed one only to explain a rejection, then reused."""
+    compiled: list[tuple[str, bool]] = []
     real_compile = fastjsonschema.compile
 
     def counting_compile(definition: dict[str, Any], **kwargs: Any) -> Any:
-        compiled.append(definition["properties"].keys().__repr__())
+        compiled.append((str(sorted(definition["properties"])), kwargs["detailed_exceptions"]))
         return real_compile(definition, **kwargs)
 
     monkeypatch.setattr(schemas_module.fastjsonschema, "compile", counting_compile)
@@ -546,9 +547,72 @@ def test_schemas_compile_once_and_lazily(monkeypatch: pytest.MonkeyPatch) -> Non
     for _ in range(3):
         registry.validate_request("Heartbeat", {})
         registry.validate_response("Heartbeat", {"currentTime": NOW})
-    with pytest.raises(OcppError):
-        registry.validate_response("Heartbeat", {})
-    assert len(compiled) == 2
+    assert [detailed for _, detailed in compiled] == [False, False]
+    for _ in range(3):
+        with pytest.raises(OcppError) as raised:
+            registry.validate_response("Heartbeat", {})
+        assert raised.value.code is ErrorCode.OccurrenceConstraintViolation
+        assert raised.value.details == {"field": "currentTime", "constraint": "required"}
+    assert compiled[2:] == [("['currentTime', 'customData']", True)]
+
+
+def test_explaining_keeps_only_the_last_few_detailed_validators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSMS sending bad messages of many actions must not make the station keep a detailed validator each."""
+    detailed: list[str] = []
+    real_compile = fastjsonschema.compile
+
+    def counting_compile(definition: dict[str, Any], **kwargs: Any) -> Any:
+        if kwargs["detailed_exceptions"]:
+            detailed.append(str(sorted(definition["properties"])))
+        return real_compile(definition, **kwargs)
+
+    monkeypatch.setattr(schemas_module.fastjsonschema, "compile", counting_compile)
+    registry = SchemaRegistry()
+    actions = ["Reset", "ClearCache", "GetLocalListVersion", "UnlockConnector", "TriggerMessage", "GetLog"]
+    for action in actions:
+        assert not registry.accepts(action, Direction.REQUEST, {"unknownKey": 1})
+        assert registry.explain(action, Direction.REQUEST, {"unknownKey": 1}).code in set(ErrorCode)
+    assert len(detailed) == len(actions)
+    # The last four are kept: explaining them again compiles nothing; the first one was dropped.
+    for action in actions[-schemas_module._EXPLAINERS :]:
+        registry.explain(action, Direction.REQUEST, {"unknownKey": 1})
+    assert len(detailed) == len(actions)
+    registry.explain(actions[0], Direction.REQUEST, {"unknownKey": 1})
+    assert len(detailed) == len(actions) + 1
+
+
+def test_annotations_are_dropped_but_a_property_named_like_one_is_kept() -> None:
+    schema = {
+        "$schema": "http://json-schema.org/draft-06/schema#",
+        "$id": "urn:x",
+        "comment": "OCPP 2.0.1 FINAL",
+        "type": "object",
+        "properties": {
+            "description": {"description": "a property that is called description", "type": "string"},
+            "title": {"type": "integer", "javaType": "Integer"},
+        },
+        "required": ["description"],
+    }
+    assert schemas_module._without_annotations(schema) == {
+        "$schema": "http://json-schema.org/draft-06/schema#",
+        "$id": "urn:x",
+        "type": "object",
+        "properties": {"description": {"type": "string"}, "title": {"type": "integer"}},
+        "required": ["description"],
+    }
+
+
+def test_the_plain_and_the_detailed_validator_agree_on_every_schemas_examples() -> None:
+    """Every rejection the plain validator makes, the detailed one explains with a rule of its own."""
+    registry = SchemaRegistry()
+    bad_payloads: list[Any] = [{}, {"customData": 5}, {"zz": 1}, [], "x", None]
+    for action in sorted(registry.actions):
+        for direction in Direction:
+            for payload in bad_payloads:
+                if registry.accepts(action, direction, payload):
+                    continue
+                error = registry.explain(action, direction, payload)
+                assert error.details and error.details["constraint"], (action, direction, payload)
 
 
 def test_prepare_compiles_both_halves_of_one_action_once(monkeypatch: pytest.MonkeyPatch) -> None:
