@@ -694,3 +694,21 @@ async def test_full_event_channel_blocks_the_command_instead_of_dropping(short_d
         assert await hw.events.receive() == Plugged(2)
         assert await hw.events.receive() == FaultRaised(1, "Late")
     assert done == ["plug 2", "fault 1"]
+
+
+async def test_an_idle_simulator_sets_no_timer(short_dir: Path) -> None:
+    """Idle CPU: with nothing flowing and the state on disk, the persist loop waits for a kick alone (it used
+    to wake every interval to find the same state); with power flowing it wakes to renew the lease."""
+    hw = make_hw(short_dir, persist_interval_s=0.05)
+    async with running(hw):
+        await trio.testing.wait_all_tasks_blocked(0.01)
+        assert trio.lowlevel.current_statistics().seconds_to_next_deadline == math.inf
+        await hw.plug(1)
+        await hw.charge(1)
+        hw.set_offered_current(1, 16)
+        await trio.testing.wait_all_tasks_blocked(0.01)
+        assert trio.lowlevel.current_statistics().seconds_to_next_deadline <= 0.05
+        hw.set_offered_current(1, 0)
+        await trio.sleep(0.1)  # one more renewal at most, then settled
+        await trio.testing.wait_all_tasks_blocked(0.01)
+        assert trio.lowlevel.current_statistics().seconds_to_next_deadline == math.inf

@@ -542,6 +542,7 @@ class SimHardware:
         """Write the state as it is now, before a command's event goes out (a restart must find it)."""
         async with self._write_lock:
             await self._write(self._snapshot())
+        self._kick_persist()  # the change may have set power flowing: the loop decides its next wake again
 
     def _kick_persist(self) -> None:
         """Wake the persist loop if the power may have risen beyond what the persisted lease covers."""
@@ -549,6 +550,9 @@ class SimHardware:
 
     async def _persist_loop(self) -> None:
         """Write the lease every interval while it moves, and at once when a state change outgrows it.
+
+        Every change of the world kicks it (`_kick_persist`, `_persist_now`), so while no power flows and the
+        state on disk is current it waits for a kick alone.
 
         Kicks that do not need a bigger lease wait for the interval, so a station that adjusts the offered
         current often cannot wear out the flash.
@@ -568,7 +572,10 @@ class SimHardware:
                     await self._write(records)
             if due:
                 deadline = trio.current_time() + self._persist_interval_s
-            with trio.move_on_at(deadline):
+            # Nothing flows and all is on disk: nothing can change without a kick, so sleep until one (an
+            # idle station must not wake every interval to find the same state; idle CPU is a target).
+            settled = self._persisted == records and not any(self._mean_power_w(e) > 0 for e in self._evses.values())
+            with trio.move_on_at(math.inf if settled else deadline):
                 await self._persist_kick.wait()
 
     def _stop(self) -> None:
