@@ -46,7 +46,7 @@ def _key(id_token: dict) -> Key:
 
 
 class NotLoaded(RuntimeError):
-    """A synchronous read before `load`: the station loads both stores before it serves anything."""
+    """A read before `load`: the station loads both stores (Authorizer.run) before it serves anything."""
 
 
 @dataclass(frozen=True)
