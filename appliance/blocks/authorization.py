@@ -70,14 +70,14 @@ class Authorizer(Block):
             "LocalAuthListCtrlr.Storage": self.local_list.used_bytes,
         }
 
-    # --- the decision --------------------------------------------------------------------------------------
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the cache and the local list into memory before the station serves anything (after a restart or
         a power cut too: SQLite is the truth, the copy is rebuilt from it)."""
         await self.cache.load()
         await self.local_list.load()
         task_status.started()
+
+    # --- the decision --------------------------------------------------------------------------------------
 
     async def known(self, id_token: dict) -> tuple[str, dict] | None:
         """What the station itself knows about a token: ("list" | "cache", idTokenInfo), or None."""
