@@ -19,6 +19,8 @@ import json
 import logging
 from collections.abc import Mapping
 
+import trio
+
 from appliance.blocks.auth_store import AuthCache, LocalList
 from appliance.blocks.base import Block
 from appliance.clock import StationClock
@@ -68,16 +70,23 @@ class Authorizer(Block):
             "LocalAuthListCtrlr.Storage": self.local_list.used_bytes,
         }
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the cache and the local list into memory before the station serves anything (after a restart or
+        a power cut too: SQLite is the truth, the copy is rebuilt from it)."""
+        await self.cache.load()
+        await self.local_list.load()
+        task_status.started()
+
     # --- the decision --------------------------------------------------------------------------------------
 
-    def known(self, id_token: dict) -> tuple[str, dict] | None:
+    async def known(self, id_token: dict) -> tuple[str, dict] | None:
         """What the station itself knows about a token: ("list" | "cache", idTokenInfo), or None."""
         if self._settings.flag(keys.LOCAL_LIST_ENABLED):
             info = self.local_list.get(id_token)
             if info is not None:
                 return "list", info
         if self._settings.flag(keys.AUTH_CACHE_ENABLED):
-            info = self.cache.get(id_token, self._clock.now(), self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME))
+            info = await self.cache.get(id_token, self._clock.now(), self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME))
             if info is not None:
                 return "cache", info
         return None
@@ -85,7 +94,7 @@ class Authorizer(Block):
     async def authorize(self, id_token: dict) -> dict:
         """The idTokenInfo that applies to `id_token` now (status Accepted means it may charge)."""
         token = mask(id_token["idToken"])
-        known = self.known(id_token)
+        known = await self.known(id_token)
         if self._link.online:
             if known is not None:
                 source, info = known

@@ -99,7 +99,7 @@ class CustomerInformation(Block):
         lines = await self._lines(payload, id_token, clear) if report else []
         if clear and not report:
             if id_token is not None:
-                findings = await self._storage.write(_gather, self._storage.writer, id_token, True)
+                findings = await self._cache.write(_gather, self._storage.writer, id_token, True)
                 lines = [f"customer information for {_who(payload)} cleared", *_clear_lines(findings)]
             else:
                 lines = [f"customer information for {_who(payload)} cleared (this station stores none)"]
@@ -123,13 +123,16 @@ class CustomerInformation(Block):
             return lines
         who = f"idToken {id_token['idToken']} ({id_token['type']})"
         found: list[str] = []
-        cached = self._cache.get(id_token, self._clock.now(), int(self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME)))
+        cached = await self._cache.get(
+            id_token, self._clock.now(), int(self._settings.seconds(keys.AUTH_CACHE_LIFE_TIME))
+        )
         if cached is not None:
             found.append(f"authorization cache: {_info(cached)}")
         listed = self._local_list.get(id_token)
         if listed is not None:
             found.append(f"local authorization list (version {self._local_list.version()}): {_info(listed)}")
-        findings = await self._storage.write(_gather, self._storage.writer, id_token, clear)
+        # Through the cache: a clear removes its entry, and its copy in memory must follow the commit.
+        findings = await self._cache.write(_gather, self._storage.writer, id_token, clear)
         for tx in findings.transactions:
             found.append(_transaction_line(tx))
         if findings.transactions_total > len(findings.transactions):

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-from appliance.blocks.auth_store import AuthCache, LocalList
+from appliance.blocks.auth_store import MIRROR_BYTES, AuthCache, LocalList
 from appliance.blocks.authorization import Authorizer
 from appliance.clock import StationClock, format_iso
 from appliance.devicemodel.catalog import STATION
@@ -50,7 +50,7 @@ class ScriptedCsms:
 
 
 class Rig:
-    def __init__(self, storage: Storage, capacity_bytes: int = 1_048_576) -> None:
+    def __init__(self, storage: Storage, capacity_bytes: int = 1_048_576, mirror_bytes: int = MIRROR_BYTES) -> None:
         self.settings: dict[str, Any] = {
             f"{s.component}.{s.variable}": s.default
             for s in STATION
@@ -58,7 +58,7 @@ class Rig:
         }
         self.clock = StationClock()
         self.csms = ScriptedCsms()
-        self.cache = AuthCache(storage, capacity_bytes=capacity_bytes)
+        self.cache = AuthCache(storage, capacity_bytes=capacity_bytes, mirror_bytes=mirror_bytes)
         self.local_list = LocalList(storage)
         # The Authorizer uses only `online` and `call` of its link: the scripted source stands in for it.
         self.authorizer = Authorizer(
@@ -87,9 +87,12 @@ async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
     storage.close()
 
 
-@pytest.fixture
-def rig(storage: Storage) -> Rig:
-    return Rig(storage)
+@pytest.fixture(params=[MIRROR_BYTES, 0], ids=["cache-in-memory", "cache-past-the-memory-bound"])
+async def rig(storage: Storage, request: pytest.FixtureRequest) -> Rig:
+    """Every decision twice: with the cache copied in memory, and past the copy's bound (lookups as jobs)."""
+    rig = Rig(storage, mirror_bytes=request.param)
+    await rig.authorizer.run()  # loads the cache and the local list, as in a station
+    return rig
 
 
 def answer(status: str, **more: Any) -> dict:
@@ -103,14 +106,14 @@ async def test_unknown_token_online_asks_the_csms_and_caches_its_word(rig: Rig) 
     csms = rig.script(answer("Accepted", groupIdToken=GROUP))
     assert await rig.authorizer.authorize(CARD) == {"status": "Accepted", "groupIdToken": GROUP}
     assert csms.calls == [("Authorize", {"idToken": CARD})]
-    assert rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Accepted", "groupIdToken": GROUP}
+    assert await rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Accepted", "groupIdToken": GROUP}
 
 
 @pytest.mark.parametrize("status", ["Blocked", "Invalid", "Unknown", "NoCredit"])
 async def test_a_refusal_from_the_csms_is_returned_and_cached(rig: Rig, status: str) -> None:
     rig.script(answer(status))
     assert (await rig.authorizer.authorize(CARD))["status"] == status
-    assert rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": status}
+    assert await rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": status}
 
 
 async def test_local_pre_authorize_starts_a_cached_accepted_token_without_asking(rig: Rig) -> None:
@@ -127,7 +130,7 @@ async def test_without_local_pre_authorize_the_csms_is_asked_even_for_a_cached_t
     csms = rig.script(answer("Blocked"))
     assert (await rig.authorizer.authorize(CARD))["status"] == "Blocked"
     assert len(csms.calls) == 1
-    assert rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Blocked"}
+    assert await rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Blocked"}
 
 
 @pytest.mark.parametrize("disable_post", [False, True])
@@ -159,11 +162,11 @@ async def test_the_local_list_beats_the_cache_and_is_not_shadowed_by_it(rig: Rig
     csms = rig.script()
     assert await rig.authorizer.authorize(CARD) == {"status": "Accepted", "groupIdToken": GROUP}
     assert csms.calls == []
-    assert rig.authorizer.known(CARD) == ("list", {"status": "Accepted", "groupIdToken": GROUP})
+    assert await rig.authorizer.known(CARD) == ("list", {"status": "Accepted", "groupIdToken": GROUP})
     await rig.authorizer.learn(OTHER, ACCEPTED)
     await rig.authorizer.learn(CARD, {"status": "Invalid"})
-    assert rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Blocked"}  # untouched
-    assert rig.cache.get(OTHER, rig.clock.now(), DAY) == ACCEPTED
+    assert await rig.cache.get(CARD, rig.clock.now(), DAY) == {"status": "Blocked"}  # untouched
+    assert await rig.cache.get(OTHER, rig.clock.now(), DAY) == ACCEPTED
 
 
 async def test_a_disabled_list_or_cache_is_not_consulted(rig: Rig) -> None:
@@ -171,14 +174,14 @@ async def test_a_disabled_list_or_cache_is_not_consulted(rig: Rig) -> None:
     await rig.cached(OTHER, ACCEPTED)
     rig.settings["LocalAuthListCtrlr.Enabled"] = False
     rig.settings["AuthCacheCtrlr.Enabled"] = False
-    assert rig.authorizer.known(CARD) is None and rig.authorizer.known(OTHER) is None
+    assert await rig.authorizer.known(CARD) is None and await rig.authorizer.known(OTHER) is None
     csms = rig.script(answer("Invalid"), answer("Invalid"))
     assert (await rig.authorizer.authorize(CARD))["status"] == "Invalid"
     assert (await rig.authorizer.authorize(OTHER))["status"] == "Invalid"
     assert len(csms.calls) == 2
     # …and a disabled cache learns nothing: re-enabled, it still holds the old Accepted.
     rig.settings["AuthCacheCtrlr.Enabled"] = True
-    assert rig.cache.get(OTHER, rig.clock.now(), DAY) == ACCEPTED
+    assert await rig.cache.get(OTHER, rig.clock.now(), DAY) == ACCEPTED
 
 
 # --- offline, or the CSMS gave no usable answer -------------------------------------------------------------
@@ -237,16 +240,16 @@ async def test_a_cached_accepted_token_expires_after_its_life_time_since_last_us
     rig.script()
     assert await rig.authorizer.authorize(CARD) == ACCEPTED  # used: its life starts again
     rig.clock.offset += 3000
-    assert rig.authorizer.known(CARD) == ("cache", ACCEPTED)
+    assert await rig.authorizer.known(CARD) == ("cache", ACCEPTED)
     rig.clock.offset += 700
-    assert rig.authorizer.known(CARD) == ("cache", {"status": "Expired"})
+    assert await rig.authorizer.known(CARD) == ("cache", {"status": "Expired"})
     rig.script(online=False)
     assert (await rig.authorizer.authorize(CARD))["status"] == "Expired"
     # Online, an expired entry is a refusal to re-check: the CSMS's new word refreshes it.
     csms = rig.script(answer("Accepted"))
     assert await rig.authorizer.authorize(CARD) == ACCEPTED
     assert len(csms.calls) == 1
-    assert rig.authorizer.known(CARD) == ("cache", ACCEPTED)
+    assert await rig.authorizer.known(CARD) == ("cache", ACCEPTED)
 
 
 async def test_cache_expiry_date_time_from_the_csms_wins_over_life_time(rig: Rig) -> None:
@@ -254,14 +257,15 @@ async def test_cache_expiry_date_time_from_the_csms_wins_over_life_time(rig: Rig
     rig.script(answer("Accepted", cacheExpiryDateTime=expiry))
     await rig.authorizer.authorize(CARD)
     rig.clock.offset += 9 * 60
-    assert rig.authorizer.known(CARD) == ("cache", {"status": "Accepted", "cacheExpiryDateTime": expiry})
+    assert await rig.authorizer.known(CARD) == ("cache", {"status": "Accepted", "cacheExpiryDateTime": expiry})
     rig.clock.offset += 2 * 60
-    assert rig.authorizer.known(CARD) == ("cache", {"status": "Expired", "cacheExpiryDateTime": expiry})
+    assert await rig.authorizer.known(CARD) == ("cache", {"status": "Expired", "cacheExpiryDateTime": expiry})
 
 
 async def test_a_full_cache_evicts_the_least_recently_used_entry(storage: Storage) -> None:
     entry_bytes = len("AA01") + len("ISO14443") + len('{"status":"Accepted"}') + 48
     rig = Rig(storage, capacity_bytes=2 * entry_bytes)
+    await rig.authorizer.run()
     for token in (CARD, OTHER):
         await rig.cached(token, ACCEPTED)
         rig.clock.offset += 10
@@ -270,9 +274,9 @@ async def test_a_full_cache_evicts_the_least_recently_used_entry(storage: Storag
     rig.clock.offset += 10
     await rig.authorizer.learn(THIRD, ACCEPTED)
     assert rig.cache.count() == 2
-    assert rig.authorizer.known(OTHER) is None
-    assert rig.authorizer.known(CARD) == ("cache", ACCEPTED)
-    assert rig.authorizer.known(THIRD) == ("cache", ACCEPTED)
+    assert await rig.authorizer.known(OTHER) is None
+    assert await rig.authorizer.known(CARD) == ("cache", ACCEPTED)
+    assert await rig.authorizer.known(THIRD) == ("cache", ACCEPTED)
 
 
 # --- group ids: what the stop-by-group decision (blocks/transactions.py) is given -------------------------

@@ -166,6 +166,31 @@ async def test_clear_cache(csms: LoopbackCsms, data_dir: Path) -> None:
         await refused_silently(csms, station, VALID)
 
 
+async def test_authorization_opens_no_read_connection(csms: LoopbackCsms, data_dir: Path) -> None:
+    """The cache and the local list are looked up in memory (blocks/auth_store.py): a station that asked the CSMS
+    about a card, authorized cards offline from the list and from the cache, and answered GetLocalListVersion,
+    GetVariables of their sizes and a customer information report never opens its storage's read connection (each
+    one parses the whole schema, ~115 KiB per station of a fleet)."""
+    async with auth_station(csms, data_dir) as station:
+        await install_list(csms, 1, entry(VALID2))
+        await seed_cache(csms, station, VALID)  # the list and the cache are looked up, then the CSMS is asked
+        assert await list_version(csms) == 1
+        assert await get_value(csms, "LocalAuthListCtrlr", "Entries") == "1"
+        assert int(await get_value(csms, "AuthCacheCtrlr", "Storage") or 0) > 0
+        await go_offline(csms, station)
+        assert await present(station, VALID2) == "accepted"  # the list decides
+        assert await present(station, VALID, evse_id=SEED_EVSE) == "accepted"  # the cache decides
+        await go_online(csms, station)
+        mark = csms.mark()
+        report = {"requestId": 5, "report": True, "clear": False, "idToken": id_token(VALID)}
+        assert (await csms.trio.call(STATION_ID, "CustomerInformation", report))["status"] == "Accepted"
+        sent = await csms.trio.wait_for(
+            lambda: csms.actions(STATION_ID, "NotifyCustomerInformation", mark) or None, 10, what="the report"
+        )
+        assert "authorization cache" in sent[0]["data"] and "local authorization list" not in sent[0]["data"]
+        assert station.storage._reader is None
+
+
 async def test_unknown_token_refused_offline(csms: LoopbackCsms, data_dir: Path) -> None:
     """Offline, a card neither in the list nor in the cache is refused (the station has no
     AuthCtrlr.OfflineTxForUnknownIdEnabled, so no Unknown Offline Authorization): no energy, and nothing about it
