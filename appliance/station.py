@@ -163,7 +163,7 @@ class Station:
         # also after an upgrade from 2); the certificate store rebinds these callables.
         self.tls_trust = TlsTrust.from_files(config.csms.ca_file, config.security.client_identity)
         # certificates block: TLS trusts the store's CSMS roots and presents the station's current certificate
-        self.tls_trust.csms_roots = functools.partial(self.certificate_store.trusted, CSMS_ROOT)
+        self.tls_trust.csms_roots = functools.partial(self.certificate_store.trusted_pem, CSMS_ROOT)
         self.tls_trust.client_identity = self.identity.client_identity
 
     async def _open_certificates(self) -> None:

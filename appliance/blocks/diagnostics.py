@@ -39,7 +39,6 @@ import trio
 
 from appliance import logsetup
 from appliance.blocks.base import Block, TriggerHandler, TriggerRequest
-from appliance.certs.crypto import serialization, x509
 from appliance.clock import parse_iso
 from appliance.diagnostics.upload import Timeouts, UploadFailed, check_url, shown, target_url, upload
 from appliance.journal.journal import Journal
@@ -99,7 +98,7 @@ class Diagnostics(Block):
         link: Link,
         files: LogFiles,
         sources: Mapping[str, LogSource],
-        extra_roots: Callable[[], list[x509.Certificate]] = list,
+        extra_roots: Callable[[], list[str]] = list,
     ) -> None:
         self._station_id = station_id
         self._spool = data_dir / "diagnostics"
@@ -299,9 +298,7 @@ class Diagnostics(Block):
         context = ssl.create_default_context()
         roots = self._extra_roots()
         if roots:
-            context.load_verify_locations(
-                cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in roots)
-            )
+            context.load_verify_locations(cadata="\n".join(roots))
         return context
 
     async def _report(self, job: _Upload, status: str) -> None:

@@ -1,7 +1,8 @@
 """`cryptography`, imported when the station first handles a certificate rather than when it starts.
 
 Its Rust bindings and x509 modules cost ~8.5 MB of RSS (a sixth of a station), and a station at security
-profile 0 or 1 with no certificate installed, no signed firmware and no TLS log upload never uses them. So
+profile 0, 1 or 2 that is not handling a certificate (installing, deleting, listing, a new factory root, signed
+firmware, profile 3's identity) never uses them: TLS needs only PEM (`appliance.certs.pemtext`). So
 firmware modules take the modules they need from here, never from `cryptography` itself:
 
     from appliance.certs.crypto import serialization, x509
@@ -12,7 +13,8 @@ its module on the first attribute read (`x509.load_pem_x509_certificates`, `x509
 from then on. The import goes through `importlib.import_module`, under Python's per-module import lock, so the
 storage worker's thread and the Trio thread may both be first without harm. Annotation-only names (the key type
 aliases) are imported under `TYPE_CHECKING` where they are used. `tests/test_import_fence.py` checks that a
-profile-1 station boots and serves without loading `cryptography`, and loads it for a certificate operation.
+profile-1 station boots and serves without loading `cryptography`, and loads it for a certificate operation;
+`tests/test_import_fence_tls.py` the same for a profile-2 station over TLS.
 """
 
 from __future__ import annotations

@@ -1,15 +1,21 @@
 """The certificate store: the roots the station trusts, by use (CSMS roots for TLS, manufacturer roots for
 firmware), installed over OCPP or imported from the factory files.
 
-Rows in the station database (migration 0007), read once at open and served from memory, so `trusted()` — asked
-by the TLS transport before every connection and by the firmware check — never touches the disk. Every change is
+Rows in the station database (migration 0007), read once at open and served from memory, so `trusted_pem()` —
+asked by the TLS transport before every connection — and `trusted()` — by the firmware check — never touch the
+disk. An entry keeps its PEM and fingerprint and parses the certificate (`Installed.cert`, with `cryptography`)
+only when something asks for it: TLS needs only the PEM (OpenSSL parses it in the handshake), so a station on
+Security Profile 2 boots, connects and serves without loading `cryptography` (~8 MB of RSS). Every change is
 one transaction on the storage worker, awaited before the answer goes out: what the station said it installed
 is on disk, and an answer of Failed means nothing changed.
 
 The factory files (`[csms] ca_file`, `[firmware] manufacturer_root_file`) are imported when the station opens:
 a certificate in them that the store has never seen is added as `factory`; one the CSMS deleted stays deleted
 (its row keeps `deleted_at`). So the CSMS's view is the station's truth, and a station maker who ships a new
-root in the factory file gets it trusted at the next start.
+root in the factory file gets it trusted at the next start. Known certificates are recognised by the SHA-256
+of their DER (`pemtext`, no parse); a file holding anything else — a certificate not seen before, a block that
+is not exact base64, any other PEM block — is parsed and judged in full as at the first start, and a damaged
+one still stops the station.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.certs import hashdata
+from appliance.certs import hashdata, pemtext
 from appliance.certs.crypto import serialization
 from appliance.certs.validate import CertificateProblem, parse_pem, root_problem, subject_text
 from appliance.clock import format_iso
@@ -47,11 +54,15 @@ KEEP_LAST = (CSMS_ROOT,)
 @dataclass(frozen=True)
 class Installed:
     use: str
-    cert: x509.Certificate
     pem: str
     fingerprint: str
     origin: str  # "factory" or "csms"
     installed_at: str
+
+    @cached_property
+    def cert(self) -> x509.Certificate:
+        """The parsed certificate, made on first use (it loads `cryptography`); the PEM was valid when stored."""
+        return parse_pem(self.pem)[0]
 
     def hash_data(self, algorithm: str = hashdata.DEFAULT_ALGORITHM) -> dict[str, str]:
         """A root is its own issuer."""
@@ -80,18 +91,32 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def read_factory_file(path: Path, key: str) -> list[x509.Certificate]:
-    """The certificates in a factory file; ConfigError naming `key` if it cannot be read or holds none."""
+def read_factory_file(path: Path, key: str) -> str:
+    """A factory file's text; ConfigError naming `key` if it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(key, f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(key, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def parse_factory_file(text: str, path: Path, key: str) -> list[x509.Certificate]:
+    """The certificates in a factory file's text; ConfigError naming `key` if it holds none or a damaged one."""
     try:
         return parse_pem(text)
     except CertificateProblem as exc:
         raise ConfigError(key, f"{path}: {exc}") from None
+
+
+def known_only(text: str, known: set[str]) -> bool:
+    """Whether `text` is nothing but certificate blocks whose fingerprints are in `known` (then there is
+    nothing to import or judge: each of them was parsed when it was stored)."""
+    try:
+        blocks, complete = pemtext.split(text)
+    except ValueError:
+        return False
+    return complete and bool(blocks) and all(b.fingerprint in known for b in blocks)
 
 
 class CertificateStore:
@@ -107,10 +132,15 @@ class CertificateStore:
         """Load the rows and import unseen factory certificates. `factory`: use → (config key, file or None)."""
 
         def load() -> list[Installed]:
+            seen: dict[str, set[str]] = {}  # deleted rows too: a certificate the CSMS deleted is not imported again
+            for use, fp in storage.writer.execute("SELECT use, fingerprint FROM certificates"):
+                seen.setdefault(use, set()).add(fp)
             imported: list[tuple[str, x509.Certificate]] = []
             for use, (key, path) in factory.items():
                 if path is not None:
-                    imported += [(use, cert) for cert in read_factory_file(path, key)]
+                    text = read_factory_file(path, key)
+                    if not known_only(text, seen.get(use, set())):
+                        imported += [(use, cert) for cert in parse_factory_file(text, path, key)]
             now = format_iso(datetime.now(UTC))
             for use, cert in imported:
                 inserted = storage.writer.execute(
@@ -124,16 +154,20 @@ class CertificateStore:
                 "SELECT use, pem, fingerprint, origin, installed_at FROM certificates "
                 "WHERE deleted_at IS NULL ORDER BY installed_at, rowid"
             ).fetchall()
-            return [Installed(use, parse_pem(pem)[0], pem, fp, origin, at) for use, pem, fp, origin, at in rows]
+            return [Installed(use, pem, fp, origin, at) for use, pem, fp, origin, at in rows]
 
         return cls(storage, await storage.write(load), capacity)
 
     # --- reading (memory) ----------------------------------------------------------------------------
 
     def trusted(self, use: str) -> list[x509.Certificate]:
-        """The certificates of `use` the station trusts now (for TLS: CSMSRootCertificate; for firmware:
-        ManufacturerRootCertificate)."""
+        """The certificates of `use` the station trusts now, parsed (for the firmware check:
+        ManufacturerRootCertificate; for a CertificateSigned chain: CSMSRootCertificate)."""
         return [e.cert for e in self._entries if e.use == use]
+
+    def trusted_pem(self, use: str) -> list[str]:
+        """The same as PEM text, without parsing (for TLS: OpenSSL takes the CSMS roots as `cadata`)."""
+        return [e.pem for e in self._entries if e.use == use]
 
     def entries(self, uses: tuple[str, ...] | None = None) -> list[Installed]:
         return [e for e in self._entries if uses is None or e.use in uses]
@@ -172,7 +206,7 @@ class CertificateStore:
         except (sqlite3.Error, OSError) as exc:
             log.error("InstallCertificate %s could not be stored: %s", use, exc)
             return Outcome("Failed", "InternalError", "the certificate could not be stored")
-        self._entries.append(Installed(use, cert, text, fp, "csms", at))
+        self._entries.append(Installed(use, text, fp, "csms", at))
         log.info("installed %s %s (expires %s)", use, subject_text(cert), format_iso(cert.not_valid_after_utc))
         return Outcome("Accepted")
 

@@ -165,7 +165,7 @@ async def _tls_handshake(tcp: trio.SocketStream, endpoint: Endpoint, host: str) 
     der = stream.getpeercert(binary_form=True)
     if der is None:
         raise TlsRefused("the CSMS presented no certificate", "InvalidCsmsCertificate")
-    check_peer_name(der, host)
+    check_peer_name(der, host, stream.getpeercert())
     return stream
 
 

@@ -12,12 +12,14 @@ What the context allows, and why:
   common name when it has no subjectAltName). Python's own host-name check accepts wildcards, which OCPP does
   not (errata 2025: only with the optional SecurityCtrlr.AllowCSMSTLSWildcards, which this station does not
   offer), so the check is ours (`check_peer_name`), made on the certificate the handshake verified, before a
-  single byte (the basic-auth password least of all) is sent.
+  single byte (the basic-auth password least of all) is sent. It reads the names from OpenSSL's own decoding of
+  that certificate (`getpeercert()`), and from `cryptography`'s only for a certificate that decoding may not
+  show whole (see `_openssl_names`): a Profile 2 connection costs no `cryptography` import (~8 MB of RSS).
 
 `TlsTrust` is how the rest of the station supplies what TLS needs, read at every new connection:
 
-* `csms_roots() -> list[x509.Certificate]`: the installed CSMSRootCertificates (default: the certificates in
-  the config's `csms.ca_file`; the certificate store replaces it with its own).
+* `csms_roots() -> list[str]`: the installed CSMSRootCertificates as PEM text (default: the certificates in
+  the config's `csms.ca_file`; the certificate store replaces it with its own). OpenSSL parses them.
 * `client_identity() -> (chain PEM file, key PEM file) | None`: the ChargingStationCertificate for Security
   Profile 3 (default: `[security] client_cert_file` / `client_key_file` when the profile is 3; renewal replaces
   it). Both are plain attributes, so a later block rebinds them (`station.tls_trust.csms_roots = store.roots`).
@@ -31,11 +33,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from appliance.certs.crypto import serialization, x509
+from appliance.certs import pemtext
+from appliance.certs.crypto import x509
 
 log = logging.getLogger("appliance.security.tls")
 
@@ -92,16 +96,17 @@ class TlsRefused(Exception):
         self.event = event
 
 
-def load_certificates(path: Path) -> list[x509.Certificate]:
-    """Every PEM certificate in `path` (the config's ca_file; preflight has checked it is readable)."""
-    return x509.load_pem_x509_certificates(path.read_bytes())
+def load_certificates(path: Path) -> list[str]:
+    """Every PEM certificate in `path` (the config's ca_file; preflight has checked it is readable), one PEM
+    text each; ValueError if a block's base64 is damaged."""
+    return [block.pem for block in pemtext.split(path.read_text(encoding="ascii"))[0]]
 
 
 @dataclass
 class TlsTrust:
     """What TLS trusts and presents, asked at every new connection (see the module docstring)."""
 
-    csms_roots: Callable[[], list[x509.Certificate]]
+    csms_roots: Callable[[], list[str]]
     client_identity: Callable[[], tuple[Path, Path] | None]
 
     @classmethod
@@ -112,7 +117,7 @@ class TlsTrust:
         )
 
 
-def client_context(roots: list[x509.Certificate], identity: tuple[Path, Path] | None) -> ssl.SSLContext:
+def client_context(roots: Sequence[str], identity: tuple[Path, Path] | None) -> ssl.SSLContext:
     """An SSLContext for the CSMS connection: OCPP's versions and suites, these roots only, this identity."""
     if not roots:
         raise TlsRefused("no CSMS root certificate installed", None)
@@ -121,9 +126,7 @@ def client_context(roots: list[x509.Certificate], identity: tuple[Path, Path] | 
     context.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
     context.check_hostname = False  # `check_peer_name` instead: Python's check accepts wildcards
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(
-        cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in roots)
-    )
+    context.load_verify_locations(cadata="\n".join(roots))
     if identity is not None:
         chain, key = identity
         try:
@@ -142,27 +145,23 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def check_peer_name(der: bytes, host: str) -> None:
-    """Raise TlsRefused unless the verified server certificate names `host` exactly (no wildcard)."""
-    cert = x509.load_der_x509_certificate(der)
+#: The DER of the subjectAltName extension's OID (2.5.29.17), to notice one OpenSSL's decoding did not show.
+_SAN_OID = bytes.fromhex("0603551d11")
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def check_peer_name(der: bytes, host: str, decoded: Mapping[str, Any] | None) -> None:
+    """Raise TlsRefused unless the verified server certificate names `host` exactly (no wildcard).
+
+    `der` is the certificate (`getpeercert(binary_form=True)`), `decoded` OpenSSL's reading of it
+    (`getpeercert()`, a dict once the handshake has verified it).
+    """
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        address: _Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    try:
-        san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        ).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
-        addresses = san.get_values_for_type(x509.IPAddress)
-    else:  # no subjectAltName: the common name is the name (OCPP's "commonName equals the FQDN")
-        names = [
-            str(a.value).lower().rstrip(".") for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        ]
-        addresses = []
+    names, addresses = _openssl_names(decoded, der) or _x509_names(der)
     if address is not None:
         if address in addresses or str(address) in names:
             return
@@ -176,6 +175,49 @@ def check_peer_name(der: bytes, host: str) -> None:
         )
     shown = ", ".join([*names, *(str(a) for a in addresses)]) or "no name"
     raise TlsRefused(f"name mismatch: the certificate is for {shown}, the CSMS is {host}", INVALID_CERTIFICATE)
+
+
+def _openssl_names(decoded: Mapping[str, Any] | None, der: bytes) -> tuple[list[str], list[_Address]] | None:
+    """(DNS names, IP addresses) the certificate is for, as OpenSSL decoded it; None where that decoding may not
+    be the whole truth, so `_x509_names` decides as it always did: no decoding at all, a subjectAltName
+    extension OpenSSL left out (one it could not decode: the common name must not stand in for it), or an
+    address entry that is no IPv4/IPv6 address ("<invalid>")."""
+    if not decoded:
+        return None
+    san = decoded.get("subjectAltName")
+    if san is None:
+        if _SAN_OID in der:  # also matches a CN-only certificate that merely holds these bytes: then it costs an import
+            return None
+        # no subjectAltName: the common name is the name (OCPP's "commonName equals the FQDN")
+        common = [value for rdn in decoded.get("subject", ()) for kind, value in rdn if kind == "commonName"]
+        return [str(n).lower().rstrip(".") for n in common], []
+    names: list[str] = []
+    addresses: list[_Address] = []
+    for kind, value in san:
+        if kind == "DNS":
+            names.append(str(value).lower().rstrip("."))
+        elif kind == "IP Address":
+            try:
+                addresses.append(ipaddress.ip_address(value))
+            except ValueError:
+                return None
+    return names, addresses
+
+
+def _x509_names(der: bytes) -> tuple[list[str], list[Any]]:
+    """The same from `cryptography`'s parse (which loads it): the reading `_openssl_names` must agree with."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is None:  # no subjectAltName: the common name is the name
+        common = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return [str(a.value).lower().rstrip(".") for a in common], []
+    names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
+    return names, list(san.get_values_for_type(x509.IPAddress))
 
 
 def _wildcard_matches(pattern: str, host: str) -> bool:

@@ -14,21 +14,39 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
 
 from appliance import preflight
 from appliance.config import ConfigError, parse
 from appliance.lab.process import config_text
+from appliance.security import tls
 from appliance.security.tls import OCPP_TLS12_CIPHERS, TlsRefused, check_peer_name, client_context
+from tests.security.tls_lab import peer_certificate, server_context
 
 
-def der(leaf: trustme.LeafCert) -> bytes:
-    return x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(Encoding.DER)
+def root(ca: trustme.CA) -> str:
+    return ca.cert_pem.bytes().decode("ascii")
 
 
-def root(ca: trustme.CA) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+def served(leaf: trustme.LeafCert, ca: trustme.CA) -> tuple[bytes, dict]:
+    """`leaf` as a client sees it after a handshake: DER and OpenSSL's decoding."""
+    return peer_certificate(server_context(leaf), root(ca))
+
+
+def check(served_cert: tuple[bytes, dict], host: str) -> None:
+    """`check_peer_name` on OpenSSL's reading of the names, after checking that `cryptography`'s (the
+    fallback) comes to the same verdict in the same words."""
+    der, decoded = served_cert
+    try:
+        check_peer_name(der, host, None)
+    except TlsRefused as refused:
+        with pytest.raises(TlsRefused) as again:
+            check_peer_name(der, host, decoded)
+        assert (again.value.cause, again.value.event) == (refused.cause, refused.event)
+        raise
+    else:
+        check_peer_name(der, host, decoded)
 
 
 def test_context_allows_tls_1_2_up_and_only_ocpp_suites() -> None:
@@ -39,7 +57,14 @@ def test_context_allows_tls_1_2_up_and_only_ocpp_suites() -> None:
     tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert sorted(tls12) == sorted(OCPP_TLS12_CIPHERS)
     # Exactly the given roots: nothing from the OS trust store.
-    assert [int(c["serialNumber"], 16) for c in context.get_ca_certs()] == [root(ca).serial_number]
+    serial = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).serial_number
+    assert [int(c["serialNumber"], 16) for c in context.get_ca_certs()] == [serial]
+
+
+def test_context_takes_several_roots_as_pem() -> None:
+    cas = [trustme.CA(), trustme.CA()]
+    context = client_context([root(ca) for ca in cas], None)
+    assert len(context.get_ca_certs()) == 2
 
 
 def test_no_roots_no_tls() -> None:
@@ -56,10 +81,12 @@ def test_no_roots_no_tls() -> None:
         (["*.example.com", "csms.example.com"], "csms.example.com"),  # an exact name counts, the wildcard is unused
         (["127.0.0.1"], "127.0.0.1"),
         (["::1"], "::1"),
+        (["2001:db8::1"], "2001:DB8:0::1"),
     ],
 )
 def test_exact_names_accepted(names: list[str], host: str) -> None:
-    check_peer_name(der(trustme.CA().issue_cert(*names)), host)
+    ca = trustme.CA()
+    check(served(ca.issue_cert(*names), ca), host)
 
 
 @pytest.mark.parametrize(
@@ -69,18 +96,22 @@ def test_exact_names_accepted(names: list[str], host: str) -> None:
         (["other.example.com"], "csms.example.com", "name mismatch: the certificate is for other.example.com"),
         (["csms.example.com"], "127.0.0.1", "name mismatch"),
         (["127.0.0.2"], "127.0.0.1", "name mismatch: the certificate is for 127.0.0.2"),
+        (["::2", "csms.example.com"], "::1", "name mismatch: the certificate is for csms.example.com, ::2"),
     ],
 )
 def test_other_names_and_wildcards_refused(names: list[str], host: str, cause: str) -> None:
+    ca = trustme.CA()
     with pytest.raises(TlsRefused) as refused:
-        check_peer_name(der(trustme.CA().issue_cert(*names)), host)
+        check(served(ca.issue_cert(*names), ca), host)
     assert cause in refused.value.cause and refused.value.event == "InvalidCsmsCertificate"
 
 
-def test_common_name_counts_only_without_subject_alt_name() -> None:
-    """OCPP's wording is "commonName equals the FQDN": used when the certificate has no subjectAltName."""
+def self_signed_server(
+    tmp_path: Path, common_name: str, san: list[x509.GeneralName] | None = None
+) -> tuple[bytes, dict]:
+    """A self-signed server certificate with this common name (and subjectAltName), served and decoded."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csms.example.com")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -90,12 +121,48 @@ def test_common_name_counts_only_without_subject_alt_name() -> None:
         .not_valid_before(dt.datetime(2020, 1, 1))
         .not_valid_after(dt.datetime(2030, 1, 1))
     )
-    check_peer_name(builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER), "csms.example.com")
-    with_san = builder.add_extension(
-        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]), False
-    ).sign(key, hashes.SHA256())
+    if san is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), False)
+    cert = builder.sign(key, hashes.SHA256())
+    chain = tmp_path / "server.pem"
+    chain.write_bytes(
+        cert.public_bytes(Encoding.PEM) + key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return peer_certificate(context, cert.public_bytes(Encoding.PEM).decode("ascii"))
+
+
+def test_common_name_counts_only_without_subject_alt_name(tmp_path: Path) -> None:
+    """OCPP's wording is "commonName equals the FQDN": used when the certificate has no subjectAltName."""
+    check(self_signed_server(tmp_path, "csms.example.com"), "csms.example.com")
     with pytest.raises(TlsRefused, match="name mismatch"):
-        check_peer_name(with_san.public_bytes(Encoding.DER), "csms.example.com")
+        check(
+            self_signed_server(tmp_path, "csms.example.com", [x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]),
+            "csms.example.com",
+        )
+
+
+def test_certificates_openssl_may_not_show_whole_are_read_with_cryptography(tmp_path: Path) -> None:
+    """Where OpenSSL's decoding could differ from what the certificate says, `cryptography` reads the names
+    (the verdict is then exactly the old one): an address entry of 8 bytes (OpenSSL shows "<invalid>",
+    `cryptography` a network), bytes that look like a subjectAltName in a certificate without one, and no
+    decoding at all."""
+    network = self_signed_server(tmp_path, "csms.example.com", [x509.IPAddress(ipaddress.ip_network("10.0.0.0/24"))])
+    assert ("IP Address", "<invalid>") in network[1]["subjectAltName"]
+    assert tls._openssl_names(network[1], network[0]) is None
+    with pytest.raises(TlsRefused, match=re.escape("the certificate is for 10.0.0.0/24, the CSMS is 10.0.0.1")):
+        check(network, "10.0.0.1")
+
+    lookalike = self_signed_server(tmp_path, "csms.example.com\x06\x03U\x1d\x11")
+    assert "subjectAltName" not in lookalike[1]
+    assert tls._openssl_names(lookalike[1], lookalike[0]) is None
+    with pytest.raises(TlsRefused, match="name mismatch"):
+        check(lookalike, "csms.example.com")
+
+    plain = self_signed_server(tmp_path, "csms.example.com")
+    assert tls._openssl_names(plain[1], plain[0]) == (["csms.example.com"], [])
+    assert tls._openssl_names({}, plain[0]) is None
 
 
 def _config(tmp_path: Path, profile: int, extra: str = "", ca: Path | None = None) -> str:

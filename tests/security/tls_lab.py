@@ -42,6 +42,26 @@ def server_context(leaf: trustme.LeafCert) -> ssl.SSLContext:
     return context
 
 
+def peer_certificate(server: ssl.SSLContext, trust_pem: str) -> tuple[bytes, dict[str, Any]]:
+    """Handshake in memory with `server` as a client trusting `trust_pem` (no host-name check, as the station's
+    context): the server certificate as DER and as OpenSSL decoded it — what `check_peer_name` is given."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.load_verify_locations(cadata=trust_pem)
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    from_client, from_server = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client.wrap_bio(to_client, from_client)
+    tls_server = server.wrap_bio(to_server, from_server, server_side=True)
+    for _ in range(4):  # TLS 1.3 takes two flights each way
+        for side, output, peer_input in ((tls_client, from_client, to_server), (tls_server, from_server, to_client)):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+            peer_input.write(output.read())
+    der, decoded = tls_client.getpeercert(binary_form=True), tls_client.getpeercert()
+    assert der is not None and decoded is not None, "the in-memory handshake did not complete"
+    return der, dict(decoded)
+
+
 def tls_csms(context: ssl.SSLContext, port: int = 0) -> LoopbackCsms:
     return LoopbackCsms(port=port, passwords={STATION_ID: PASSWORD}, ssl_context=context, heartbeat_interval=300)
 
