@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import copy
+import itertools
 import logging
-import logging.handlers
 import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,26 +63,66 @@ LOG_FILE = "appliance.log"
 FILE_QUEUE = 10_000
 
 
-class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler whose files are created 0600: log lines name EVSEs, masked tokens and URLs."""
-
-    def _open(self):  # type: ignore[no-untyped-def]  # stdlib signature
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return open(fd, self.mode.replace("w", "a"), encoding=self.encoding, errors=self.errors)
-
-
 class _File:
-    """One open `file_log`: its rotating file (written by the writer thread only) and the lines it lost."""
+    """One open `file_log`: its current file and rotated copies, written by the writer thread only, and the lines
+    it lost.
 
-    __slots__ = ("dropped", "path", "target")
+    The rotation is RotatingFileHandler's (rotate before a line would take the current file to `max_bytes`;
+    `.1` … `.{count-1}` shift up, the oldest is replaced), kept here because `logging.handlers` loads `pickle` and
+    socket handlers a station never uses (~0.5 MB of RSS), and so that `count = 1` truncates the one file rather
+    than letting it grow (with backupCount 0 the stdlib handler never removes anything). Files are created 0600:
+    log lines name EVSEs, masked tokens and URLs. Each line is one `write` on an O_APPEND descriptor, as
+    unbuffered as the handler's flush after every record.
+    """
+
+    __slots__ = ("_failing", "_fd", "_size", "count", "dropped", "max_bytes", "path")
 
     def __init__(self, path: Path, max_bytes: int, count: int) -> None:
         self.path = path
-        self.target = _PrivateRotatingFile(
-            path, maxBytes=max_bytes, backupCount=max(count - 1, 0), encoding="utf-8", delay=True
-        )
-        self.target.setFormatter(logging.Formatter("%(message)s"))
+        self.max_bytes = max_bytes
+        self.count = count
         self.dropped = 0
+        self._fd: int | None = None  # opened by the first line, as with delay=True
+        self._size = 0
+        self._failing = False
+
+    def write(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", "backslashreplace")
+        try:
+            if self._fd is None:
+                self._open()
+            if self._size and self._size + len(data) >= self.max_bytes:
+                self._rotate()
+            assert self._fd is not None
+            os.write(self._fd, data)
+            self._size += len(data)
+            self._failing = False
+        except OSError as exc:  # a full or failing disk loses the line, never the writer thread
+            self.dropped += 1
+            if not self._failing:  # said once on stderr (logging it would queue another line for this file)
+                self._failing = True
+                problem = _quote(f"cannot write {self.path}: {exc}")
+                print(
+                    f"ts={format_timestamp(time.time())} level=error logger=appliance.logsetup msg={problem}",
+                    file=sys.stderr,
+                )
+
+    def _open(self, flags: int = 0) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | flags, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def _rotate(self) -> None:
+        self.close()
+        names = [self.path, *(self.path.with_name(f"{self.path.name}.{n}") for n in range(1, self.count))]
+        for newer, older in reversed(list(itertools.pairwise(names))):  # the oldest first: it is replaced
+            if newer.exists():
+                os.replace(newer, older)
+        self._open(os.O_TRUNC)  # a new file, or with count = 1 the only one, emptied
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class LogScope:
@@ -126,7 +166,7 @@ class _Router(logging.Handler):
         super().__init__()
         self.setFormatter(LogfmtFormatter())
         self.everywhere: tuple[_File, ...] = ()  # replaced whole, so `emit` in any thread reads a consistent one
-        self.lines: queue.Queue[tuple[_File, logging.LogRecord | threading.Event] | None] = queue.Queue(FILE_QUEUE)
+        self.lines: queue.Queue[tuple[_File, str | threading.Event] | None] = queue.Queue(FILE_QUEUE)
         self.files = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -138,20 +178,12 @@ class _Router(logging.Handler):
             targets = (*targets, scope.file)
         if not targets:
             return
-        line = self._prepare(record)
+        line = self.format(record)  # the whole logfmt line, exc= included
         for file in targets:
             try:
                 self.lines.put_nowait((file, line))
             except queue.Full:
                 file.dropped += 1
-
-    def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """A copy of `record` whose message is its whole logfmt line (exc= included), as QueueHandler does."""
-        text = self.format(record)
-        line = copy.copy(record)
-        line.message = line.msg = text
-        line.args = line.exc_info = line.exc_text = line.stack_info = None
-        return line
 
     def attach(self, file: _File, scope: LogScope | None) -> None:
         with self._lock:
@@ -190,7 +222,7 @@ class _Router(logging.Handler):
             if isinstance(line, threading.Event):
                 line.set()
             else:
-                file.target.handle(line)
+                file.write(line)
 
 
 _router = _Router()
@@ -214,10 +246,12 @@ def file_log(directory: Path, *, max_bytes: int, count: int) -> Iterator[Path]:
         yield file.path
     finally:
         _router.detach(file, scope)  # writes what is queued for this file
-        file.target.close()
+        file.close()
         if file.dropped:
             logging.getLogger("appliance.logsetup").warning(
-                "%d log line(s) not written to %s: the file writer fell behind", file.dropped, file.path
+                "%d log line(s) not written to %s: the file writer fell behind or the disk failed",
+                file.dropped,
+                file.path,
             )
 
 

@@ -25,6 +25,8 @@ from typing import IO
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.csms.pki import certificate, new_key, pem
 from appliance.lab.process import PACKAGE_ROOT, PASSWORD, config_text
+from tests.conformance.firmware_helpers import firmware_lab
+from tests.diagnostics.servers import FtpUploadServer, HttpUploadServer
 from tests.harness import REPO
 
 FENCED = ("websockets", "ocpp")
@@ -169,21 +171,28 @@ def test_appliance_run_boots_and_stops_behind_the_fence(tmp_path: Path, data_dir
     assert csms.violations == []
 
 
-#: Prints a line the moment anything first imports `cryptography` (the log is unbuffered), naming the importer.
-ANNOUNCE_CRYPTOGRAPHY = """
+def announce(*names: str) -> str:
+    """A prelude that prints `NAME imported by: FILE LINE` the moment anything first imports each of `names` (the
+    log is unbuffered), naming the firmware line that asked for it (a `Deferred` stands in for that line)."""
+    return f"""
 import traceback
+
+ANNOUNCED = set({names!r})
 
 
 class _Announce(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "cryptography":
-            sys.meta_path.remove(self)
-            frames = [f for f in traceback.extract_stack() if "/appliance/" in f.filename]
-            print("cryptography imported by:", frames[-1].filename, frames[-1].lineno, file=sys.stderr)
+        if name in ANNOUNCED:
+            ANNOUNCED.discard(name)
+            frames = [
+                f for f in traceback.extract_stack()
+                if "/appliance/" in f.filename and not f.filename.endswith("/appliance/util/deferred.py")
+            ]
+            print(name, "imported by:", frames[-1].filename, frames[-1].lineno, file=sys.stderr)
         return None
 
 
-assert "cryptography" not in sys.modules
+assert not ANNOUNCED & set(sys.modules), "loaded before the announcer"
 sys.meta_path.insert(0, _Announce())
 """
 
@@ -192,7 +201,7 @@ def test_profile_1_station_imports_cryptography_only_for_a_certificate(tmp_path:
     """A profile-1 station without certificates boots and serves without `cryptography` (~8.5 MB of RSS):
     `appliance.certs.crypto` defers it. The first certificate it is given loads it, and the install works."""
     root = pem(certificate("Fence Root", new_key("ec")))
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, dict[str, str]] = {}
 
     def exercise(log: Path) -> None:
         answer = csms.call("CS001", "GetVariables", {"getVariableData": [HEARTBEAT_INTERVAL]})
@@ -206,26 +215,94 @@ def test_profile_1_station_imports_cryptography_only_for_a_certificate(tmp_path:
         seen["after"] = announced(log)
 
     with LoopbackCsms(passwords={"CS001": PASSWORD}) as csms:
-        err = run_fenced_station(tmp_path, data_dir, csms, ANNOUNCE_CRYPTOGRAPHY, exercise)
-    assert seen["before"] == [], err
-    assert len(seen["after"]) == 1 and "/appliance/certs/" in seen["after"][0], err
+        err = run_fenced_station(tmp_path, data_dir, csms, announce("cryptography"), exercise)
+    assert seen["before"] == {}, err
+    assert list(seen["after"]) == ["cryptography"] and "/appliance/certs/" in seen["after"]["cryptography"], err
     assert csms.violations == []
 
+
+#: Standard-library modules only a rarely used feature needs (~1 MB of RSS together), and the firmware module
+#: whose feature loads each: FTP and HTTP log uploads (GetLog), reading a firmware image's tar file.
+FEATURE_MODULES = {
+    "ftplib": "/appliance/diagnostics/upload.py",
+    "http.client": "/appliance/diagnostics/upload.py",
+    "tarfile": "/appliance/firmware/image.py",
+}
+
+
+def test_station_imports_transfer_and_image_modules_only_when_their_feature_runs(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """A booted, serving station has loaded none of `FEATURE_MODULES`; an FTP and an HTTP GetLog upload load
+    ftplib and http.client, an UpdateFirmware whose file is no tar file loads tarfile to find that out. The log
+    files (written all along) never load `logging.handlers` and its `pickle`."""
+    seen: dict[str, dict[str, str]] = {}
+
+    def exercise(log: Path) -> None:
+        answer = csms.call("CS001", "GetVariables", {"getVariableData": [HEARTBEAT_INTERVAL]})
+        assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted"
+        seen["serving"] = announced(log)
+        for request_id, url in ((1, ftp.url()), (2, http.url)):
+            get_log = {"logType": "SecurityLog", "requestId": request_id, "log": {"remoteLocation": url}}
+            assert csms.call("CS001", "GetLog", get_log)["status"] == "Accepted"
+            csms.wait_action(
+                "CS001",
+                "LogStatusNotification",
+                30,
+                predicate=lambda p, r=request_id: p.get("requestId") == r and p["status"] == "Uploaded",
+            )
+        seen["uploaded"] = announced(log)
+        not_a_tar = tmp_path / "firmware.img"
+        not_a_tar.write_bytes(b"not a tar file" * 100)
+        update = firmware.request(firmware.publish("firmware.img", not_a_tar), not_a_tar)
+        assert csms.call("CS001", "UpdateFirmware", update)["status"] == "Accepted"
+        csms.wait_action(
+            "CS001", "FirmwareStatusNotification", 30, predicate=lambda p: p["status"] == "InstallVerificationFailed"
+        )
+        seen["installed"] = announced(log)
+
+    with (
+        LoopbackCsms(passwords={"CS001": PASSWORD}) as csms,
+        FtpUploadServer(tmp_path) as ftp,
+        HttpUploadServer() as http,
+        firmware_lab(tmp_path / "firmware") as firmware,
+    ):
+        err = run_fenced_station(
+            tmp_path, data_dir, csms, announce(*FEATURE_MODULES, *NEVER_LOADED), exercise, extra=firmware.config_extra()
+        )
+    assert seen["serving"] == {}, err
+    loaded = {name: importer.partition(" ")[0] for name, importer in seen["installed"].items()}
+    assert {name: path[-len(FEATURE_MODULES[name]) :] for name, path in loaded.items()} == FEATURE_MODULES, err
+    assert set(seen["uploaded"]) == {"ftplib", "http.client"}, err
+    assert len(http.received) == 1 and len(list(tmp_path.glob("CS001-SecurityLog-*.log"))) == 1, err
+    assert csms.violations == []
+
+
+#: What the station's log files (`appliance.logsetup`) would load with the stdlib's RotatingFileHandler.
+NEVER_LOADED = ("logging.handlers", "pickle")
 
 HEARTBEAT_INTERVAL = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 
 
-def announced(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line.startswith("cryptography imported by:")]
+def announced(log: Path) -> dict[str, str]:
+    """The modules `announce` has seen imported so far, each with the `FILE LINE` that imported it."""
+    lines = log.read_text().splitlines()
+    return dict(line.split(" imported by: ", 1) for line in lines if " imported by: " in line)
 
 
 def run_fenced_station(
-    tmp_path: Path, data_dir: Path, csms: LoopbackCsms, prelude: str, exercise: Callable[[Path], None]
+    tmp_path: Path,
+    data_dir: Path,
+    csms: LoopbackCsms,
+    prelude: str,
+    exercise: Callable[[Path], None],
+    *,
+    extra: str = "",
 ) -> str:
-    """Boot `appliance run` (profile 1, sim hardware) behind the fence with `prelude` run first, call
-    `exercise(log file)` once it has sent its status notifications, stop it with SIGTERM; its log."""
+    """Boot `appliance run` (profile 1, sim hardware, `extra` config sections) behind the fence with `prelude`
+    run first, call `exercise(log file)` once it has sent its status notifications, stop it with SIGTERM; its log."""
     config = tmp_path / "station.toml"
-    config.write_text(config_text(data_dir, csms.url))
+    config.write_text(config_text(data_dir, csms.url, extra=extra))
     code = (
         prelude + "\nimport atexit, runpy\natexit.register(_report)\n"
         "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"

@@ -7,11 +7,10 @@ firmware modules take the modules they need from here, never from `cryptography`
 
     from appliance.certs.crypto import serialization, x509
 
-For mypy (and readers' editors) the names are the real modules. At run time each is a `Deferred`, which imports
-its module on the first attribute read (`x509.load_pem_x509_certificates`, `x509.Certificate` in an
-`isinstance`, `exceptions.InvalidSignature` in an `except` clause once something is raised) and forwards to it
-from then on. The import goes through `importlib.import_module`, under Python's per-module import lock, so the
-storage worker's thread and the Trio thread may both be first without harm. Annotation-only names (the key type
+For mypy (and readers' editors) the names are the real modules. At run time each is a `Deferred`
+(`appliance.util.deferred`), which imports its module on the first attribute read (`x509.load_pem_x509_certificates`,
+`x509.Certificate` in an `isinstance`, `exceptions.InvalidSignature` in an `except` clause once something is
+raised) and forwards to it from then on. Annotation-only names (the key type
 aliases) are imported under `TYPE_CHECKING` where they are used. `tests/test_import_fence.py` checks that a
 profile-1 station boots and serves without loading `cryptography`, and loads it for a certificate operation;
 `tests/test_import_fence_tls.py` the same for a profile-2 station over TLS.
@@ -19,25 +18,9 @@ profile-1 station boots and serves without loading `cryptography`, and loads it 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-
-class Deferred:
-    """Stands in for module `name` until an attribute is read; then imports it and forwards to it."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        # Called only for names not yet in this object's __dict__: store each one, so the next read is plain.
-        value = getattr(importlib.import_module(self._name), attribute)
-        setattr(self, attribute, value)
-        return value
-
-    def __repr__(self) -> str:
-        return f"<deferred module {self._name!r}>"
-
+from appliance.util.deferred import Deferred
 
 if TYPE_CHECKING:
     from cryptography import exceptions as exceptions

@@ -20,16 +20,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ftplib
-import http.client
 import logging
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import trio
+
+from appliance.util.deferred import Deferred
+
+if TYPE_CHECKING:
+    import ftplib
+    from http import client as http_client
+else:  # loaded by the first upload of each kind, not by every station at boot
+    ftplib = Deferred("ftplib")
+    http_client = Deferred("http.client")
 
 log = logging.getLogger("appliance.diagnostics.upload")
 
@@ -145,13 +153,13 @@ class _HttpPut(_Transfer):
 
     def run(self) -> None:
         parts = self.parts
-        conn: http.client.HTTPConnection
+        conn: http_client.HTTPConnection
         if parts.scheme.lower() == "https":
-            conn = http.client.HTTPSConnection(
+            conn = http_client.HTTPSConnection(
                 parts.hostname or "", parts.port, timeout=self.timeouts.connect, context=self.context, blocksize=CHUNK
             )
         else:
-            conn = http.client.HTTPConnection(
+            conn = http_client.HTTPConnection(
                 parts.hostname or "", parts.port, timeout=self.timeouts.connect, blocksize=CHUNK
             )
         size = self.path.stat().st_size
@@ -176,7 +184,7 @@ class _HttpPut(_Transfer):
             raise UploadFailed(
                 "UploadFailure", f"the server's certificate is not trusted: {exc.verify_message}"
             ) from None
-        except http.client.HTTPException as exc:
+        except http_client.HTTPException as exc:
             raise UploadFailed("BadMessage", f"not an HTTP answer: {type(exc).__name__} {exc}") from None
         except TimeoutError:
             raise UploadFailed("UploadFailure", f"no progress for {self.timeouts.idle:g} s") from None

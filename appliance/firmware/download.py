@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ftplib
-import http.client
 import logging
 import os
 import shutil
@@ -34,10 +32,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import trio
+
+from appliance.util.deferred import Deferred
+
+if TYPE_CHECKING:
+    import ftplib
+    from http import client as http_client
+else:  # loaded by the first download of each kind, not by every station at boot
+    ftplib = Deferred("ftplib")
+    http_client = Deferred("http.client")
 
 log = logging.getLogger("appliance.firmware.download")
 
@@ -209,7 +216,7 @@ def _copy(
             chunk = read(CHUNK)
         except TimeoutError:
             raise DownloadError(f"stalled: no data for {limits.stall_timeout:g} s after {done} bytes") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_client.HTTPException) as exc:
             raise DownloadError(f"transfer broken after {done} bytes: {exc!r}") from None
         if not chunk:
             break
@@ -265,11 +272,11 @@ def _http_once(
 ) -> int | str:
     """One GET: the bytes copied, or the Location of a redirect."""
     host, port = parts.hostname or "", parts.port  # check_url refused a URL without a host
-    conn: http.client.HTTPConnection
+    conn: http_client.HTTPConnection
     if parts.scheme.lower() == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=limits.connect_timeout, context=ssl_context())
+        conn = http_client.HTTPSConnection(host, port, timeout=limits.connect_timeout, context=ssl_context())
     else:
-        conn = http.client.HTTPConnection(host, port, timeout=limits.connect_timeout)
+        conn = http_client.HTTPConnection(host, port, timeout=limits.connect_timeout)
     try:
         if attempt.cancelled.is_set() or time.monotonic() > deadline:
             raise DownloadError("cancelled or out of time")
@@ -292,7 +299,7 @@ def _http_once(
             response = conn.getresponse()
         except TimeoutError:
             raise DownloadError(f"no answer within {limits.stall_timeout:g} s") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http_client.HTTPException) as exc:
             raise DownloadError(f"request failed: {exc!r}") from None
         if response.status in _REDIRECTS:
             location = response.getheader("Location")

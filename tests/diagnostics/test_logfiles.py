@@ -41,6 +41,25 @@ def test_lines_are_logfmt_private_and_rotated_within_the_bound(tmp_path: Path) -
     assert line_time(last[-1]) is not None
 
 
+def test_a_single_file_starts_again_at_its_bound(tmp_path: Path) -> None:
+    """`file_count = 1` keeps one file, emptied when the next line would take it to `max_bytes` (RotatingFileHandler
+    with backupCount 0 never rotated it: the file grew without bound)."""
+    directory = tmp_path / "logs"
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with logsetup.file_log(directory, max_bytes=4096, count=1):
+            for n in range(400):
+                logging.getLogger("appliance.test").info("line %d of the single-file test", n)
+    finally:
+        root.setLevel(old_level)
+    assert [p.name for p in directory.iterdir()] == ["appliance.log"]
+    assert 3000 < (directory / "appliance.log").stat().st_size < 4096
+    lines = (directory / "appliance.log").read_text().splitlines()
+    assert lines[0].startswith("ts=") and "line 399 of the single-file test" in lines[-1]
+
+
 def test_export_filters_by_station_time(tmp_path: Path) -> None:
     directory = tmp_path / "logs"
     directory.mkdir()
