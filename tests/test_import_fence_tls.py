@@ -20,7 +20,7 @@ from pathlib import Path
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.csms.pki import Authority, certificate, new_key, pem
 from appliance.lab.process import PASSWORD, config_text
-from tests.test_import_fence import ANNOUNCE_CRYPTOGRAPHY, HEARTBEAT_INTERVAL, announced, fenced_python
+from tests.test_import_fence import HEARTBEAT_INTERVAL, announce, announced, fenced_python
 
 HOST = "127.0.0.1"
 
@@ -39,7 +39,9 @@ def serve_as(authority: Authority, context: ssl.SSLContext, host: str) -> None:
 def run_station(config: Path, csms: LoopbackCsms, log_path: Path, exercise: Callable[[], None]) -> str:
     """`appliance run` behind the fence, with `cryptography`'s first import announced in its log; `exercise()`
     runs once it is up, then SIGTERM; the log."""
-    code = ANNOUNCE_CRYPTOGRAPHY + "\nimport runpy\nrunpy.run_module('appliance', run_name='__main__', alter_sys=True)"
+    code = (
+        announce("cryptography") + "\nimport runpy\nrunpy.run_module('appliance', run_name='__main__', alter_sys=True)"
+    )
     with log_path.open("w") as log:
         station = fenced_python(code, "run", "--config", str(config), output=log)
         try:
@@ -60,7 +62,7 @@ def test_profile_2_station_imports_cryptography_only_for_a_certificate(tmp_path:
     ca_file = tmp_path / "csms-root.pem"
     ca_file.write_text(authority.root_pem)
     config = tmp_path / "station.toml"
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, dict[str, str]] = {}
 
     # First start: the factory root is new to the store, so it is parsed and judged (cryptography loads).
     with LoopbackCsms(passwords={"CS001": PASSWORD}, ssl_context=authority.server_context(HOST)) as csms:
@@ -72,7 +74,7 @@ def test_profile_2_station_imports_cryptography_only_for_a_certificate(tmp_path:
             seen["first"] = announced(first_log)
 
         run_station(config, csms, first_log, first)
-    assert len(seen["first"]) == 1 and "/appliance/certs/" in seen["first"][0], seen
+    assert list(seen["first"]) == ["cryptography"] and "/appliance/certs/" in seen["first"]["cryptography"], seen
 
     # Second start: the root is known. First the CSMS shows a certificate for another host (refused, with
     # its security event), then its own; the station serves a CALL; only InstallCertificate loads cryptography.
@@ -103,5 +105,6 @@ def test_profile_2_station_imports_cryptography_only_for_a_certificate(tmp_path:
         assert connection.auth_ok is True and csms.url.startswith("wss://")
         assert csms.violations == []
     assert "name mismatch: the certificate is for other.test, the CSMS is 127.0.0.1" in log
-    assert seen["served"] == [], log
-    assert len(seen["installed"]) == 1 and "/appliance/certs/" in seen["installed"][0], log
+    assert seen["served"] == {}, log
+    assert list(seen["installed"]) == ["cryptography"], log
+    assert "/appliance/certs/" in seen["installed"]["cryptography"], log
