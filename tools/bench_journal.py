@@ -10,7 +10,9 @@
    Beside it, the same commits each awaited from Trio through the storage worker: the floor of the storage
    discipline (the two thread hops no commit off the event loop can avoid). The floor and the single producer are
    measured again with the process on one CPU (as `CPUAffinity=` in the service unit would run the station), where
-   the two threads hand over on one core instead of waking a halted one. All are measured in interleaved
+   the two threads hand over on one core instead of waking a halted one. And the journal's store call alone, run
+   on one thread with no hop at all: the journal's own ceiling, what its schema (six pages per commit against the
+   raw table's one) and its SQL cost before any thread hand-over. All are measured in interleaved
    rounds and each ratio is the median of the per-round ratios: the machine is shared, and a disk that is slow
    for a second must count against the limit and the journal alike.
 2. Replay: 10,000 TransactionEvents queued in the journal while "offline", then the station connects; time
@@ -133,6 +135,24 @@ def raw_commit_rate(directory: Path, total: int) -> float:
     return total / elapsed
 
 
+def store_rate(directory: Path, total: int) -> float:
+    """The journal's store call alone, on this thread, one message per commit: what `journal_rate` with one
+    producer would reach if handing each commit to the worker and back cost nothing."""
+    store = JournalStore(open_station_db(directory))
+    try:
+        tx = str(uuid.uuid4())
+        store.append_batch(
+            [Append("TransactionEvent", tx_payload(tx, "Started", 0), new_transaction=NewTransaction(tx, 1))]
+        )
+        start = time.perf_counter()
+        for i in range(total):
+            store.append_batch([Append("TransactionEvent", tx_payload(tx, "Updated", float(i)))])
+        elapsed = time.perf_counter() - start
+    finally:
+        store.conn.close()
+    return total / elapsed
+
+
 async def raw_through_worker_rate(directory: Path, total: int) -> float:
     """The same commits, each awaited from Trio through the storage worker: the floor of the storage discipline
     (no commit on the event loop's thread), i.e. the raw limit plus the two thread hops nothing can avoid."""
@@ -176,6 +196,7 @@ def bench_appends(directory: Path, total: int, rounds: int) -> None:
     cpu: int | None = None
     for r in range(rounds):
         raw.append(raw_commit_rate(directory / f"raw{r}", total))
+        rates["store"].append(store_rate(directory / f"store{r}", total))
         rates["hop"].append(trio.run(raw_through_worker_rate, directory / f"hop{r}", total))
         rates["one"].append(trio.run(journal_rate, directory / f"one{r}", total, 1)[0])
         rate, per_commit = trio.run(journal_rate, directory / f"many{r}", total, 64)
@@ -192,9 +213,8 @@ def bench_appends(directory: Path, total: int, rounds: int) -> None:
             if rates["one1"]
             else ""
         )
-        print(
-            f"  round {r + 1}: raw {raw[-1]:,.0f}/s  via worker {rates['hop'][-1]:,.0f}/s  {one}  {sixty_four}{pinned}"
-        )
+        alone = f"store alone {rates['store'][-1]:,.0f}/s  via worker {rates['hop'][-1]:,.0f}/s"
+        print(f"  round {r + 1}: raw {raw[-1]:,.0f}/s  {alone}  {one}  {sixty_four}{pinned}")
     print(f"  median of {rounds} rounds of {total} appends each (load average {os.getloadavg()[0]:.2f}):")
     print(f"    raw SQLite limit (one single-row FULL commit at a time): {median(raw):,.0f} commits/s")
     for key, name in _SERIES.items():
@@ -202,14 +222,19 @@ def bench_appends(directory: Path, total: int, rounds: int) -> None:
             ratios = [rate / limit for rate, limit in zip(rates[key], raw, strict=True)]
             where = f" (CPU {cpu})" if key.endswith("1") else ""
             print(f"    {name}{where}: {median(rates[key]):,.0f}/s = {100 * median(ratios):.0f} % of the raw rate")
-    for one, floor, where in (("one", "hop", ""), ("one1", "hop1", ", on one CPU")):
+    for one, floor, against in (
+        ("one", "hop", "the worker floor"),
+        ("one1", "hop1", "the worker floor, on one CPU"),
+        ("one", "store", "its store call alone (the rest is the hops)"),
+    ):
         if rates[one]:
             ratios = [a / b for a, b in zip(rates[one], rates[floor], strict=True)]
-            print(f"    journal, 1 producer, against the worker floor{where}: {100 * median(ratios):.0f} %")
+            print(f"    journal, 1 producer, against {against}: {100 * median(ratios):.0f} %")
 
 
 #: The series of section 1 besides the raw limit, in print order.
 _SERIES = {
+    "store": "journal store call alone, one thread, no hops",
     "hop": "raw commit awaited through the storage worker",
     "one": "journal,   1 producer ",
     "many": "journal,  64 producers",
