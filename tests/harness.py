@@ -21,6 +21,7 @@ from appliance.hardware.registry import make_hardware
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.process import config_text
 from appliance.station import Station
+from appliance.storage.db import open_read_only
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,3 +57,13 @@ def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.02) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def peek(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Rows of `sql` on the station database at `path`, read as `appliance-journal` reads it: through a read-only
+    connection of its own (the station's one connection belongs to its storage worker), closed after."""
+    conn = open_read_only(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

@@ -1,9 +1,9 @@
 """Durable authorization data: the authorization cache and the local authorization list (SQLite).
 
 Both live in the station database (migration 0004) and are touched only through this module. SQLite is the
-truth; what authorization looks up on the Trio thread is a copy in memory, so a station needs no read connection
-of its own for it (each one parses the whole schema, ~115 KiB of SQLite heap, and a fleet of a thousand stations
-that all authorize would pay that a thousand times).
+truth; what authorization looks up on the Trio thread is a copy in memory, so a lookup needs neither a storage
+job nor a second connection (each one parses the whole schema, ~115 KiB of SQLite heap, and a fleet of a
+thousand stations that all authorize would pay that a thousand times).
 
 The copy is exact, never "eventually": every change is one transaction run by the storage worker and awaited
 (no fsync or lock wait on the event loop), and the same job, right after its COMMIT, reads the changed table

@@ -24,8 +24,8 @@ class ProfileStore:
         self._profiles: dict[int, Profile] = {}
 
     async def load(self) -> None:
-        """Read what is installed (a few dozen rows at most), as a storage job: the read connection is not
-        opened at boot for it. A row that no longer parses is logged and skipped, never a crash at boot."""
+        """Read what is installed (a few dozen rows at most), as a storage job. A row that no longer parses is
+        logged and skipped, never a crash at boot."""
         rows = await self._storage.run(self._rows)
         for profile_id, evse_id, source, tx_id, text in rows:
             try:

@@ -138,8 +138,7 @@ class Member:
 
     async def journal_counts(self) -> tuple[int, int, int]:
         """(journaled messages, of which not yet delivered, open transactions), read as a job on the station's
-        storage worker: through the station's read connection the fleet's own summary would open one per
-        station (a parsed schema each), which an idle station never needs."""
+        storage worker (the one connection a station has)."""
         storage = getattr(self.station, "storage", None)
         if storage is None:
             return 0, 0, 0
@@ -586,7 +585,7 @@ def no_page_cache_bulk() -> bool:
 
     A connection reserves a bulk of 20 pages (~84 KiB) when it reads its first page, and keeps it until it
     closes. That first read is the schema, which even `PRAGMA cache_size` needs before it can cap the cache, so
-    a capped cache (`cache_kib`) still holds the whole bulk: measured per station (its writer and its reader),
+    a capped cache (`cache_kib`) still holds the whole bulk: measured per station (then with two connections),
     262 KiB of SQLite memory with the bulk, 110 KiB without. `sqlite3_config` works only while SQLite is shut
     down, so this shuts it down and re-initialises it — safe only while the process has no connection open,
     which is checked (SQLite's own count of its memory in use is then 0); False when that is not so, or when the

@@ -8,8 +8,11 @@ token when it is done, so the event loop is never blocked by the disk. One threa
 serialises every writer (journal group commits, device model, authorization data, station state) without a
 lock: jobs run one after another in the order they were queued, and no two transactions can interleave.
 
-Reads that must be fast are served from memory by their owners, or from `reader`, a second connection on the
-Trio thread (WAL readers never wait for the writer), opened on first use.
+Reads that must be fast are served from memory by their owners (the device model, the authorization cache and
+list, the certificate store), each copy published by the storage job that changed the table; everything else is
+read by a job too. There is no second connection on the Trio thread: each one parses the whole schema (~115 KiB
+of SQLite heap), which a thousand stations in one fleet would pay a thousand times, and the copies answer
+faster than a query would.
 
 Cancellation: a queued job is never abandoned. The caller's wait is shielded, because the job may already be
 committing; returning before it finished would report a write as failed that is in fact on disk.
@@ -29,7 +32,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from appliance.storage.db import DB_NAME, PYTHON_CACHED_STATEMENTS, open_station_db, transaction
+from appliance.storage.db import DB_NAME, open_station_db, transaction
 
 log = logging.getLogger("appliance.storage")
 
@@ -76,12 +79,11 @@ class StorageWorker:
 
 
 class Storage:
-    """The writer connection, the worker thread its jobs run on, and a read connection for the Trio thread.
+    """The station database's one connection and the worker thread its jobs run on.
 
     Use `await Storage.open(...)`, or wrap an already opened connection with `Storage(conn, path)` and `start()`.
-    Pass `worker` to share one worker thread between several stations' storages, and `cache_kib` and
-    `cached_statements` to bound the read connection's page cache and prepared statements (`open` bounds the
-    writer's too; see `open_station_db`).
+    Pass `worker` to share one worker thread between several stations' storages, and to `open` `cache_kib` and
+    `cached_statements` to bound the connection's page cache and prepared statements (see `open_station_db`).
     """
 
     def __init__(
@@ -89,18 +91,12 @@ class Storage:
         conn: sqlite3.Connection,
         path: Path,
         worker: StorageWorker | None = None,
-        *,
-        cache_kib: int | None = None,
-        cached_statements: int | None = None,
     ) -> None:
         self.path = path
         self._conn = conn
         self._owns_worker = worker is None
         self._worker = StorageWorker() if worker is None else worker
         self._closed = False
-        self._cache_kib = cache_kib
-        self._cached_statements = PYTHON_CACHED_STATEMENTS if cached_statements is None else cached_statements
-        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(
@@ -114,7 +110,7 @@ class Storage:
         """Open (creating and migrating if needed) the station database, off the event loop."""
         bounds = {"cache_kib": cache_kib, "cached_statements": cached_statements}
         conn = await trio.to_thread.run_sync(functools.partial(open_station_db, data_dir, **bounds))
-        storage = cls(conn, data_dir / DB_NAME, worker, **bounds)
+        storage = cls(conn, data_dir / DB_NAME, worker)
         storage.start()
         return storage
 
@@ -123,7 +119,7 @@ class Storage:
             self._worker.start()
 
     def close(self) -> None:
-        """Finish the queued jobs, then close both connections. Safe to call twice."""
+        """Finish the queued jobs, then close the connection. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -134,9 +130,6 @@ class Storage:
             reached = threading.Event()
             self._worker.submit(reached.set)
             reached.wait()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
         self._conn.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -187,29 +180,6 @@ class Storage:
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (a job: run it with `run`)."""
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # read to the end: no statement left open
-
-    @property
-    def reader(self) -> sqlite3.Connection:
-        """The read connection, for quick reads on the Trio thread (WAL: it never waits for the writer).
-
-        Opened on first use: each connection parses the whole schema (~115 KiB of SQLite heap), and a station
-        that never looks anything up this way (no card presented yet; a thousand idle stations in a fleet)
-        should not pay for it.
-        """
-        if self._reader is None:
-            if self._closed:
-                raise StorageClosed(f"{self.path}: closed")
-            reader = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                check_same_thread=False,
-                cached_statements=self._cached_statements,
-            )
-            reader.execute("PRAGMA query_only = ON")
-            if self._cache_kib is not None:
-                reader.execute(f"PRAGMA cache_size=-{int(self._cache_kib)}")
-            self._reader = reader
-        return self._reader
 
     @property
     def writer(self) -> sqlite3.Connection:

@@ -14,6 +14,7 @@ from appliance.lab.csms import NO_ANSWER, LoopbackCsms
 from appliance.station import Station
 from tests.conformance.helpers import booted_station
 from tests.conformance.tx_helpers import wait_queue_empty
+from tests.harness import peek
 
 #: Message 2 stays unanswered far longer than the guard below waits for message 1's mark.
 SLOW = {"OCPPCommCtrlr.MessageTimeout[Default]": 120}
@@ -40,12 +41,12 @@ def marker_of(payload: dict[str, Any]) -> float:
 
 def row(station: Station, marker: float) -> tuple[str | None, int]:
     """(outcome, attempts) of our MeterValues with `marker`, read as `appliance-journal` would."""
-    found = station.storage.reader.execute(
+    [found] = peek(
+        station.storage.path,
         "SELECT outcome, attempts FROM outbox WHERE action = 'MeterValues'"
         " AND json_extract(payload, '$.meterValue[0].sampledValue[0].value') = ?",
         (marker,),
-    ).fetchone()
-    assert found is not None
+    )
     return found[0], found[1]
 
 

@@ -17,6 +17,7 @@ from appliance.journal.journal import Journal
 from appliance.journal.store import Append
 from appliance.security.seclog import CAPACITY
 from appliance.storage import Storage
+from tests.harness import peek
 
 
 @pytest.fixture
@@ -30,8 +31,7 @@ async def events(tmp_path: Path) -> AsyncIterator[SecurityEvents]:
 
 
 def outbox(events: SecurityEvents) -> list[tuple[str, str]]:
-    conn = events._journal.storage.reader
-    return conn.execute("SELECT action, json_extract(payload, '$.type') FROM outbox ORDER BY id").fetchall()
+    return peek(events._journal.storage.path, "SELECT action, json_extract(payload, '$.type') FROM outbox ORDER BY id")
 
 
 async def test_critical_journaled_and_logged_non_critical_only_logged(events: SecurityEvents) -> None:
@@ -61,9 +61,10 @@ async def test_a_journaled_notification_is_logged_in_the_same_commit(events: Sec
         )
     )
     assert stored["type"] == "TamperDetectionActivated"
-    row = events._journal.storage.reader.execute(
-        "SELECT l.type, l.tech_info, l.outbox_id = o.id FROM security_log l JOIN outbox o ON o.id = l.outbox_id"
-    ).fetchall()
+    row = peek(
+        events._journal.storage.path,
+        "SELECT l.type, l.tech_info, l.outbox_id = o.id FROM security_log l JOIN outbox o ON o.id = l.outbox_id",
+    )
     assert row == [("TamperDetectionActivated", "lid", 1)]
 
 
@@ -72,7 +73,7 @@ async def test_export_between_bounds(events: SecurityEvents, tmp_path: Path) -> 
     stamps = [f"2026-01-0{day}T12:00:00.000Z" for day in range(1, 6)]
     for day, stamp in enumerate(stamps, 1):
         await events.log.record("InvalidMessages", f"day {day}\twith\ttabs\nand a line break", stamp)
-    assert storage.reader.execute("SELECT count(*) FROM security_log").fetchone() == (5,)
+    assert peek(storage.path, "SELECT count(*) FROM security_log") == [(5,)]
 
     out = tmp_path / "security.log"
     count = await events.log.export(out, datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 4, 12, tzinfo=UTC))

@@ -15,6 +15,7 @@ from appliance.blocks.auth_store import LocalList
 from appliance.blocks.profile_store import ProfileStore
 from appliance.storage import StateStore, Storage, StorageClosed, StorageWorker, is_disk_full, transaction
 from appliance.storage.db import DB_NAME, open_station_db
+from tests.harness import peek
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ async def test_a_failed_write_rolls_back_all_of_it(storage: Storage) -> None:
 
     with pytest.raises(RuntimeError):
         await storage.write(two_then_fail, storage.writer)
-    assert storage.reader.execute("SELECT count(*) FROM station_state").fetchone()[0] == 0
+    assert peek(storage.path, "SELECT count(*) FROM station_state") == [(0,)]
     assert not await storage.run(lambda: storage.writer.in_transaction)
 
 
@@ -73,7 +74,7 @@ async def test_a_nested_transaction_is_a_savepoint(storage: Storage) -> None:
             raise KeyError("inner fails")
 
     await storage.write(outer, storage.writer)
-    keys = [row[0] for row in storage.reader.execute("SELECT key FROM station_state")]
+    keys = [row[0] for row in peek(storage.path, "SELECT key FROM station_state")]
     assert keys == ["kept"]
 
 
@@ -101,7 +102,7 @@ async def test_a_cancelled_caller_still_waits_for_its_write(storage: Storage) ->
         assert not returned  # still waiting for the worker, cancelled or not
         threading.Timer(0.05, release.set).start()
     assert returned
-    assert storage.reader.execute("SELECT value FROM station_state WHERE key = 'late'").fetchone() == ("1",)
+    assert peek(storage.path, "SELECT value FROM station_state WHERE key = 'late'") == [("1",)]
 
 
 async def test_the_event_loop_runs_while_a_write_waits_for_a_lock(tmp_path: Path) -> None:
@@ -172,8 +173,7 @@ async def test_storages_sharing_a_worker_keep_their_own_order_and_close_alone(tm
         with pytest.raises(StorageClosed):  # closed, although the shared thread still runs
             await first.run(lambda: None)
         await second.write(put, second, "after")  # the other station goes on
-        rows = second.reader.execute("SELECT count(*) FROM station_state WHERE value = 'b'").fetchone()[0]
-        assert rows == 21
+        assert peek(second.path, "SELECT count(*) FROM station_state WHERE value = 'b'") == [(21,)]
         second.close()
         assert worker.alive  # the pool's owner stops it, not a station
     finally:
@@ -195,35 +195,14 @@ async def test_state_store_writes_through_and_reloads(tmp_path: Path) -> None:
     storage.close()
 
 
-async def test_read_connection_opens_on_first_use_sees_commits_and_refuses_writes(tmp_path: Path) -> None:
-    """The read connection costs a parsed schema per station: it is opened only when something reads through it,
-    then kept; it sees what the worker committed, cannot write, and is closed with the storage."""
-    storage = await Storage.open(tmp_path)
-    try:
-        assert storage._reader is None
-        await storage.write(_insert, storage.writer, "k", "v")
-        reader = storage.reader
-        assert storage.reader is reader  # kept once open
-        assert reader.execute("SELECT value FROM station_state WHERE key = 'k'").fetchone() == ("v",)
-        with pytest.raises(sqlite3.OperationalError):
-            reader.execute("DELETE FROM station_state")
-    finally:
-        storage.close()
-    with pytest.raises(sqlite3.ProgrammingError):
-        reader.execute("SELECT 1")
-    with pytest.raises(StorageClosed):
-        storage.reader  # noqa: B018 - the property access is what is tested
-
-
 async def test_profiles_and_authorization_data_load_through_the_worker(tmp_path: Path) -> None:
     """The charging profiles and the authorization data are read at every boot, as jobs, and looked up in memory
-    afterwards: neither opens the read connection."""
+    afterwards."""
     storage = await Storage.open(tmp_path)
     try:
         await ProfileStore(storage).load()
         local_list = LocalList(storage)
         await local_list.load()
         assert local_list.version() == 0
-        assert storage._reader is None
     finally:
         storage.close()
