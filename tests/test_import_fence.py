@@ -303,16 +303,26 @@ def run_fenced_station(
     run first, call `exercise(log file)` once it has sent its status notifications, stop it with SIGTERM; its log."""
     config = tmp_path / "station.toml"
     config.write_text(config_text(data_dir, csms.url, extra=extra))
+    log_path = tmp_path / "station.log"
+
+    def booted_then_exercise() -> None:
+        csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
+        exercise(log_path)
+
+    return run_fenced_config(config, prelude, log_path, booted_then_exercise)
+
+
+def run_fenced_config(config: Path, prelude: str, log_path: Path, exercise: Callable[[], None]) -> str:
+    """`appliance run --config config` behind the fence with `prelude` run first, its output in `log_path`;
+    `exercise()` while it runs, then SIGTERM; it must exit 0. Its log."""
     code = (
         prelude + "\nimport atexit, runpy\natexit.register(_report)\n"
         "runpy.run_module('appliance', run_name='__main__', alter_sys=True)"
     )
-    log_path = tmp_path / "station.log"
     with log_path.open("w") as log:
         station = fenced_python(code, "run", "--config", str(config), output=log)
         try:
-            csms.wait_action("CS001", "StatusNotification", count=2, timeout=30)
-            exercise(log_path)
+            exercise()
             station.send_signal(signal.SIGTERM)
             station.wait(timeout=30)
         finally:

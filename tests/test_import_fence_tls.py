@@ -11,7 +11,6 @@ checking less.
 
 from __future__ import annotations
 
-import signal
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from appliance.lab.csms import LoopbackCsms
 from appliance.lab.csms.pki import Authority, certificate, new_key, pem
 from appliance.lab.process import PASSWORD, config_text
-from tests.test_import_fence import HEARTBEAT_INTERVAL, announce, announced, fenced_python
+from tests.test_import_fence import HEARTBEAT_INTERVAL, announce, announced, run_fenced_config
 
 HOST = "127.0.0.1"
 
@@ -39,22 +38,7 @@ def serve_as(authority: Authority, context: ssl.SSLContext, host: str) -> None:
 def run_station(config: Path, csms: LoopbackCsms, log_path: Path, exercise: Callable[[], None]) -> str:
     """`appliance run` behind the fence, with `cryptography`'s first import announced in its log; `exercise()`
     runs once it is up, then SIGTERM; the log."""
-    code = (
-        announce("cryptography") + "\nimport runpy\nrunpy.run_module('appliance', run_name='__main__', alter_sys=True)"
-    )
-    with log_path.open("w") as log:
-        station = fenced_python(code, "run", "--config", str(config), output=log)
-        try:
-            exercise()
-            station.send_signal(signal.SIGTERM)
-            station.wait(timeout=30)
-        finally:
-            if station.poll() is None:
-                station.kill()
-                station.wait()
-    text = log_path.read_text()
-    assert station.returncode == 0, text
-    return text
+    return run_fenced_config(config, announce("cryptography"), log_path, exercise)
 
 
 def test_profile_2_station_imports_cryptography_only_for_a_certificate(tmp_path: Path, data_dir: Path) -> None:

@@ -3,8 +3,10 @@ DiagnosticsLog export cut to a window in station time."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,21 +16,27 @@ from appliance import logsetup
 from appliance.diagnostics.logfiles import DiagnosticsLog, line_time
 
 
-def test_lines_are_logfmt_private_and_rotated_within_the_bound(tmp_path: Path) -> None:
-    directory = tmp_path / "logs"
+@contextlib.contextmanager
+def info_logging() -> Iterator[None]:
+    """The root logger at INFO for the block, then back to its level."""
     root = logging.getLogger()
     old_level = root.level
     root.setLevel(logging.INFO)
     try:
-        with logsetup.file_log(directory, max_bytes=4096, count=3):
-            for n in range(400):
-                logging.getLogger("appliance.test").info("line %d of the rotation test", n)
-            try:
-                raise ValueError("boom")
-            except ValueError:
-                logging.getLogger("appliance.test").exception("with a traceback")
+        yield
     finally:
         root.setLevel(old_level)
+
+
+def test_lines_are_logfmt_private_and_rotated_within_the_bound(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    with info_logging(), logsetup.file_log(directory, max_bytes=4096, count=3):
+        for n in range(400):
+            logging.getLogger("appliance.test").info("line %d of the rotation test", n)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("appliance.test").exception("with a traceback")
     files = logsetup.log_files(directory)
     assert [p.name for p in files] == ["appliance.log.2", "appliance.log.1", "appliance.log"]
     assert sum(p.stat().st_size for p in files) <= 3 * 4096 + 200
@@ -45,15 +53,9 @@ def test_a_single_file_starts_again_at_its_bound(tmp_path: Path) -> None:
     """`file_count = 1` keeps one file, emptied when the next line would take it to `max_bytes` (RotatingFileHandler
     with backupCount 0 never rotated it: the file grew without bound)."""
     directory = tmp_path / "logs"
-    root = logging.getLogger()
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    try:
-        with logsetup.file_log(directory, max_bytes=4096, count=1):
-            for n in range(400):
-                logging.getLogger("appliance.test").info("line %d of the single-file test", n)
-    finally:
-        root.setLevel(old_level)
+    with info_logging(), logsetup.file_log(directory, max_bytes=4096, count=1):
+        for n in range(400):
+            logging.getLogger("appliance.test").info("line %d of the single-file test", n)
     assert [p.name for p in directory.iterdir()] == ["appliance.log"]
     assert 3000 < (directory / "appliance.log").stat().st_size < 4096
     lines = (directory / "appliance.log").read_text().splitlines()
