@@ -76,6 +76,7 @@ CORE_MIGRATIONS = (
     "0002_station_state.sql",
     "0003_journal.sql",
     "0010_drop_outbox_tx_index.sql",
+    "0011_transaction_row_without_copies.sql",
 )
 HOUSEKEEPING_EVERY = 3600.0
 

@@ -35,6 +35,7 @@ from appliance.blocks.base import Block, send_in_parts
 from appliance.clock import StationClock
 from appliance.devicemodel import settings as keys
 from appliance.devicemodel.settings import Settings
+from appliance.journal.store import last_register_wh
 from appliance.link.link import Link
 from appliance.link.rpc import Handler, Reply
 from appliance.storage import Storage
@@ -250,7 +251,6 @@ def _gather(conn: sqlite3.Connection, id_token: dict, clear: bool) -> Findings:
         "ended_at",
         "stopped_reason",
         "meter_start_wh",
-        "meter_last_wh",
         "state",
     )
     rows = conn.execute(
@@ -258,6 +258,8 @@ def _gather(conn: sqlite3.Connection, id_token: dict, clear: bool) -> Findings:
         (*key, MAX_TRANSACTIONS),
     ).fetchall()
     found.transactions = [dict(zip(columns, row, strict=True)) for row in rows]
+    for tx in found.transactions:
+        tx["meter_last_wh"] = last_register_wh(conn, tx["transaction_id"])
     if not clear:
         return found
     found.cache_removed = AuthCache.forget_in(conn, id_token)

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from appliance.journal.store import last_register_wh
 from appliance.timetext import parse_iso
 
 #: The columns these queries read, per table; `schema_problems` reports any a journal lacks.
@@ -53,8 +54,6 @@ READ_COLUMNS = {
         "ended_at",
         "stopped_reason",
         "meter_start_wh",
-        "meter_last_wh",
-        "next_seq_no",
         "state",
     ),
 }
@@ -196,17 +195,19 @@ def transactions(conn: Reader, *, open_only: bool = False) -> list[dict[str, Any
         f"SELECT {columns},"
         " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS n_events,"
         " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
-        " AS n_pending FROM transactions t"
+        " AS n_pending,"
+        " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS max_seq"
+        " FROM transactions t"
     )
     if open_only:
         sql += " WHERE t.state = 'open'"
     sql += " ORDER BY t.started_at, t.rowid"
     result = []
     with snapshot(conn) as db:
-        rows = list(db.query(sql))
-    for row in rows:
+        rows = [(row, last_register_wh(db.conn, row["transaction_id"])) for row in db.query(sql)]
+    for row, last_wh in rows:
         token, token_type = _id_token(row["id_token"])
-        start_wh, last_wh = row["meter_start_wh"], row["meter_last_wh"]
+        start_wh = row["meter_start_wh"]
         energy = None
         if start_wh is not None and last_wh is not None:
             energy = round(last_wh - start_wh, 3)
@@ -225,7 +226,7 @@ def transactions(conn: Reader, *, open_only: bool = False) -> list[dict[str, Any
                 "meterStartWh": start_wh,
                 "meterLastWh": last_wh,
                 "state": row["state"],
-                "nextSeqNo": row["next_seq_no"],
+                "nextSeqNo": 0 if row["max_seq"] is None else row["max_seq"] + 1,
                 "events": row["n_events"],
                 "pending": row["n_pending"],
             }
@@ -247,7 +248,7 @@ def summary(conn: Reader) -> dict[str, Any]:
         oldest = next(db["outbox"].rows_where("outcome IS NULL", order_by="id", select="created_at", limit=1), None)
         open_rows = list(
             db.query(
-                "SELECT t.transaction_id, t.evse_id, t.next_seq_no, t.started_at,"
+                "SELECT t.transaction_id, t.evse_id, t.started_at,"
                 " (SELECT max(seq_no) FROM outbox o WHERE o.transaction_id = t.transaction_id) AS max_seq,"
                 " (SELECT count(*) FROM outbox o WHERE o.transaction_id = t.transaction_id AND o.outcome IS NULL)"
                 " AS pending FROM transactions t WHERE t.state = 'open' ORDER BY t.started_at, t.rowid"
@@ -255,13 +256,11 @@ def summary(conn: Reader) -> dict[str, Any]:
         )
     open_transactions = []
     for row in open_rows:
-        # next_seq_no is the allocator, so it is authoritative; the outbox max is the fallback.
-        last = row["next_seq_no"] - 1 if row["next_seq_no"] else row["max_seq"]
         open_transactions.append(
             {
                 "transactionId": row["transaction_id"],
                 "evseId": row["evse_id"],
-                "lastSeqNo": last,
+                "lastSeqNo": row["max_seq"],
                 "startedAt": row["started_at"],
                 "pending": row["pending"],
             }

@@ -2,12 +2,16 @@
 
 Power-cut analysis of each write (a cut between any two statements rolls the open transaction back):
 
-* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions, born with seqNo 0 allocated | otherwise: one UPDATE
-  transactions that allocates the seqNo and records the energy register and first idToken … RETURNING) → INSERT
-  outbox → (Ended: UPDATE transactions state) → COMMIT. All or nothing; the seqNo and the message are one fact.
-  The timestamp of a transaction's previous message, which the next one must not precede, is remembered in
-  memory only after its commit returned, keyed by its seqNo, and read from the outbox when unknown (after a
-  restart): memory that a cut wipes, never a second copy of durable state that could disagree with it.
+* append: `BEGIN IMMEDIATE` → (Started: INSERT transactions, the row born with what the event says) → (a
+  transaction's first idToken, when it started without one, or its GroupId: UPDATE transactions) → (Ended:
+  UPDATE transactions state) → INSERT outbox → COMMIT. All or nothing. A seqNo exists in one place only, the
+  outbox row of its message: the next one is the newest row's + 1, so no allocator can disagree with the
+  messages, and a cut can neither leave a gap nor repeat one (the UNIQUE (transaction_id, seq_no) index refuses
+  a repeat outright). Most appends are that one INSERT: the newest row's seqNo and timestamp (which the next
+  message must not precede) and whether the row has its idToken are remembered in memory, only after the
+  commit returned, and read from the journal when unknown (after a restart). Memory that a cut wipes, never a
+  second copy of durable state. The energy register is not repeated in the transactions row either: readers
+  take it from the newest message that carries one (`last_register_wh`).
 * delivered: one UPDATE per row, several rows per transaction (the delivery commits the marks of up to 100
   answered messages at once). A cut before that commit means those messages are sent again after the restart —
   the only way a duplicate can happen, and only for messages whose answer we had not yet recorded
@@ -26,7 +30,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.protocol import new_message_id
 from appliance.storage.db import transaction
@@ -83,6 +87,30 @@ def _register_wh(payload: dict[str, Any]) -> float | None:
     return found
 
 
+def last_register_wh(conn: sqlite3.Connection, transaction_id: str) -> float | None:
+    """A transaction's last energy register (Wh), from its newest TransactionEvent that carries one.
+
+    Read where it is shown (the journal CLI, customer information), not kept in the transactions row: a column
+    there would cost every append one more UPDATE and one more page in its commit.
+    """
+    skip = 0
+    while True:  # one row per query: almost always the newest such message is the answer
+        row = conn.execute(
+            "SELECT payload FROM outbox WHERE transaction_id = ? AND action = 'TransactionEvent'"
+            " AND instr(payload, 'Energy.Active.Import.Register') ORDER BY seq_no DESC LIMIT 1 OFFSET ?",
+            (transaction_id, skip),
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            found = _register_wh(json.loads(row[0]))
+        except (ValueError, TypeError, KeyError, AttributeError):  # a damaged message: `verify` names it
+            found = None
+        if found is not None:
+            return found
+        skip += 1
+
+
 #: `json.dumps(obj, separators=(",", ":"))` without building an encoder per call (the same text).
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -104,7 +132,18 @@ class _Stamp:
         return f"{self.prefix}.{int((now - second) * 1000):03d}Z"
 
 
-#: Open transactions whose last timestamp is remembered; past this (a leak, or a fleet of stations on one store)
+class _Last(NamedTuple):
+    """An open transaction's newest journaled message, as the next append needs it."""
+
+    seq_no: int  # -1: no message yet (the Started event being appended in this batch opens it)
+    timestamp: str
+    has_token: bool  # the transactions row holds an idToken (the first one a message carried stays)
+
+
+#: What a batch remembers of a transaction it ended: nothing more may be appended to it.
+_ENDED = _Last(-2, "", False)
+
+#: Open transactions whose last message is remembered; past this (a leak, or a fleet of stations on one store)
 #: the memory is dropped and refilled by reads.
 _LAST_KEPT = 256
 
@@ -114,21 +153,21 @@ class JournalStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        #: transaction id -> (seqNo, timestamp) of its last message committed through this store: the
-        #: timestamp check of the next append needs it, and a read per append would cost a statement.
-        self._last: dict[str, tuple[int, str]] = {}
+        #: transaction id -> its last message committed through this store (seqNo, timestamp, idToken known):
+        #: the next append takes its seqNo and its timestamp check from it, without a statement.
+        self._last: dict[str, _Last] = {}
         self._stamp = _Stamp()
 
     # --- writes -----------------------------------------------------------------------------------------
 
     def append_batch(self, items: Sequence[Append]) -> list[dict[str, Any]]:
         """Journal several messages in ONE transaction (group commit); return the payloads as stored."""
-        seen: dict[str, tuple[int, str]] = {}
+        seen: dict[str, _Last] = {}
         with transaction(self.conn):
             stored = [self._append_one(item, seen) for item in items]
         # Committed: what this batch wrote is now what the journal holds. (A rolled-back batch teaches nothing.)
         for tx_id, last in seen.items():
-            if last[0] < 0:
+            if last is _ENDED:
                 self._last.pop(tx_id, None)
             else:
                 self._last[tx_id] = last
@@ -136,7 +175,7 @@ class JournalStore:
             self._last.clear()
         return stored
 
-    def _append_one(self, item: Append, seen: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    def _append_one(self, item: Append, seen: dict[str, _Last]) -> dict[str, Any]:
         conn = self.conn
         payload = dict(item.payload)
         tx_id = item.transaction_id
@@ -144,37 +183,41 @@ class JournalStore:
         event_type = payload.get("eventType")
         if item.action == "TransactionEvent":
             tx_id = payload["transactionInfo"]["transactionId"]
-            energy = _register_wh(payload)
             token = json.dumps(payload["idToken"]) if "idToken" in payload else None
             if item.new_transaction is not None:
-                # Started: the row is born with seqNo 0 allocated and everything the event says about it.
+                # Started: the row is born with everything the event says about it, and no message yet.
                 t = item.new_transaction
-                seq_no = 0
+                if t.transaction_id != tx_id:
+                    raise ValueError(f"a Started event of {tx_id} cannot open transaction {t.transaction_id}")
+                started_token = json.dumps(t.id_token) if t.id_token else token
                 conn.execute(
                     "INSERT INTO transactions (transaction_id, evse_id, connector_id, id_token, remote_start_id,"
-                    " started_at, meter_start_wh, meter_last_wh, next_seq_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    " started_at, meter_start_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         t.transaction_id,
                         t.evse_id,
                         t.connector_id,
-                        json.dumps(t.id_token) if t.id_token else token,
+                        started_token,
                         t.remote_start_id,
                         payload["timestamp"],
                         _register_wh(payload),
-                        energy,
                     ),
                 )
-                if t.transaction_id != tx_id:  # the event is about another transaction than the one it opens
-                    seq_no = self._allocate(tx_id, energy, token)
+                last = _Last(-1, "", started_token is not None)
             else:
-                seq_no = self._allocate(tx_id, energy, token)
+                last = seen.get(tx_id) or self._last.get(tx_id) or self._read_last(tx_id)
+                if last is _ENDED:  # ended earlier in this batch
+                    raise ValueError(f"transaction {tx_id} is not open in the journal")
+            seq_no = last.seq_no + 1
             payload["seqNo"] = seq_no
-            if seq_no > 0:
-                # Timestamps within a transaction never go backwards, even when the station clock is corrected
-                # backwards by the CSMS or restarts before it has heard the CSMS's time again.
-                last = self._last_timestamp(tx_id, seq_no - 1, seen)
-                if last is not None and last > payload["timestamp"]:
-                    payload["timestamp"] = last
+            # Timestamps within a transaction never go backwards, even when the station clock is corrected
+            # backwards by the CSMS or restarts before it has heard the CSMS's time again.
+            if seq_no > 0 and last.timestamp > payload["timestamp"]:
+                payload["timestamp"] = last.timestamp
+            has_token = last.has_token
+            if token is not None and not has_token:  # the first idToken of a transaction started without one
+                conn.execute("UPDATE transactions SET id_token = ? WHERE transaction_id = ?", (token, tx_id))
+                has_token = True
             if item.group_id_token is not None:
                 self.set_group_id_token(tx_id, item.group_id_token)
             if event_type == "Ended":
@@ -183,9 +226,9 @@ class JournalStore:
                     " WHERE transaction_id = ?",
                     (payload["timestamp"], payload["transactionInfo"].get("stoppedReason", "Local"), tx_id),
                 )
-                seen[tx_id] = (-1, "")  # nothing more can be appended to it: forget it once committed
+                seen[tx_id] = _ENDED  # nothing more can be appended to it: forget it once committed
             else:
-                seen[tx_id] = (seq_no, payload["timestamp"])
+                seen[tx_id] = _Last(seq_no, payload["timestamp"], has_token)
         conn.execute(
             "INSERT INTO outbox (message_id, action, transaction_id, seq_no, event_type, trigger_reason, offline,"
             " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,27 +246,20 @@ class JournalStore:
         )
         return payload
 
-    def _allocate(self, tx_id: str, energy: float | None, token: str | None) -> int:
-        """The transaction's next seqNo, with its energy register and first idToken, in one UPDATE."""
+    def _read_last(self, tx_id: str) -> _Last:
+        """What the next append to an open transaction needs, read from the journal (after a restart, or once
+        the memory was dropped): its newest message's seqNo and timestamp, and whether it has an idToken."""
         row = self.conn.execute(
-            "UPDATE transactions SET next_seq_no = next_seq_no + 1, meter_last_wh = coalesce(?, meter_last_wh),"
-            " id_token = coalesce(id_token, ?) WHERE transaction_id = ? AND state = 'open' RETURNING next_seq_no - 1",
-            (energy, token, tx_id),
+            "SELECT t.id_token IS NOT NULL, o.seq_no, json_extract(o.payload, '$.timestamp') FROM transactions t"
+            " LEFT JOIN outbox o ON o.transaction_id = t.transaction_id"
+            "  AND o.seq_no = (SELECT max(seq_no) FROM outbox WHERE transaction_id = t.transaction_id)"
+            " WHERE t.transaction_id = ? AND t.state = 'open'",
+            (tx_id,),
         ).fetchone()
         if row is None:
             raise ValueError(f"transaction {tx_id} is not open in the journal")
-        return int(row[0])
-
-    def _last_timestamp(self, tx_id: str, seq_no: int, seen: dict[str, tuple[int, str]]) -> str | None:
-        """The timestamp of the transaction's message `seq_no`: remembered if this store wrote it, else read."""
-        known = seen.get(tx_id) or self._last.get(tx_id)
-        if known is not None and known[0] == seq_no:
-            return known[1]
-        row = self.conn.execute(
-            "SELECT json_extract(payload, '$.timestamp') FROM outbox WHERE transaction_id = ? AND seq_no = ?",
-            (tx_id, seq_no),
-        ).fetchone()
-        return None if row is None else row[0]
+        has_token, seq_no, timestamp = row
+        return _Last(-1 if seq_no is None else int(seq_no), timestamp or "", bool(has_token))
 
     def mark_delivered(self, row_id: int) -> None:
         self.conn.execute(
@@ -316,7 +352,7 @@ class JournalStore:
     def open_transactions(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT transaction_id, evse_id, connector_id, id_token, remote_start_id, started_at, meter_start_wh,"
-            " meter_last_wh, next_seq_no, group_id_token FROM transactions WHERE state = 'open' ORDER BY started_at"
+            " group_id_token FROM transactions WHERE state = 'open' ORDER BY started_at"
         ).fetchall()
         keys = (
             "transaction_id",
@@ -326,8 +362,6 @@ class JournalStore:
             "remote_start_id",
             "started_at",
             "meter_start_wh",
-            "meter_last_wh",
-            "next_seq_no",
             "group_id_token",
         )
         result = []

@@ -216,20 +216,13 @@ def _check_order(tx_id: str, ordered: list[_Event]) -> list[Violation]:
 
 
 def _check_row(tx_id: str, row: Mapping[str, Any], ordered: list[_Event]) -> list[Violation]:
-    """The transactions row agrees with its events: state ⇔ Ended, next_seq_no = last seqNo + 1."""
+    """The transactions row agrees with its events: state ⇔ Ended."""
     out: list[Violation] = []
     has_ended = any(ev.event_type == "Ended" for ev in ordered)
     if row.get("state") == "ended" and not has_ended:
         out.append(Violation(tx_id, "the transactions row is ended but no Ended event is journaled"))
     if row.get("state") == "open" and has_ended:
         out.append(Violation(tx_id, "an Ended event is journaled but the transactions row is still open"))
-    last = ordered[-1].seq_no
-    if row.get("nextSeqNo") is not None and row["nextSeqNo"] != last + 1:
-        out.append(
-            Violation(
-                tx_id, f"transactions.next_seq_no is {row['nextSeqNo']} but the last journaled seqNo is {last}", last
-            )
-        )
     return out
 
 
@@ -242,8 +235,8 @@ def check_events(
     """Every broken invariant in `events`, grouped by transaction in order of first appearance.
 
     `events`: outbox row dicts (`queries.iter_events`) or bare TransactionEvent payloads; other actions are
-    ignored. `transactions`: the journal's rows by transactionId (`queries.transactions`, needs `state` and
-    `nextSeqNo`); when given, rows and events must agree and ended transactions may have a pruned prefix.
+    ignored. `transactions`: the journal's rows by transactionId (`queries.transactions`, needs `state`);
+    when given, rows and events must agree and ended transactions may have a pruned prefix.
     When None (what a CSMS received), every transaction must be complete from seqNo 0.
     `allow_resends`: an identical payload received twice is a resend, not a repeat (at-least-once delivery).
     """

@@ -268,7 +268,7 @@ def test_reads_beside_an_open_write_transaction(
 ) -> None:
     journal.execute("BEGIN IMMEDIATE")
     journal.execute("UPDATE outbox SET attempts = 99")
-    journal.execute("UPDATE transactions SET next_seq_no = 50")
+    journal.execute("UPDATE transactions SET state = 'ended' WHERE transaction_id = 'TX-B'")
     try:
         code, out, _ = run(capsys, tmp_path, "events", "--json")
         assert code == 0 and all(e["attempts"] != 99 for e in json_lines(out))
@@ -276,7 +276,7 @@ def test_reads_beside_an_open_write_transaction(
         assert json.loads(run(capsys, tmp_path, "summary", "--json")[1])["openTransactions"][0]["lastSeqNo"] == 3
     finally:
         journal.execute("COMMIT")
-    assert run(capsys, tmp_path, "verify")[0] == 1  # now committed: next_seq_no 50 is wrong
+    assert run(capsys, tmp_path, "verify")[0] == 1  # now committed: TX-B is ended without an Ended event
 
 
 def test_never_writes(journal: sqlite3.Connection, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -389,7 +389,7 @@ def test_console_script_subprocess(journal: sqlite3.Connection, tmp_path: Path) 
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["transactions"] == {"open": 1, "ended": 1}
-    journal.execute("UPDATE transactions SET next_seq_no = 9 WHERE transaction_id = 'TX-B'")
+    journal.execute("DELETE FROM outbox WHERE transaction_id = 'TX-B' AND seq_no = 1")
     done = subprocess.run(
         [*wrapper, "--db", str(tmp_path / DB_NAME), "verify"],
         env=env,
@@ -398,7 +398,7 @@ def test_console_script_subprocess(journal: sqlite3.Connection, tmp_path: Path) 
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1 and "next_seq_no is 9" in done.stdout
+    assert done.returncode == 1 and "seqNo 1 missing" in done.stdout
     done = subprocess.run(
         [*wrapper, "--db", str(tmp_path / "none.db"), "verify"],
         env=env,

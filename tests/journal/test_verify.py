@@ -216,11 +216,6 @@ CORRUPTIONS = {
         "TX-B",
         "the transactions row is ended but no Ended event is journaled",
     ),
-    "next_seq_no off": (
-        ["UPDATE transactions SET next_seq_no = 7 WHERE transaction_id = 'TX-B'"],
-        "TX-B",
-        "transactions.next_seq_no is 7 but the last journaled seqNo is 3",
-    ),
     "open transaction without events": (
         ["DELETE FROM outbox WHERE transaction_id = 'TX-B'"],
         "TX-B",

@@ -171,3 +171,55 @@ def test_journal_from_before_0010_upgrades_and_keeps_its_queue(tmp_path: Path, m
     assert "USING INDEX sqlite_autoindex_outbox" in plan[0][3]
     conn.close()
     assert problems(tmp_path) == []
+
+
+def test_journal_from_before_0011_upgrades_and_continues_its_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0011 drops transactions.next_seq_no and meter_last_wh, which the firmware before it kept current on every
+    append: an open transaction goes on with the next seqNo, and the energy shown is the one it showed before."""
+    from appliance.journal import queries
+    from appliance.journal.store import Append
+    from appliance.storage import db
+
+    every = db.migration_files()
+    monkeypatch.setattr(db, "migration_files", lambda: [m for m in every if m[0] < 11])
+    build_journal(tmp_path).close()
+    old = sqlite3.connect(tmp_path / "journal.db")
+    with old:  # what the firmware before 0011 had written into the two columns
+        old.execute(
+            "UPDATE transactions SET next_seq_no = (SELECT max(seq_no) + 1 FROM outbox o"
+            " WHERE o.transaction_id = transactions.transaction_id), meter_last_wh = CASE transaction_id"
+            " WHEN 'TX-A' THEN 3000 ELSE 1700 END"
+        )
+    shown_before = dict(old.execute("SELECT transaction_id, meter_last_wh - meter_start_wh FROM transactions"))
+    old.close()
+    monkeypatch.setattr(db, "migration_files", lambda: every)
+    conn = open_station_db(tmp_path)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(transactions)")}
+    assert not columns & {"next_seq_no", "meter_last_wh"}
+    assert (
+        {t["transactionId"]: t["energyWh"] for t in queries.transactions(conn)}
+        == shown_before
+        == {
+            "TX-A": 2000,
+            "TX-B": 1200,
+        }
+    )
+    [stored] = JournalStore(conn).append_batch(
+        [
+            Append(
+                "TransactionEvent",
+                {
+                    "eventType": "Updated",
+                    "timestamp": "2030-01-01T00:00:00.000Z",
+                    "triggerReason": "MeterValuePeriodic",
+                    "seqNo": 0,
+                    "transactionInfo": {"transactionId": "TX-B"},
+                },
+            )
+        ]
+    )
+    assert stored["seqNo"] == 4  # TX-B had 0..3
+    conn.close()
+    assert problems(tmp_path) == []
