@@ -11,7 +11,7 @@
    discipline (the two thread hops no commit off the event loop can avoid). The floor and the single producer are
    measured again with the process on one CPU (as `CPUAffinity=` in the service unit would run the station), where
    the two threads hand over on one core instead of waking a halted one. And the journal's store call alone, run
-   on one thread with no hop at all: the journal's own ceiling, what its schema (six pages per commit against the
+   on one thread with no hop at all: the journal's own ceiling, what its schema (five pages per commit against the
    raw table's one) and its SQL cost before any thread hand-over. All are measured in interleaved
    rounds and each ratio is the median of the per-round ratios: the machine is shared, and a disk that is slow
    for a second must count against the limit and the journal alike.

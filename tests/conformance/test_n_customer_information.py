@@ -12,6 +12,7 @@ TC_N_62/N_63 (customerIdentifier / customerCertificate data) are not applicable:
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ async def test_TC_N_27_report_with_data(csms: LoopbackCsms, data_dir: Path) -> N
         assert "authorization cache: status Accepted" in data
         assert "local authorization list (version 1): status Accepted" in data
         assert "transaction " in data and "ended" in data
+        assert re.search(r"ended [^,]+ \(\w+\), \d+ Wh", data), data  # the energy, from its messages' register
         assert station.authorizer.cache.count() == 1  # a report changes nothing
 
 
