@@ -106,7 +106,10 @@ async def refused_silently(csms: LoopbackCsms, station: Station, token: str, evs
     mark = csms.mark()
     assert await present(station, token, evse_id) == Indication.REJECTED.value
     await trio.sleep(QUIET)
-    assert tx_events(csms, mark) == [], "no TransactionEvent after a refused idToken"
+    events = tx_events(csms, mark)
+    assert events == [], (
+        f"no TransactionEvent after a refused idToken; got {[(e['eventType'], e['triggerReason']) for e in events]}"
+    )
     assert offered(station, evse_id) == 0
     return mark
 
