@@ -21,7 +21,7 @@ from appliance.devicemodel import settings as keys
 from appliance.devicemodel.settings import Settings
 from appliance.evse.meter import meter_value
 from appliance.evse.runner import EvseRunner
-from appliance.evse.state import Authorization
+from appliance.evse.state import Authorization, EvseState
 from appliance.hardware.base import EVState, Hardware, Indication
 from appliance.journal.journal import Journal
 from appliance.journal.store import Append, Queued
@@ -225,9 +225,18 @@ class Transactions(Block):
         if not runner.state.operative or runner.state.fault is not None:
             self._hw.indicate(runner.evse_id, Indication.UNAVAILABLE)
             return
+        plugged, session = runner.state.plugged, _transaction_id(runner.state)
         info = await self._authorizer.authorize(id_token)
         if info["status"] != "Accepted":
             self._hw.indicate(runner.evse_id, Indication.REJECTED)
+            return
+        if plugged and (not runner.state.plugged or _transaction_id(runner.state) != session):
+            # Presented to an EV that left while the CSMS was asked: applied now it would open a transaction for
+            # nobody, which only EVConnectionTimeOut would end. (A card presented before plugging in stands.)
+            log.info(
+                "EVSE %d: card %s accepted after the EV it was presented to left: not used", runner.evse_id, mask(token)
+            )
+            self._hw.indicate(runner.evse_id, Indication.IDLE)
             return
         self._hw.indicate(runner.evse_id, Indication.ACCEPTED)
         auth = Authorization(id_token, group_id_token=info.get("groupIdToken"))
@@ -346,3 +355,7 @@ class Transactions(Block):
 def _group(info: dict) -> str | None:
     group = info.get("groupIdToken")
     return group["idToken"] if group else None
+
+
+def _transaction_id(state: EvseState) -> str | None:
+    return state.tx.transaction_id if state.tx is not None else None

@@ -57,6 +57,10 @@ log = logging.getLogger("appliance.lab.fleet")
 #: The cable rack waits this long for the first line of a WebSocket upgrade before it drops the connection.
 _REQUEST_LINE_TIMEOUT = 10.0
 _CHUNK = 65536
+#: Stations that close their link and wind down at the same time when the fleet ends. All at once, a fleet's
+#: RSS peaked there, above its steady figure (300 idle stations: 143 MB steady, 156 MB while stopping; 25 at a
+#: time: no peak above steady, the stop 0.3 s longer).
+STOPPING_AT_ONCE = 25
 
 
 @dataclass(frozen=True)
@@ -360,10 +364,16 @@ class Fleet:
                 self._line(f"journals {'drained' if drained else 'NOT drained'}; stopping the stations")
                 stopped_at = trio.current_time()
                 self.stopping = True
+                limiter = trio.CapacityLimiter(STOPPING_AT_ONCE)
+
+                async def stop(station: Station) -> None:
+                    async with limiter:
+                        await station.stop()
+
                 async with trio.open_nursery() as stopping:
                     for member in self.members:
                         if getattr(member.station, "_root", None) is not None:
-                            stopping.start_soon(member.station.stop)
+                            stopping.start_soon(stop, member.station)
                 stations.cancel_scope.cancel()
             root.cancel_scope.cancel()
         self.report = await trio.to_thread.run_sync(self._final_report, trio.current_time() - stopped_at)

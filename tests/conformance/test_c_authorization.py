@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from appliance.lab.csms import LoopbackCsms
+from appliance.lab.csms import Delayed, LoopbackCsms
 from tests.conformance.auth_helpers import (
     BLOCKED,
+    EVSE,
     EXPIRED,
     GROUP,
     INVALID,
@@ -35,6 +36,7 @@ from tests.conformance.auth_helpers import (
     refused_silently,
     seed_cache,
 )
+from tests.conformance.helpers import STATION_ID
 from tests.conformance.tx_helpers import (
     energy_transfer_started,
     ev_connected_pre_session,
@@ -182,3 +184,40 @@ async def test_TC_C_42_not_stopped_by_group_id(csms: LoopbackCsms, data_dir: Pat
         assert [a["idToken"] for a in authorizes(csms, mark)] == [id_token(INVALID)]
         assert tx_events(csms, mark) == []
         assert offered(station) > 0, "the energy transfer is not stopped"
+
+
+# --- an answer that comes after the EV left (not a Part 6 case) ---------------------------------------------------
+
+HOLD = 1.0
+
+
+async def test_a_card_accepted_after_its_ev_left_opens_no_transaction(csms: LoopbackCsms, data_dir: Path) -> None:
+    """A card is presented to a plugged EV; the CSMS answers the AuthorizeRequest only after the EV was unplugged
+    (a fleet of 1,000 stations on two cores did this). Applied then, the authorization would open a transaction
+    for nobody, ended only by EVConnectionTimeOut (120 s): it is dropped, no TransactionEvent follows the Ended."""
+    csms.set_response("Authorize", Delayed(HOLD, {"idTokenInfo": {"status": "Accepted"}}))
+    async with auth_station(csms, data_dir) as station:
+        await ev_connected_pre_session(csms, station)
+        mark = csms.mark()
+        await station.hardware.tap(VALID, evse_id=EVSE)
+        await csms.trio.wait_action(STATION_ID, "Authorize", since=mark)
+        await station.hardware.unplug(EVSE)
+        await wait_trigger(csms, "EVCommunicationLost", since=mark, event_type="Ended")
+        await trio.sleep(HOLD + QUIET)  # the answer arrived meanwhile
+        assert [e["eventType"] for e in tx_events(csms, mark)] == ["Ended"]
+        state = station.runners[EVSE].state
+        assert state.authorization is None and state.tx is None
+
+
+async def test_a_card_presented_before_plugging_in_stands_when_accepted_late(
+    csms: LoopbackCsms, data_dir: Path
+) -> None:
+    """The counterpart: with no EV at the card, a late Accepted authorizes the EVSE (TxStartPoint Authorized:
+    the transaction starts) and the EV may plug in afterwards."""
+    csms.set_response("Authorize", Delayed(HOLD, {"idTokenInfo": {"status": "Accepted"}}))
+    async with auth_station(csms, data_dir) as station:
+        mark = csms.mark()
+        await station.hardware.tap(VALID, evse_id=EVSE)
+        started = await wait_trigger(csms, "Authorized", since=mark, event_type="Started")
+        assert has_token(started, VALID)
+        assert station.runners[EVSE].state.authorization is not None

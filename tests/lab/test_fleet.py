@@ -126,3 +126,37 @@ async def test_the_fleets_summary_counts_every_journal_on_its_storage_worker(ope
         assert "acknowledged 3" in out.getvalue()  # the summary did count the journals
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_the_fleet_stops_its_stations_a_bounded_number_at_a_time(
+    open_csms: LoopbackCsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end every station stops (link closed with a handshake, tasks cancelled), at most STOPPING_AT_ONCE
+    together: all at once, a fleet's RSS peaked above its steady figure there."""
+    from appliance.lab import fleet as fleet_module
+    from appliance.station import Station
+
+    monkeypatch.setattr(fleet_module, "STOPPING_AT_ONCE", 3)
+    stopping, most, stopped = 0, 0, 0
+    original = Station.stop
+
+    async def counted_stop(self: Station) -> None:
+        nonlocal stopping, most, stopped
+        stopping += 1
+        most = max(most, stopping)
+        try:
+            await original(self)
+        finally:
+            stopping -= 1
+            stopped += 1
+
+    monkeypatch.setattr(Station, "stop", counted_stop)
+    data_dir = short_dir()
+    try:
+        options = FleetOptions(count=10, csms_url=open_csms.url, scenario="idle", duration_s=4, ramp_s=1)
+        out = io.StringIO()
+        report = await Fleet(options, out).run(data_dir)
+        assert ok(report), out.getvalue()
+        assert (stopped, most) == (10, 3)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
