@@ -61,6 +61,8 @@ _CHUNK = 65536
 #: RSS peaked there, above its steady figure (300 idle stations: 143 MB steady, 156 MB while stopping; 25 at a
 #: time: no peak above steady, the stop 0.3 s longer).
 STOPPING_AT_ONCE = 25
+#: How long a scripted driver waits for the station to take the card before charging anyway.
+CARD_VERDICT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,12 @@ class Fleet:
         try:
             await trio.sleep(0.2)
             await hw.tap(o.token.replace("{n}", str(member.index + 1)), 1)
+            # A driver waits for the display's verdict before going on. Without this, a station far behind (a
+            # thousand on two cores) handled the card only after the scripted unplug, as if presented before
+            # plugging in: a transaction for nobody that only EVConnectionTimeOut ends, after the drain.
+            runner = member.station.runners[1]
+            with trio.move_on_after(CARD_VERDICT_S):
+                await runner.changed.wait_until(lambda _: runner.state.authorization is not None)
             await trio.sleep(0.5)
             await hw.charge(1, rng.choice([7400.0, 11000.0, 22000.0]))
             await self._pause(rng.uniform(*o.charge_s))
