@@ -67,7 +67,8 @@ def test_journal_from_newer_firmware_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"journal error: {tmp_path / 'data' / 'journal.db'}: the journal has schema version 999 but this firmware "
-        f"knows only {migration_files()[-1][0]}: it was written by newer firmware; refusing to touch it"
+        f"knows only {migration_files()[-1][0]}: it was written by newer firmware, which stored no way back from "
+        "0999_future.sql; refusing to touch it"
     ]
 
 

@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from appliance.timetext import now_text
@@ -37,6 +38,10 @@ PYTHON_CACHED_STATEMENTS = 128
 #: `appliance-journal` refuse an SQLite file that carries another program's id instead of writing into it.
 APPLICATION_ID = 0x4F43504A
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_DOWNGRADE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.down\.sql$")
+#: The first migration that must ship its downgrade: the firmware that introduced `schema_downgrades` knows
+#: every migration before it, so only later ones can ever be met by firmware that does not know them.
+FIRST_REVERSIBLE = 12
 
 
 class JournalError(Exception):
@@ -52,19 +57,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration, in order.
-
-    The SQL files live in the top-level `migrations/` folder of the source tree; an install ships them as
-    the `appliance._migrations` package data, a source checkout reads the folder directly.
-    """
+def _migration_entries() -> list[Traversable]:
+    """The files of the migrations folder: the top-level `migrations/` of the source tree, which an install
+    ships as the `appliance._migrations` package data (a source checkout reads the folder directly)."""
     try:
-        root = importlib.resources.files("appliance._migrations")
-        files = list(root.iterdir())
+        return list(importlib.resources.files("appliance._migrations").iterdir())
     except ModuleNotFoundError:
-        files = list((Path(__file__).resolve().parents[2] / "migrations").iterdir())  # a source checkout
+        return list((Path(__file__).resolve().parents[2] / "migrations").iterdir())  # a source checkout
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration, in order."""
     found = []
-    for entry in files:
+    for entry in _migration_entries():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -74,6 +79,20 @@ def migration_files() -> list[tuple[int, str, str]]:
     # twice is still a packaging error.
     if len(set(versions)) != len(versions) or any(v < 1 for v in versions):
         raise JournalError(f"migrations are not numbered uniquely from 1: {versions}")
+    return found
+
+
+def downgrade_files() -> dict[int, str]:
+    """Version → the SQL that undoes that migration (`NNNN_name.down.sql` beside `NNNN_name.sql`).
+
+    Every migration from `FIRST_REVERSIBLE` on has one (a test holds us to it). `migrate` stores it in the
+    journal with the migration, for the older firmware a failed trial boot rolls back to (see `migrate`).
+    """
+    found: dict[int, str] = {}
+    for entry in _migration_entries():
+        match = _DOWNGRADE_NAME.match(entry.name)
+        if match:
+            found[int(match.group(1))] = entry.read_text(encoding="utf-8")
     return found
 
 
@@ -213,23 +232,33 @@ def _problem(path: Path, exc: sqlite3.DatabaseError) -> str:
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply every migration newer than the database, each in its own transaction; return their names.
+    """Bring the journal to this firmware's schema: undo what newer firmware added, then apply what is missing.
 
-    A migration and the row recording it commit together, so a power cut leaves either both or neither and a
-    migration is never applied twice.
+    Each step is its own transaction with the rows that record it, so a power cut leaves it done or not done,
+    never half, and the next start goes on from there; a migration is never applied twice.
+
+    Why downgrades: a firmware update boots the new version on trial, and the new version migrates the journal
+    it keeps writing to. If the trial fails, the launcher starts the previous version again, which would meet a
+    journal "from newer firmware" and refuse to start: a station that can no longer charge after a failed
+    update. So every migration brings its reverse (`downgrade_files`), and applying it stores that SQL in
+    `schema_downgrades` in the same transaction. The older firmware cannot know the newer one's schema, but it
+    finds in the journal itself how to undo each step it does not know: it runs them newest first, then
+    carries on as usual. Only a version newer firmware left without a stored way back is refused (exit 2), and
+    then nothing is touched. The stored SQL is only ever run from the station's own private journal (0600 in a
+    0700 directory): whoever could write it could change the journal anyway.
     """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_downgrades ("
+        " version INTEGER PRIMARY KEY, step INTEGER NOT NULL UNIQUE, sql TEXT NOT NULL)"
+    )
     files = migration_files()
-    unknown = done - {version for version, _, _ in files}
-    if unknown:
-        raise JournalError(
-            f"the journal has schema version {max(unknown)} but this firmware knows only "
-            f"{max((v for v, _, _ in files), default=0)}: it was written by newer firmware; refusing to touch it"
-        )
+    _undo_newer(conn, {version for version, _, _ in files})
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    downs = downgrade_files()
     applied = []
     for version, name, sql in (f for f in files if f[0] not in done):
         with transaction(conn):
@@ -239,9 +268,56 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, now_text()),
             )
+            if version in downs:
+                conn.execute(
+                    "INSERT OR REPLACE INTO schema_downgrades (version, step, sql)"
+                    " VALUES (?, (SELECT coalesce(max(step), 0) + 1 FROM schema_downgrades), ?)",
+                    (version, downs[version]),
+                )
         log.info("journal migration applied: %s", name)
         applied.append(name)
     return applied
+
+
+def _undo_newer(conn: sqlite3.Connection, known: set[int]) -> None:
+    """Undo, newest step first, every migration this firmware does not know, by the SQL its firmware stored.
+
+    All or nothing up front: if one of them has no stored downgrade the journal is refused before any is run,
+    so a refused journal is exactly what the newer firmware left.
+    """
+    newer = {
+        version: name
+        for version, name in conn.execute("SELECT version, name FROM schema_migrations")
+        if version not in known
+    }
+    if not newer:
+        return
+    stored = dict(conn.execute("SELECT version, step FROM schema_downgrades"))
+    missing = sorted(set(newer) - set(stored))
+    if missing:
+        raise JournalError(
+            f"the journal has schema version {max(newer)} but this firmware knows only "
+            f"{max(known, default=0)}: it was written by newer firmware, which stored no way back from "
+            f"{', '.join(newer[v] for v in missing)}; refusing to touch it"
+        )
+    for version in sorted(newer, key=stored.__getitem__, reverse=True):
+        (sql,) = conn.execute("SELECT sql FROM schema_downgrades WHERE version = ?", (version,)).fetchone()
+        try:
+            with transaction(conn):
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+                conn.execute("DELETE FROM schema_downgrades WHERE version = ?", (version,))
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"undoing {newer[version]} (written by newer firmware) with the downgrade it stored failed: {exc}; "
+                "the journal is left as that firmware wrote it, less the steps already undone"
+            ) from exc
+        log.warning(
+            "journal: %s undone with the downgrade newer firmware stored (this firmware is older than the "
+            "journal: a firmware rollback)",
+            newer[version],
+        )
 
 
 def _statements(sql: str) -> Iterator[str]:

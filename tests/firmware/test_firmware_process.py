@@ -124,6 +124,54 @@ async def test_new_version_that_crashes_is_rolled_back(csms: LoopbackCsms, data_
     await _journal_intact(config_path)
 
 
+#: What the new version of the rollback test does before it fails: it migrates the station's journal, as every
+#: new release with a migration does at its first start, storing that migration's downgrade with it.
+NEWER_FIRMWARE = """
+import sys
+from pathlib import Path
+from appliance.storage import db
+ours = db.migration_files()
+db.migration_files = lambda: [*ours, (99, "0099_newer_firmware.sql",
+    "CREATE TABLE newer_things (a);\\nALTER TABLE outbox ADD COLUMN newer_flag INTEGER NOT NULL DEFAULT 0;\\n")]
+db.downgrade_files = lambda: {99: "ALTER TABLE outbox DROP COLUMN newer_flag;\\nDROP TABLE newer_things;\\n"}
+db.open_station_db(Path(sys.argv[1])).close()
+"""
+
+
+async def test_a_rolled_back_version_that_migrated_the_journal_leaves_it_usable(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab
+) -> None:
+    """The new version migrates the journal, then fails its trial boots; the previous version, which does not
+    know that migration, undoes it with the downgrade the new one stored, boots and reports InstallationFailed
+    (it used to exit 2 on "a journal written by newer firmware", on every start after the rollback)."""
+    script = data_dir / "newer_firmware.py"
+    script.write_text(NEWER_FIRMWARE)
+    entry = f"#!/bin/sh\n{sys.executable} {script} {data_dir} || exit 4\necho 'new firmware: fails' >&2\nexit 3\n"
+    image = lab.image("6.6.7", entry_script=entry)
+    config_path = write_config(data_dir, csms.url, extra=lab.config_extra(trial_boots=2))
+    proc = _start(config_path)
+    try:
+        await _boot_after(csms, 0)
+        mark = csms.mark()
+        await call(csms, "UpdateFirmware", lab.request(lab.publish("fw.img", image), image))
+        await wait_fw_status(csms, mark, "InstallRebooting")
+        reboot_mark = csms.mark()
+        exits = []
+        for _ in range(2):
+            assert proc.proc is not None
+            exits.append(await trio.to_thread.run_sync(proc.proc.wait, 20))
+            proc = _start(config_path)
+        assert exits == [3, 3]
+        boot = await _boot_after(csms, reboot_mark)
+        assert boot["chargingStation"]["firmwareVersion"] == "1.0.0"
+        await wait_fw_status(csms, mark, "InstallationFailed", timeout=START_TIMEOUT)
+        assert fw_statuses(csms, mark) == [*SUCCESS[:-1], "InstallationFailed"]
+        assert "0099_newer_firmware.sql undone with the downgrade newer firmware stored" in proc.log()
+    finally:
+        _kill(proc)
+    await _journal_intact(config_path)
+
+
 @pytest.mark.parametrize("stage", ["downloading", "downloaded", "installing", "rebooting"])
 async def test_sigkill_in_every_stage(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, stage: str) -> None:
     image = lab.image()

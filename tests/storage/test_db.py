@@ -35,8 +35,133 @@ def test_newer_database_refused(tmp_path: Path) -> None:
     conn = open_station_db(tmp_path)
     conn.execute("INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 'x')")
     conn.close()
-    with pytest.raises(JournalError, match="newer firmware"):
+    with pytest.raises(JournalError, match=r"newer firmware, which stored no way back from 0999_future\.sql"):
         open_station_db(tmp_path)
+
+
+#: Two migrations of a firmware newer than this one; the second changes the table the first creates and one of
+#: ours, so their downgrades only work newest first.
+NEWER = [
+    (98, "0098_future_table.sql", "CREATE TABLE future_things (id INTEGER PRIMARY KEY, note TEXT);\n"),
+    (
+        99,
+        "0099_future_columns.sql",
+        "ALTER TABLE future_things ADD COLUMN extra TEXT;\n"
+        "ALTER TABLE outbox ADD COLUMN future_flag INTEGER NOT NULL DEFAULT 0;\n",
+    ),
+]
+NEWER_DOWNS = {
+    98: "DROP TABLE future_things;\n",
+    99: "ALTER TABLE outbox DROP COLUMN future_flag;\nALTER TABLE future_things DROP COLUMN extra;\n",
+}
+
+
+def schema(conn: sqlite3.Connection) -> list[str]:
+    return sorted(row[0] for row in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
+
+
+def as_firmware(monkeypatch: pytest.MonkeyPatch, files: list[tuple[int, str, str]], downs: dict[int, str]) -> None:
+    """Make this process the firmware that ships `files` and `downs`."""
+    from appliance.storage import db
+
+    monkeypatch.setattr(db, "migration_files", lambda: files)
+    monkeypatch.setattr(db, "downgrade_files", lambda: downs)
+
+
+def test_a_journal_newer_firmware_migrated_is_undone_by_what_it_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failed-trial-boot rollback: the newer firmware migrated the journal and wrote to it; this firmware
+    undoes its two steps newest first, keeps every message, and the newer one can migrate again later."""
+    from appliance.storage import db
+
+    ours, our_downs = db.migration_files(), db.downgrade_files()
+    reference = open_station_db(tmp_path / "fresh")
+    expected = schema(reference)
+    reference.close()
+    as_firmware(monkeypatch, [*ours, *NEWER], {**our_downs, **NEWER_DOWNS})
+    newer = build_journal(tmp_path / "data")  # the newer firmware wrote transactions into its schema
+    newer.execute("INSERT INTO future_things (note, extra) VALUES ('x', 'y')")
+    queued = [(q.message_id, q.seq_no) for q in JournalStore(newer).pending_page(0, 100)]
+    assert queued and "future_flag" in {r[1] for r in newer.execute("PRAGMA table_info(outbox)")}
+    newer.close()
+
+    as_firmware(monkeypatch, ours, our_downs)
+    with caplog.at_level("WARNING", logger="appliance.storage"):
+        conn = open_station_db(tmp_path / "data")
+    assert schema(conn) == expected
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [
+        v for v, _, _ in ours
+    ]
+    assert conn.execute("SELECT count(*) FROM schema_downgrades WHERE version > 97").fetchone()[0] == 0
+    assert [(q.message_id, q.seq_no) for q in JournalStore(conn).pending_page(0, 100)] == queued
+    conn.close()
+    undone = [r.getMessage().split(" undone")[0] for r in caplog.records if "undone with the downgrade" in r.message]
+    assert undone == ["journal: 0099_future_columns.sql", "journal: 0098_future_table.sql"]
+    assert problems(tmp_path / "data") == []
+
+    as_firmware(monkeypatch, [*ours, *NEWER], {**our_downs, **NEWER_DOWNS})  # the next update tries again
+    assert open_station_db(tmp_path / "data").execute("SELECT count(*) FROM future_things").fetchone()[0] == 0
+
+
+def test_a_journal_with_a_newer_step_it_cannot_undo_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.storage import db
+
+    ours = db.migration_files()
+    as_firmware(monkeypatch, [*ours, *NEWER], {98: NEWER_DOWNS[98]})  # 0099 came without its downgrade
+    open_station_db(tmp_path).close()
+    as_firmware(monkeypatch, ours, {})
+    with pytest.raises(JournalError, match=r"stored no way back from 0099_future_columns\.sql; refusing"):
+        open_station_db(tmp_path)
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    assert {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} >= {98, 99}  # nothing undone
+    assert "future_flag" in {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+    conn.close()
+
+
+def test_a_failing_downgrade_is_named_and_the_steps_before_it_stay_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.storage import db
+
+    ours = db.migration_files()
+    as_firmware(monkeypatch, [*ours, *NEWER], {99: NEWER_DOWNS[99], 98: "DROP TABLE no_such_table;\n"})
+    open_station_db(tmp_path).close()
+    as_firmware(monkeypatch, ours, {})
+    with pytest.raises(JournalError, match=r"undoing 0098_future_table\.sql .* failed: no such table: no_such_table"):
+        open_station_db(tmp_path)
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    assert {r[0] for r in conn.execute("SELECT version FROM schema_migrations WHERE version > 97")} == {98}
+    assert "future_flag" not in {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}  # 0099 undone, kept
+    assert conn.execute("SELECT count(*) FROM future_things").fetchone()[0] == 0  # 0098's failed step rolled back
+    conn.close()
+
+
+def test_every_migration_from_first_reversible_ships_a_downgrade_that_undoes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule that makes a rollback possible, checked on the real files: each migration from FIRST_REVERSIBLE
+    on has its `.down.sql`, no downgrade is without its migration, and up then down gives back the schema."""
+    from appliance.storage import db
+
+    ours, downs = db.migration_files(), db.downgrade_files()
+    versions = [v for v, _, _ in ours]
+    assert [v for v in versions if v >= db.FIRST_REVERSIBLE and v not in downs] == []
+    assert set(downs) <= set(versions)
+    for version in sorted(downs):
+        before = [m for m in ours if m[0] < version]
+        as_firmware(monkeypatch, before, downs)
+        conn = open_station_db(tmp_path / str(version))
+        expected = schema(conn)
+        conn.close()
+        as_firmware(monkeypatch, [m for m in ours if m[0] <= version], downs)
+        open_station_db(tmp_path / str(version)).close()
+        as_firmware(monkeypatch, before, downs)
+        conn = open_station_db(tmp_path / str(version))
+        assert schema(conn) == expected, version
+        conn.close()
 
 
 def test_not_a_database(tmp_path: Path) -> None:
