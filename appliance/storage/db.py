@@ -88,10 +88,13 @@ def downgrade_files() -> dict[int, str]:
     Every migration from `FIRST_REVERSIBLE` on has one (a test holds us to it). `migrate` stores it in the
     journal with the migration, for the older firmware a failed trial boot rolls back to (see `migrate`).
     """
+    names = {name for _, name, _ in migration_files()}
     found: dict[int, str] = {}
     for entry in _migration_entries():
         match = _DOWNGRADE_NAME.match(entry.name)
         if match:
+            if entry.name.replace(".down.sql", ".sql") not in names:
+                raise JournalError(f"downgrade {entry.name} has no migration of its name: a packaging error")
             found[int(match.group(1))] = entry.read_text(encoding="utf-8")
     return found
 
@@ -242,15 +245,17 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     journal "from newer firmware" and refuse to start: a station that can no longer charge after a failed
     update. So every migration brings its reverse (`downgrade_files`), and applying it stores that SQL in
     `schema_downgrades` in the same transaction. The older firmware cannot know the newer one's schema, but it
-    finds in the journal itself how to undo each step it does not know: it runs them newest first, then
-    carries on as usual. Only a version newer firmware left without a stored way back is refused (exit 2), and
-    then nothing is touched. The stored SQL is only ever run from the station's own private journal (0600 in a
-    0700 directory): whoever could write it could change the journal anyway.
+    finds in the journal itself how to undo each step it does not know: it runs them in the reverse order of
+    their application, then carries on as usual. Only a version newer firmware left without a stored way back
+    is refused (exit 2), and then nothing is touched. The stored SQL comes from the station's own private
+    journal (0600 in a 0700 directory) and is held to its step by an authorizer (`_undo_newer`): whoever could
+    write it could change the journal's tables anyway, but not, through it, more than them.
     """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
+    # Every later firmware reads this table as it is here: its columns must never change.
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_downgrades ("
         " version INTEGER PRIMARY KEY, step INTEGER NOT NULL UNIQUE, sql TEXT NOT NULL)"
@@ -270,7 +275,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             )
             if version in downs:
                 conn.execute(
-                    "INSERT OR REPLACE INTO schema_downgrades (version, step, sql)"
+                    "INSERT INTO schema_downgrades (version, step, sql)"
                     " VALUES (?, (SELECT coalesce(max(step), 0) + 1 FROM schema_downgrades), ?)",
                     (version, downs[version]),
                 )
@@ -283,7 +288,9 @@ def _undo_newer(conn: sqlite3.Connection, known: set[int]) -> None:
     """Undo, newest step first, every migration this firmware does not know, by the SQL its firmware stored.
 
     All or nothing up front: if one of them has no stored downgrade the journal is refused before any is run,
-    so a refused journal is exactly what the newer firmware left.
+    so a refused journal is exactly what the newer firmware left. The stored SQL runs under an authorizer that
+    allows what a downgrade is for (changing and filling our tables) and refuses what would escape its step:
+    ending or nesting transactions, attaching another file, pragmas (the connection's durability), extensions.
     """
     newer = {
         version: name
@@ -292,7 +299,9 @@ def _undo_newer(conn: sqlite3.Connection, known: set[int]) -> None:
     }
     if not newer:
         return
-    stored = dict(conn.execute("SELECT version, step FROM schema_downgrades"))
+    stored = {
+        version: (step, sql) for version, step, sql in conn.execute("SELECT version, step, sql FROM schema_downgrades")
+    }
     missing = sorted(set(newer) - set(stored))
     if missing:
         raise JournalError(
@@ -300,12 +309,15 @@ def _undo_newer(conn: sqlite3.Connection, known: set[int]) -> None:
             f"{max(known, default=0)}: it was written by newer firmware, which stored no way back from "
             f"{', '.join(newer[v] for v in missing)}; refusing to touch it"
         )
-    for version in sorted(newer, key=stored.__getitem__, reverse=True):
-        (sql,) = conn.execute("SELECT sql FROM schema_downgrades WHERE version = ?", (version,)).fetchone()
+    for version in sorted(newer, key=lambda v: stored[v][0], reverse=True):
         try:
             with transaction(conn):
-                for statement in _statements(sql):
-                    conn.execute(statement)
+                conn.set_authorizer(_downgrade_authorizer)
+                try:
+                    for statement in _statements(stored[version][1]):
+                        conn.execute(statement)
+                finally:
+                    conn.set_authorizer(None)
                 conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
                 conn.execute("DELETE FROM schema_downgrades WHERE version = ?", (version,))
         except sqlite3.Error as exc:
@@ -318,6 +330,24 @@ def _undo_newer(conn: sqlite3.Connection, known: set[int]) -> None:
             "journal: a firmware rollback)",
             newer[version],
         )
+
+
+#: What stored downgrade SQL may not do (see `_undo_newer`).
+_REFUSED_IN_DOWNGRADES = frozenset(
+    {
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+        sqlite3.SQLITE_ATTACH,
+        sqlite3.SQLITE_DETACH,
+        sqlite3.SQLITE_PRAGMA,
+    }
+)
+
+
+def _downgrade_authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
+    if action in _REFUSED_IN_DOWNGRADES or (action == sqlite3.SQLITE_FUNCTION and arg2 == "load_extension"):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _statements(sql: str) -> Iterator[str]:

@@ -107,13 +107,14 @@ def test_a_journal_newer_firmware_migrated_is_undone_by_what_it_stored(
 def test_a_journal_with_a_newer_step_it_cannot_undo_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """0098 came without its downgrade: 0099, newer and undoable, must not be undone either."""
     from appliance.storage import db
 
     ours = db.migration_files()
-    as_firmware(monkeypatch, [*ours, *NEWER], {98: NEWER_DOWNS[98]})  # 0099 came without its downgrade
+    as_firmware(monkeypatch, [*ours, *NEWER], {99: NEWER_DOWNS[99]})
     open_station_db(tmp_path).close()
     as_firmware(monkeypatch, ours, {})
-    with pytest.raises(JournalError, match=r"stored no way back from 0099_future_columns\.sql; refusing"):
+    with pytest.raises(JournalError, match=r"stored no way back from 0098_future_table\.sql; refusing"):
         open_station_db(tmp_path)
     conn = sqlite3.connect(tmp_path / "journal.db")
     assert {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} >= {98, 99}  # nothing undone
@@ -121,13 +122,14 @@ def test_a_journal_with_a_newer_step_it_cannot_undo_is_refused_untouched(
     conn.close()
 
 
-def test_a_failing_downgrade_is_named_and_the_steps_before_it_stay_undone(
+def test_a_failing_downgrade_is_named_and_undone_whole_and_the_steps_before_it_stay_undone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from appliance.storage import db
 
     ours = db.migration_files()
-    as_firmware(monkeypatch, [*ours, *NEWER], {99: NEWER_DOWNS[99], 98: "DROP TABLE no_such_table;\n"})
+    broken = "DROP TABLE future_things;\nDROP TABLE no_such_table;\n"  # its first statement must not stay done
+    as_firmware(monkeypatch, [*ours, *NEWER], {99: NEWER_DOWNS[99], 98: broken})
     open_station_db(tmp_path).close()
     as_firmware(monkeypatch, ours, {})
     with pytest.raises(JournalError, match=r"undoing 0098_future_table\.sql .* failed: no such table: no_such_table"):
@@ -135,33 +137,104 @@ def test_a_failing_downgrade_is_named_and_the_steps_before_it_stay_undone(
     conn = sqlite3.connect(tmp_path / "journal.db")
     assert {r[0] for r in conn.execute("SELECT version FROM schema_migrations WHERE version > 97")} == {98}
     assert "future_flag" not in {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}  # 0099 undone, kept
-    assert conn.execute("SELECT count(*) FROM future_things").fetchone()[0] == 0  # 0098's failed step rolled back
+    assert conn.execute("SELECT count(*) FROM future_things").fetchone()[0] == 0  # 0098's step rolled back whole
     conn.close()
+
+
+def test_downgrades_run_in_the_reverse_order_the_steps_were_applied_not_by_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Numbers belong to blocks, so a lower one can be applied later (a block built after 0099): 0097 changes
+    0099's table, so undoing by number would drop the table before 0097's downgrade needs it."""
+    from appliance.storage import db
+
+    ours = db.migration_files()
+    later = (97, "0097_later_block.sql", "ALTER TABLE future_things ADD COLUMN later TEXT;\n")
+    downs = {**NEWER_DOWNS, 97: "ALTER TABLE future_things DROP COLUMN later;\n"}
+    as_firmware(monkeypatch, [*ours, *NEWER], downs)
+    open_station_db(tmp_path).close()
+    as_firmware(monkeypatch, [*ours, later, *NEWER], downs)
+    open_station_db(tmp_path).close()  # 0097 applied last
+    as_firmware(monkeypatch, ours, {})
+    open_station_db(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "journal.db")
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'future_things'").fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "COMMIT;\n",
+        "SAVEPOINT s;\n",
+        "ATTACH DATABASE '{outside}' AS other;\n",
+        "PRAGMA synchronous=OFF;\n",
+        "SELECT load_extension('/nonexistent');\n",
+    ],
+)
+def test_a_stored_downgrade_cannot_leave_its_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, escape: str) -> None:
+    """Stored SQL changes our tables only: ending its transaction, another file, the connection's durability
+    or an extension are refused, and the step stays whole (its first statement is rolled back too)."""
+    from appliance.storage import db
+
+    ours = db.migration_files()
+    outside = tmp_path / "outside.db"
+    down = NEWER_DOWNS[99].split("\n")[0] + "\n" + escape.format(outside=outside) + NEWER_DOWNS[99].split("\n")[1]
+    as_firmware(monkeypatch, [*ours, *NEWER], {98: NEWER_DOWNS[98], 99: down})
+    open_station_db(tmp_path / "data").close()
+    as_firmware(monkeypatch, ours, {})
+    with pytest.raises(JournalError, match=r"undoing 0099_future_columns\.sql .* failed: not authorized"):
+        open_station_db(tmp_path / "data")
+    conn = sqlite3.connect(tmp_path / "data" / "journal.db")
+    assert "future_flag" in {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+    conn.close()
+    assert not outside.exists()
+
+
+def assert_reversible(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, files: list[tuple[int, str, str]], downs: dict[int, str]
+) -> None:
+    """For every migration with a downgrade: up then down gives back the schema before it."""
+    for version in sorted(downs):
+        before = [m for m in files if m[0] < version]
+        as_firmware(monkeypatch, before, downs)
+        conn = open_station_db(directory / str(version))
+        expected = schema(conn)
+        conn.close()
+        as_firmware(monkeypatch, [m for m in files if m[0] <= version], downs)
+        open_station_db(directory / str(version)).close()
+        as_firmware(monkeypatch, before, downs)
+        conn = open_station_db(directory / str(version))
+        assert schema(conn) == expected, version
+        conn.close()
 
 
 def test_every_migration_from_first_reversible_ships_a_downgrade_that_undoes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rule that makes a rollback possible, checked on the real files: each migration from FIRST_REVERSIBLE
-    on has its `.down.sql`, no downgrade is without its migration, and up then down gives back the schema."""
+    """The rule that makes a rollback possible, on the real files (no migration is at FIRST_REVERSIBLE or
+    later yet, so the check is the helper's on the test migrations until one is): each has its `.down.sql`,
+    and up then down gives back the schema."""
     from appliance.storage import db
 
     ours, downs = db.migration_files(), db.downgrade_files()
-    versions = [v for v, _, _ in ours]
-    assert [v for v in versions if v >= db.FIRST_REVERSIBLE and v not in downs] == []
-    assert set(downs) <= set(versions)
-    for version in sorted(downs):
-        before = [m for m in ours if m[0] < version]
-        as_firmware(monkeypatch, before, downs)
-        conn = open_station_db(tmp_path / str(version))
-        expected = schema(conn)
-        conn.close()
-        as_firmware(monkeypatch, [m for m in ours if m[0] <= version], downs)
-        open_station_db(tmp_path / str(version)).close()
-        as_firmware(monkeypatch, before, downs)
-        conn = open_station_db(tmp_path / str(version))
-        assert schema(conn) == expected, version
-        conn.close()
+    assert [v for v, _, _ in ours if v >= db.FIRST_REVERSIBLE and v not in downs] == []
+    assert_reversible(monkeypatch, tmp_path / "ours", ours, downs)
+    assert_reversible(monkeypatch, tmp_path / "newer", [*ours, *NEWER], {**downs, **NEWER_DOWNS})
+    with pytest.raises(AssertionError):  # the helper notices a downgrade that does not undo its migration
+        assert_reversible(monkeypatch, tmp_path / "wrong", [*ours, *NEWER], {99: "DROP TABLE future_things;\n"})
+
+
+def test_a_downgrade_file_without_its_migration_is_a_packaging_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.storage import db
+
+    entries = db._migration_entries()
+    monkeypatch.setattr(db, "_migration_entries", lambda: [*entries, tmp_path / "0003_misnamed.down.sql"])
+    (tmp_path / "0003_misnamed.down.sql").write_text("SELECT 1;\n")
+    with pytest.raises(JournalError, match=r"downgrade 0003_misnamed\.down\.sql has no migration of its name"):
+        db.downgrade_files()
 
 
 def test_not_a_database(tmp_path: Path) -> None:
