@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +83,8 @@ class Rows:
 
 
 class ApswConnection:
-    """Just enough of `sqlite3.Connection` (autocommit mode) for JournalStore, `db.migrate` and `verify`.
+    """Just enough of `sqlite3.Connection` (autocommit mode) for JournalStore, `db.migrate` (also undoing newer
+    firmware's migrations) and `verify`.
 
     Statements run to completion at once (rows are fetched eagerly), so no half-stepped statement can keep a
     write open across a COMMIT — the same as sqlite3, which resets statements on the next execute.
@@ -111,6 +112,10 @@ class ApswConnection:
         rows = list(cursor.execute(sql, params))
         writes = readonly and not readonly[-1]
         return Rows(rows, self.raw.changes() if writes else -1, (description[-1] or None) if description else None)
+
+    def set_authorizer(self, authorizer: Callable[..., int] | None) -> None:
+        """sqlite3's name for it; apsw passes the same five arguments and takes the same result codes."""
+        self.raw.authorizer = authorizer
 
     def close(self) -> None:
         self.raw.close()
