@@ -5,10 +5,12 @@ crashes at start is rolled back by the launcher and reported InstallationFailed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -95,10 +97,14 @@ async def test_slot_program_is_launched_and_reports_its_version(
     await _journal_intact(config_path)
 
 
-async def test_new_version_that_crashes_is_rolled_back(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
-    """The new version exits at once; the service manager (this test) restarts it; after `trial_boots` starts
-    without an accepted boot the launcher restores the previous firmware, which reports InstallationFailed."""
-    image = lab.image("6.6.6", entry_script="#!/bin/sh\necho 'new firmware: cannot start' >&2\nexit 3\n")
+@contextlib.asynccontextmanager
+async def _rolled_back(
+    csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab, version: str, entry_script: str
+) -> AsyncIterator[StationProcess]:
+    """Install a new version that exits 3 at every start; the service manager (this test) restarts it; after
+    `trial_boots` (2) starts without an accepted boot the launcher restores the previous firmware, which must boot
+    and report InstallationFailed. Yields the old version's process; its journal is checked afterwards."""
+    image = lab.image(version, entry_script=entry_script)
     config_path = write_config(data_dir, csms.url, extra=lab.config_extra(trial_boots=2))
     proc = _start(config_path)
     try:
@@ -117,11 +123,17 @@ async def test_new_version_that_crashes_is_rolled_back(csms: LoopbackCsms, data_
         assert boot["chargingStation"]["firmwareVersion"] == "1.0.0"  # the old version runs
         await wait_fw_status(csms, mark, "InstallationFailed", timeout=START_TIMEOUT)
         assert fw_statuses(csms, mark) == [*SUCCESS[:-1], "InstallationFailed"]
-        assert slots.running_version(data_dir) is None
-        assert "firmware rollback" in proc.log()
+        yield proc
     finally:
         _kill(proc)
     await _journal_intact(config_path)
+
+
+async def test_new_version_that_crashes_is_rolled_back(csms: LoopbackCsms, data_dir: Path, lab: FirmwareLab) -> None:
+    entry = "#!/bin/sh\necho 'new firmware: cannot start' >&2\nexit 3\n"
+    async with _rolled_back(csms, data_dir, lab, "6.6.6", entry) as proc:
+        assert slots.running_version(data_dir) is None
+        assert "firmware rollback" in proc.log()
 
 
 #: What the new version of the rollback test does before it fails: it migrates the station's journal, as every
@@ -147,29 +159,8 @@ async def test_a_rolled_back_version_that_migrated_the_journal_leaves_it_usable(
     script = data_dir / "newer_firmware.py"
     script.write_text(NEWER_FIRMWARE)
     entry = f"#!/bin/sh\n{sys.executable} {script} {data_dir} || exit 4\necho 'new firmware: fails' >&2\nexit 3\n"
-    image = lab.image("6.6.7", entry_script=entry)
-    config_path = write_config(data_dir, csms.url, extra=lab.config_extra(trial_boots=2))
-    proc = _start(config_path)
-    try:
-        await _boot_after(csms, 0)
-        mark = csms.mark()
-        await call(csms, "UpdateFirmware", lab.request(lab.publish("fw.img", image), image))
-        await wait_fw_status(csms, mark, "InstallRebooting")
-        reboot_mark = csms.mark()
-        exits = []
-        for _ in range(2):
-            assert proc.proc is not None
-            exits.append(await trio.to_thread.run_sync(proc.proc.wait, 20))
-            proc = _start(config_path)
-        assert exits == [3, 3]
-        boot = await _boot_after(csms, reboot_mark)
-        assert boot["chargingStation"]["firmwareVersion"] == "1.0.0"
-        await wait_fw_status(csms, mark, "InstallationFailed", timeout=START_TIMEOUT)
-        assert fw_statuses(csms, mark) == [*SUCCESS[:-1], "InstallationFailed"]
+    async with _rolled_back(csms, data_dir, lab, "6.6.7", entry) as proc:
         assert "0099_newer_firmware.sql undone with the downgrade newer firmware stored" in proc.log()
-    finally:
-        _kill(proc)
-    await _journal_intact(config_path)
 
 
 @pytest.mark.parametrize("stage", ["downloading", "downloaded", "installing", "rebooting"])
