@@ -263,9 +263,10 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     files = migration_files()
     _undo_newer(conn, {version for version, _, _ in files})
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    downs = downgrade_files()
+    pending = [f for f in files if f[0] not in done]
+    downs = downgrade_files() if pending else {}  # an ordinary boot reads the folder once, not twice
     applied = []
-    for version, name, sql in (f for f in files if f[0] not in done):
+    for version, name, sql in pending:
         with transaction(conn):
             for statement in _statements(sql):
                 conn.execute(statement)

@@ -22,7 +22,7 @@ from appliance.lab.powercut.lossyvfs import Disk, LossyVFS, write_image
 from appliance.storage import db
 from appliance.storage.db import DB_NAME, open_station_db
 from tests.journal.test_verify import build_journal, problems
-from tests.storage.test_db import NEWER, NEWER_DOWNS, as_firmware, schema
+from tests.storage.test_db import NEWER, NEWER_DOWNS, as_firmware, opened_schema, schema
 
 #: More I/O positions than either change makes (the loop stops at the first cut that lands after the end).
 MAX_CUTS = 400
@@ -75,9 +75,7 @@ def test_a_power_cut_anywhere_in_a_downgrade_leaves_whole_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_fraction: float
 ) -> None:
     ours, our_downs = db.migration_files(), db.downgrade_files()
-    reference = open_station_db(tmp_path / "fresh")
-    expected = schema(reference)
-    reference.close()
+    expected = opened_schema(tmp_path / "fresh")
     as_firmware(monkeypatch, [*ours, *NEWER], {**our_downs, **NEWER_DOWNS})
     newer = build_journal(tmp_path / "newer")  # the newer firmware's journal, with its queue
     queued = [(q.message_id, q.seq_no) for q in JournalStore(newer).pending_page(0, 100)]
@@ -112,9 +110,7 @@ def test_a_power_cut_anywhere_in_a_migration_never_leaves_it_without_its_downgra
     ours, our_downs = db.migration_files(), db.downgrade_files()
     build_journal(tmp_path / "ours").close()
     as_firmware(monkeypatch, [*ours, *NEWER], {**our_downs, **NEWER_DOWNS})
-    reference = open_station_db(tmp_path / "fresh")
-    expected = schema(reference)
-    reference.close()
+    expected = opened_schema(tmp_path / "fresh")
 
     seen = set()
     for cut in range(MAX_CUTS):

@@ -60,6 +60,15 @@ def schema(conn: sqlite3.Connection) -> list[str]:
     return sorted(row[0] for row in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
 
 
+def opened_schema(directory: Path) -> list[str]:
+    """The schema of the journal in `directory` once the firmware this process is now has opened it."""
+    conn = open_station_db(directory)
+    try:
+        return schema(conn)
+    finally:
+        conn.close()
+
+
 def as_firmware(monkeypatch: pytest.MonkeyPatch, files: list[tuple[int, str, str]], downs: dict[int, str]) -> None:
     """Make this process the firmware that ships `files` and `downs`."""
     from appliance.storage import db
@@ -76,9 +85,7 @@ def test_a_journal_newer_firmware_migrated_is_undone_by_what_it_stored(
     from appliance.storage import db
 
     ours, our_downs = db.migration_files(), db.downgrade_files()
-    reference = open_station_db(tmp_path / "fresh")
-    expected = schema(reference)
-    reference.close()
+    expected = opened_schema(tmp_path / "fresh")
     as_firmware(monkeypatch, [*ours, *NEWER], {**our_downs, **NEWER_DOWNS})
     newer = build_journal(tmp_path / "data")  # the newer firmware wrote transactions into its schema
     newer.execute("INSERT INTO future_things (note, extra) VALUES ('x', 'y')")
@@ -198,15 +205,11 @@ def assert_reversible(
     for version in sorted(downs):
         before = [m for m in files if m[0] < version]
         as_firmware(monkeypatch, before, downs)
-        conn = open_station_db(directory / str(version))
-        expected = schema(conn)
-        conn.close()
+        expected = opened_schema(directory / str(version))
         as_firmware(monkeypatch, [m for m in files if m[0] <= version], downs)
         open_station_db(directory / str(version)).close()
         as_firmware(monkeypatch, before, downs)
-        conn = open_station_db(directory / str(version))
-        assert schema(conn) == expected, version
-        conn.close()
+        assert opened_schema(directory / str(version)) == expected, version  # the same journal, downgraded
 
 
 def test_every_migration_from_first_reversible_ships_a_downgrade_that_undoes_it(
